@@ -1,0 +1,191 @@
+/**
+ * One error hierarchy. Every error has a stable `code` (for programs), the context it knows
+ * (bucket, key, uploadId, part number), and a message that ends with what to do next.
+ */
+export type ErrorCode =
+  | 'INVALID_OPTIONS'
+  | 'FILE_TOO_LARGE'
+  | 'SOURCE_UNREADABLE'
+  | 'SOURCE_CHANGED'
+  | 'UPLOAD_GONE'
+  | 'UPLOAD_LOCKED'
+  | 'JOURNAL_CORRUPT'
+  | 'JOURNAL_MISMATCH'
+  | 'PAUSED'
+  | 'PART_FAILED'
+  | 'S3_REQUEST_FAILED'
+  | 'REMOTE_PARTS_INCONSISTENT'
+  | 'COMPLETE_FAILED'
+  | 'OBJECT_VERIFICATION_FAILED';
+
+export interface ErrorContext {
+  bucket?: string;
+  key?: string;
+  uploadId?: string;
+  partNumber?: number;
+  journalPath?: string;
+}
+
+export class PartwiseError extends Error {
+  readonly code: ErrorCode;
+  readonly context: ErrorContext;
+  /** true when running the same upload again is expected to continue where this one stopped */
+  readonly resumable: boolean;
+
+  constructor(code: ErrorCode, message: string, opts: { context?: ErrorContext; cause?: unknown; resumable?: boolean } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.context = opts.context ?? {};
+    this.resumable = opts.resumable ?? false;
+  }
+}
+
+export class InvalidOptionsError extends PartwiseError {
+  constructor(message: string) {
+    super('INVALID_OPTIONS', message);
+  }
+}
+
+export class FileTooLargeError extends PartwiseError {
+  constructor(size: number, max: number) {
+    super('FILE_TOO_LARGE', `The file is ${size} bytes; S3 multipart uploads hold at most ${max} bytes (10,000 parts of 5 GiB). Split the file before uploading.`);
+  }
+}
+
+export class SourceUnreadableError extends PartwiseError {
+  constructor(path: string, cause: unknown) {
+    super('SOURCE_UNREADABLE', `Cannot read ${path}: ${(cause as Error)?.message ?? String(cause)}. Check the path and its permissions.`, { cause });
+  }
+}
+
+export class SourceChangedError extends PartwiseError {
+  readonly differences: string[];
+  constructor(path: string, differences: string[], context: ErrorContext) {
+    super(
+      'SOURCE_CHANGED',
+      `${path} changed since this upload started (${differences.join(', ')}); the parts on the server may hold the old bytes, so partwise will not mix them into one object. ` +
+        `Start over with the fresh option (CLI: --fresh), which aborts upload ${context.uploadId ?? '?'} and uploads the file as it is now.`,
+      { context },
+    );
+    this.differences = differences;
+  }
+}
+
+export class UploadGoneError extends PartwiseError {
+  constructor(context: ErrorContext, cause?: unknown) {
+    super(
+      'UPLOAD_GONE',
+      `The server no longer knows multipart upload ${context.uploadId ?? '?'} for s3://${context.bucket}/${context.key} (aborted, expired by a lifecycle rule, or completed elsewhere). ` +
+        `Start over with the fresh option (CLI: --fresh); the local journal for it has been removed.`,
+      { context, cause },
+    );
+  }
+}
+
+export class UploadLockedError extends PartwiseError {
+  readonly holder: { pid: number; host: string };
+  constructor(lockPath: string, holder: { pid: number; host: string }, context: ErrorContext) {
+    super(
+      'UPLOAD_LOCKED',
+      `Another partwise process (pid ${holder.pid} on ${holder.host}) is driving this upload. Wait for it to finish or stop it; if it is truly gone, delete ${lockPath}.`,
+      { context },
+    );
+    this.holder = holder;
+  }
+}
+
+export class JournalCorruptError extends PartwiseError {
+  constructor(path: string, reason: string) {
+    super('JOURNAL_CORRUPT', `The journal ${path} cannot be read (${reason}). Move it aside and run again with the fresh option, or abort the upload it names.`, {
+      context: { journalPath: path },
+    });
+  }
+}
+
+export class JournalMismatchError extends PartwiseError {
+  constructor(path: string, reason: string, context: ErrorContext) {
+    super('JOURNAL_MISMATCH', `The journal ${path} belongs to a different upload (${reason}). Run again with the fresh option to start over.`, {
+      context: { ...context, journalPath: path },
+    });
+  }
+}
+
+export class PausedError extends PartwiseError {
+  constructor(context: ErrorContext, cause?: unknown) {
+    super('PAUSED', `Upload ${context.uploadId ?? '?'} was stopped before it finished; the journal records every verified part. Run the same upload again to resume.`, {
+      context,
+      cause,
+      resumable: true,
+    });
+  }
+}
+
+export class PartFailedError extends PartwiseError {
+  constructor(context: ErrorContext, cause: unknown) {
+    super(
+      'PART_FAILED',
+      `Part ${context.partNumber} of upload ${context.uploadId} failed after retries: ${describeCause(cause)}. The journal keeps every finished part; run the same upload again to resume.`,
+      { context, cause, resumable: true },
+    );
+  }
+}
+
+export class RemotePartsInconsistentError extends PartwiseError {
+  constructor(message: string, context: ErrorContext) {
+    super('REMOTE_PARTS_INCONSISTENT', `${message} Start over with the fresh option.`, { context });
+  }
+}
+
+export class CompleteFailedError extends PartwiseError {
+  constructor(context: ErrorContext, cause: unknown, resumable: boolean) {
+    super(
+      'COMPLETE_FAILED',
+      `Completing upload ${context.uploadId} failed: ${describeCause(cause)}. ` +
+        (resumable ? 'All parts are uploaded and journaled; run the same upload again to retry completion.' : 'Start over with the fresh option.'),
+      { context, cause, resumable },
+    );
+  }
+}
+
+export class ObjectVerificationError extends PartwiseError {
+  readonly mismatches: string[];
+  constructor(context: ErrorContext, mismatches: string[]) {
+    super(
+      'OBJECT_VERIFICATION_FAILED',
+      `The object s3://${context.bucket}/${context.key} does not match the local file (${mismatches.join('; ')}). Do not trust it: upload again with the fresh option.`,
+      { context },
+    );
+    this.mismatches = mismatches;
+  }
+}
+
+/**
+ * A failed S3 call, normalized by the adapter so the retry policy and the engine never look at
+ * SDK-specific shapes. Faults injected by tests are instances of this class too.
+ */
+export class S3RequestError extends PartwiseError {
+  readonly operation: string;
+  /** S3 error code (NoSuchUpload, SlowDown, …) or a network code (ECONNRESET, TimeoutError, …) */
+  readonly s3Code: string;
+  readonly httpStatus: number | undefined;
+  readonly requestId: string | undefined;
+
+  constructor(args: { operation: string; s3Code: string; httpStatus?: number; requestId?: string; message?: string; context?: ErrorContext; cause?: unknown }) {
+    super(
+      'S3_REQUEST_FAILED',
+      `${args.operation} failed: ${args.s3Code}${args.httpStatus ? ` (HTTP ${args.httpStatus})` : ''}${args.message ? `: ${args.message}` : ''}`,
+      { context: args.context, cause: args.cause },
+    );
+    this.operation = args.operation;
+    this.s3Code = args.s3Code;
+    this.httpStatus = args.httpStatus;
+    this.requestId = args.requestId;
+  }
+}
+
+function describeCause(cause: unknown): string {
+  if (cause instanceof S3RequestError) return `${cause.s3Code}${cause.httpStatus ? ` (HTTP ${cause.httpStatus})` : ''}`;
+  if (cause instanceof Error) return cause.message;
+  return String(cause);
+}

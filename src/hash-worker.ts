@@ -1,0 +1,61 @@
+/**
+ * Worker thread for the verification phase: hashes byte ranges of the source file, reading them
+ * itself so no part-sized buffer ever crosses threads.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { parentPort } from 'node:worker_threads';
+import { loadHashers, type ChecksumAlgorithm } from './checksums.ts';
+import { digestFileRange } from './hashing.ts';
+
+export interface HashJob {
+  id: number;
+  path: string;
+  offset: number;
+  length: number;
+  alg: ChecksumAlgorithm | undefined;
+}
+
+export type HashReply =
+  | { id: number; type: 'progress'; bytes: number }
+  | { id: number; type: 'done'; md5Hex: string; checksum?: Uint8Array }
+  | { id: number; type: 'error'; message: string };
+
+const port = parentPort;
+if (!port) throw new Error('hash-worker must run as a worker thread');
+
+const handles = new Map<string, FileHandle>();
+const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
+let queue = Promise.resolve();
+
+port.on('message', (job: HashJob | 'close') => {
+  // One job at a time per worker: the shared read buffer and the hash instances are reused.
+  queue = queue.then(async () => {
+    if (job === 'close') {
+      for (const fh of handles.values()) await fh.close();
+      handles.clear();
+      port.close();
+      return;
+    }
+    try {
+      await loadHashers();
+      let fh = handles.get(job.path);
+      if (!fh) {
+        fh = await open(job.path, 'r');
+        handles.set(job.path, fh);
+      }
+      let pending = 0;
+      const d = await digestFileRange(fh, job.offset, job.length, job.alg, buf, (n) => {
+        pending += n;
+        if (pending >= 16 * 1024 * 1024) {
+          port.postMessage({ id: job.id, type: 'progress', bytes: pending } satisfies HashReply);
+          pending = 0;
+        }
+      });
+      if (pending) port.postMessage({ id: job.id, type: 'progress', bytes: pending } satisfies HashReply);
+      const reply: HashReply = d.checksum ? { id: job.id, type: 'done', md5Hex: d.md5Hex, checksum: d.checksum } : { id: job.id, type: 'done', md5Hex: d.md5Hex };
+      port.postMessage(reply);
+    } catch (err) {
+      port.postMessage({ id: job.id, type: 'error', message: (err as Error).message } satisfies HashReply);
+    }
+  });
+});

@@ -1,0 +1,66 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { ChecksumAlgorithm } from './checksums.ts';
+import type { LocalDigest } from './hashing.ts';
+import type { HashJob, HashReply } from './hash-worker.ts';
+import type { PlannedPart } from './planner.ts';
+
+export interface HashPartsOptions {
+  /** worker threads; default: one per core */
+  workers?: number;
+  onBytes?: (bytes: number) => void;
+  onPart?: (partNumber: number) => void;
+  signal?: AbortSignal;
+}
+
+// Under tsx (tests, benchmarks) this module is .ts and so is its worker; once built, both are .js.
+const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './hash-worker.ts' : './hash-worker.js', import.meta.url);
+
+/**
+ * Hashes the given parts of a file on worker threads, one job per part pulled from a shared
+ * queue, so all cores stay busy on uneven part sizes. Used for the resume verification phase,
+ * where every part the server claims has to be re-hashed from the local file.
+ */
+export async function hashPartsInWorkers(path: string, parts: PlannedPart[], alg: ChecksumAlgorithm | undefined, opts: HashPartsOptions = {}): Promise<Map<number, LocalDigest>> {
+  const result = new Map<number, LocalDigest>();
+  if (parts.length === 0) return result;
+  const count = Math.max(1, Math.min(opts.workers ?? availableParallelism(), parts.length));
+  const queue = [...parts];
+  let firstError: Error | undefined;
+
+  const runWorker = () =>
+    new Promise<void>((resolve) => {
+      const worker = new Worker(workerUrl);
+      let current: PlannedPart | undefined;
+      const next = () => {
+        current = firstError || opts.signal?.aborted ? undefined : queue.shift();
+        if (!current) {
+          worker.postMessage('close');
+          return;
+        }
+        worker.postMessage({ id: current.partNumber, path, offset: current.offset, length: current.size, alg } satisfies HashJob);
+      };
+      worker.on('message', (m: HashReply) => {
+        if (m.type === 'progress') opts.onBytes?.(m.bytes);
+        else if (m.type === 'error') {
+          firstError ??= new Error(`hashing part ${m.id}: ${m.message}`);
+          next();
+        } else {
+          result.set(m.id, m.checksum ? { md5Hex: m.md5Hex, checksum: Buffer.from(m.checksum) } : { md5Hex: m.md5Hex });
+          opts.onPart?.(m.id);
+          next();
+        }
+      });
+      worker.on('error', (err) => {
+        firstError ??= err;
+        resolve();
+      });
+      worker.on('exit', () => resolve());
+      next();
+    });
+
+  await Promise.all(Array.from({ length: count }, runWorker));
+  if (firstError) throw firstError;
+  if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
+  return result;
+}
