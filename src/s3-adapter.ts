@@ -1,0 +1,265 @@
+/**
+ * The only module that imports @aws-sdk/client-s3. It maps the S3Port onto SDK commands and
+ * normalizes every failure into an S3RequestError.
+ */
+import { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  HeadObjectCommand,
+  ListPartsCommand,
+  S3Client,
+  UploadPartCommand,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { CHECKSUM_ALGORITHMS, type ChecksumAlgorithm } from './checksums.ts';
+import { S3RequestError } from './errors.ts';
+import type { RemotePart } from './reconcile.ts';
+import type { HeadOutput, RequestOptions, S3Port } from './s3-port.ts';
+
+export interface ClientOptions {
+  endpoint?: string;
+  region?: string;
+  /** path-style URLs (http://host/bucket/key); default: on when an endpoint is set, as most non-AWS servers need */
+  forcePathStyle?: boolean;
+  credentials?: S3ClientConfig['credentials'];
+}
+
+/**
+ * Builds a client from the SDK's standard chain (env, shared config and profiles, AWS_ENDPOINT_URL)
+ * with two changes: checksums only when an operation requires one (partwise precomputes its own,
+ * and third-party servers reject the SDK's defaults), and no SDK-level retries (the engine retries
+ * each request itself, with a fresh body, so attempts never multiply).
+ */
+export function createS3Client(opts: ClientOptions = {}): S3Client {
+  const endpoint = opts.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  const config: S3ClientConfig = {
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    maxAttempts: 1,
+    forcePathStyle: opts.forcePathStyle ?? endpoint !== undefined,
+  };
+  if (endpoint) config.endpoint = endpoint;
+  if (opts.region) config.region = opts.region;
+  if (opts.credentials) config.credentials = opts.credentials;
+  return new S3Client(config);
+}
+
+const checksumField = (alg: ChecksumAlgorithm) => `Checksum${alg}` as const;
+
+function commonParams(req: RequestOptions) {
+  const p: Record<string, unknown> = {};
+  if (req.requestPayer) p.RequestPayer = req.requestPayer;
+  if (req.expectedBucketOwner) p.ExpectedBucketOwner = req.expectedBucketOwner;
+  return p;
+}
+
+function sseCParams(req: RequestOptions) {
+  if (!req.sseCustomerKey) return {};
+  // The SDK's SSE-C middleware decodes a valid base64 key and adds the key MD5 header itself.
+  return { SSECustomerAlgorithm: 'AES256', SSECustomerKey: Buffer.from(req.sseCustomerKey).toString('base64') };
+}
+
+/** Bytes go out in 1 MiB slices: small slices cost RGW and the client CPU; the count feeds progress. */
+function countingBody(body: Buffer, onBytes?: (n: number) => void): Readable | Buffer {
+  if (!onBytes || body.length === 0) return body;
+  const SLICE = 1024 * 1024;
+  function* slices() {
+    for (let off = 0; off < body.length; off += SLICE) {
+      const s = body.subarray(off, Math.min(body.length, off + SLICE));
+      onBytes!(s.length);
+      yield s;
+    }
+  }
+  return Readable.from(slices(), { objectMode: false });
+}
+
+const NETWORK_CODE = /^E[A-Z_]+$|^UND_ERR/;
+
+export function toS3RequestError(operation: string, err: unknown): S3RequestError {
+  if (err instanceof S3RequestError) return err;
+  const e = (err ?? {}) as {
+    name?: string;
+    code?: string;
+    Code?: string;
+    message?: string;
+    $metadata?: { httpStatusCode?: number; requestId?: string };
+    $response?: { statusCode?: number };
+  };
+  const status = e.$metadata?.httpStatusCode ?? e.$response?.statusCode;
+  let code = e.Code ?? e.name ?? 'UnknownError';
+  if ((code === 'Error' || code === 'UnknownError' || code === 'TypeError') && e.code && NETWORK_CODE.test(e.code)) code = e.code;
+  if (code === 'Error' && e.message === 'socket hang up') code = 'ECONNRESET';
+  const args: ConstructorParameters<typeof S3RequestError>[0] = { operation, s3Code: code, cause: err };
+  if (status !== undefined) args.httpStatus = status;
+  if (e.$metadata?.requestId) args.requestId = e.$metadata.requestId;
+  if (e.message && e.message !== code) args.message = e.message;
+  return new S3RequestError(args);
+}
+
+export class SdkS3Port implements S3Port {
+  constructor(readonly client: S3Client) {}
+
+  async describeEndpoint(): Promise<string> {
+    const ep = this.client.config.endpoint ? await this.client.config.endpoint() : undefined;
+    if (ep) return `${ep.protocol}//${ep.hostname}${ep.port ? `:${ep.port}` : ''}${ep.path && ep.path !== '/' ? ep.path : ''}`;
+    return `aws:${await this.client.config.region()}`;
+  }
+
+  async clientMaxAttempts(): Promise<number> {
+    try {
+      return await this.client.config.maxAttempts();
+    } catch {
+      return 3;
+    }
+  }
+
+  private async send<T>(operation: string, command: object, signal?: AbortSignal): Promise<T> {
+    try {
+      // Typed loosely on purpose: each caller narrows the output to the fields it reads.
+      return (await this.client.send(command as never, signal ? { abortSignal: signal } : {})) as T;
+    } catch (err) {
+      throw toS3RequestError(operation, err);
+    }
+  }
+
+  async createMultipartUpload(input: Parameters<S3Port['createMultipartUpload']>[0], req: RequestOptions, signal?: AbortSignal) {
+    const params: Record<string, unknown> = { Bucket: input.bucket, Key: input.key, ...commonParams(req), ...sseCParams(req) };
+    if (input.checksumAlgorithm) params.ChecksumAlgorithm = input.checksumAlgorithm;
+    if (input.checksumType) params.ChecksumType = input.checksumType;
+    if (input.contentType) params.ContentType = input.contentType;
+    if (input.metadata) params.Metadata = input.metadata;
+    if (req.serverSideEncryption) params.ServerSideEncryption = req.serverSideEncryption;
+    if (req.sseKmsKeyId) params.SSEKMSKeyId = req.sseKmsKeyId;
+    const out = await this.send<{ UploadId?: string; ServerSideEncryption?: string; SSECustomerAlgorithm?: string; AbortDate?: Date }>(
+      'CreateMultipartUpload',
+      new CreateMultipartUploadCommand(params as never),
+      signal,
+    );
+    if (!out.UploadId) throw new S3RequestError({ operation: 'CreateMultipartUpload', s3Code: 'MissingUploadId', message: 'the response has no UploadId' });
+    return {
+      uploadId: out.UploadId,
+      ...(out.ServerSideEncryption ? { serverSideEncryption: out.ServerSideEncryption } : {}),
+      ...(out.SSECustomerAlgorithm ? { sseCustomerAlgorithm: out.SSECustomerAlgorithm } : {}),
+      ...(out.AbortDate ? { abortDate: out.AbortDate } : {}),
+    };
+  }
+
+  async uploadPart(input: Parameters<S3Port['uploadPart']>[0], req: RequestOptions, signal?: AbortSignal) {
+    const params: Record<string, unknown> = {
+      Bucket: input.bucket,
+      Key: input.key,
+      UploadId: input.uploadId,
+      PartNumber: input.partNumber,
+      Body: countingBody(input.body, input.onBytesSent),
+      ContentLength: input.body.length,
+      ContentMD5: input.contentMd5,
+      ...commonParams(req),
+      ...sseCParams(req),
+    };
+    if (input.checksum) {
+      // Value *and* algorithm: with the value alone RGW skips validating CRC64NVME (rgw-tentacle.md §5),
+      // and with both the SDK sends the header as is, with no trailer and no recomputation.
+      params.ChecksumAlgorithm = input.checksum.algorithm;
+      params[checksumField(input.checksum.algorithm)] = input.checksum.value;
+    }
+    const out = await this.send<Record<string, string | undefined>>('UploadPart', new UploadPartCommand(params as never), signal);
+    if (!out.ETag) throw new S3RequestError({ operation: 'UploadPart', s3Code: 'MissingETag', message: 'the response has no ETag' });
+    const echo = input.checksum ? out[checksumField(input.checksum.algorithm)] : undefined;
+    return {
+      etag: out.ETag,
+      ...(echo ? { checksum: echo } : {}),
+      ...(out.ServerSideEncryption ? { serverSideEncryption: out.ServerSideEncryption } : {}),
+      ...(out.SSECustomerAlgorithm ? { sseCustomerAlgorithm: out.SSECustomerAlgorithm } : {}),
+    };
+  }
+
+  async listParts(input: Parameters<S3Port['listParts']>[0], req: RequestOptions, signal?: AbortSignal) {
+    const params: Record<string, unknown> = {
+      Bucket: input.bucket,
+      Key: input.key,
+      UploadId: input.uploadId,
+      MaxParts: input.maxParts,
+      ...commonParams(req),
+      ...sseCParams(req),
+    };
+    if (input.partNumberMarker !== undefined) params.PartNumberMarker = String(input.partNumberMarker);
+    type Part = { PartNumber?: number; ETag?: string; Size?: number } & Record<string, unknown>;
+    const out = await this.send<{ Parts?: Part[]; IsTruncated?: boolean; NextPartNumberMarker?: string; ChecksumAlgorithm?: string }>(
+      'ListParts',
+      new ListPartsCommand(params as never),
+      signal,
+    );
+    const parts: RemotePart[] = (out.Parts ?? []).map((p) => {
+      const rp: RemotePart = { partNumber: p.PartNumber ?? -1, size: p.Size ?? -1, etag: p.ETag ?? '' };
+      for (const alg of CHECKSUM_ALGORITHMS) {
+        const v = p[checksumField(alg)];
+        if (typeof v === 'string' && v) rp.checksum = v;
+      }
+      return rp;
+    });
+    const next = out.NextPartNumberMarker !== undefined ? Number(out.NextPartNumberMarker) : undefined;
+    return {
+      parts,
+      isTruncated: out.IsTruncated === true,
+      ...(next !== undefined && Number.isFinite(next) ? { nextPartNumberMarker: next } : {}),
+      ...(out.ChecksumAlgorithm ? { checksumAlgorithm: out.ChecksumAlgorithm } : {}),
+    };
+  }
+
+  async completeMultipartUpload(input: Parameters<S3Port['completeMultipartUpload']>[0], req: RequestOptions, signal?: AbortSignal) {
+    const alg = input.checksumAlgorithm;
+    const params: Record<string, unknown> = {
+      Bucket: input.bucket,
+      Key: input.key,
+      UploadId: input.uploadId,
+      MultipartUpload: {
+        Parts: input.parts.map((p) => {
+          const part: Record<string, unknown> = { PartNumber: p.partNumber, ETag: p.etag };
+          if (alg && p.checksum) part[checksumField(alg)] = p.checksum;
+          return part;
+        }),
+      },
+      MpuObjectSize: input.objectSize,
+      ...commonParams(req),
+      ...sseCParams(req),
+    };
+    if (alg && input.checksumType) params.ChecksumType = input.checksumType;
+    if (alg && input.fullObjectChecksum) params[checksumField(alg)] = input.fullObjectChecksum;
+    const out = await this.send<Record<string, string | undefined>>('CompleteMultipartUpload', new CompleteMultipartUploadCommand(params as never), signal);
+    const checksum = alg ? out[checksumField(alg)] : undefined;
+    return {
+      ...(out.ETag ? { etag: out.ETag } : {}),
+      ...(checksum ? { checksum } : {}),
+      ...(out.ChecksumType ? { checksumType: out.ChecksumType } : {}),
+    };
+  }
+
+  async abortMultipartUpload(input: Parameters<S3Port['abortMultipartUpload']>[0], req: RequestOptions, signal?: AbortSignal) {
+    await this.send('AbortMultipartUpload', new AbortMultipartUploadCommand({ Bucket: input.bucket, Key: input.key, UploadId: input.uploadId, ...commonParams(req) } as never), signal);
+  }
+
+  async headObject(input: Parameters<S3Port['headObject']>[0], req: RequestOptions, signal?: AbortSignal): Promise<HeadOutput | undefined> {
+    try {
+      const out = await this.send<Record<string, unknown>>(
+        'HeadObject',
+        new HeadObjectCommand({ Bucket: input.bucket, Key: input.key, ChecksumMode: 'ENABLED', ...commonParams(req), ...sseCParams(req) } as never),
+        signal,
+      );
+      const checksums: HeadOutput['checksums'] = {};
+      for (const alg of CHECKSUM_ALGORITHMS) {
+        const v = out[checksumField(alg)];
+        if (typeof v === 'string' && v) checksums[alg] = v;
+      }
+      const head: HeadOutput = { size: Number(out.ContentLength ?? -1), etag: String(out.ETag ?? ''), checksums };
+      if (typeof out.ChecksumType === 'string') head.checksumType = out.ChecksumType;
+      if (typeof out.ServerSideEncryption === 'string') head.serverSideEncryption = out.ServerSideEncryption;
+      if (typeof out.SSECustomerAlgorithm === 'string') head.sseCustomerAlgorithm = out.SSECustomerAlgorithm;
+      return head;
+    } catch (err) {
+      if (err instanceof S3RequestError && (err.httpStatus === 404 || err.s3Code === 'NotFound' || err.s3Code === 'NoSuchKey')) return undefined;
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,108 @@
+import type { ChecksumAlgorithm, ChecksumType } from './checksums.ts';
+import type { RemotePart } from './reconcile.ts';
+
+/**
+ * Parameters some S3 calls must carry. SSE-C and RequestPayer/ExpectedBucketOwner go on every
+ * call that accepts them (ListParts included: S3 needs the SSE-C key there for checksum uploads).
+ */
+export interface RequestOptions {
+  requestPayer?: 'requester';
+  expectedBucketOwner?: string;
+  /** SSE-C: a 32-byte AES-256 key. Never written to the journal or logs. */
+  sseCustomerKey?: Uint8Array;
+  /** SSE-KMS ('aws:kms' / 'aws:kms:dsse') or SSE-S3 ('AES256') at create */
+  serverSideEncryption?: string;
+  sseKmsKeyId?: string;
+}
+
+export interface ObjectRef {
+  bucket: string;
+  key: string;
+}
+
+export interface UploadRef extends ObjectRef {
+  uploadId: string;
+}
+
+export interface CreateInput extends ObjectRef {
+  checksumAlgorithm?: ChecksumAlgorithm;
+  checksumType?: ChecksumType;
+  contentType?: string;
+  metadata?: Record<string, string>;
+}
+
+export interface CreateOutput {
+  uploadId: string;
+  /** encryption the server applied (aws:kms, AES256, …) */
+  serverSideEncryption?: string;
+  sseCustomerAlgorithm?: string;
+  abortDate?: Date;
+}
+
+export interface UploadPartInput extends UploadRef {
+  partNumber: number;
+  body: Buffer;
+  contentMd5: string; // base64
+  checksum?: { algorithm: ChecksumAlgorithm; value: string };
+  /** called as body bytes are handed to the HTTP layer */
+  onBytesSent?: (n: number) => void;
+}
+
+export interface UploadPartOutput {
+  etag: string;
+  /** the server's echo of the part checksum, when it sends one */
+  checksum?: string;
+  serverSideEncryption?: string;
+  sseCustomerAlgorithm?: string;
+}
+
+export interface ListPartsInput extends UploadRef {
+  maxParts: number;
+  partNumberMarker?: number;
+}
+
+export interface ListPartsOutput {
+  parts: RemotePart[];
+  isTruncated: boolean;
+  nextPartNumberMarker?: number;
+  checksumAlgorithm?: string;
+}
+
+export interface CompleteInput extends UploadRef {
+  parts: { partNumber: number; etag: string; checksum?: string }[];
+  checksumAlgorithm?: ChecksumAlgorithm;
+  checksumType?: ChecksumType;
+  /** whole-object value, sent so S3 checks it (FULL_OBJECT only) */
+  fullObjectChecksum?: string;
+  objectSize: number;
+}
+
+export interface CompleteOutput {
+  etag?: string;
+  checksum?: string;
+  checksumType?: string;
+}
+
+export interface HeadOutput {
+  size: number;
+  etag: string;
+  checksums: Partial<Record<ChecksumAlgorithm, string>>;
+  checksumType?: string;
+  serverSideEncryption?: string;
+  sseCustomerAlgorithm?: string;
+}
+
+/** The S3 operations the engine needs. Errors are thrown as S3RequestError. */
+export interface S3Port {
+  /** where requests go (for the journal's identity and messages) */
+  describeEndpoint(): Promise<string>;
+  /** how many attempts the underlying client makes per call (so engine retries don't multiply) */
+  clientMaxAttempts(): Promise<number>;
+  createMultipartUpload(input: CreateInput, req: RequestOptions, signal?: AbortSignal): Promise<CreateOutput>;
+  uploadPart(input: UploadPartInput, req: RequestOptions, signal?: AbortSignal): Promise<UploadPartOutput>;
+  listParts(input: ListPartsInput, req: RequestOptions, signal?: AbortSignal): Promise<ListPartsOutput>;
+  completeMultipartUpload(input: CompleteInput, req: RequestOptions, signal?: AbortSignal): Promise<CompleteOutput>;
+  abortMultipartUpload(input: UploadRef, req: RequestOptions, signal?: AbortSignal): Promise<void>;
+  /** undefined when the object does not exist */
+  headObject(input: ObjectRef, req: RequestOptions, signal?: AbortSignal): Promise<HeadOutput | undefined>;
+}
