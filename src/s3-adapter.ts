@@ -101,9 +101,16 @@ export function toS3RequestError(operation: string, err: unknown): S3RequestErro
 export class SdkS3Port implements S3Port {
   constructor(readonly client: S3Client) {}
 
+  /**
+   * The same string for the same destination however the client was configured (an explicit
+   * endpoint, or AWS_ENDPOINT_URL[_S3], which the SDK applies without exposing it in its config),
+   * because the journal's identity depends on it.
+   */
   async describeEndpoint(): Promise<string> {
     const ep = this.client.config.endpoint ? await this.client.config.endpoint() : undefined;
     if (ep) return `${ep.protocol}//${ep.hostname}${ep.port ? `:${ep.port}` : ''}${ep.path && ep.path !== '/' ? ep.path : ''}`;
+    const fromEnv = process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+    if (fromEnv) return fromEnv.replace(/\/+$/, '');
     return `aws:${await this.client.config.region()}`;
   }
 

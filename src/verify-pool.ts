@@ -13,8 +13,18 @@ export interface HashPartsOptions {
   signal?: AbortSignal;
 }
 
-// Under tsx (tests, benchmarks) this module is .ts and so is its worker; once built, both are .js.
-const workerUrl = new URL(import.meta.url.endsWith('.ts') ? './hash-worker.ts' : './hash-worker.js', import.meta.url);
+const fromSource = import.meta.url.endsWith('.ts');
+
+/**
+ * Built, the worker is plain .js. Run from source (tests and benchmarks under tsx), Node 20 loads a
+ * worker's entry before tsx's hooks apply in it, so a two-line bootstrap registers tsx first.
+ */
+function startWorker(): Worker {
+  if (!fromSource) return new Worker(new URL('./hash-worker.js', import.meta.url));
+  const api = import.meta.resolve('tsx/esm/api');
+  const entry = new URL('./hash-worker.ts', import.meta.url).href;
+  return new Worker(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`, { eval: true });
+}
 
 /**
  * Hashes the given parts of a file on worker threads, one job per part pulled from a shared
@@ -30,7 +40,7 @@ export async function hashPartsInWorkers(path: string, parts: PlannedPart[], alg
 
   const runWorker = () =>
     new Promise<void>((resolve) => {
-      const worker = new Worker(workerUrl);
+      const worker = startWorker();
       let current: PlannedPart | undefined;
       const next = () => {
         current = firstError || opts.signal?.aborted ? undefined : queue.shift();

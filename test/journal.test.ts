@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { JournalCorruptError, UploadLockedError } from '../src/errors.ts';
+import { JOURNAL_SCHEMA, JournalWriter, acquireLock, journalPathFor, readJournal, removeStaleTemps, writeJournalAtomic, type JournalData } from '../src/journal.ts';
+import { tempDir } from './helpers/s3.ts';
+
+function sample(uploadId = 'up-1', parts = 0): JournalData {
+  return {
+    schema: JOURNAL_SCHEMA,
+    bucket: 'b',
+    key: 'k',
+    uploadId,
+    endpoint: 'http://127.0.0.1:7490',
+    partSize: 5 * 1024 * 1024,
+    partCount: 3,
+    checksumAlgorithm: 'CRC32C',
+    checksumType: 'FULL_OBJECT',
+    etagIsMd5: true,
+    source: { path: '/x', size: 11, mtimeMs: 1, ino: 2, dev: 3 },
+    sseCustomerKeyMd5: null,
+    createdAt: 'now',
+    updatedAt: 'now',
+    parts: Array.from({ length: parts }, (_, i) => ({ partNumber: i + 1, size: 5, etag: `e${i}`, md5: `m${i}` })),
+  };
+}
+
+test('journal: written atomically with mode 0600, read back equal', async () => {
+  const dir = await tempDir();
+  const p = journalPathFor(join(dir, 'state'), { endpoint: 'e', bucket: 'b', key: 'k', sourcePath: '/x' });
+  await writeJournalAtomic(p, sample('u', 2));
+  assert.deepEqual(await readJournal(p), sample('u', 2));
+  assert.equal((await stat(p)).mode & 0o777, 0o600);
+  assert.equal((await stat(join(dir, 'state'))).mode & 0o777, 0o700);
+  assert.deepEqual((await readdir(join(dir, 'state'))).filter((n) => n.includes('.tmp-')), [], 'no temp file left');
+});
+
+test('journal: a torn temp file from a crashed write never replaces the good journal', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  await writeJournalAtomic(p, sample('good', 1));
+  const good = await readFile(p, 'utf8');
+  // A writer killed after writing half its temp file, before the rename:
+  const torn = JSON.stringify(sample('newer', 2)).slice(0, 40);
+  await writeFile(`${p}.tmp-99999-abcdef`, torn);
+  assert.equal((await readJournal(p))!.uploadId, 'good');
+  assert.equal(await readFile(p, 'utf8'), good);
+  await removeStaleTemps(p);
+  assert.deepEqual(await readdir(dir), ['j.json']);
+});
+
+test('journal: a process killed in the middle of a write loop leaves a valid journal', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  const script = `
+    import { writeJournalAtomic } from ${JSON.stringify(new URL('../src/journal.ts', import.meta.url).href)};
+    const base = ${JSON.stringify(sample('x'))};
+    for (let i = 0; ; i++) {
+      await writeJournalAtomic(${JSON.stringify(p)}, { ...base, uploadId: 'v' + i, parts: Array.from({ length: i % 50 }, (_, k) => ({ partNumber: k + 1, size: 5, etag: 'e', md5: 'm' })) });
+      if (i === 20) process.stdout.write('writing');
+    }
+  `;
+  // SIGKILL at some instant inside a loop of back-to-back journal writes, several times.
+  for (let round = 0; round < 3; round++) {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const first = await Promise.race([once(child.stdout!, 'data').then(() => 'data'), once(child, 'exit').then(() => 'exit')]);
+    assert.equal(first, 'data', 'the writer child started');
+    await new Promise((r) => setTimeout(r, 50 + round * 37));
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const j = await readJournal(p);
+    assert.ok(j, 'a journal exists');
+    assert.match(j.uploadId, /^v\d+$/);
+    assert.ok(Number(j.uploadId.slice(1)) >= 20);
+    assert.equal(j.parts.length, Number(j.uploadId.slice(1)) % 50);
+  }
+});
+
+test('journal: garbage and unknown schemas are typed errors', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  await writeFile(p, '{"schema":1,"bucket":');
+  await assert.rejects(readJournal(p), JournalCorruptError);
+  await writeFile(p, JSON.stringify({ ...sample(), schema: 99 }));
+  await assert.rejects(readJournal(p), (e: unknown) => e instanceof JournalCorruptError && e.code === 'JOURNAL_CORRUPT');
+  assert.equal(await readJournal(join(dir, 'absent.json')), undefined);
+});
+
+test('JournalWriter: coalesces a burst of saves and ends with the latest state', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  let state = sample('w', 0);
+  const w = new JournalWriter(p, () => state);
+  const saves: Promise<void>[] = [];
+  for (let i = 1; i <= 20; i++) {
+    state = sample('w', i);
+    saves.push(w.save());
+  }
+  await Promise.all(saves);
+  await w.flush();
+  assert.equal((await readJournal(p))!.parts.length, 20);
+});
+
+test('lock: a second holder is refused; a lock left by a dead process is taken over', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  const release = await acquireLock(p, {});
+  await assert.rejects(acquireLock(p, {}), (e: unknown) => e instanceof UploadLockedError && e.holder.pid === process.pid);
+  await release();
+  const again = await acquireLock(p, {});
+  await again();
+
+  // kill -9 leaves its lock behind; find a PID that is surely dead
+  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+  await writeFile(`${p}.lock`, JSON.stringify({ pid: Number(dead), host: hostname(), startedAt: 'then' }));
+  const taken = await acquireLock(p, {});
+  assert.equal(JSON.parse(await readFile(`${p}.lock`, 'utf8')).pid, process.pid);
+  await taken();
+});

@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { readFile, readdir } from 'node:fs/promises';
+import { before, describe, test } from 'node:test';
+import { ListPartsCommand } from '@aws-sdk/client-s3';
+import { Crc64NvmeJs } from '@aws-sdk/checksums/crc';
+import pLimit from 'p-limit';
+import { MiB, PausedError, Upload, createUpload, type ProgressSnapshot } from '../src/index.ts';
+import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { concurrencyProbe, slowParts } from './helpers/ports.ts';
+import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
+
+describe('uploads against the local RADOS Gateway', () => {
+  let bucket: string;
+  before(async () => {
+    loadS3Env();
+    bucket = await makeBucket('pw-upload');
+  });
+
+  test('a fresh upload of several parts: byte-identical object, exact request counts, full-object checksum verified', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 17 * MiB + 4321);
+    const { client, counts, partNumbers } = countingClient();
+    const up = createUpload({ client, file: f.path, bucket, key: 'fresh/file.bin', partSize: 5 * MiB, stateDir: dir, concurrency: 3 });
+    const snaps: ProgressSnapshot[] = [];
+    let completes = 0;
+    const done: number[] = [];
+    up.on('progress', (s) => snaps.push(s));
+    up.on('complete', () => completes++);
+    up.on('part-done', (e) => done.push(e.partNumber));
+    const r = await up.done();
+
+    assert.equal(sha256(await getObjectBytes(bucket, 'fresh/file.bin')), f.sha256, 'object bytes equal the file');
+    assert.deepEqual(counts, { CreateMultipartUpload: 1, UploadPart: 4, CompleteMultipartUpload: 1, HeadObject: 1 });
+    assert.deepEqual([...partNumbers].sort((a, b) => a - b), [1, 2, 3, 4]);
+    assert.deepEqual(done.sort((a, b) => a - b), [1, 2, 3, 4]);
+    assert.equal(r.partsUploaded, 4);
+    assert.equal(r.partsSkipped, 0);
+    assert.equal(r.bytesSent, f.bytes.length);
+    assert.equal(r.size, f.bytes.length);
+    assert.match(r.etag, /^[0-9a-f]{32}-4$/);
+    // The default algorithm is CRC64NVME; the server's value must equal an independent CRC of the file.
+    const ref = new Crc64NvmeJs();
+    ref.update(f.bytes);
+    assert.equal(r.checksumAlgorithm, 'CRC64NVME');
+    assert.equal(r.checksum, Buffer.from(await ref.digest()).toString('base64'));
+    assert.equal(r.verification.level, 'full-object-checksum');
+    assert.equal(completes, 1, 'complete fires exactly once');
+    assert.ok(snaps.length > 0);
+    for (const s of snaps) assert.ok(s.fractionDone <= 1 && s.bytesSent <= s.totalBytes, 'never above 100%');
+    assert.equal(snaps.at(-1)!.fractionDone, 1);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.json')), [], 'journal removed after success');
+  });
+
+  test('a 0-byte file becomes a 0-byte object', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 0);
+    const r = await createUpload({ client: plainClient(), file: f.path, bucket, key: 'empty', stateDir: dir }).done();
+    assert.equal(r.size, 0);
+    assert.equal(r.partCount, 1);
+    assert.equal((await getObjectBytes(bucket, 'empty')).length, 0);
+  });
+
+  test('checksums off: verified by Content-MD5 and the multipart ETag', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 11 * MiB);
+    const r = await createUpload({ client: plainClient(), file: f.path, bucket, key: 'md5-only', partSize: 5 * MiB, stateDir: dir, checksumAlgorithm: 'none' }).done();
+    assert.equal(r.verification.level, 'multipart-etag');
+    assert.equal(r.checksumAlgorithm, null);
+    assert.equal(sha256(await getObjectBytes(bucket, 'md5-only')), f.sha256);
+  });
+
+  test('one shared limiter bounds the parts in flight across several uploads', async () => {
+    const dir = await tempDir();
+    const a = await randomFile(dir, 12 * MiB, 'a.bin');
+    const b = await randomFile(dir, 12 * MiB, 'b.bin');
+    const probe = concurrencyProbe(new SdkS3Port(createS3Client()));
+    const limiter = pLimit(2);
+    const common = { s3: probe.port, bucket, partSize: 5 * MiB, minPartSize: 5 * MiB, stateDir: dir, limiter, concurrency: 16 };
+    const [ra, rb] = await Promise.all([new Upload({ ...common, file: a.path, key: 'shared/a' }).done(), new Upload({ ...common, file: b.path, key: 'shared/b' }).done()]);
+    assert.equal(probe.max(), 2, 'at most 2 parts in flight across both uploads');
+    assert.equal(ra.partsUploaded + rb.partsUploaded, 6);
+    assert.equal(sha256(await getObjectBytes(bucket, 'shared/a')), a.sha256);
+    assert.equal(sha256(await getObjectBytes(bucket, 'shared/b')), b.sha256);
+  });
+
+  test('pause with an AbortSignal leaves a resumable upload; the resume sends only the rest', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 26 * MiB);
+    const ac = new AbortController();
+    const first = new Upload({ s3: slowParts(new SdkS3Port(createS3Client()), 50), file: f.path, bucket, key: 'paused', partSize: 5 * MiB, stateDir: dir, concurrency: 1, signal: ac.signal });
+    const firstDone: number[] = [];
+    first.on('part-done', (e) => {
+      firstDone.push(e.partNumber);
+      if (firstDone.length === 2) ac.abort();
+    });
+    await assert.rejects(first.done(), (e: unknown) => e instanceof PausedError && e.code === 'PAUSED' && e.resumable);
+    assert.deepEqual(firstDone, [1, 2]);
+    const journalFile = (await readdir(dir)).find((n) => n.endsWith('.json'))!;
+    const journal = JSON.parse(await readFile(`${dir}/${journalFile}`, 'utf8'));
+    assert.deepEqual(journal.parts.map((p: { partNumber: number }) => p.partNumber), [1, 2], 'journal holds the finished parts');
+    assert.equal(JSON.stringify(journal).includes(process.env.AWS_SECRET_ACCESS_KEY!), false, 'no secret in the journal');
+
+    const { client, counts, partNumbers } = countingClient();
+    const second = createUpload({ client, file: f.path, bucket, key: 'paused', stateDir: dir });
+    const skipped: number[] = [];
+    second.on('part-skip', (e) => skipped.push(e.partNumber));
+    const r = await second.done();
+    assert.deepEqual(skipped, [1, 2]);
+    assert.deepEqual([...partNumbers].sort((a, b) => a - b), [3, 4, 5, 6]);
+    assert.equal(counts.CreateMultipartUpload, undefined, 'no new upload was created');
+    assert.equal(counts.ListParts, 1);
+    assert.equal(r.resumed, true);
+    assert.equal(r.partsSkipped, 2);
+    assert.equal(r.uploadId, journal.uploadId);
+    assert.equal(sha256(await getObjectBytes(bucket, 'paused')), f.sha256);
+  });
+
+  test('an explicit abort calls AbortMultipartUpload and deletes the journal', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 11 * MiB);
+    const ac = new AbortController();
+    const up = new Upload({ s3: new SdkS3Port(createS3Client()), file: f.path, bucket, key: 'to-abort', partSize: 5 * MiB, stateDir: dir, concurrency: 1, signal: ac.signal });
+    up.on('part-done', () => ac.abort());
+    await assert.rejects(up.done(), PausedError);
+    const { client, counts } = countingClient();
+    const uploadId = await createUpload({ client, file: f.path, bucket, key: 'to-abort', stateDir: dir }).abort();
+    assert.ok(uploadId);
+    assert.equal(counts.AbortMultipartUpload, 1);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.json')), []);
+    // RGW says NoSuchKey (AWS: NoSuchUpload) for an upload it no longer has.
+    await assert.rejects(plainClient().send(new ListPartsCommand({ Bucket: bucket, Key: 'to-abort', UploadId: uploadId })), (e: Error) => ['NoSuchKey', 'NoSuchUpload'].includes(e.name));
+  });
+});
