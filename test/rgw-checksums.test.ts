@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { before, describe, test } from 'node:test';
+import { AwsCrc32 } from '@aws-crypto/crc32';
+import { AwsCrc32c } from '@aws-crypto/crc32c';
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { Crc64NvmeJs } from '@aws-sdk/checksums/crc';
+import { KiB, PausedError, Upload, createUpload, type ChecksumAlgorithm, type ReconcileReport } from '../src/index.ts';
+import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { wrapPort } from './helpers/ports.ts';
+import { countingClient, getObjectBytes, loadS3Env, makeBucket, randomFile, sha256, tempDir } from './helpers/s3.ts';
+
+/** Independent digests (no code shared with partwise). */
+async function ref(alg: ChecksumAlgorithm, data: Uint8Array): Promise<Buffer> {
+  const h = alg === 'CRC32' ? new AwsCrc32() : alg === 'CRC32C' ? new AwsCrc32c() : alg === 'SHA256' ? new Sha256() : alg === 'CRC64NVME' ? new Crc64NvmeJs() : undefined;
+  if (!h) return createHash('sha1').update(data).digest();
+  h.update(data);
+  return Buffer.from(await h.digest());
+}
+
+const partSize = 64 * KiB;
+
+describe('each checksum algorithm on the real server', () => {
+  let bucket: string;
+  before(async () => {
+    loadS3Env();
+    bucket = await makeBucket('pw-cksum');
+  });
+
+  for (const alg of ['CRC32', 'CRC32C', 'SHA1', 'SHA256', 'CRC64NVME'] as const) {
+    test(`${alg}: parts accepted, listed checksums compared on resume, object checksum equals the local one`, async () => {
+      const dir = await tempDir();
+      const f = await randomFile(dir, 2 * partSize + 999);
+      const key = `alg/${alg}`;
+      const ac = new AbortController();
+      const first = new Upload({ s3: new SdkS3Port(createS3Client()), file: f.path, bucket, key, partSize, minPartSize: 1, stateDir: dir, concurrency: 1, signal: ac.signal, checksumAlgorithm: alg });
+      let n = 0;
+      first.on('part-done', () => {
+        if (++n === 2) ac.abort();
+      });
+      await assert.rejects(first.done(), PausedError);
+
+      const { client, partNumbers } = countingClient();
+      const up = createUpload({ client, file: f.path, bucket, key, stateDir: dir });
+      let report: ReconcileReport | undefined;
+      up.on('reconcile', (r) => (report = r));
+      const r = await up.done();
+      assert.deepEqual(report!.parts.map((p) => p.status), ['verified', 'verified', 'missing']);
+      assert.ok(report!.parts[0]!.basis.includes('checksum'), `the server listed a ${alg} part checksum and it was compared`);
+      assert.deepEqual(partNumbers, [3]);
+      assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256);
+
+      const parts = [f.bytes.subarray(0, partSize), f.bytes.subarray(partSize, 2 * partSize), f.bytes.subarray(2 * partSize)];
+      if (alg === 'SHA1' || alg === 'SHA256') {
+        const digests = await Promise.all(parts.map((p) => ref(alg, p)));
+        const want = `${(await ref(alg, Buffer.concat(digests))).toString('base64')}-3`;
+        assert.equal(r.checksum, want, 'composite checksum');
+        assert.equal(r.verification.level, 'composite-checksum');
+      } else {
+        assert.equal(r.checksum, (await ref(alg, f.bytes)).toString('base64'), 'full-object CRC of the whole file');
+        assert.equal(r.verification.level, 'full-object-checksum');
+      }
+    });
+  }
+
+  test('the server validates the part checksum partwise sends (a corrupted value gets BadDigest, and the part is retried)', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 2 * partSize);
+    const inner = new SdkS3Port(createS3Client());
+    let corrupted = 0;
+    const s3 = wrapPort(inner, {
+      uploadPart: (input, req, signal) => {
+        if (input.partNumber === 2 && corrupted === 0 && input.checksum) {
+          corrupted++;
+          return inner.uploadPart({ ...input, checksum: { ...input.checksum, value: Buffer.alloc(8, 7).toString('base64') } }, req, signal);
+        }
+        return inner.uploadPart(input, req, signal);
+      },
+    });
+    const up = new Upload({ s3, file: f.path, bucket, key: 'baddigest', partSize, minPartSize: 1, stateDir: dir, checksumAlgorithm: 'CRC64NVME', random: () => 0 });
+    const retries: { partNumber: number; error: string }[] = [];
+    up.on('part-retry', (e) => retries.push(e));
+    const r = await up.done();
+    assert.equal(corrupted, 1);
+    assert.equal(retries.length, 1);
+    assert.equal(retries[0]!.partNumber, 2);
+    assert.match(retries[0]!.error, /BadDigest/);
+    assert.equal(r.retries, 1);
+    assert.equal(sha256(await getObjectBytes(bucket, 'baddigest')), f.sha256);
+  });
+});

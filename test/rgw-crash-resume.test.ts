@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFile, readdir } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { before, test } from 'node:test';
+import { ListPartsCommand } from '@aws-sdk/client-s3';
+import { MiB, createUpload } from '../src/index.ts';
+import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
+
+let bucket: string;
+before(async () => {
+  loadS3Env();
+  bucket = await makeBucket('pw-crash');
+});
+
+test('SIGKILL part-way, then a new process resumes: byte-identical, and no part the server held is sent again', async () => {
+  const dir = await tempDir();
+  const partSize = 5 * MiB;
+  const f = await randomFile(dir, 9 * partSize + 777); // 10 parts
+  const key = 'crash/file.bin';
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/upload-child.ts', import.meta.url).pathname], {
+    env: { ...process.env, PARTWISE_CHILD_ARGS: JSON.stringify({ file: f.path, bucket, key, stateDir: dir, partSize, delayMs: 150, concurrency: 2 }) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const reported: number[] = [];
+  let uploadId = '';
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+  for await (const line of createInterface({ input: child.stdout! })) {
+    if (line.startsWith('plan ')) uploadId = line.slice(5);
+    if (line.startsWith('done ')) reported.push(Number(line.slice(5)));
+    if (reported.length === 4) {
+      child.kill('SIGKILL');
+      break;
+    }
+  }
+  assert.equal(await exited, 'SIGKILL');
+  assert.ok(uploadId, 'the child created an upload');
+
+  // What the server holds at the moment of the crash (in-flight parts may or may not have landed).
+  const listed = await plainClient().send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId }));
+  const onServer = (listed.Parts ?? []).map((p) => p.PartNumber!).sort((a, b) => a - b);
+  for (const n of reported) assert.ok(onServer.includes(n), `reported part ${n} is on the server`);
+  assert.ok(onServer.length < 10, 'the crash happened part-way');
+
+  // The journal on disk is valid and never claims a part the server does not hold.
+  const jf = (await readdir(dir)).find((n) => n.endsWith('.json'))!;
+  const journal = JSON.parse(await readFile(`${dir}/${jf}`, 'utf8'));
+  assert.equal(journal.uploadId, uploadId);
+  for (const p of journal.parts as { partNumber: number }[]) assert.ok(onServer.includes(p.partNumber));
+
+  const { client, counts, partNumbers } = countingClient();
+  const up = createUpload({ client, file: f.path, bucket, key, stateDir: dir });
+  let report: { verified: number[] } | undefined;
+  up.on('reconcile', (r) => (report = r));
+  const r = await up.done();
+
+  const expectedUploads = Array.from({ length: 10 }, (_, i) => i + 1).filter((n) => !onServer.includes(n));
+  assert.deepEqual([...partNumbers].sort((a, b) => a - b), expectedUploads, 'exactly the parts the server lacked were uploaded');
+  assert.deepEqual(report!.verified, onServer, 'every part the server held was verified and skipped');
+  assert.equal(counts.CreateMultipartUpload, undefined);
+  assert.equal(r.uploadId, uploadId);
+  assert.equal(r.partsSkipped, onServer.length);
+  assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256, 'object bytes equal the file');
+});

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { before, test } from 'node:test';
+import { createHasher, loadHashers } from '../src/checksums.ts';
+import type { HeadOutput } from '../src/s3-port.ts';
+import { expectedValues, judgeObject, type ExpectedObject } from '../src/verify-object.ts';
+
+before(() => loadHashers());
+
+function setup(alg: 'CRC32C' | 'SHA256' | null, withMd5 = true) {
+  const parts = [randomBytes(100), randomBytes(100), randomBytes(7)];
+  const e: ExpectedObject = {
+    size: 207,
+    algorithm: alg,
+    partDigests: parts.map((p) => {
+      if (!alg) return { size: p.length, checksum: Buffer.alloc(0) };
+      const h = createHasher(alg);
+      h.update(p);
+      return { size: p.length, checksum: h.digest() };
+    }),
+  };
+  if (withMd5) {
+    e.partMd5Hex = parts.map((p) => {
+      const h = createHasher('MD5');
+      h.update(p);
+      return h.digest().toString('hex');
+    });
+  }
+  return { e, v: expectedValues(e) };
+}
+
+test('judgeObject: one row per situation', () => {
+  const crc = setup('CRC32C');
+  const sha = setup('SHA256');
+  const none = setup(null);
+  const kms = setup('CRC32C', false);
+  const head = (h: Partial<HeadOutput>): HeadOutput => ({ size: 207, etag: '', checksums: {}, ...h });
+  const rows: { name: string; e: ExpectedObject; head: HeadOutput; level?: string; bad?: RegExp }[] = [
+    { name: 'CRC full object + ETag', e: crc.e, head: head({ etag: `"${crc.v.etag}"`, checksums: { CRC32C: crc.v.fullObject! }, checksumType: 'FULL_OBJECT' }), level: 'full-object-checksum' },
+    { name: 'CRC full object labelled -1 (RGW, single part)', e: crc.e, head: head({ etag: crc.v.etag!, checksums: { CRC32C: `${crc.v.fullObject}-3` } }), level: 'full-object-checksum' },
+    { name: 'CRC composite (AWS default for CRC32C)', e: crc.e, head: head({ etag: crc.v.etag!, checksums: { CRC32C: crc.v.composite! }, checksumType: 'COMPOSITE' }), level: 'composite-checksum' },
+    { name: 'SHA composite with -N', e: sha.e, head: head({ etag: sha.v.etag!, checksums: { SHA256: sha.v.composite! } }), level: 'composite-checksum' },
+    { name: 'SHA composite without -N (GetObjectAttributes style)', e: sha.e, head: head({ etag: sha.v.etag!, checksums: { SHA256: sha.v.composite!.replace(/-3$/, '') }, checksumType: 'COMPOSITE' }), level: 'composite-checksum' },
+    { name: 'no checksum: multipart ETag', e: none.e, head: head({ etag: `"${none.v.etag}"` }), level: 'multipart-etag' },
+    { name: 'opaque ETag (SSE-KMS), checksum', e: kms.e, head: head({ etag: '"opaque"', checksums: { CRC32C: kms.v.fullObject! } }), level: 'full-object-checksum' },
+    { name: 'opaque ETag, no checksum from the server: size only', e: kms.e, head: head({ etag: '"opaque"' }), level: 'size' },
+    { name: 'wrong size', e: none.e, head: head({ size: 206, etag: none.v.etag! }), bad: /size/ },
+    { name: 'wrong ETag', e: none.e, head: head({ etag: 'd41d8cd98f00b204e9800998ecf8427e-3' }), bad: /ETag/ },
+    { name: 'wrong CRC', e: crc.e, head: head({ etag: crc.v.etag!, checksums: { CRC32C: 'AAAAAA==' } }), bad: /CRC32C/ },
+    { name: 'wrong composite', e: sha.e, head: head({ etag: sha.v.etag!, checksums: { SHA256: 'AAAA-3' } }), bad: /SHA256/ },
+  ];
+  for (const r of rows) {
+    const j = judgeObject(r.head, r.e);
+    if (r.bad) {
+      assert.equal(j.mismatches.length, 1, `${r.name}: one mismatch`);
+      assert.match(j.mismatches[0]!, r.bad, r.name);
+    } else {
+      assert.deepEqual(j.mismatches, [], r.name);
+      assert.equal(j.level, r.level, r.name);
+    }
+  }
+});
