@@ -122,6 +122,7 @@ export class Upload extends EventEmitter<UploadEvents> {
   private running: Promise<UploadResult> | undefined;
   private limiter: LimitFunction | undefined;
   private lastThrottle = 0;
+  private uploadId: string | undefined;
 
   constructor(options: EngineOptions) {
     super();
@@ -145,7 +146,12 @@ export class Upload extends EventEmitter<UploadEvents> {
   /** Runs the upload (once; later calls return the same promise). */
   done(): Promise<UploadResult> {
     this.running ??= this.run().catch((err: unknown) => {
-      const e = err instanceof PartwiseError ? err : new PartwiseError('PART_FAILED', `Unexpected failure: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      const stopped = this.stop.signal.aborted && !(err instanceof PartwiseError && err.code !== 'S3_REQUEST_FAILED');
+      const e = stopped
+        ? new PausedError({ ...this.ctxBase, ...(this.uploadId ? { uploadId: this.uploadId } : {}) }, err)
+        : err instanceof PartwiseError
+          ? err
+          : new PartwiseError('PART_FAILED', `Unexpected failure: ${(err as Error)?.message ?? String(err)}`, { cause: err });
       this.emit('error', e);
       throw e;
     });
@@ -302,6 +308,7 @@ export class Upload extends EventEmitter<UploadEvents> {
         existing = undefined;
       }
       const session = existing ? await this.resume(existing, fp, journalPath) : await this.begin(fp, journalPath, endpoint);
+      this.uploadId = session.journal.uploadId;
       const writer = new JournalWriter(journalPath, () => ({ ...session.journal, updatedAt: new Date().toISOString() }));
       const tracker = session.tracker;
       tracker.setPhase('upload');

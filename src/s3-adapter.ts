@@ -8,6 +8,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListPartsCommand,
   S3Client,
   UploadPartCommand,
@@ -16,7 +17,7 @@ import {
 import { CHECKSUM_ALGORITHMS, type ChecksumAlgorithm } from './checksums.ts';
 import { S3RequestError } from './errors.ts';
 import type { RemotePart } from './reconcile.ts';
-import type { HeadOutput, RequestOptions, S3Port } from './s3-port.ts';
+import type { HeadOutput, ListUploadsOutput, RequestOptions, S3Port } from './s3-port.ts';
 
 export interface ClientOptions {
   endpoint?: string;
@@ -39,6 +40,9 @@ export function createS3Client(opts: ClientOptions = {}): S3Client {
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 1,
     forcePathStyle: opts.forcePathStyle ?? endpoint !== undefined,
+    // Without a logger the SDK prints to the console when a streaming request fails; the engine
+    // reports every failure itself, as a typed error or a part-retry event.
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {} },
   };
   if (endpoint) config.endpoint = endpoint;
   if (opts.region) config.region = opts.region;
@@ -251,7 +255,14 @@ export class SdkS3Port implements S3Port {
     try {
       const out = await this.send<Record<string, unknown>>(
         'HeadObject',
-        new HeadObjectCommand({ Bucket: input.bucket, Key: input.key, ChecksumMode: 'ENABLED', ...commonParams(req), ...sseCParams(req) } as never),
+        new HeadObjectCommand({
+          Bucket: input.bucket,
+          Key: input.key,
+          ChecksumMode: 'ENABLED',
+          ...(input.partNumber !== undefined ? { PartNumber: input.partNumber } : {}),
+          ...commonParams(req),
+          ...sseCParams(req),
+        } as never),
         signal,
       );
       const checksums: HeadOutput['checksums'] = {};
@@ -261,6 +272,7 @@ export class SdkS3Port implements S3Port {
       }
       const head: HeadOutput = { size: Number(out.ContentLength ?? -1), etag: String(out.ETag ?? ''), checksums };
       if (typeof out.ChecksumType === 'string') head.checksumType = out.ChecksumType;
+      if (typeof out.PartsCount === 'number') head.partsCount = out.PartsCount;
       if (typeof out.ServerSideEncryption === 'string') head.serverSideEncryption = out.ServerSideEncryption;
       if (typeof out.SSECustomerAlgorithm === 'string') head.sseCustomerAlgorithm = out.SSECustomerAlgorithm;
       return head;
@@ -268,5 +280,24 @@ export class SdkS3Port implements S3Port {
       if (err instanceof S3RequestError && (err.httpStatus === 404 || err.s3Code === 'NotFound' || err.s3Code === 'NoSuchKey')) return undefined;
       throw err;
     }
+  }
+
+  async listMultipartUploads(input: Parameters<S3Port['listMultipartUploads']>[0], req: RequestOptions, signal?: AbortSignal): Promise<ListUploadsOutput> {
+    const params: Record<string, unknown> = { Bucket: input.bucket, ...(req.expectedBucketOwner ? { ExpectedBucketOwner: req.expectedBucketOwner } : {}) };
+    if (req.requestPayer) params.RequestPayer = req.requestPayer;
+    if (input.prefix) params.Prefix = input.prefix;
+    if (input.keyMarker) params.KeyMarker = input.keyMarker;
+    if (input.uploadIdMarker) params.UploadIdMarker = input.uploadIdMarker;
+    const out = await this.send<{ Uploads?: { Key?: string; UploadId?: string; Initiated?: Date }[]; IsTruncated?: boolean; NextKeyMarker?: string; NextUploadIdMarker?: string }>(
+      'ListMultipartUploads',
+      new ListMultipartUploadsCommand(params as never),
+      signal,
+    );
+    return {
+      uploads: (out.Uploads ?? []).filter((u) => u.Key && u.UploadId).map((u) => ({ key: u.Key!, uploadId: u.UploadId!, ...(u.Initiated ? { initiated: u.Initiated } : {}) })),
+      isTruncated: out.IsTruncated === true,
+      ...(out.NextKeyMarker ? { nextKeyMarker: out.NextKeyMarker } : {}),
+      ...(out.NextUploadIdMarker ? { nextUploadIdMarker: out.NextUploadIdMarker } : {}),
+    };
   }
 }

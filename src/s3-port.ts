@@ -83,13 +83,41 @@ export interface CompleteOutput {
   checksumType?: string;
 }
 
+export interface HeadInput extends ObjectRef {
+  /** HEAD one part of a multipart object: its size, and the object's part count */
+  partNumber?: number;
+}
+
 export interface HeadOutput {
+  /** the object's size, or the part's when partNumber was given */
   size: number;
+  /** number of parts of a multipart object (only when partNumber was given) */
+  partsCount?: number;
   etag: string;
   checksums: Partial<Record<ChecksumAlgorithm, string>>;
   checksumType?: string;
   serverSideEncryption?: string;
   sseCustomerAlgorithm?: string;
+}
+
+export interface IncompleteUpload {
+  key: string;
+  uploadId: string;
+  initiated?: Date;
+}
+
+export interface ListUploadsInput {
+  bucket: string;
+  prefix?: string;
+  keyMarker?: string;
+  uploadIdMarker?: string;
+}
+
+export interface ListUploadsOutput {
+  uploads: IncompleteUpload[];
+  isTruncated: boolean;
+  nextKeyMarker?: string;
+  nextUploadIdMarker?: string;
 }
 
 /** The S3 operations the engine needs. Errors are thrown as S3RequestError. */
@@ -104,5 +132,6 @@ export interface S3Port {
   completeMultipartUpload(input: CompleteInput, req: RequestOptions, signal?: AbortSignal): Promise<CompleteOutput>;
   abortMultipartUpload(input: UploadRef, req: RequestOptions, signal?: AbortSignal): Promise<void>;
   /** undefined when the object does not exist */
-  headObject(input: ObjectRef, req: RequestOptions, signal?: AbortSignal): Promise<HeadOutput | undefined>;
+  headObject(input: HeadInput, req: RequestOptions, signal?: AbortSignal): Promise<HeadOutput | undefined>;
+  listMultipartUploads(input: ListUploadsInput, req: RequestOptions, signal?: AbortSignal): Promise<ListUploadsOutput>;
 }

@@ -1,0 +1,82 @@
+/** Pure formatting for the CLI: sizes, rates, the progress line and the summary. */
+import type { ProgressSnapshot, UploadResult } from './progress.ts';
+
+const UNITS: [number, string][] = [
+  [1024 ** 4, 'TiB'],
+  [1024 ** 3, 'GiB'],
+  [1024 ** 2, 'MiB'],
+  [1024, 'KiB'],
+];
+
+export function formatBytes(n: number): string {
+  for (const [size, unit] of UNITS) if (n >= size) return `${(n / size).toFixed(n / size >= 100 ? 0 : 1)} ${unit}`;
+  return `${n} B`;
+}
+
+/** Parses "8MiB", "64 MiB", "1GiB", "5MB", "1048576" into bytes. */
+export function parseSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB|K|M|G|T)?\s*$/i.exec(text);
+  if (!m) throw new Error(`not a size: ${JSON.stringify(text)} (use e.g. 8MiB, 64MiB, 1GiB)`);
+  const unit = (m[2] ?? 'B').toLowerCase();
+  const mult: Record<string, number> = {
+    b: 1,
+    kib: 1024,
+    k: 1024,
+    mib: 1024 ** 2,
+    m: 1024 ** 2,
+    gib: 1024 ** 3,
+    g: 1024 ** 3,
+    tib: 1024 ** 4,
+    t: 1024 ** 4,
+    kb: 1e3,
+    mb: 1e6,
+    gb: 1e9,
+    tb: 1e12,
+  };
+  const v = Number(m[1]) * mult[unit]!;
+  if (!Number.isSafeInteger(Math.round(v))) throw new Error(`size out of range: ${text}`);
+  return Math.round(v);
+}
+
+export function formatDuration(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${(ms / 1000).toFixed(1)}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+function bar(fraction: number, width: number): string {
+  const f = Math.max(0, Math.min(1, fraction));
+  const full = Math.floor(f * width);
+  return '█'.repeat(full) + (full < width ? '░'.repeat(width - full) : '');
+}
+
+/** One progress line for a terminal of `columns` width. */
+export function renderProgress(s: ProgressSnapshot, columns = 80): string {
+  if (s.phase === 'verify' || (s.phase === 'prepare' && s.bytesToHash > 0)) {
+    const f = s.bytesToHash ? s.bytesHashed / s.bytesToHash : 0;
+    const tail = ` ${Math.floor(f * 100)}% ${formatBytes(s.bytesHashed)}/${formatBytes(s.bytesToHash)} hashed`;
+    return `Verifying ${bar(f, Math.max(10, Math.min(30, columns - tail.length - 12)))}${tail}`;
+  }
+  const done = s.bytesSkipped + s.bytesAcknowledged;
+  const pct = Math.floor(s.fractionDone * 100);
+  const left = s.totalBytes - done;
+  const eta = s.bytesPerSecond > 0 && left > 0 ? ` ETA ${formatDuration((left / s.bytesPerSecond) * 1000)}` : '';
+  const parts = `parts ${s.partsSkipped + s.partsUploaded}/${s.partsTotal}${s.partsSkipped ? ` (${s.partsSkipped} verified)` : ''}`;
+  const tail = ` ${pct}% ${formatBytes(done)}/${formatBytes(s.totalBytes)} ${formatBytes(s.bytesPerSecond)}/s${eta} ${parts}${s.retries ? ` ${s.retries} retries` : ''}`;
+  const label = s.phase === 'complete' || s.phase === 'done' ? 'Completing' : 'Uploading';
+  return `${label} ${bar(s.fractionDone, Math.max(10, Math.min(30, columns - tail.length - 12)))}${tail}`;
+}
+
+export function renderSummary(r: UploadResult): string {
+  const lines = [
+    `Uploaded s3://${r.bucket}/${r.key}${r.resumed ? ' (resumed)' : ''}`,
+    `  parts:        ${r.partCount} total, ${r.partsSkipped} verified on the server and skipped, ${r.partsUploaded} uploaded, ${r.retries} retries`,
+    `  sent:         ${formatBytes(r.bytesSent)} of ${formatBytes(r.size)} in ${formatDuration(r.durationMs)}`,
+    `  verification: ${r.verification.level}${r.checksum ? ` (${r.checksumAlgorithm} ${r.checksum})` : ''}`,
+    `  etag:         ${r.etag}`,
+    `  upload id:    ${r.uploadId}`,
+  ];
+  return lines.join('\n');
+}

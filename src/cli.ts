@@ -1,0 +1,428 @@
+/**
+ * The partwise command. Exit codes: 0 success, 1 failure, 2 usage error, 3 verification mismatch,
+ * 130 interrupted (the upload is resumable).
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { isChecksumAlgorithm, type ChecksumAlgorithm } from './checksums.ts';
+import { formatBytes, parseSize, renderProgress, renderSummary } from './cli-render.ts';
+import { Upload, type EngineOptions, type StatusReport } from './engine.ts';
+import { ObjectVerificationError, PartwiseError, PausedError, SourceChangedError } from './errors.ts';
+import { abortUploads, listIncompleteUploads, verifyObject } from './inspect.ts';
+import { defaultStateDir } from './journal.ts';
+import type { ProgressSnapshot } from './progress.ts';
+import type { ReconcileReport } from './reconcile.ts';
+import { SdkS3Port, createS3Client } from './s3-adapter.ts';
+import type { RequestOptions, S3Port } from './s3-port.ts';
+
+const USAGE = `partwise: resumable S3 multipart uploads that verify every part before trusting it
+
+Usage:
+  partwise upload <file> s3://<bucket>/<key> [options]   upload, or resume (verify first, then send what is missing)
+  partwise status <file> s3://<bucket>/<key> [options]   dry run: what a resume would do, changing nothing
+  partwise ls s3://<bucket>[/<prefix>] [options]         incomplete multipart uploads
+  partwise abort s3://<bucket>/<key> [--upload-id ID | --all] [options]
+  partwise verify <file> s3://<bucket>/<key> [options]   check a finished object against the file, without downloading it
+
+Upload options:
+  --part-size SIZE        part size, e.g. 8MiB, 64MiB, 1GiB (default 16MiB; raised to fit 10,000 parts)
+  --concurrency N         parallel part uploads (default 4)
+  --checksum ALG          crc64nvme (default) | crc32c | crc32 | sha256 | sha1 | none
+  --fresh                 abort the journaled upload for this file and destination, and start over
+Connection and state:
+  --endpoint URL          S3 endpoint (default: AWS_ENDPOINT_URL, or AWS)
+  --region REGION         region (default: AWS_REGION or the profile's)
+  --path-style            path-style URLs (default on when an endpoint is set)
+  --state-dir DIR         journal folder (default: $PARTWISE_STATE_DIR or ~/.local/state/partwise)
+  --sse-c-key-file FILE   SSE-C key: 32 raw bytes, or their base64
+  --request-payer         send x-amz-request-payer: requester
+  --expected-bucket-owner ACCOUNT
+Output:
+  --json                  one JSON object per line on stdout
+  --quiet                 no progress bar and no summary
+  -h, --help              this text
+  --version               the version
+
+Credentials come from the AWS SDK's standard chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+AWS_PROFILE, shared config and credentials files, ...).`;
+
+const OPTIONS = {
+  'part-size': { type: 'string' },
+  concurrency: { type: 'string' },
+  checksum: { type: 'string' },
+  fresh: { type: 'boolean' },
+  endpoint: { type: 'string' },
+  region: { type: 'string' },
+  'path-style': { type: 'boolean' },
+  'state-dir': { type: 'string' },
+  'sse-c-key-file': { type: 'string' },
+  'request-payer': { type: 'boolean' },
+  'expected-bucket-owner': { type: 'string' },
+  'upload-id': { type: 'string' },
+  all: { type: 'boolean' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} satisfies ParseArgsConfig['options'];
+
+type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
+
+class UsageError extends Error {}
+
+const EXIT = { ok: 0, failure: 1, usage: 2, mismatch: 3, interrupted: 130 } as const;
+
+function parseS3Url(url: string | undefined, needKey: boolean): { bucket: string; key: string } {
+  const m = url ? /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(url) : null;
+  if (!m || (needKey && !m[2])) throw new UsageError(`expected s3://<bucket>/${needKey ? '<key>' : '[<prefix>]'}, got ${url ?? 'nothing'}`);
+  return { bucket: m[1]!, key: m[2] ?? '' };
+}
+
+function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The command line to run again (to resume), without --fresh, which would start over. */
+function rerunCommand(argv: string[]): string {
+  return ['partwise', ...argv.filter((a) => a !== '--fresh')].map(shellQuote).join(' ');
+}
+
+function readSseKey(path: string): Uint8Array {
+  const raw = readFileSync(path);
+  if (raw.length === 32) return raw;
+  const decoded = Buffer.from(raw.toString('utf8').trim(), 'base64');
+  if (decoded.length === 32) return decoded;
+  throw new UsageError(`${path} must hold a 32-byte AES-256 key (raw, or base64)`);
+}
+
+function requestOptions(v: Values): RequestOptions {
+  const r: RequestOptions = {};
+  if (v['request-payer']) r.requestPayer = 'requester';
+  if (v['expected-bucket-owner']) r.expectedBucketOwner = v['expected-bucket-owner'];
+  if (v['sse-c-key-file']) r.sseCustomerKey = readSseKey(v['sse-c-key-file']);
+  return r;
+}
+
+function port(v: Values): S3Port {
+  return new SdkS3Port(
+    createS3Client({
+      ...(v.endpoint ? { endpoint: v.endpoint } : {}),
+      ...(v.region ? { region: v.region } : {}),
+      ...(v['path-style'] ? { forcePathStyle: true } : {}),
+    }),
+  );
+}
+
+function engineOptions(v: Values, file: string, bucket: string, key: string, signal?: AbortSignal): EngineOptions {
+  const o: EngineOptions = { file, bucket, key, s3: port(v), ...requestOptions(v), stateDir: v['state-dir'] ?? defaultStateDir() };
+  if (v['part-size']) {
+    try {
+      o.partSize = parseSize(v['part-size']);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
+  if (v.concurrency) {
+    const n = Number(v.concurrency);
+    if (!Number.isInteger(n) || n < 1 || n > 1000) throw new UsageError(`--concurrency must be a whole number from 1 to 1000, got ${v.concurrency}`);
+    o.concurrency = n;
+  }
+  if (v.checksum) {
+    const alg = v.checksum.toUpperCase();
+    if (alg === 'NONE') o.checksumAlgorithm = 'none';
+    else if (isChecksumAlgorithm(alg)) o.checksumAlgorithm = alg as ChecksumAlgorithm;
+    else throw new UsageError(`--checksum must be crc64nvme, crc32c, crc32, sha256, sha1 or none; got ${v.checksum}`);
+  }
+  if (v.fresh) o.fresh = true;
+  if (signal) o.signal = signal;
+  return o;
+}
+
+interface Out {
+  json: boolean;
+  quiet: boolean;
+  tty: boolean;
+  line(obj: unknown): void;
+  say(text: string): void;
+}
+
+function output(v: Values): Out {
+  const json = v.json === true;
+  const quiet = v.quiet === true;
+  return {
+    json,
+    quiet,
+    tty: process.stdout.isTTY === true && !json && !quiet,
+    line: (obj) => process.stdout.write(JSON.stringify(obj) + '\n'),
+    say: (text) => {
+      if (!json && !quiet) process.stdout.write(text + '\n');
+    },
+  };
+}
+
+/** Redraws one line on a timer (never once per event), from whatever the latest state is. */
+function ticker(render: () => string | undefined, intervalMs = 200): () => void {
+  let shown = false;
+  const draw = () => {
+    const text = render();
+    if (text === undefined) return;
+    const cols = process.stdout.columns || 80;
+    process.stdout.write(`\r\x1b[2K${text.slice(0, cols - 1)}`);
+    shown = true;
+  };
+  const t = setInterval(draw, intervalMs);
+  return () => {
+    clearInterval(t);
+    draw();
+    if (shown) process.stdout.write('\n');
+  };
+}
+
+function compactReport(r: ReconcileReport) {
+  return {
+    counts: r.counts,
+    verified: r.verified.length,
+    toUpload: r.toUpload,
+    extraParts: r.extraParts,
+    bytesVerified: r.bytesVerified,
+    bytesToUpload: r.bytesToUpload,
+    notVerified: r.parts.filter((p) => p.status !== 'verified'),
+  };
+}
+
+async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
+  if (pos.length !== 2) throw new UsageError('upload takes <file> s3://<bucket>/<key>');
+  const file = pos[0]!;
+  const { bucket, key } = parseS3Url(pos[1], true);
+  const ac = new AbortController();
+  let signals = 0;
+  const onSignal = () => {
+    signals++;
+    if (signals === 1) {
+      if (!out.json) process.stderr.write('\npartwise: stopping; finished parts stay recorded in the journal (Ctrl-C again to quit at once)\n');
+      ac.abort(new Error('interrupted'));
+    } else {
+      // The journal is replaced atomically, so it is valid at any instant.
+      process.stderr.write(`partwise: interrupted; resume with: ${rerunCommand(argv)}\n`);
+      process.exit(EXIT.interrupted);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const up = new Upload(engineOptions(v, file, bucket, key, ac.signal));
+  let latest: ProgressSnapshot | undefined;
+  up.on('progress', (s) => (latest = s));
+  if (out.json) {
+    up.on('plan', (e) => out.line({ event: 'plan', ...e }));
+    up.on('reconcile', (r) => out.line({ event: 'reconcile', ...compactReport(r) }));
+    up.on('verify-progress', (e) => out.line({ event: 'verify-progress', ...e }));
+    up.on('part-skip', (e) => out.line({ event: 'part-skip', ...e }));
+    up.on('part-start', (e) => out.line({ event: 'part-start', ...e }));
+    up.on('part-done', (e) => out.line({ event: 'part-done', ...e }));
+    up.on('part-retry', (e) => out.line({ event: 'part-retry', ...e }));
+    up.on('warning', (e) => out.line({ event: 'warning', ...e }));
+    up.on('progress', (s) => out.line({ event: 'progress', ...s }));
+  } else if (!out.quiet) {
+    up.on('warning', (e) => process.stderr.write(`\npartwise: warning: ${e.message}\n`));
+    up.on('plan', (e) => {
+      if (e.resumed) out.say(`Resuming upload ${e.uploadId}: verifying the parts on the server against ${file}`);
+    });
+    up.on('reconcile', (r) => {
+      const bad = r.parts.filter((p) => p.status !== 'verified' && p.status !== 'missing');
+      const msg = `Verified ${r.verified.length} of ${r.parts.length} parts on the server (${formatBytes(r.bytesVerified)}); ${r.toUpload.length} to upload (${formatBytes(r.bytesToUpload)})`;
+      out.say((out.tty ? '\r\x1b[2K' : '') + msg + bad.map((p) => `\n  part ${p.partNumber}: ${p.status}${p.detail ? ` (${p.detail})` : ''}`).join(''));
+    });
+  }
+  const stop = out.tty ? ticker(() => (latest ? renderProgress(latest, process.stdout.columns || 80) : undefined)) : () => undefined;
+  try {
+    const r = await up.done();
+    stop();
+    if (out.json) {
+      const { reconcile, ...rest } = r;
+      out.line({ event: 'complete', ...rest, verificationLevel: r.verification.level, ...(reconcile ? { reconcile: compactReport(reconcile) } : {}) });
+    } else out.say(renderSummary(r));
+    return EXIT.ok;
+  } catch (err) {
+    stop();
+    return reportError(err, argv, out);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function nextStep(err: PartwiseError, argv: string[]): string {
+  const again = rerunCommand(argv);
+  switch (err.code) {
+    case 'PAUSED':
+      return `resume with: ${again}`;
+    case 'SOURCE_CHANGED':
+      return `start over with: ${again} --fresh`;
+    case 'UPLOAD_GONE':
+      return `start over with: ${again}`;
+    case 'OBJECT_VERIFICATION_FAILED':
+      return argv[0] === 'upload' ? `upload again with: ${again} --fresh` : `upload it again with: partwise upload ${argv.slice(1, 3).map(shellQuote).join(' ')} --fresh`;
+    case 'JOURNAL_CORRUPT':
+    case 'JOURNAL_MISMATCH':
+      return `start over with: ${again} --fresh`;
+    default:
+      return err.resumable ? `resume with: ${again}` : '';
+  }
+}
+
+function reportError(err: unknown, argv: string[], out: Out): number {
+  if (err instanceof UsageError) {
+    process.stderr.write(`partwise: ${err.message}\nRun partwise --help for usage.\n`);
+    return EXIT.usage;
+  }
+  const e = err instanceof PartwiseError ? err : new PartwiseError('PART_FAILED', (err as Error)?.message ?? String(err), { cause: err });
+  const next = nextStep(e, argv);
+  if (out.json) out.line({ event: 'error', code: e.code, message: e.message, resumable: e.resumable, ...e.context, ...(next ? { next } : {}) });
+  process.stderr.write(`partwise: ${e.code}: ${e.message}${next ? ` Next: ${next}` : ''}\n`);
+  if (e instanceof PausedError) return EXIT.interrupted;
+  if (e instanceof ObjectVerificationError) return EXIT.mismatch;
+  if (e.code === 'INVALID_OPTIONS') return EXIT.usage;
+  return EXIT.failure;
+}
+
+function describeStatus(s: StatusReport, file: string, url: string): string {
+  if (!s.exists) return `No journal for ${file} → ${url}: an upload would start from scratch.`;
+  const head = `Upload ${s.uploadId} of ${file} → ${url}: ${s.plan!.partCount} parts of ${formatBytes(s.plan!.partSize)} (journal ${s.journalPath})`;
+  if (s.sourceChanged) return `${head}\nThe file changed since the upload started (${s.sourceChanged.join(', ')}): a resume would refuse; use upload --fresh.`;
+  if (s.uploadGone) return `${head}\nThe server no longer has this upload: an upload would start over.`;
+  const r = s.reconcile!;
+  const lines = [head, `  verified on the server: ${r.verified.length} parts (${formatBytes(r.bytesVerified)})`, `  to upload: ${r.toUpload.length} parts (${formatBytes(r.bytesToUpload)} left)`];
+  for (const p of r.parts) if (p.status !== 'verified' && p.status !== 'missing') lines.push(`  part ${p.partNumber}: ${p.status}${p.detail ? ` (${p.detail})` : ''}`);
+  const missing = r.parts.filter((p) => p.status === 'missing').length;
+  if (missing) lines.push(`  missing: ${missing} parts`);
+  if (r.extraParts.length) lines.push(`  unexpected parts on the server: ${r.extraParts.join(', ')}`);
+  return lines.join('\n');
+}
+
+async function cmdStatus(pos: string[], v: Values, out: Out): Promise<number> {
+  if (pos.length !== 2) throw new UsageError('status takes <file> s3://<bucket>/<key>');
+  const { bucket, key } = parseS3Url(pos[1], true);
+  const s = await new Upload(engineOptions(v, pos[0]!, bucket, key)).status();
+  if (out.json) {
+    const { reconcile, ...rest } = s;
+    out.line({ event: 'status', ...rest, ...(reconcile ? { reconcile: compactReport(reconcile) } : {}) });
+  } else out.say(describeStatus(s, pos[0]!, pos[1]!));
+  return EXIT.ok;
+}
+
+async function cmdLs(pos: string[], v: Values, out: Out): Promise<number> {
+  if (pos.length !== 1) throw new UsageError('ls takes s3://<bucket>[/<prefix>]');
+  const { bucket, key: prefix } = parseS3Url(pos[0], false);
+  const rows = await listIncompleteUploads(port(v), bucket, prefix || undefined, v['state-dir'] ?? defaultStateDir(), requestOptions(v));
+  if (out.json) {
+    for (const r of rows) out.line({ event: 'upload', bucket, ...r, initiated: r.initiated?.toISOString(), journal: r.journalPath !== undefined });
+    return EXIT.ok;
+  }
+  if (rows.length === 0) {
+    out.say(`No incomplete multipart uploads in s3://${bucket}/${prefix}`);
+    return EXIT.ok;
+  }
+  const table = [['KEY', 'UPLOAD ID', 'STARTED', 'PARTS', 'BYTES', 'LOCAL JOURNAL']];
+  for (const r of rows) table.push([r.key, r.uploadId, r.initiated?.toISOString() ?? '-', String(r.parts), formatBytes(r.bytes), r.sourcePath ? `yes (${r.sourcePath})` : 'no']);
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  out.say(table.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n'));
+  return EXIT.ok;
+}
+
+async function cmdAbort(pos: string[], v: Values, out: Out): Promise<number> {
+  if (pos.length !== 1) throw new UsageError('abort takes s3://<bucket>/<key>');
+  const { bucket, key } = parseS3Url(pos[0], true);
+  if (v['upload-id'] && v.all) throw new UsageError('give --upload-id or --all, not both');
+  const s3 = port(v);
+  const req = requestOptions(v);
+  const stateDir = v['state-dir'] ?? defaultStateDir();
+  let targets: { key: string; uploadId: string }[];
+  if (v['upload-id']) targets = [{ key, uploadId: v['upload-id'] }];
+  else {
+    const rows = (await listIncompleteUploads(s3, bucket, key, stateDir, req)).filter((r) => r.key === key);
+    targets = v.all ? rows : rows.filter((r) => r.journalPath);
+    if (!v.all && targets.length === 0) {
+      const hint = rows.length ? ` The server has ${rows.length} upload(s) for this key that no local journal knows: ${rows.map((r) => r.uploadId).join(', ')}; name one with --upload-id, or use --all.` : '';
+      process.stderr.write(`partwise: no journaled upload for s3://${bucket}/${key}.${hint}\n`);
+      return rows.length ? EXIT.usage : EXIT.ok;
+    }
+  }
+  const aborted = await abortUploads(s3, bucket, targets, stateDir, req);
+  for (const id of aborted) {
+    if (out.json) out.line({ event: 'aborted', bucket, key, uploadId: id });
+    else out.say(`Aborted upload ${id} of s3://${bucket}/${key}`);
+  }
+  return EXIT.ok;
+}
+
+async function cmdVerify(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
+  if (pos.length !== 2) throw new UsageError('verify takes <file> s3://<bucket>/<key>');
+  const { bucket, key } = parseS3Url(pos[1], true);
+  let hashed = 0;
+  const stop = out.tty ? ticker(() => `Hashing ${pos[0]}: ${formatBytes(hashed)}`) : () => undefined;
+  let r;
+  try {
+    r = await verifyObject(port(v), { file: pos[0]!, bucket, key, req: requestOptions(v), onBytes: (n) => (hashed += n) });
+  } finally {
+    stop();
+  }
+  if (out.json) out.line({ event: 'verify', bucket, key, ok: r.mismatches.length === 0, ...r });
+  else if (r.mismatches.length === 0) out.say(`OK s3://${bucket}/${key} matches ${pos[0]}\n  verification: ${r.level}\n${r.checks.map((c) => `  ✔ ${c}`).join('\n')}`);
+  if (r.mismatches.length) {
+    const e = new ObjectVerificationError({ bucket, key }, r.mismatches);
+    process.stderr.write(`partwise: ${e.code}: ${e.message} Next: ${nextStep(e, argv)}\n`);
+    return EXIT.mismatch;
+  }
+  return EXIT.ok;
+}
+
+function version(): string {
+  for (const rel of ['../../package.json', '../package.json']) {
+    try {
+      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
+    } catch {
+      /* try the next layout (built vs. source) */
+    }
+  }
+  return 'unknown';
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    process.stderr.write(`partwise: ${(err as Error).message}\nRun partwise --help for usage.\n`);
+    return EXIT.usage;
+  }
+  const v = parsed.values as Values;
+  const [cmd, ...pos] = parsed.positionals;
+  if (v.version) {
+    process.stdout.write(`partwise ${version()}\n`);
+    return EXIT.ok;
+  }
+  if (v.help || cmd === 'help') {
+    process.stdout.write(USAGE + '\n');
+    return EXIT.ok;
+  }
+  const out = output(v);
+  try {
+    switch (cmd) {
+      case 'upload':
+        return await cmdUpload(pos, v, argv, out);
+      case 'status':
+        return await cmdStatus(pos, v, out);
+      case 'ls':
+        return await cmdLs(pos, v, out);
+      case 'abort':
+        return await cmdAbort(pos, v, out);
+      case 'verify':
+        return await cmdVerify(pos, v, argv, out);
+      default:
+        throw new UsageError(cmd ? `unknown command ${cmd}` : 'no command given');
+    }
+  } catch (err) {
+    return reportError(err, argv, out);
+  }
+}
