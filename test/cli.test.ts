@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { before, describe, test } from 'node:test';
+import { MiB } from '../src/index.ts';
+import { BIN, cliEnv, jsonLines, runCli } from './helpers/cli.ts';
+import { getObjectBytes, makeBucket, randomFile, sha256, tempDir } from './helpers/s3.ts';
+
+/** Starts an upload with --json and sends SIGINT once `afterParts` parts are acknowledged. */
+async function interruptedUpload(args: string[], env: NodeJS.ProcessEnv, afterParts: number, signals = 1) {
+  const child = spawn(process.execPath, [BIN, ...args, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = once(child, 'exit');
+  const events: { event: string; [k: string]: unknown }[] = [];
+  let done = 0;
+  for await (const line of createInterface({ input: child.stdout })) {
+    const e = JSON.parse(line);
+    events.push(e);
+    if (e.event === 'part-done' && ++done === afterParts) for (let i = 0; i < signals; i++) child.kill('SIGINT');
+  }
+  const [code] = await exited;
+  return { code: code as number | null, stderr, events };
+}
+
+describe('the partwise command, end to end against the local server', () => {
+  let bucket: string;
+  before(async () => {
+    bucket = await makeBucket('pw-cli');
+  });
+
+  test('usage errors exit 2 with one clear line', async () => {
+    const env = cliEnv(await tempDir());
+    for (const args of [[], ['upload'], ['upload', 'f', 'http://x/y'], ['upload', 'f', 's3://b/k', '--checksum', 'md4'], ['upload', 'f', 's3://b/k', '--part-size', 'lots'], ['frobnicate'], ['upload', '--no-such-flag']]) {
+      const r = await runCli(args, env);
+      assert.equal(r.code, 2, `exit 2 for ${JSON.stringify(args)}`);
+      assert.match(r.stderr, /^partwise: /, 'names the problem');
+      assert.equal(r.stdout, '');
+    }
+    const help = await runCli(['--help'], env);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /partwise upload <file> s3:\/\/<bucket>\/<key>/);
+  });
+
+  test('upload --json: parseable events, then a complete summary; the object is byte-identical', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 21 * MiB);
+    const r = await runCli(['upload', f.path, `s3://${bucket}/json/one.bin`, '--part-size', '5MiB', '--json'], cliEnv(dir));
+    assert.equal(r.code, 0, r.stderr);
+    const events = jsonLines(r.stdout);
+    assert.equal(events[0]!.event, 'plan');
+    assert.equal(events.filter((e) => e.event === 'part-done').length, 5);
+    const last = events.at(-1)!;
+    assert.equal(last.event, 'complete');
+    assert.equal(events.filter((e) => e.event === 'complete').length, 1);
+    for (const k of ['uploadId', 'etag', 'bytesSent', 'partsUploaded', 'partsSkipped', 'verificationLevel']) assert.ok(k in last, `complete has ${k}`);
+    assert.equal(last.bytesSent, 21 * MiB);
+    assert.equal(last.partsUploaded, 5);
+    assert.equal(last.partsSkipped, 0);
+    assert.equal(last.verificationLevel, 'full-object-checksum');
+    for (const e of events.filter((x) => x.event === 'progress')) assert.ok((e.fractionDone as number) <= 1);
+    assert.equal(sha256(await getObjectBytes(bucket, 'json/one.bin')), f.sha256);
+  });
+
+  test('Ctrl-C: exit 130 with the resume command; status, ls, then the same command resumes and skips verified parts', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 40 * MiB);
+    const env = cliEnv(dir);
+    const dest = `s3://${bucket}/cli/interrupted.bin`;
+    const first = await interruptedUpload(['upload', f.path, dest, '--part-size', '5MiB', '--concurrency', '1'], env, 3);
+    assert.equal(first.code, 130);
+    assert.match(first.stderr, /PAUSED/);
+    assert.ok(first.stderr.includes(`resume with: partwise upload ${f.path} ${dest}`), first.stderr);
+    assert.equal(first.stderr.trim().split('\n').filter((l) => l.startsWith('partwise: PAUSED')).length, 1);
+
+    const status = await runCli(['status', f.path, dest, '--json'], env);
+    assert.equal(status.code, 0, status.stderr);
+    const st = jsonLines(status.stdout)[0]! as unknown as { exists: boolean; reconcile: { verified: number; toUpload: number[] }; bytesLeft: number };
+    assert.equal(st.exists, true);
+    assert.ok(st.reconcile.verified >= 3);
+    assert.equal(st.reconcile.verified + st.reconcile.toUpload.length, 8);
+    assert.equal(st.bytesLeft, st.reconcile.toUpload.length * 5 * MiB);
+
+    const ls = await runCli(['ls', `s3://${bucket}/cli/`, '--json'], env);
+    const rows = jsonLines(ls.stdout);
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]!.key, 'cli/interrupted.bin');
+    assert.equal(rows[0]!.journal, true);
+    assert.equal(rows[0]!.parts, st.reconcile.verified);
+
+    const second = await runCli(['upload', f.path, dest, '--json'], env);
+    assert.equal(second.code, 0, second.stderr);
+    const complete = jsonLines(second.stdout).at(-1)!;
+    assert.equal(complete.partsSkipped, st.reconcile.verified);
+    assert.equal(complete.partsUploaded, 8 - st.reconcile.verified);
+    assert.equal(sha256(await getObjectBytes(bucket, 'cli/interrupted.bin')), f.sha256);
+
+    const verify = await runCli(['verify', f.path, dest], env);
+    assert.equal(verify.code, 0);
+    assert.match(verify.stdout, /verification: full-object-checksum/);
+  });
+
+  test('a second Ctrl-C exits at once with 130, and the journal is still valid', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 40 * MiB);
+    const r = await interruptedUpload(['upload', f.path, `s3://${bucket}/cli/twice.bin`, '--part-size', '5MiB', '--concurrency', '1'], cliEnv(dir), 2, 2);
+    assert.equal(r.code, 130);
+    const jf = (await readdir(dir)).find((n) => n.endsWith('.json'))!;
+    const j = JSON.parse(await readFile(`${dir}/${jf}`, 'utf8'));
+    assert.ok(j.parts.length >= 1 && j.uploadId);
+    const again = await runCli(['upload', f.path, `s3://${bucket}/cli/twice.bin`], cliEnv(dir));
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(sha256(await getObjectBytes(bucket, 'cli/twice.bin')), f.sha256);
+  });
+
+  test('verify exits 3 when the object does not match the file', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 11 * MiB);
+    const env = cliEnv(dir);
+    const dest = `s3://${bucket}/cli/verify.bin`;
+    assert.equal((await runCli(['upload', f.path, dest, '--part-size', '5MiB', '--checksum', 'crc32c'], env)).code, 0);
+    const changed = Buffer.from(f.bytes);
+    changed[6 * MiB] = changed[6 * MiB]! ^ 0xff; // one bit pattern in part 2, same size
+    await writeFile(f.path, changed);
+    const r = await runCli(['verify', f.path, dest], env);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /OBJECT_VERIFICATION_FAILED/);
+    assert.match(r.stderr, /CRC32C/);
+  });
+
+  test('a changed source on resume: exit 1, and the message gives the --fresh command', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 30 * MiB);
+    const env = cliEnv(dir);
+    const dest = `s3://${bucket}/cli/changed.bin`;
+    assert.equal((await interruptedUpload(['upload', f.path, dest, '--part-size', '5MiB', '--concurrency', '1'], env, 1)).code, 130);
+    await writeFile(f.path, Buffer.concat([f.bytes, Buffer.from('more')]));
+    const r = await runCli(['upload', f.path, dest], env);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /SOURCE_CHANGED/);
+    assert.ok(r.stderr.includes(`--fresh`));
+    const fresh = await runCli(['upload', f.path, dest, '--fresh', '--json'], env);
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.equal(sha256(await getObjectBytes(bucket, 'cli/changed.bin')), sha256(await readFile(f.path)));
+  });
+
+  test('abort removes the server upload and the journal; --all also takes uploads no journal knows', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 20 * MiB);
+    const env = cliEnv(dir);
+    const dest = `s3://${bucket}/cli/abort.bin`;
+    assert.equal((await interruptedUpload(['upload', f.path, dest, '--part-size', '5MiB', '--concurrency', '1'], env, 1)).code, 130);
+    const ab = await runCli(['abort', dest, '--json'], env);
+    assert.equal(ab.code, 0, ab.stderr);
+    assert.equal(jsonLines(ab.stdout).length, 1);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.json')), []);
+    assert.deepEqual(jsonLines((await runCli(['ls', `s3://${bucket}/cli/abort`, '--json'], env)).stdout), []);
+
+    // an upload started elsewhere (another state folder): needs --all or --upload-id
+    const other = await tempDir();
+    assert.equal((await interruptedUpload(['upload', f.path, dest, '--part-size', '5MiB', '--concurrency', '1'], cliEnv(other), 1)).code, 130);
+    const refused = await runCli(['abort', dest], env);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /--upload-id|--all/);
+    assert.equal((await runCli(['abort', dest, '--all'], env)).code, 0);
+    assert.deepEqual(jsonLines((await runCli(['ls', `s3://${bucket}/cli/abort`, '--json'], env)).stdout), []);
+  });
+
+  test('on a real terminal: a progress bar redrawn on a timer, then a one-screen summary', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 64 * MiB);
+    const env = cliEnv(dir);
+    const cmd = [process.execPath, BIN, 'upload', f.path, `s3://${bucket}/cli/tty.bin`, '--part-size', '5MiB', '--concurrency', '1'].map((a) => `'${a}'`).join(' ');
+    const started = Date.now();
+    // util-linux `script` runs the command on a pseudo-terminal and copies what it draws.
+    const r = spawnSync('script', ['-qfec', cmd, '/dev/null'], { env: { ...env, COLUMNS: '100' }, encoding: 'utf8' });
+    const elapsed = Date.now() - started;
+    assert.equal(r.status, 0, r.stderr);
+    const redraws = r.stdout.split('\r\x1b[2K').length - 1;
+    assert.ok(redraws >= 2, `the bar was drawn (${redraws} redraws)`);
+    assert.ok(redraws <= elapsed / 200 + 3, `redrawn on a 200 ms timer, not per event (${redraws} redraws in ${elapsed} ms, 13 parts)`);
+    assert.match(r.stdout, /Uploading [█░]+ \d+% /);
+    assert.match(r.stdout, /parts \d+\/13/);
+    assert.match(r.stdout, /Uploaded s3:\/\/.*tty\.bin/);
+    assert.match(r.stdout, /verification: full-object-checksum/);
+
+    const piped = await runCli(['upload', f.path, `s3://${bucket}/cli/tty2.bin`, '--part-size', '5MiB'], env);
+    assert.equal(piped.stdout.includes('\r'), false, 'no bar when stdout is not a terminal');
+    assert.match(piped.stdout, /Uploaded s3:\/\//);
+    const quiet = await runCli(['upload', f.path, `s3://${bucket}/cli/tty3.bin`, '--quiet'], env);
+    assert.equal(quiet.stdout, '');
+    assert.equal(quiet.code, 0);
+  });
+});
