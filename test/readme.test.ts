@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { MiB } from '../src/index.ts';
+import { cliEnv, runCli } from './helpers/cli.ts';
+import { getObjectBytes, makeBucket, randomFile, sha256, tempDir } from './helpers/s3.ts';
+
+const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+const blocks = (lang: string) => [...readme.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]!);
+
+test('README: the first lines give the two fresh-machine commands, and they are the npm scripts CI runs', async () => {
+  const first = blocks('sh')[0]!;
+  assert.match(first, /^npm ci && npm run demo/m);
+  assert.match(first, /^npm ci && npm test/m);
+  const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
+  assert.ok(pkg.scripts.demo && pkg.scripts.test);
+  const ci = await readFile(new URL('../.ci/run', import.meta.url), 'utf8');
+  assert.match(ci, /^npm ci\b/m);
+  assert.match(ci, /^npm test$/m);
+});
+
+test('README: every partwise command example runs, in order, and succeeds', async () => {
+  const dir = await tempDir();
+  const bucket = await makeBucket('pw-readme');
+  const f = await randomFile(dir, 70 * MiB, 'backup.tar');
+  const env = cliEnv(dir);
+  const commands = blocks('sh').flatMap((b) => b.split('\n')).filter((l) => l.startsWith('partwise '));
+  assert.ok(commands.length >= 6, `found ${commands.length} examples`);
+  for (const line of commands) {
+    const args = line.replace(/\s+#.*$/, '').split(/\s+/).slice(1).map((a) => a.replace('backup.tar', f.path).replace('my-bucket', bucket));
+    // `backups/backup.tar` keys keep their name; only the local file path is substituted
+    const fixed = args.map((a) => (a.startsWith('s3://') ? a.replace(f.path, 'backup.tar') : a));
+    const r = await runCli(fixed, env);
+    assert.equal(r.code, 0, `${line}\n${r.stderr}`);
+  }
+  assert.equal(sha256(await getObjectBytes(bucket, 'backups/backup.tar')), f.sha256);
+});
+
+test('README: the library example runs as written', async () => {
+  const dir = await tempDir();
+  const bucket = await makeBucket('pw-readme-lib');
+  const f = await randomFile(dir, 40 * MiB, 'backup.tar');
+  const code = blocks('ts')[0]!.replace("from 'partwise'", `from ${JSON.stringify(new URL('../src/index.ts', import.meta.url).href)}`).replace("'my-bucket'", JSON.stringify(bucket));
+  const script = join(dir, 'example.mts');
+  await writeFile(script, code);
+  const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), script], { cwd: dir, env: cliEnv(dir), encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /[0-9a-f]{32}-3: full-object-checksum/);
+  assert.equal(sha256(await getObjectBytes(bucket, 'backups/backup.tar')), f.sha256);
+});
