@@ -27,7 +27,7 @@ Usage:
 Upload options:
   --part-size SIZE        part size, e.g. 8MiB, 64MiB, 1GiB (default 16MiB; raised to fit 10,000 parts)
   --concurrency N         parallel part uploads (default 4)
-  --checksum ALG          crc64nvme (default) | crc32c | crc32 | sha256 | sha1 | none
+  --checksum ALG          crc32c (default) | crc64nvme | crc32 | sha256 | sha1 | none
   --fresh                 abort the journaled upload for this file and destination, and start over
 Connection and state:
   --endpoint URL          S3 endpoint (default: AWS_ENDPOINT_URL, or AWS)

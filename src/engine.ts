@@ -61,7 +61,7 @@ export interface EngineOptions extends RequestOptions {
   concurrency?: number;
   /** one p-limit limiter shared by several uploads, so a backup tool bounds all of them at once */
   limiter?: LimitFunction;
-  /** additional checksum (default CRC64NVME); 'none' relies on Content-MD5 and MD5 ETags only */
+  /** additional checksum (default CRC32C); 'none' relies on Content-MD5 and MD5 ETags only */
   checksumAlgorithm?: ChecksumAlgorithm | 'none';
   /** where journals live (default $PARTWISE_STATE_DIR or ~/.local/state/partwise) */
   stateDir?: string;

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import * as zlib from 'node:zlib';
 import { before, describe, test } from 'node:test';
 import { AwsCrc32 } from '@aws-crypto/crc32';
 import { AwsCrc32c } from '@aws-crypto/crc32c';
@@ -127,4 +129,22 @@ describe('checksums', () => {
     assert.deepEqual(d.checksum, await reference('CRC32C', data));
     assert.equal(digestBuffer(data, undefined).checksum, undefined);
   });
+});
+
+test('without the native addon, the fallbacks load and give the same values', () => {
+  const script = `
+    import { activeImplementations, createHasher, loadHashers } from ${JSON.stringify(new URL('../src/checksums.ts', import.meta.url).href)};
+    await loadHashers();
+    const nine = Buffer.from('123456789');
+    const out = {};
+    for (const a of ['CRC32', 'CRC32C', 'CRC64NVME', 'MD5']) { const h = createHasher(a); h.update(nine); out[a] = [activeImplementations[a], h.digest().toString('hex')]; }
+    process.stdout.write(JSON.stringify(out));
+  `;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, PARTWISE_NO_NATIVE: '1' }, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Record<string, [string, string]>;
+  assert.deepEqual(out.CRC32C, ['hash-wasm', 'e3069283']);
+  assert.deepEqual(out.CRC32, [typeof (zlib as { crc32?: unknown }).crc32 === 'function' ? 'node:zlib' : 'hash-wasm', 'cbf43926']);
+  assert.deepEqual(out.CRC64NVME, ['hash-wasm', 'ae8b14860a799888']);
+  assert.equal(out.MD5![1], '25f9e794323b453885f5181f1b624d0b');
 });
