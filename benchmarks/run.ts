@@ -23,7 +23,11 @@ import { hashPartsInWorkers } from '../src/verify-pool.ts';
 import { loadS3Env, makeBucket, plainClient, tempDir } from '../test/helpers/s3.ts';
 
 const MiB = 1024 * 1024;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const out: string[] = [];
 const print = (s = '') => {

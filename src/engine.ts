@@ -42,7 +42,7 @@ import {
 import { listAllParts, listPartsCaller } from './list-parts.ts';
 import { partAt, planParts, type PartPlan, type PlannedPart } from './planner.ts';
 import { ProgressTracker, type UploadEvents, type UploadResult } from './progress.ts';
-import { reconcile, type ReconcileReport } from './reconcile.ts';
+import { reconcile, type ReconcileReport, type RemotePart } from './reconcile.ts';
 import { DEFAULT_RETRY_POLICY, classifyError, engineAttempts, retrying, type RetryPolicy } from './retry.ts';
 import type { RequestOptions, S3Port } from './s3-port.ts';
 import { hashPartsInWorkers } from './verify-pool.ts';
@@ -225,7 +225,12 @@ export class Upload extends EventEmitter<UploadEvents> {
    * Resume verification: list every part the server holds, re-hash the matching chunks of the
    * local file on worker threads, and reconcile.
    */
-  private async verifyRemote(j: JournalData, plan: PartPlan, fp: SourceFingerprint, tracker?: ProgressTracker): Promise<{ report: ReconcileReport; local: Map<number, LocalDigest>; stoppedEarly: boolean }> {
+  private async verifyRemote(
+    j: JournalData,
+    plan: PartPlan,
+    fp: SourceFingerprint,
+    tracker?: ProgressTracker,
+  ): Promise<{ report: ReconcileReport; local: Map<number, LocalDigest>; remote: Map<number, RemotePart>; stoppedEarly: boolean }> {
     const ref = { bucket: j.bucket, key: j.key, uploadId: j.uploadId };
     const call = listPartsCaller(this.options.s3, ref, this.req(), this.stop.signal);
     let listed;
@@ -264,16 +269,10 @@ export class Upload extends EventEmitter<UploadEvents> {
     const local = await hashPartsInWorkers(fp.path, toHash, alg ?? undefined, hashOpts);
     const journalMap = new Map(j.parts.map((p) => [p.partNumber, { etag: p.etag, md5: p.md5 }]));
     const report = reconcile({ plan, remote: listed.parts, local, algorithm: alg, etagIsMd5: j.etagIsMd5, journal: journalMap });
-    // Keep the ETags the server listed: Complete needs them for verified parts.
-    const remoteByNumber = new Map(listed.parts.map((r) => [r.partNumber, r]));
-    for (const n of report.verified) {
-      const r = remoteByNumber.get(n)!;
-      (local.get(n) as LocalDigest & { etag?: string }).etag = r.etag;
-    }
-    return { report, local, stoppedEarly: listed.stoppedEarly };
+    return { report, local, remote: new Map(listed.parts.map((r) => [r.partNumber, r])), stoppedEarly: listed.stoppedEarly };
   }
 
-  /** What a resume would do, changing nothing (no lock is held long, no part is sent). */
+  /** What a resume would do, changing nothing: no lock, no part sent, the journal untouched. */
   async status(): Promise<StatusReport> {
     await loadHashers();
     const { fp, journalPath } = await this.locate();
@@ -317,7 +316,7 @@ export class Upload extends EventEmitter<UploadEvents> {
       fh = await openSource(this.options.file);
       const limiter = this.options.limiter ?? pLimit(this.options.concurrency ?? 4);
       this.limiter = limiter;
-      let failure: unknown;
+      let failure: { partNumber: number; error: unknown } | undefined;
       const handle = fh;
       await Promise.all(
         toUpload.map((n) =>
@@ -325,9 +324,9 @@ export class Upload extends EventEmitter<UploadEvents> {
             if (failure || this.stop.signal.aborted) return;
             try {
               await this.uploadPart(session, handle, n, writer, tracker);
-            } catch (err) {
+            } catch (error) {
               tracker.dropped(n);
-              if (!this.stop.signal.aborted) failure ??= err;
+              if (!this.stop.signal.aborted) failure ??= { partNumber: n, error };
             }
           }),
         ),
@@ -338,12 +337,12 @@ export class Upload extends EventEmitter<UploadEvents> {
       if (failure) {
         const diffs = fingerprintDifferences(session.journal.source, await fingerprint(this.options.file));
         if (diffs.length) throw new SourceChangedError(this.options.file, diffs, uploadCtx);
-        if (isGone(failure)) {
+        if (isGone(failure.error)) {
           await deleteJournal(journalPath);
-          throw new UploadGoneError(uploadCtx, failure);
+          throw new UploadGoneError(uploadCtx, failure.error);
         }
-        if (failure instanceof PartwiseError && !(failure instanceof S3RequestError)) throw failure;
-        throw new PartFailedError({ ...uploadCtx, partNumber: (failure as { partNumber?: number }).partNumber ?? 0 }, failure);
+        if (failure.error instanceof PartwiseError && !(failure.error instanceof S3RequestError)) throw failure.error;
+        throw new PartFailedError({ ...uploadCtx, partNumber: failure.partNumber }, failure.error);
       }
       tracker.setPhase('complete');
       const result = await this.complete(session, tracker, t0);
@@ -445,20 +444,20 @@ export class Upload extends EventEmitter<UploadEvents> {
       if (this.stop.signal.aborted) throw new PausedError(ctx, err);
       throw err;
     }
-    const { report, local, stoppedEarly } = verified;
+    const { report, local, remote, stoppedEarly } = verified;
     if (stoppedEarly) this.emit('warning', { code: 'LIST_PARTS_STALLED', message: 'ListParts stopped advancing its marker; unlisted parts will be uploaded again' });
     if (report.extraParts.length) {
       this.emit('warning', { code: 'EXTRA_PARTS', message: `the server holds parts the plan does not have: ${report.extraParts.join(', ')}` });
     }
     this.emit('reconcile', report);
-    // The journal now holds exactly the verified parts, with the server's ETags.
+    // The journal now holds exactly the verified parts, with the ETags the server listed (Complete needs them).
     const digests = new Map<number, LocalDigest>();
     const parts: JournalPart[] = [];
     for (const v of report.parts) {
       if (v.status !== 'verified') continue;
-      const d = local.get(v.partNumber) as LocalDigest & { etag: string };
+      const d = local.get(v.partNumber)!;
       digests.set(v.partNumber, d);
-      const jp: JournalPart = { partNumber: v.partNumber, size: v.size, etag: d.etag, md5: d.md5Hex };
+      const jp: JournalPart = { partNumber: v.partNumber, size: v.size, etag: stripQuotes(remote.get(v.partNumber)!.etag), md5: d.md5Hex };
       if (d.checksum) jp.checksum = d.checksum.toString('base64');
       parts.push(jp);
       tracker.skip(v.size);
@@ -501,10 +500,7 @@ export class Upload extends EventEmitter<UploadEvents> {
         tracker.retry(n);
         this.emit('part-retry', { partNumber: n, attempt: i.attempt, delayMs: i.delayMs, error: (i.error as Error).message, throttled: i.throttled });
       },
-    ).catch((err: unknown) => {
-      if (err && typeof err === 'object') (err as { partNumber?: number }).partNumber = n;
-      throw err;
-    });
+    );
     const etag = stripQuotes(out.etag);
     if (s.journal.etagIsMd5 && (etag.toLowerCase() !== d.md5Hex || (out.serverSideEncryption ?? '').startsWith('aws:kms') || out.sseCustomerAlgorithm)) {
       // The server checked Content-MD5, so a different ETag means its ETags are not MD5s (e.g. bucket-default SSE-KMS).

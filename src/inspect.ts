@@ -13,7 +13,7 @@ import { allParts, type PartPlan } from './planner.ts';
 import type { VerificationLevel } from './progress.ts';
 import type { RequestOptions, S3Port } from './s3-port.ts';
 import { hashPartsInWorkers } from './verify-pool.ts';
-import { judgeObject, type ExpectedObject } from './verify-object.ts';
+import { expectedValues, judgeObject, type ExpectedObject } from './verify-object.ts';
 
 export interface JournalEntry {
   path: string;
@@ -159,15 +159,9 @@ export async function verifyObject(
     partDigests: parts.map((p) => ({ size: p.size, checksum: digests.get(p.partNumber)?.checksum ?? Buffer.alloc(0) })),
   };
   if (etagIsMd5) expected.partMd5Hex = parts.map((p) => digests.get(p.partNumber)!.md5Hex);
-  let verdict = judgeObject(multi ? head : { ...head, etag: etagIsMd5 ? head.etag : '' }, expected);
-  if (!multi && etagIsMd5) {
-    // A single PUT: its ETag is the plain MD5 of the file, not a multipart ETag.
-    const md5 = parts[0] ? digests.get(1)!.md5Hex : '';
-    const got = head.etag.replace(/"/g, '').toLowerCase();
-    const without = verdict.mismatches.filter((m) => !m.startsWith('ETag'));
-    const checks = verdict.checks.filter((c) => !c.startsWith('multipart ETag'));
-    if (got === md5) verdict = { level: verdict.level === 'size' ? 'multipart-etag' : verdict.level, checks: [...checks, `ETag (MD5) ${got}`], mismatches: without };
-    else verdict = { ...verdict, checks, mismatches: [...without, `ETag: server ${got}, local MD5 ${md5}`] };
-  }
+  const values = expectedValues(expected);
+  // A single PUT's ETag is the plain MD5 of the file, not a multipart ETag.
+  if (!multi && etagIsMd5) values.etag = digests.get(1)!.md5Hex;
+  const verdict = judgeObject(head, expected, values);
   return { ...verdict, partSize: plan.partSize, partCount: plan.partCount, checksumAlgorithm: alg, bytesHashed };
 }

@@ -55,7 +55,7 @@ export function judgeObject(head: HeadOutput, e: ExpectedObject, expected: Expec
   if (expected.etag) {
     const got = stripQuotes(head.etag).toLowerCase();
     if (got === expected.etag) {
-      checks.push(`multipart ETag ${got}`);
+      checks.push(`ETag ${got}`);
       raise('multipart-etag');
     } else mismatches.push(`ETag: server ${got || '(none)'}, expected ${expected.etag}`);
   }
