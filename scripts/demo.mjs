@@ -42,12 +42,14 @@ await s3.send(new CreateBucketCommand({ Bucket: bucket })).catch((e) => {
 const run = (args, opts = {}) => spawn(process.execPath, [bin, ...args], { env, stdio: 'inherit', ...opts });
 const exit = (child) => new Promise((resolve) => child.on('exit', (code) => resolve(code)));
 
-say(`partwise upload ${file} ${dest} --part-size 8MiB --fresh   (interrupted after 20 parts)`);
+const parts = Math.ceil(size / (8 * 1024 * 1024));
+const stopAt = Math.max(1, Math.floor(parts * 0.6));
+say(`partwise upload ${file} ${dest} --part-size 8MiB --fresh   (interrupted after ${stopAt} of ${parts} parts)`);
 const first = run(['upload', file, dest, '--part-size', '8MiB', '--concurrency', '2', '--fresh', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
 let done = 0;
 for await (const line of createInterface({ input: first.stdout })) {
   const e = JSON.parse(line);
-  if (e.event === 'part-done' && ++done === 20) {
+  if (e.event === 'part-done' && ++done === stopAt) {
     process.stdout.write(`   ${done} parts acknowledged; sending SIGINT, as Ctrl-C would\n`);
     first.kill('SIGINT');
   }

@@ -50,3 +50,13 @@ test('README: the library example runs as written', async () => {
   assert.match(r.stdout, /[0-9a-f]{32}-3: full-object-checksum/);
   assert.equal(sha256(await getObjectBytes(bucket, 'backups/backup.tar')), f.sha256);
 });
+
+test('README: `npm run demo` works (on a smaller file)', () => {
+  const r = spawnSync('npm', ['run', 'demo', '--silent'], { cwd: new URL('..', import.meta.url).pathname, env: { ...process.env, PARTWISE_DEMO_MIB: '80' }, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /interrupted after 6 of 10 parts/);
+  assert.match(r.stdout, /exit code 130/);
+  assert.match(r.stdout, /verified on the server: [6-9] parts/);
+  assert.match(r.stdout, /[6-9] verified on the server and skipped/);
+  assert.match(r.stdout, /OK s3:\/\/partwise-demo\/backups\/backup.bin matches/);
+});
