@@ -7,8 +7,10 @@ import {
   checksumTypeFor,
   isChecksumAlgorithm,
   loadHashers,
+  looksLikeMd5,
   stripQuotes,
   type ChecksumAlgorithm,
+  type ChecksumType,
   type PartDigest,
 } from './checksums.ts';
 import {
@@ -63,6 +65,11 @@ export interface EngineOptions extends RequestOptions {
   limiter?: LimitFunction;
   /** additional checksum (default CRC32C); 'none' relies on Content-MD5 and MD5 ETags only */
   checksumAlgorithm?: ChecksumAlgorithm | 'none';
+  /**
+   * FULL_OBJECT (default for CRCs: the same value on every server) or COMPOSITE (AWS's own default
+   * for CRC32/CRC32C; the only type for SHA-1/SHA-256). CRC64NVME is always FULL_OBJECT.
+   */
+  checksumType?: ChecksumType;
   /** where journals live (default $PARTWISE_STATE_DIR or ~/.local/state/partwise) */
   stateDir?: string;
   /** stops new parts, aborts requests in flight and leaves the upload resumable (PausedError) */
@@ -123,6 +130,11 @@ export class Upload extends EventEmitter<UploadEvents> {
   private limiter: LimitFunction | undefined;
   private lastThrottle = 0;
   private uploadId: string | undefined;
+  // Counted over the whole run (a repair pass included), for the result.
+  private partsSkipped = 0;
+  private partsSent = 0;
+  private bytesSent = 0;
+  private retries = 0;
 
   constructor(options: EngineOptions) {
     super();
@@ -132,6 +144,11 @@ export class Upload extends EventEmitter<UploadEvents> {
     }
     if (options.concurrency !== undefined && (!Number.isInteger(options.concurrency) || options.concurrency < 1)) {
       throw new InvalidOptionsError(`concurrency must be a positive integer; got ${options.concurrency}`);
+    }
+    if (options.checksumType !== undefined) {
+      const alg = options.checksumAlgorithm ?? DEFAULT_CHECKSUM_ALGORITHM;
+      const ok = options.checksumType === 'COMPOSITE' ? alg !== 'CRC64NVME' && alg !== 'none' : alg === 'CRC32' || alg === 'CRC32C' || alg === 'CRC64NVME';
+      if (!ok) throw new InvalidOptionsError(`checksumType ${options.checksumType} cannot be used with ${alg}: SHA-1/SHA-256 are COMPOSITE only, CRC64NVME FULL_OBJECT only`);
     }
     if (options.sseCustomerKey && options.sseCustomerKey.length !== 32) throw new InvalidOptionsError('sseCustomerKey must be 32 bytes (AES-256)');
     this.options = options;
@@ -177,12 +194,21 @@ export class Upload extends EventEmitter<UploadEvents> {
     return this.options.sseCustomerKey ? createHash('md5').update(this.options.sseCustomerKey).digest('base64') : null;
   }
 
-  private async attempts(): Promise<number> {
-    return engineAttempts(this.policy.maxAttempts, await this.options.s3.clientMaxAttempts());
+  /**
+   * The SDK retries a call itself only when its body can be replayed; part bodies are streams
+   * (for byte-level progress), which it never retries. So only replayable calls divide the
+   * engine's attempts by the client's, and the total stays near the policy either way.
+   */
+  private async attempts(sdkCanRetry: boolean): Promise<number> {
+    return sdkCanRetry ? engineAttempts(this.policy.maxAttempts, await this.options.s3.clientMaxAttempts()) : this.policy.maxAttempts;
   }
 
-  private async retry<T>(fn: () => Promise<T>, onRetry?: (i: { attempt: number; delayMs: number; error: unknown; throttled: boolean }) => void): Promise<T> {
-    const opts: Parameters<typeof retrying>[1] = { policy: this.policy, maxAttempts: await this.attempts(), signal: this.stop.signal };
+  private async retry<T>(
+    fn: () => Promise<T>,
+    onRetry?: (i: { attempt: number; delayMs: number; error: unknown; throttled: boolean }) => void,
+    sdkCanRetry = true,
+  ): Promise<T> {
+    const opts: Parameters<typeof retrying>[1] = { policy: this.policy, maxAttempts: await this.attempts(sdkCanRetry), signal: this.stop.signal };
     if (this.options.random) opts.random = this.options.random;
     opts.onRetry = (i) => {
       if (i.throttled) this.throttled();
@@ -306,54 +332,72 @@ export class Upload extends EventEmitter<UploadEvents> {
         await deleteJournal(journalPath);
         existing = undefined;
       }
-      const session = existing ? await this.resume(existing, fp, journalPath) : await this.begin(fp, journalPath, endpoint);
+      let session = existing ? await this.resume(existing, fp, journalPath) : await this.begin(fp, journalPath, endpoint);
       this.uploadId = session.journal.uploadId;
-      const writer = new JournalWriter(journalPath, () => ({ ...session.journal, updatedAt: new Date().toISOString() }));
-      const tracker = session.tracker;
-      tracker.setPhase('upload');
-
-      const toUpload = session.report ? session.report.toUpload : Array.from({ length: session.plan.partCount }, (_, i) => i + 1);
+      this.partsSkipped = session.report?.verified.length ?? 0;
       fh = await openSource(this.options.file);
-      const limiter = this.options.limiter ?? pLimit(this.options.concurrency ?? 4);
-      this.limiter = limiter;
-      let failure: { partNumber: number; error: unknown } | undefined;
-      const handle = fh;
-      await Promise.all(
-        toUpload.map((n) =>
-          limiter(async () => {
-            if (failure || this.stop.signal.aborted) return;
-            try {
-              await this.uploadPart(session, handle, n, writer, tracker);
-            } catch (error) {
-              tracker.dropped(n);
-              if (!this.stop.signal.aborted) failure ??= { partNumber: n, error };
-            }
-          }),
-        ),
-      );
-      await writer.flush();
-      const uploadCtx = { ...this.ctxBase, uploadId: session.journal.uploadId, journalPath };
-      if (this.stop.signal.aborted) throw new PausedError(uploadCtx, this.stop.signal.reason);
-      if (failure) {
-        const diffs = fingerprintDifferences(session.journal.source, await fingerprint(this.options.file));
-        if (diffs.length) throw new SourceChangedError(this.options.file, diffs, uploadCtx);
-        if (isGone(failure.error)) {
-          await deleteJournal(journalPath);
-          throw new UploadGoneError(uploadCtx, failure.error);
-        }
-        if (failure.error instanceof PartwiseError && !(failure.error instanceof S3RequestError)) throw failure.error;
-        throw new PartFailedError({ ...uploadCtx, partNumber: failure.partNumber }, failure.error);
+      this.limiter = this.options.limiter ?? pLimit(this.options.concurrency ?? 4);
+      await this.uploadMissing(session, fh);
+      let result: UploadResult;
+      try {
+        result = await this.complete(session, t0);
+      } catch (err) {
+        const code = err instanceof CompleteFailedError && err.cause instanceof S3RequestError ? err.cause.s3Code : undefined;
+        if (code !== 'BadDigest' && code !== 'InvalidPart') throw err;
+        // The server holds other bytes than it acknowledged (corruption at rest, or a part
+        // replaced behind our back): verify every part against it once more, resend only the bad
+        // ones, and complete again. Once: a second failure is reported, not looped on.
+        this.emit('warning', { code: 'REPAIR', message: `Complete said ${code}: re-verifying every part on the server and resending the ones that differ` });
+        session = await this.resume(session.journal, fp, journalPath, true);
+        await this.uploadMissing(session, fh);
+        result = await this.complete(session, t0);
       }
-      tracker.setPhase('complete');
-      const result = await this.complete(session, tracker, t0);
       await deleteJournal(journalPath);
-      tracker.setPhase('done');
+      session.tracker.setPhase('done');
       this.emit('complete', result);
       return result;
     } finally {
       await fh?.close();
       await release();
     }
+  }
+
+  /** Uploads every part the session does not hold yet, through the limiter; the journal follows each one. */
+  private async uploadMissing(session: Session, fh: FileHandle): Promise<void> {
+    const journalPath = session.journalPath;
+    const writer = new JournalWriter(journalPath, () => ({ ...session.journal, updatedAt: new Date().toISOString() }));
+    const tracker = session.tracker;
+    tracker.setPhase('upload');
+    const toUpload = session.report ? session.report.toUpload : Array.from({ length: session.plan.partCount }, (_, i) => i + 1);
+    const limiter = this.limiter!;
+    let failure: { partNumber: number; error: unknown } | undefined;
+    await Promise.all(
+      toUpload.map((n) =>
+        limiter(async () => {
+          if (failure || this.stop.signal.aborted) return;
+          try {
+            await this.uploadPart(session, fh, n, writer, tracker);
+          } catch (error) {
+            tracker.dropped(n);
+            if (!this.stop.signal.aborted) failure ??= { partNumber: n, error };
+          }
+        }),
+      ),
+    );
+    await writer.flush();
+    const uploadCtx = { ...this.ctxBase, uploadId: session.journal.uploadId, journalPath };
+    if (this.stop.signal.aborted) throw new PausedError(uploadCtx, this.stop.signal.reason);
+    if (failure) {
+      const diffs = fingerprintDifferences(session.journal.source, await fingerprint(this.options.file));
+      if (diffs.length) throw new SourceChangedError(this.options.file, diffs, uploadCtx);
+      if (isGone(failure.error)) {
+        await deleteJournal(journalPath);
+        throw new UploadGoneError(uploadCtx, failure.error);
+      }
+      if (failure.error instanceof PartwiseError && !(failure.error instanceof S3RequestError)) throw failure.error;
+      throw new PartFailedError({ ...uploadCtx, partNumber: failure.partNumber }, failure.error);
+    }
+    tracker.setPhase('complete');
   }
 
   private newTracker(plan: PartPlan): ProgressTracker {
@@ -365,9 +409,10 @@ export class Upload extends EventEmitter<UploadEvents> {
     const plan = planParts(fp.size, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}) });
     const alg = o.checksumAlgorithm === 'none' ? null : (o.checksumAlgorithm ?? DEFAULT_CHECKSUM_ALGORITHM);
     const createInput: Parameters<S3Port['createMultipartUpload']>[0] = { bucket: o.bucket, key: o.key };
-    if (alg) {
+    const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
+    if (alg && type) {
       createInput.checksumAlgorithm = alg;
-      createInput.checksumType = checksumTypeFor(alg);
+      createInput.checksumType = type;
     }
     if (o.contentType) createInput.contentType = o.contentType;
     if (o.metadata) createInput.metadata = o.metadata;
@@ -383,7 +428,7 @@ export class Upload extends EventEmitter<UploadEvents> {
       partSize: plan.partSize,
       partCount: plan.partCount,
       checksumAlgorithm: alg,
-      checksumType: alg ? checksumTypeFor(alg) : null,
+      checksumType: type,
       // Under SSE-KMS and SSE-C part ETags are not MD5s; verify by checksum (or journal) instead.
       etagIsMd5: !kms && !o.sseCustomerKey && !created.sseCustomerAlgorithm,
       source: fp,
@@ -410,7 +455,7 @@ export class Upload extends EventEmitter<UploadEvents> {
     return { fp, journalPath, journal, plan, alg, digests: new Map(), resumed: false, tracker: this.newTracker(plan) };
   }
 
-  private async resume(j: JournalData, fp: SourceFingerprint, journalPath: string): Promise<Session> {
+  private async resume(j: JournalData, fp: SourceFingerprint, journalPath: string, repair = false): Promise<Session> {
     this.checkJournalBelongs(j, journalPath);
     const ctx = { ...this.ctxBase, uploadId: j.uploadId, journalPath };
     const diffs = fingerprintDifferences(j.source, fp);
@@ -424,7 +469,7 @@ export class Upload extends EventEmitter<UploadEvents> {
     if (wanted !== undefined && wanted !== j.checksumAlgorithm) {
       this.emit('warning', { code: 'CHECKSUM_KEPT', message: `resuming with the upload's checksum ${j.checksumAlgorithm ?? 'none'}, not the requested ${wanted ?? 'none'}` });
     }
-    this.emit('plan', {
+    if (!repair) this.emit('plan', {
       bucket: j.bucket,
       key: j.key,
       uploadId: j.uploadId,
@@ -461,7 +506,7 @@ export class Upload extends EventEmitter<UploadEvents> {
       if (d.checksum) jp.checksum = d.checksum.toString('base64');
       parts.push(jp);
       tracker.skip(v.size);
-      this.emit('part-skip', { partNumber: v.partNumber, size: v.size, basis: v.basis });
+      if (!repair) this.emit('part-skip', { partNumber: v.partNumber, size: v.size, basis: v.basis });
     }
     j.parts = parts;
     await writeJournalAtomic(journalPath, { ...j, updatedAt: new Date().toISOString() });
@@ -476,9 +521,18 @@ export class Upload extends EventEmitter<UploadEvents> {
     const checksum = s.alg && d.checksum ? d.checksum.toString('base64') : undefined;
     tracker.startPart(n, part.size);
     let attempts = 0;
+    const maxAttempts = this.policy.maxAttempts;
     const out = await this.retry(
       async () => {
         attempts++;
+        if (attempts > 1) {
+          // A retry sends the part from the file again, and the file must still hold the same bytes.
+          await readRange(fh, part.offset, part.size, body);
+          const again = digestBuffer(body, s.alg ?? undefined);
+          if (again.md5Hex !== d.md5Hex || (d.checksum && !again.checksum?.equals(d.checksum))) {
+            throw new SourceChangedError(this.options.file, [`the bytes of part ${n} changed during the upload`], { ...this.ctxBase, uploadId: s.journal.uploadId, partNumber: n });
+          }
+        }
         this.emit('part-start', { partNumber: n, size: part.size, attempt: attempts });
         const input: Parameters<S3Port['uploadPart']>[0] = {
           bucket: s.journal.bucket,
@@ -494,18 +548,28 @@ export class Upload extends EventEmitter<UploadEvents> {
         if (checksum && r.checksum && r.checksum !== checksum) {
           throw new S3RequestError({ operation: 'UploadPart', s3Code: 'PartChecksumMismatch', message: `server stored ${r.checksum}, sent ${checksum}` });
         }
+        if (s.journal.etagIsMd5 && (r.serverSideEncryption?.startsWith('aws:kms') || r.sseCustomerAlgorithm || !looksLikeMd5(r.etag))) {
+          s.journal.etagIsMd5 = false; // encrypted, or plainly not an MD5: expected, not an error
+        } else if (s.journal.etagIsMd5 && stripQuotes(r.etag).toLowerCase() !== d.md5Hex && attempts < maxAttempts) {
+          // An MD5-shaped ETag of other bytes: the part was stored wrong. Send it again; if it
+          // keeps happening the server's ETags are simply not MD5s (handled after the loop).
+          throw new S3RequestError({ operation: 'UploadPart', s3Code: 'PartETagMismatch', message: `server ETag ${stripQuotes(r.etag)}, MD5 sent ${d.md5Hex}` });
+        }
         return r;
       },
       (i) => {
+        this.retries++;
         tracker.retry(n);
         this.emit('part-retry', { partNumber: n, attempt: i.attempt, delayMs: i.delayMs, error: (i.error as Error).message, throttled: i.throttled });
       },
+      body.length === 0,
     );
     const etag = stripQuotes(out.etag);
-    if (s.journal.etagIsMd5 && (etag.toLowerCase() !== d.md5Hex || (out.serverSideEncryption ?? '').startsWith('aws:kms') || out.sseCustomerAlgorithm)) {
-      // The server checked Content-MD5, so a different ETag means its ETags are not MD5s (e.g. bucket-default SSE-KMS).
+    if (s.journal.etagIsMd5 && etag.toLowerCase() !== d.md5Hex) {
+      // The server checked Content-MD5 against these bytes, so a different ETag means either its
+      // ETags are not MD5s (SSE-KMS / SSE-C, some servers), or it stored other bytes than it got.
       s.journal.etagIsMd5 = false;
-      this.emit('warning', { code: 'ETAG_NOT_MD5', message: `part ETags are not MD5s on this server/bucket; verifying by ${s.alg ?? 'journal'} instead` });
+      this.emit('warning', { code: 'ETAG_NOT_MD5', message: `part ETags are not MD5s here; verifying by ${s.alg ?? 'the journal'} instead` });
     }
     const jp: JournalPart = { partNumber: n, size: part.size, etag, md5: d.md5Hex };
     if (checksum) jp.checksum = checksum;
@@ -513,11 +577,13 @@ export class Upload extends EventEmitter<UploadEvents> {
     s.journal.parts.push(jp);
     s.digests.set(n, d);
     tracker.acked(n);
+    this.partsSent++;
+    this.bytesSent += part.size;
     this.emit('part-done', { partNumber: n, size: part.size, etag, attempts });
     await writer.save();
   }
 
-  private async complete(s: Session, tracker: ProgressTracker, t0: number): Promise<UploadResult> {
+  private async complete(s: Session, t0: number): Promise<UploadResult> {
     const j = s.journal;
     const ctx = { ...this.ctxBase, uploadId: j.uploadId, journalPath: s.journalPath };
     // The bytes we hashed must still be the file's: a change mid-upload would make a mixed object.
@@ -548,7 +614,7 @@ export class Upload extends EventEmitter<UploadEvents> {
     };
     if (s.alg) {
       input.checksumAlgorithm = s.alg;
-      input.checksumType = checksumTypeFor(s.alg);
+      input.checksumType = j.checksumType ?? checksumTypeFor(s.alg);
       if (values.fullObject && input.checksumType === 'FULL_OBJECT') input.fullObjectChecksum = values.fullObject;
     }
 
@@ -576,7 +642,6 @@ export class Upload extends EventEmitter<UploadEvents> {
       await deleteJournal(s.journalPath);
       throw new ObjectVerificationError(ctx, verdict.mismatches);
     }
-    const snap = tracker.snapshot();
     const result: UploadResult = {
       bucket: j.bucket,
       key: j.key,
@@ -584,10 +649,10 @@ export class Upload extends EventEmitter<UploadEvents> {
       etag: stripQuotes(head.etag),
       size: head.size,
       partCount: s.plan.partCount,
-      partsUploaded: snap.partsUploaded,
-      partsSkipped: snap.partsSkipped,
-      bytesSent: snap.bytesAcknowledged,
-      retries: snap.retries,
+      partsUploaded: this.partsSent,
+      partsSkipped: this.partsSkipped,
+      bytesSent: this.bytesSent,
+      retries: this.retries,
       resumed: s.resumed,
       checksumAlgorithm: s.alg,
       verification: { level: verdict.level, checks: verdict.checks },

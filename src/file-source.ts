@@ -38,9 +38,8 @@ export async function openSource(path: string): Promise<FileHandle> {
   }
 }
 
-/** Reads exactly `length` bytes at `offset` into a fresh buffer (a part's bytes, inside its slot). */
-export async function readRange(fh: FileHandle, offset: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
+/** Reads exactly `length` bytes at `offset` (into `buf` when given, else a fresh buffer). */
+export async function readRange(fh: FileHandle, offset: number, length: number, buf: Buffer = Buffer.allocUnsafe(length)): Promise<Buffer> {
   let done = 0;
   while (done < length) {
     const { bytesRead } = await fh.read(buf, done, length - done, offset + done);

@@ -13,12 +13,13 @@ export type UploadOptions = Omit<EngineOptions, 's3'> &
 
 /** Creates an upload; subscribe to its events, then `await upload.done()`. */
 export function createUpload(options: UploadOptions): Upload {
-  const { client, endpoint, region, forcePathStyle, credentials, ...rest } = options;
+  const { client, endpoint, region, forcePathStyle, credentials, requestTimeoutMs, ...rest } = options;
   const clientOpts: ClientOptions = {};
   if (endpoint !== undefined) clientOpts.endpoint = endpoint;
   if (region !== undefined) clientOpts.region = region;
   if (forcePathStyle !== undefined) clientOpts.forcePathStyle = forcePathStyle;
   if (credentials !== undefined) clientOpts.credentials = credentials;
+  if (requestTimeoutMs !== undefined) clientOpts.requestTimeoutMs = requestTimeoutMs;
   return new Upload({ ...rest, s3: new SdkS3Port(client ?? createS3Client(clientOpts)) });
 }
 
@@ -34,6 +35,6 @@ export * from './errors.ts';
 export { planParts, DEFAULT_PART_SIZE, S3_MIN_PART_SIZE, S3_MAX_PART_SIZE, S3_MAX_PARTS, S3_MAX_OBJECT_SIZE, KiB, MiB, GiB, type PartPlan } from './planner.ts';
 export { reconcile, type ReconcileReport, type PartVerdict, type PartStatus, type RemotePart } from './reconcile.ts';
 export { DEFAULT_RETRY_POLICY, decideRetry, classifyError, type RetryPolicy } from './retry.ts';
-export { CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, type ChecksumAlgorithm } from './checksums.ts';
+export { CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
 export { defaultStateDir, type JournalData } from './journal.ts';
 export type { UploadEvents, UploadResult, ProgressSnapshot, PlanEvent, VerificationLevel } from './progress.ts';

@@ -23,6 +23,7 @@ const TRANSIENT_CODES = new Set([
   // The server saw other bytes than we hashed: corruption in transit, worth resending.
   'BadDigest',
   'PartChecksumMismatch',
+  'PartETagMismatch',
   'ECONNRESET',
   'ECONNREFUSED',
   'ECONNABORTED',
@@ -42,6 +43,8 @@ const TRANSIENT_STATUS = new Set([500, 502, 503, 504]);
 export function classifyError(err: unknown): ErrorClass {
   if (!(err instanceof S3RequestError)) return 'fatal';
   if (THROTTLE_CODES.has(err.s3Code) || err.httpStatus === 429) return 'throttle';
+  // BadDigest on an upload means bytes corrupted in transit (resend); on Complete, bad data at rest.
+  if (err.s3Code === 'BadDigest' && err.operation !== 'UploadPart') return 'fatal';
   if (TRANSIENT_CODES.has(err.s3Code)) return 'transient';
   if (err.httpStatus !== undefined && TRANSIENT_STATUS.has(err.httpStatus)) return 'transient';
   return 'fatal';

@@ -25,6 +25,11 @@ export interface ClientOptions {
   /** path-style URLs (http://host/bucket/key); default: on when an endpoint is set, as most non-AWS servers need */
   forcePathStyle?: boolean;
   credentials?: S3ClientConfig['credentials'];
+  /**
+   * A request whose socket stays silent this long fails (and is retried): a stalled server must not
+   * hang an upload. Default 60 s.
+   */
+  requestTimeoutMs?: number;
 }
 
 /**
@@ -43,6 +48,8 @@ export function createS3Client(opts: ClientOptions = {}): S3Client {
     // Without a logger the SDK prints to the console when a streaming request fails; the engine
     // reports every failure itself, as a typed error or a part-retry event.
     logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {} },
+    // Without throwOnRequestTimeout the SDK only logs a warning and keeps waiting.
+    requestHandler: { requestTimeout: opts.requestTimeoutMs ?? 60_000, connectionTimeout: Math.min(opts.requestTimeoutMs ?? 10_000, 10_000), throwOnRequestTimeout: true },
   };
   if (endpoint) config.endpoint = endpoint;
   if (opts.region) config.region = opts.region;

@@ -47,7 +47,7 @@ describe('S3 emulator', () => {
     const done = [];
     for (const [i, Body] of parts.entries()) {
       const out = await s3.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, Body, ...(alg ? { ChecksumAlgorithm: alg } : {}) }));
-      done.push({ PartNumber: i + 1, ETag: out.ETag!, ...(alg ? { [`Checksum${alg}`]: (out as Record<string, unknown>)[`Checksum${alg}`] } : {}) });
+      done.push({ PartNumber: i + 1, ETag: out.ETag!, ...(alg ? { [`Checksum${alg}`]: (out as unknown as Record<string, unknown>)[`Checksum${alg}`] } : {}) });
     }
     return { UploadId: UploadId!, done };
   }

@@ -93,6 +93,10 @@ export interface LoggedRequest {
   op: OpName;
   partNumber?: number;
   status: number;
+  /** the x-amz-checksum-* header names the request carried */
+  checksumHeaders: string[];
+  /** the body came aws-chunked (an SDK trailer) */
+  chunked: boolean;
 }
 
 class S3Error extends Error {
@@ -203,7 +207,13 @@ export class S3Emulator {
     }
     const partNumber = op === 'UploadPart' ? Number(q.get('partNumber')) : undefined;
     const fault = this.matchFault(op, partNumber);
-    const entry: LoggedRequest = partNumber === undefined ? { op, status: 0 } : { op, partNumber, status: 0 };
+    const entry: LoggedRequest = {
+      op,
+      status: 0,
+      checksumHeaders: Object.keys(req.headers).filter((k) => k.startsWith('x-amz-checksum-') && k !== 'x-amz-checksum-type' && k !== 'x-amz-checksum-algorithm' && k !== 'x-amz-checksum-mode'),
+      chunked: String(req.headers['content-encoding'] ?? '').includes('aws-chunked'),
+    };
+    if (partNumber !== undefined) entry.partNumber = partNumber;
     this.log.push(entry);
     res.on('finish', () => (entry.status = res.statusCode));
 
