@@ -48,7 +48,7 @@ import { reconcile, type ReconcileReport, type RemotePart } from './reconcile.ts
 import { DEFAULT_RETRY_POLICY, classifyError, engineAttempts, retrying, type RetryPolicy } from './retry.ts';
 import type { RequestOptions, S3Port } from './s3-port.ts';
 import { hashPartsInWorkers } from './verify-pool.ts';
-import { expectedValues, judgeObject, type ExpectedObject } from './verify-object.ts';
+import { expectedValues, judgeObject, judgeParts, type ExpectedObject } from './verify-object.ts';
 
 export interface EngineOptions extends RequestOptions {
   file: string;
@@ -638,6 +638,7 @@ export class Upload extends EventEmitter<UploadEvents> {
     const head = await this.retry(() => this.options.s3.headObject({ bucket: j.bucket, key: j.key }, this.req()));
     if (!head) throw new ObjectVerificationError(ctx, ['the object is not there after Complete']);
     const verdict = judgeObject(head, expected, values);
+    if (s.alg && !head.checksums[s.alg] && verdict.mismatches.length === 0) await this.verifyByParts(j, expected, verdict);
     if (verdict.mismatches.length) {
       await deleteJournal(s.journalPath);
       throw new ObjectVerificationError(ctx, verdict.mismatches);
@@ -663,6 +664,35 @@ export class Upload extends EventEmitter<UploadEvents> {
     if (head.checksumType) result.checksumType = head.checksumType;
     if (s.report) result.reconcile = s.report;
     return result;
+  }
+
+  /**
+   * HeadObject reported no checksum (some servers don't): ask for the per-part checksums with
+   * GetObjectAttributes instead. Not supported or not listed leaves the verdict as it was.
+   */
+  private async verifyByParts(j: JournalData, expected: ExpectedObject, verdict: ReturnType<typeof judgeObject>): Promise<void> {
+    const listed: { partNumber: number; size: number; checksum?: string }[] = [];
+    try {
+      let marker: number | undefined;
+      for (let page = 0; page < 11; page++) {
+        const out = await this.retry(() =>
+          this.options.s3.getObjectAttributes({ bucket: j.bucket, key: j.key, maxParts: 1000, ...(marker !== undefined ? { partNumberMarker: marker } : {}) }, this.req()),
+        );
+        listed.push(...out.parts);
+        const next = out.nextPartNumberMarker ?? out.parts.at(-1)?.partNumber;
+        if (!out.isTruncated || next === undefined || next <= (marker ?? 0)) break;
+        marker = next;
+      }
+    } catch (err) {
+      if (err instanceof S3RequestError && classifyError(err) === 'fatal') return; // not supported here
+      throw err;
+    }
+    const parts = judgeParts(listed, expected);
+    verdict.mismatches.push(...parts.mismatches);
+    if (parts.ok && parts.check) {
+      verdict.checks.push(parts.check);
+      if (verdict.level === 'size' || verdict.level === 'multipart-etag') verdict.level = 'composite-checksum';
+    }
   }
 
   private async abortQuietly(j: JournalData): Promise<void> {

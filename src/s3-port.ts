@@ -100,6 +100,23 @@ export interface HeadOutput {
   sseCustomerAlgorithm?: string;
 }
 
+export interface AttributesInput extends ObjectRef {
+  maxParts?: number;
+  partNumberMarker?: number;
+}
+
+export interface AttributesOutput {
+  /** whole-object checksum (a COMPOSITE value may come without its "-N") */
+  checksums: Partial<Record<ChecksumAlgorithm, string>>;
+  checksumType?: string;
+  /** listed only when an additional checksum was applied */
+  parts: { partNumber: number; size: number; checksum?: string }[];
+  partsCount?: number;
+  isTruncated: boolean;
+  nextPartNumberMarker?: number;
+  objectSize?: number;
+}
+
 export interface IncompleteUpload {
   key: string;
   uploadId: string;
@@ -134,4 +151,5 @@ export interface S3Port {
   /** undefined when the object does not exist */
   headObject(input: HeadInput, req: RequestOptions, signal?: AbortSignal): Promise<HeadOutput | undefined>;
   listMultipartUploads(input: ListUploadsInput, req: RequestOptions, signal?: AbortSignal): Promise<ListUploadsOutput>;
+  getObjectAttributes(input: AttributesInput, req: RequestOptions, signal?: AbortSignal): Promise<AttributesOutput>;
 }

@@ -80,3 +80,19 @@ export function judgeObject(head: HeadOutput, e: ExpectedObject, expected: Expec
   }
   return { level, checks, mismatches };
 }
+
+/**
+ * The per-part checksums a server lists for a finished object (GetObjectAttributes), compared with
+ * the local ones: all N matching is as strong as a composite checksum. Used when HeadObject
+ * reports no checksum.
+ */
+export function judgeParts(listed: { partNumber: number; size: number; checksum?: string }[], e: ExpectedObject): { ok: boolean; check?: string; mismatches: string[] } {
+  const mismatches: string[] = [];
+  if (!e.algorithm || listed.length !== e.partDigests.length || listed.some((p) => p.checksum === undefined)) return { ok: false, mismatches };
+  listed.forEach((p, i) => {
+    const want = e.partDigests[i]!;
+    if (p.partNumber !== i + 1 || p.size !== want.size) mismatches.push(`part ${p.partNumber}: size ${p.size}, expected ${want.size}`);
+    else if (p.checksum !== want.checksum.toString('base64')) mismatches.push(`part ${p.partNumber}: ${e.algorithm} ${p.checksum}, expected ${want.checksum.toString('base64')}`);
+  });
+  return mismatches.length ? { ok: false, mismatches } : { ok: true, check: `${e.algorithm} of all ${listed.length} parts (GetObjectAttributes)`, mismatches };
+}

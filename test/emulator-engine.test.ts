@@ -313,4 +313,20 @@ describe('engine against the S3 emulator', () => {
     });
     await assert.rejects(new Upload({ s3, file: f.path, bucket: Bucket, key: 'faults/changed', partSize, minPartSize: 1, stateDir: f.dir, retry: fast, concurrency: 1 }).done(), SourceChangedError);
   });
+
+  test('a server whose HeadObject reports no checksum: every part checksum is compared via GetObjectAttributes', async () => {
+    const quiet = await S3Emulator.start({ minPartSize: partSize, headChecksums: false });
+    try {
+      await emulatorClient(quiet.endpoint).send(new CreateBucketCommand({ Bucket }));
+      const f = await file();
+      const res = await upload(quiet, f, 'attrs/parts', { checksumAlgorithm: 'CRC32C' }).done();
+      assert.equal(res.verification.level, 'composite-checksum');
+      assert.ok(res.verification.checks.includes('CRC32C of all 5 parts (GetObjectAttributes)'), res.verification.checks.join('; '));
+      assert.equal(quiet.count('GetObjectAttributes'), 1);
+      assert.equal(await objectSha(quiet, 'attrs/parts'), f.sha);
+    } finally {
+      await quiet.close();
+    }
+  });
 });
+

@@ -88,4 +88,21 @@ describe('each checksum algorithm on the real server', () => {
     assert.equal(r.retries, 1);
     assert.equal(sha256(await getObjectBytes(bucket, 'baddigest')), f.sha256);
   });
+
+  test('GetObjectAttributes through the port lists every part checksum on RGW (the comma-space header fix)', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 3 * partSize + 5);
+    await createUpload({ client: countingClient().client, file: f.path, bucket, key: 'attrs', partSize, minPartSize: 1, stateDir: dir, checksumAlgorithm: 'CRC32C' }).done();
+    const port = new SdkS3Port(createS3Client());
+    const out = await port.getObjectAttributes({ bucket, key: 'attrs', maxParts: 2 }, {});
+    assert.equal(out.parts.length, 2);
+    assert.equal(out.isTruncated, true);
+    const rest = await port.getObjectAttributes({ bucket, key: 'attrs', maxParts: 2, partNumberMarker: out.nextPartNumberMarker! }, {});
+    const all = [...out.parts, ...rest.parts];
+    assert.deepEqual(all.map((p) => p.partNumber), [1, 2, 3, 4]);
+    for (const [i, p] of all.entries()) assert.equal(p.checksum, (await ref('CRC32C', f.bytes.subarray(i * partSize, (i + 1) * partSize))).toString('base64'));
+    assert.equal(out.objectSize, f.bytes.length);
+    assert.equal(out.checksums.CRC32C, (await ref('CRC32C', f.bytes)).toString('base64'));
+  });
 });
+

@@ -87,6 +87,8 @@ export interface EmulatorOptions {
   minPartSize?: number;
   /** AWS answers a repeated identical Complete with success; MinIO and mocks say NoSuchUpload */
   repeatCompleteSucceeds?: boolean;
+  /** false: HeadObject / GetObject never report checksums (as some S3-compatible servers) */
+  headChecksums?: boolean;
 }
 
 export interface LoggedRequest {
@@ -364,7 +366,7 @@ export class S3Emulator {
         if (o.sseCKeyMd5 && sseC(c.req) !== o.sseCKeyMd5) throw new S3Error(400, 'InvalidRequest', 'The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.');
         const headers: Record<string, string> = { etag: `"${o.etag}"`, 'last-modified': new Date().toUTCString(), ...sseHeaders(o) };
         const partNumber = c.q.get('partNumber');
-        const mode = String(h['x-amz-checksum-mode'] ?? '').toUpperCase() === 'ENABLED';
+        const mode = String(h['x-amz-checksum-mode'] ?? '').toUpperCase() === 'ENABLED' && this.options.headChecksums !== false;
         let data = o.data;
         if (partNumber) {
           const n = Number(partNumber);
