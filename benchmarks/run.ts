@@ -154,7 +154,7 @@ const gc = () => {
   }
 };
 const tools = ['partwise', 'partwise-crc64nvme', 'partwise-none', 'lib-storage', 'lib-storage-default'];
-const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const results = new Map<string, { mbps: number; cpuS: number; rss: number }[]>();
 for (let round = 0; round < rounds; round++) {
   const order = round % 2 ? [...tools].reverse() : tools;
@@ -172,11 +172,13 @@ for (let round = 0; round < rounds; round++) {
 }
 print(`## Upload of a ${sizeMiB} MiB file to the local RGW: 16 MiB parts, concurrency 4, ${rounds} rounds in alternating order`);
 print();
+print(`On 2 cores shared with the gateway, single uploads vary by ±20% from run to run; read the medians and ranges together, and compare rows of one run only.`);
+print();
 print(`Each upload runs in its own process (wall time includes process start). Client CPU-seconds and peak RSS are that process's own.`);
 print(`The client and the gateway share the machine's ${cpus().length} cores, so MB/s mostly tracks total CPU.`);
 print();
-print(`| client | what it checks | MB/s (median) | vs lib-storage | client CPU-s | peak RSS MiB |`);
-print(`|---|---|---:|---:|---:|---:|`);
+print(`| client | what it checks | MB/s (median) | MB/s range | vs lib-storage | client CPU-s | peak RSS MiB |`);
+print(`|---|---|---:|---:|---:|---:|---:|`);
 const what: Record<string, string> = {
   partwise: 'default: Content-MD5 + CRC32C per part, object verified by HEAD',
   'partwise-crc64nvme': 'Content-MD5 + CRC64NVME per part, object verified',
@@ -188,7 +190,8 @@ const base = median(results.get('lib-storage')!.map((x) => x.mbps));
 for (const tool of tools) {
   const xs = results.get(tool)!;
   const mb = median(xs.map((x) => x.mbps));
-  print(`| ${tool} | ${what[tool]} | ${fmt(mb)} | ${fmt(mb / base, 2)}× | ${fmt(median(xs.map((x) => x.cpuS)), 1)} | ${fmt(Math.max(...xs.map((x) => x.rss)))} |`);
+  const rates = xs.map((x) => x.mbps);
+  print(`| ${tool} | ${what[tool]} | ${fmt(mb)} | ${fmt(Math.min(...rates))}–${fmt(Math.max(...rates))} | ${fmt(mb / base, 2)}× | ${fmt(median(xs.map((x) => x.cpuS)), 1)} | ${fmt(Math.max(...xs.map((x) => x.rss)))} |`);
 }
 print();
 print(`Memory bound by design: partwise holds at most concurrency × part size of file data (4 × 16 MiB = 64 MiB here) plus the runtime.`);
