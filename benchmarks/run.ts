@@ -11,15 +11,12 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { cpus } from 'node:os';
-import { AwsCrc32 } from '@aws-crypto/crc32';
-import { AwsCrc32c } from '@aws-crypto/crc32c';
-import { Sha256 } from '@aws-crypto/sha256-js';
-import { Crc64NvmeJs } from '@aws-sdk/checksums/crc';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { createCRC32 } from 'hash-wasm';
 import { activeImplementations, createHasher, loadHashers } from '../src/checksums.ts';
 import { allParts, planParts } from '../src/planner.ts';
 import { hashPartsInWorkers } from '../src/verify-pool.ts';
+import { referenceDigest } from '../test/helpers/reference.ts';
 import { loadS3Env, makeBucket, plainClient, tempDir } from '../test/helpers/s3.ts';
 
 const MiB = 1024 * 1024;
@@ -64,26 +61,11 @@ const viaHasher = (alg: Parameters<typeof createHasher>[0]) => (b: Buffer) => {
   for (let o = 0; o < b.length; o += MiB) h.update(b.subarray(o, o + MiB));
   return h.digest();
 };
-const awsSha = async (b: Buffer) => {
-  const h = new Sha256();
-  h.update(b);
-  return h.digest();
-};
-const awsCrc32c = async (b: Buffer) => {
-  const h = new AwsCrc32c();
-  h.update(b);
-  return h.digest();
-};
-const awsCrc32 = async (b: Buffer) => {
-  const h = new AwsCrc32();
-  h.update(b);
-  return h.digest();
-};
-const sdkCrc64 = async (b: Buffer) => {
-  const h = new Crc64NvmeJs();
-  h.update(b);
-  return h.digest();
-};
+// The reference implementations are exactly the packages the rows name (@aws-crypto, the SDK's JS CRC64NVME).
+const awsSha = (b: Buffer) => referenceDigest('SHA256', b);
+const awsCrc32c = (b: Buffer) => referenceDigest('CRC32C', b);
+const awsCrc32 = (b: Buffer) => referenceDigest('CRC32', b);
+const sdkCrc64 = (b: Buffer) => referenceDigest('CRC64NVME', b);
 const wasmCrc32c = await createCRC32(0x82f63b78);
 const small = buf.subarray(0, 16 * MiB); // the slow JS implementations get less data
 const rows: [string, string, number, number | undefined][] = [];

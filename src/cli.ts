@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isChecksumAlgorithm, type ChecksumAlgorithm } from './checksums.ts';
 import { formatBytes, parseSize, renderProgress, renderSummary } from './cli-render.ts';
 import { Upload, type EngineOptions, type StatusReport } from './engine.ts';
-import { ObjectVerificationError, PartwiseError, PausedError, SourceChangedError } from './errors.ts';
+import { ObjectVerificationError, PartwiseError, PausedError } from './errors.ts';
 import { abortUploads, listIncompleteUploads, verifyObject } from './inspect.ts';
 import { defaultStateDir } from './journal.ts';
 import type { ProgressSnapshot } from './progress.ts';

@@ -3,10 +3,6 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as zlib from 'node:zlib';
 import { before, describe, test } from 'node:test';
-import { AwsCrc32 } from '@aws-crypto/crc32';
-import { AwsCrc32c } from '@aws-crypto/crc32c';
-import { Sha256 } from '@aws-crypto/sha256-js';
-import { Crc64NvmeJs } from '@aws-sdk/checksums/crc';
 import {
   activeImplementations,
   compositeChecksum,
@@ -18,36 +14,9 @@ import {
   type ChecksumAlgorithm,
 } from '../src/checksums.ts';
 import { digestBuffer } from '../src/hashing.ts';
+import { referenceDigest } from './helpers/reference.ts';
 
-/** Independent implementations: none of them shares code with partwise's fast path. */
-async function reference(alg: ChecksumAlgorithm | 'MD5', data: Uint8Array): Promise<Buffer> {
-  switch (alg) {
-    case 'CRC32C': {
-      const h = new AwsCrc32c();
-      h.update(data);
-      return Buffer.from(await h.digest());
-    }
-    case 'CRC32': {
-      const h = new AwsCrc32();
-      h.update(data);
-      return Buffer.from(await h.digest());
-    }
-    case 'SHA256': {
-      const h = new Sha256();
-      h.update(data);
-      return Buffer.from(await h.digest());
-    }
-    case 'CRC64NVME': {
-      const h = new Crc64NvmeJs();
-      h.update(data);
-      return Buffer.from(await h.digest());
-    }
-    case 'SHA1':
-      return createHash('sha1').update(data).digest();
-    case 'MD5':
-      return createHash('md5').update(data).digest();
-  }
-}
+const reference = referenceDigest;
 
 const ALGS: ChecksumAlgorithm[] = ['CRC32', 'CRC32C', 'CRC64NVME', 'SHA1', 'SHA256'];
 

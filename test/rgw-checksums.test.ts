@@ -1,22 +1,13 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { before, describe, test } from 'node:test';
-import { AwsCrc32 } from '@aws-crypto/crc32';
-import { AwsCrc32c } from '@aws-crypto/crc32c';
-import { Sha256 } from '@aws-crypto/sha256-js';
-import { Crc64NvmeJs } from '@aws-sdk/checksums/crc';
-import { KiB, PausedError, Upload, createUpload, type ChecksumAlgorithm, type ReconcileReport } from '../src/index.ts';
+import { KiB, Upload, createUpload, type ReconcileReport } from '../src/index.ts';
 import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { uploadThenPause } from './helpers/pause.ts';
 import { wrapPort } from './helpers/ports.ts';
+import { referenceDigest } from './helpers/reference.ts';
 import { countingClient, getObjectBytes, loadS3Env, makeBucket, randomFile, sha256, tempDir } from './helpers/s3.ts';
 
-/** Independent digests (no code shared with partwise). */
-async function ref(alg: ChecksumAlgorithm, data: Uint8Array): Promise<Buffer> {
-  const h = alg === 'CRC32' ? new AwsCrc32() : alg === 'CRC32C' ? new AwsCrc32c() : alg === 'SHA256' ? new Sha256() : alg === 'CRC64NVME' ? new Crc64NvmeJs() : undefined;
-  if (!h) return createHash('sha1').update(data).digest();
-  h.update(data);
-  return Buffer.from(await h.digest());
-}
+const ref = referenceDigest;
 
 const partSize = 64 * KiB;
 
@@ -32,13 +23,7 @@ describe('each checksum algorithm on the real server', () => {
       const dir = await tempDir();
       const f = await randomFile(dir, 2 * partSize + 999);
       const key = `alg/${alg}`;
-      const ac = new AbortController();
-      const first = new Upload({ s3: new SdkS3Port(createS3Client()), file: f.path, bucket, key, partSize, minPartSize: 1, stateDir: dir, concurrency: 1, signal: ac.signal, checksumAlgorithm: alg });
-      let n = 0;
-      first.on('part-done', () => {
-        if (++n === 2) ac.abort();
-      });
-      await assert.rejects(first.done(), PausedError);
+      await uploadThenPause({ file: f.path, bucket, key, partSize, minPartSize: 1, stateDir: dir, checksumAlgorithm: alg }, 2);
 
       const { client, partNumbers } = countingClient();
       const up = createUpload({ client, file: f.path, bucket, key, stateDir: dir });

@@ -2,19 +2,14 @@ import assert from 'node:assert/strict';
 import { appendFile, readdir, utimes } from 'node:fs/promises';
 import { before, describe, test } from 'node:test';
 import { AbortMultipartUploadCommand } from '@aws-sdk/client-s3';
-import { MiB, PausedError, SourceChangedError, Upload, UploadGoneError, UploadLockedError, createUpload } from '../src/index.ts';
+import { MiB, SourceChangedError, Upload, UploadGoneError, UploadLockedError, createUpload } from '../src/index.ts';
 import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { uploadThenPause } from './helpers/pause.ts';
 import { slowParts } from './helpers/ports.ts';
 import { countingClient, loadS3Env, makeBucket, plainClient, randomFile, tempDir } from './helpers/s3.ts';
 
 async function pause(bucket: string, key: string, dir: string, file: string): Promise<string> {
-  const ac = new AbortController();
-  const up = new Upload({ s3: new SdkS3Port(createS3Client()), file, bucket, key, partSize: 5 * MiB, stateDir: dir, concurrency: 1, signal: ac.signal });
-  let uploadId = '';
-  up.on('plan', (e) => (uploadId = e.uploadId));
-  up.on('part-done', () => ac.abort());
-  await assert.rejects(up.done(), PausedError);
-  return uploadId;
+  return (await uploadThenPause({ file, bucket, key, partSize: 5 * MiB, stateDir: dir }, 1)).uploadId;
 }
 
 describe('typed errors', () => {

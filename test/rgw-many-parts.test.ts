@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { before, test } from 'node:test';
 import { UploadPartCommand } from '@aws-sdk/client-s3';
-import { KiB, PausedError, Upload, createUpload, type ReconcileReport } from '../src/index.ts';
-import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { KiB, createUpload, type ReconcileReport } from '../src/index.ts';
+import { uploadThenPause } from './helpers/pause.ts';
 import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
 
 before(() => loadS3Env());
@@ -14,16 +14,9 @@ test('resume of a 1,200-part upload lists every page and verifies every part', a
   const dir = await tempDir();
   const f = await randomFile(dir, 1200 * KiB);
   const key = 'many/parts.bin';
-  const ac = new AbortController();
-  const first = new Upload({ s3: new SdkS3Port(createS3Client()), file: f.path, bucket, key, partSize: KiB, minPartSize: 1, stateDir: dir, concurrency: 16, signal: ac.signal, checksumAlgorithm: 'CRC32C' });
-  let uploadId = '';
-  let done = 0;
-  first.on('plan', (e) => (uploadId = e.uploadId));
-  first.on('part-done', () => {
-    if (++done === 1200) ac.abort(); // every part sent, Complete not yet called
-  });
-  await assert.rejects(first.done(), PausedError);
-  assert.equal(done, 1200);
+  // Paused once every part is sent, before Complete.
+  const { uploadId, done } = await uploadThenPause({ file: f.path, bucket, key, partSize: KiB, minPartSize: 1, stateDir: dir, concurrency: 16, checksumAlgorithm: 'CRC32C' }, 1200);
+  assert.equal(done.length, 1200);
 
   // Overwrite a part on the second ListParts page.
   await plainClient().send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: 1100, Body: randomBytes(KiB), ChecksumAlgorithm: 'CRC32C' }));

@@ -3,23 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { before, describe, test } from 'node:test';
 import { UploadPartCommand } from '@aws-sdk/client-s3';
-import { MiB, PausedError, Upload, createUpload, type ReconcileReport } from '../src/index.ts';
-import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { MiB, createUpload, type ReconcileReport } from '../src/index.ts';
+import { uploadThenPause } from './helpers/pause.ts';
 import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
 
 const partSize = 5 * MiB;
 
 /** Uploads parts 1..3 of a 4-part file and pauses. Returns the upload's id and journal path. */
 async function pausedUpload(bucket: string, key: string, dir: string, file: string, checksumAlgorithm: 'CRC32C' | 'none') {
-  const ac = new AbortController();
-  const up = new Upload({ s3: new SdkS3Port(createS3Client()), file, bucket, key, partSize, stateDir: dir, concurrency: 1, signal: ac.signal, checksumAlgorithm });
-  let uploadId = '';
-  let n = 0;
-  up.on('plan', (e) => (uploadId = e.uploadId));
-  up.on('part-done', () => {
-    if (++n === 3) ac.abort();
-  });
-  await assert.rejects(up.done(), PausedError);
+  const { uploadId } = await uploadThenPause({ file, bucket, key, partSize, stateDir: dir, checksumAlgorithm }, 3);
   const journalPath = `${dir}/${(await readdir(dir)).find((x) => x.endsWith('.json'))!}`;
   return { uploadId, journalPath };
 }

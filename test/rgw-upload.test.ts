@@ -6,6 +6,7 @@ import { AwsCrc32c } from '@aws-crypto/crc32c';
 import pLimit from 'p-limit';
 import { MiB, PausedError, Upload, createUpload, type ProgressSnapshot } from '../src/index.ts';
 import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { uploadThenPause } from './helpers/pause.ts';
 import { concurrencyProbe, slowParts } from './helpers/ports.ts';
 import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
 
@@ -118,10 +119,7 @@ describe('uploads against the local RADOS Gateway', () => {
   test('an explicit abort calls AbortMultipartUpload and deletes the journal', async () => {
     const dir = await tempDir();
     const f = await randomFile(dir, 11 * MiB);
-    const ac = new AbortController();
-    const up = new Upload({ s3: new SdkS3Port(createS3Client()), file: f.path, bucket, key: 'to-abort', partSize: 5 * MiB, stateDir: dir, concurrency: 1, signal: ac.signal });
-    up.on('part-done', () => ac.abort());
-    await assert.rejects(up.done(), PausedError);
+    await uploadThenPause({ file: f.path, bucket, key: 'to-abort', partSize: 5 * MiB, stateDir: dir }, 1);
     const { client, counts } = countingClient();
     const uploadId = await createUpload({ client, file: f.path, bucket, key: 'to-abort', stateDir: dir }).abort();
     assert.ok(uploadId);
