@@ -328,5 +328,26 @@ describe('engine against the S3 emulator', () => {
       await quiet.close();
     }
   });
+
+  test('RequestPayer, ExpectedBucketOwner and SSE-C reach every call that takes them, ListParts included', async () => {
+    const f = await file();
+    const sseCustomerKey = randomBytes(32);
+    const extra = { requestPayer: 'requester' as const, expectedBucketOwner: '111122223333', sseCustomerKey };
+    const from = emu.log.length;
+    const ac = new AbortController();
+    const second = upload(emu, f, 'headers/all', { ...extra, signal: ac.signal, concurrency: 1 });
+    second.on('part-done', () => ac.abort());
+    await assert.rejects(second.done(), PausedError);
+    await upload(emu, f, 'headers/all', extra).done();
+    const calls = emu.log.slice(from);
+    const ops = new Set(calls.map((c) => c.op));
+    for (const op of ['CreateMultipartUpload', 'UploadPart', 'ListParts', 'CompleteMultipartUpload', 'HeadObject'] as const) assert.ok(ops.has(op), `${op} was called`);
+    for (const c of calls) {
+      assert.equal(c.sent.requestPayer, 'requester', `${c.op} carries x-amz-request-payer`);
+      assert.equal(c.sent.expectedBucketOwner, '111122223333', `${c.op} carries x-amz-expected-bucket-owner`);
+      assert.equal(c.sent.sseCustomerAlgorithm, 'AES256', `${c.op} carries the SSE-C headers`);
+    }
+    assert.equal(await objectSha(emu, 'headers/all', sseCustomerKey), f.sha);
+  });
 });
 

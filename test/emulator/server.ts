@@ -99,6 +99,8 @@ export interface LoggedRequest {
   checksumHeaders: string[];
   /** the body came aws-chunked (an SDK trailer) */
   chunked: boolean;
+  /** request-payer, expected-bucket-owner and SSE-C headers, as sent */
+  sent: { requestPayer?: string; expectedBucketOwner?: string; sseCustomerAlgorithm?: string };
 }
 
 class S3Error extends Error {
@@ -214,7 +216,12 @@ export class S3Emulator {
       status: 0,
       checksumHeaders: Object.keys(req.headers).filter((k) => k.startsWith('x-amz-checksum-') && k !== 'x-amz-checksum-type' && k !== 'x-amz-checksum-algorithm' && k !== 'x-amz-checksum-mode'),
       chunked: String(req.headers['content-encoding'] ?? '').includes('aws-chunked'),
+      sent: {},
     };
+    const header = (name: string) => req.headers[name] as string | undefined;
+    if (header('x-amz-request-payer')) entry.sent.requestPayer = header('x-amz-request-payer')!;
+    if (header('x-amz-expected-bucket-owner')) entry.sent.expectedBucketOwner = header('x-amz-expected-bucket-owner')!;
+    if (header('x-amz-server-side-encryption-customer-algorithm')) entry.sent.sseCustomerAlgorithm = header('x-amz-server-side-encryption-customer-algorithm')!;
     if (partNumber !== undefined) entry.partNumber = partNumber;
     this.log.push(entry);
     res.on('finish', () => (entry.status = res.statusCode));
