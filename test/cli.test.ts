@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { before, describe, test } from 'node:test';
@@ -192,5 +193,39 @@ describe('the partwise command, end to end against the local server', () => {
     const quiet = await runCli(['upload', f.path, `s3://${bucket}/cli/tty3.bin`, '--quiet'], env);
     assert.equal(quiet.stdout, '');
     assert.equal(quiet.code, 0);
+  });
+});
+
+describe('the partwise command against the S3 emulator: connection and encryption flags reach the wire', () => {
+  test('--endpoint --region --path-style --sse-c-key-file --request-payer --expected-bucket-owner', async () => {
+    const { S3Emulator } = await import('./emulator/server.ts');
+    const { emulatorClient } = await import('./emulator/client.ts');
+    const { CreateBucketCommand } = await import('@aws-sdk/client-s3');
+    const emu = await S3Emulator.start();
+    try {
+      await emulatorClient(emu.endpoint).send(new CreateBucketCommand({ Bucket: 'flags' }));
+      const dir = await tempDir();
+      const f = await randomFile(dir, 12 * MiB);
+      const keyFile = `${dir}/sse.key`;
+      const key = randomBytes(32);
+      await writeFile(keyFile, key.toString('base64'));
+      // The emulator checks no signature; credentials only have to exist.
+      const env = { ...cliEnv(dir), AWS_ACCESS_KEY_ID: 'emulator', AWS_SECRET_ACCESS_KEY: 'emulator-secret', AWS_ENDPOINT_URL: 'http://127.0.0.1:1', AWS_REGION: 'eu-west-3' };
+      const flags = ['--endpoint', emu.endpoint, '--region', 'us-east-1', '--path-style', '--sse-c-key-file', keyFile, '--request-payer', '--expected-bucket-owner', '111122223333'];
+      const r = await runCli(['upload', f.path, 's3://flags/enc.bin', '--part-size', '5MiB', '--json', ...flags], env);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(jsonLines(r.stdout).at(-1)!.verificationLevel, 'full-object-checksum');
+      const v = await runCli(['verify', f.path, 's3://flags/enc.bin', ...flags], env);
+      assert.equal(v.code, 0, v.stderr);
+      assert.ok(emu.log.length >= 6);
+      for (const c of emu.log.filter((l) => l.op !== 'CreateBucket')) {
+        assert.equal(c.sent.requestPayer, 'requester', c.op);
+        assert.equal(c.sent.expectedBucketOwner, '111122223333', c.op);
+        assert.equal(c.sent.sseCustomerAlgorithm, 'AES256', c.op);
+      }
+      assert.equal((await readdir(dir)).some((n) => n.endsWith('.json')), false, 'journal removed');
+    } finally {
+      await emu.close();
+    }
   });
 });
