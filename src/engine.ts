@@ -24,6 +24,7 @@ import {
   S3RequestError,
   SourceChangedError,
   UploadGoneError,
+  isNoSuchUpload as isGone,
   type ErrorContext,
 } from './errors.ts';
 import { fingerprint, fingerprintDifferences, openSource, readRange, type SourceFingerprint } from './file-source.ts';
@@ -111,10 +112,6 @@ interface Session {
 
 const md5b64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
 
-function isGone(err: unknown): boolean {
-  // RGW answers ListParts on an unknown upload with NoSuchKey instead of NoSuchUpload.
-  return err instanceof S3RequestError && (err.s3Code === 'NoSuchUpload' || (err.operation === 'ListParts' && err.s3Code === 'NoSuchKey'));
-}
 
 /**
  * One resumable multipart upload of a local file. Create it, subscribe to events, then await
@@ -671,18 +668,18 @@ export class Upload extends EventEmitter<UploadEvents> {
    * GetObjectAttributes instead. Not supported or not listed leaves the verdict as it was.
    */
   private async verifyByParts(j: JournalData, expected: ExpectedObject, verdict: ReturnType<typeof judgeObject>): Promise<void> {
-    const listed: { partNumber: number; size: number; checksum?: string }[] = [];
+    let listed: { partNumber: number; size: number; checksum?: string }[];
     try {
-      let marker: number | undefined;
-      for (let page = 0; page < 11; page++) {
+      // The same paging (and stuck-marker guard) as ListParts; these parts carry no ETag.
+      const all = await listAllParts(async (marker) => {
         const out = await this.retry(() =>
           this.options.s3.getObjectAttributes({ bucket: j.bucket, key: j.key, maxParts: 1000, ...(marker !== undefined ? { partNumberMarker: marker } : {}) }, this.req()),
         );
-        listed.push(...out.parts);
-        const next = out.nextPartNumberMarker ?? out.parts.at(-1)?.partNumber;
-        if (!out.isTruncated || next === undefined || next <= (marker ?? 0)) break;
-        marker = next;
-      }
+        const page: Awaited<ReturnType<S3Port['listParts']>> = { parts: out.parts.map((p) => ({ ...p, etag: '' })), isTruncated: out.isTruncated };
+        if (out.nextPartNumberMarker !== undefined) page.nextPartNumberMarker = out.nextPartNumberMarker;
+        return page;
+      });
+      listed = all.parts;
     } catch (err) {
       if (err instanceof S3RequestError && classifyError(err) === 'fatal') return; // not supported here
       throw err;

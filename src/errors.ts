@@ -184,6 +184,11 @@ export class S3RequestError extends PartwiseError {
   }
 }
 
+/** The server no longer has this multipart upload (aborted, expired, or completed). */
+export function isNoSuchUpload(err: unknown): boolean {
+  return err instanceof S3RequestError && err.s3Code === 'NoSuchUpload';
+}
+
 function describeCause(cause: unknown): string {
   if (cause instanceof S3RequestError) return `${cause.s3Code}${cause.httpStatus ? ` (HTTP ${cause.httpStatus})` : ''}`;
   if (cause instanceof Error) return cause.message;

@@ -5,7 +5,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CHECKSUM_ALGORITHMS, loadHashers, type ChecksumAlgorithm } from './checksums.ts';
-import { ObjectVerificationError, S3RequestError } from './errors.ts';
+import { ObjectVerificationError, S3RequestError, isNoSuchUpload } from './errors.ts';
 import { fingerprint } from './file-source.ts';
 import { deleteJournal, readJournal, type JournalData } from './journal.ts';
 import { listAllParts, listPartsCaller } from './list-parts.ts';
@@ -93,8 +93,7 @@ export async function abortUploads(s3: S3Port, bucket: string, uploads: { key: s
     try {
       await s3.abortMultipartUpload({ bucket, key: u.key, uploadId: u.uploadId }, req);
     } catch (err) {
-      const gone = err instanceof S3RequestError && (err.s3Code === 'NoSuchUpload' || err.s3Code === 'NoSuchKey');
-      if (!gone) throw err;
+      if (!isNoSuchUpload(err)) throw err;
     }
     for (const j of journals) if (j.data.bucket === bucket && j.data.uploadId === u.uploadId) await deleteJournal(j.path);
     done.push(u.uploadId);

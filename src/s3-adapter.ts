@@ -209,7 +209,13 @@ export class SdkS3Port implements S3Port {
       'ListParts',
       new ListPartsCommand(params as never),
       signal,
-    );
+    ).catch((err: unknown) => {
+      // RGW answers ListParts on an unknown, aborted or completed upload with NoSuchKey; S3 says NoSuchUpload.
+      if (err instanceof S3RequestError && err.s3Code === 'NoSuchKey') {
+        throw new S3RequestError({ operation: 'ListParts', s3Code: 'NoSuchUpload', ...(err.httpStatus ? { httpStatus: err.httpStatus } : {}), message: 'the server answered NoSuchKey', cause: err });
+      }
+      throw err;
+    });
     const parts: RemotePart[] = (out.Parts ?? []).map((p) => {
       const rp: RemotePart = { partNumber: p.PartNumber ?? -1, size: p.Size ?? -1, etag: p.ETag ?? '' };
       for (const alg of CHECKSUM_ALGORITHMS) {
