@@ -265,3 +265,25 @@ export function stripQuotes(etag: string | undefined): string {
 export function looksLikeMd5(etag: string | undefined): boolean {
   return /^[0-9a-f]{32}$/i.test(stripQuotes(etag));
 }
+
+/** What the server (or the request) says about encryption, and the ETag it returned, if any. */
+export interface EtagSignals {
+  /** the server-side encryption in effect: AES256, aws:kms, aws:kms:dsse, … */
+  serverSideEncryption?: string | undefined;
+  /** set when SSE-C was used (in the request or echoed by the server) */
+  sseCustomerAlgorithm?: string | undefined;
+  etag?: string | undefined;
+}
+
+/**
+ * The one answer to "are this upload's part ETags MD5s of the part bytes?". Only positive
+ * evidence says no: SSE-KMS/DSSE-KMS or SSE-C (S3 documents their ETags as not MD5s), or an ETag
+ * that is not 32 hex digits. A part whose MD5-shaped ETag merely differs from its MD5 is a part
+ * stored wrong, never a reason to stop trusting ETags.
+ */
+export function etagsAreMd5(s: EtagSignals): boolean {
+  if ((s.serverSideEncryption ?? '').startsWith('aws:kms')) return false;
+  if (s.sseCustomerAlgorithm) return false;
+  if (s.etag !== undefined && !looksLikeMd5(s.etag)) return false;
+  return true;
+}

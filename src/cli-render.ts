@@ -1,5 +1,5 @@
 /** Pure formatting for the CLI: sizes, rates, the progress line and the summary. */
-import type { ProgressSnapshot, UploadResult } from './progress.ts';
+import type { ProgressSnapshot, UploadResult } from './events.ts';
 
 const UNITS: [number, string][] = [
   [1024 ** 4, 'TiB'],

@@ -10,7 +10,7 @@ import { Upload, type EngineOptions, type StatusReport } from './engine.ts';
 import { ObjectVerificationError, PartwiseError, PausedError } from './errors.ts';
 import { abortUploads, listIncompleteUploads, verifyObject } from './inspect.ts';
 import { defaultStateDir } from './journal.ts';
-import type { ProgressSnapshot } from './progress.ts';
+import type { ProgressSnapshot } from './events.ts';
 import type { ReconcileReport } from './reconcile.ts';
 import { SdkS3Port, createS3Client } from './s3-adapter.ts';
 import type { RequestOptions, S3Port } from './s3-port.ts';

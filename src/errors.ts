@@ -16,7 +16,9 @@ export type ErrorCode =
   | 'S3_REQUEST_FAILED'
   | 'REMOTE_PARTS_INCONSISTENT'
   | 'COMPLETE_FAILED'
-  | 'OBJECT_VERIFICATION_FAILED';
+  | 'OBJECT_VERIFICATION_FAILED'
+  | 'OBJECT_UNVERIFIED'
+  | 'UNEXPECTED';
 
 export interface ErrorContext {
   bucket?: string;
@@ -73,11 +75,12 @@ export class SourceChangedError extends PartwiseError {
 }
 
 export class UploadGoneError extends PartwiseError {
-  constructor(context: ErrorContext, cause?: unknown) {
+  constructor(context: ErrorContext, cause?: unknown, objectNote?: string) {
     super(
       'UPLOAD_GONE',
-      `The server no longer knows multipart upload ${context.uploadId ?? '?'} for s3://${context.bucket}/${context.key} (aborted, expired by a lifecycle rule, or completed elsewhere). ` +
-        `Start over with the fresh option (CLI: --fresh); the local journal for it has been removed.`,
+      `The server no longer knows multipart upload ${context.uploadId ?? '?'} for s3://${context.bucket}/${context.key} (aborted, expired by a lifecycle rule, or completed elsewhere)` +
+        `${objectNote ? `, and the object at the key is not proven to be this file (${objectNote})` : ''}. ` +
+        `The local journal for it has been removed; run the same upload again to start over.`,
       { context, cause },
     );
   }
@@ -97,7 +100,7 @@ export class UploadLockedError extends PartwiseError {
 
 export class JournalCorruptError extends PartwiseError {
   constructor(path: string, reason: string) {
-    super('JOURNAL_CORRUPT', `The journal ${path} cannot be read (${reason}). Move it aside and run again with the fresh option, or abort the upload it names.`, {
+    super('JOURNAL_CORRUPT', `The journal ${path} cannot be read (${reason}). Run again with the fresh option (CLI: --fresh): it moves the journal aside (kept for inspection) and starts over; \`partwise ls\` shows the upload it may name.`, {
       context: { journalPath: path },
     });
   }
@@ -138,10 +141,10 @@ export class RemotePartsInconsistentError extends PartwiseError {
 }
 
 export class CompleteFailedError extends PartwiseError {
-  constructor(context: ErrorContext, cause: unknown, resumable: boolean) {
+  constructor(context: ErrorContext, cause: unknown, resumable: boolean, objectNote?: string) {
     super(
       'COMPLETE_FAILED',
-      `Completing upload ${context.uploadId} failed: ${describeCause(cause)}. ` +
+      `Completing upload ${context.uploadId} failed: ${describeCause(cause)}${objectNote ? `; the object is not proven to be this file either (${objectNote})` : ''}. ` +
         (resumable ? 'All parts are uploaded and journaled; run the same upload again to retry completion.' : 'Start over with the fresh option.'),
       { context, cause, resumable },
     );
@@ -157,6 +160,20 @@ export class ObjectVerificationError extends PartwiseError {
       { context },
     );
     this.mismatches = mismatches;
+  }
+}
+
+/** An object that nothing the server reports identifies (only its size matched, or not even that could be read). */
+export class ObjectUnverifiedError extends PartwiseError {
+  constructor(context: ErrorContext, why: string) {
+    super('OBJECT_UNVERIFIED', `s3://${context.bucket}/${context.key} could not be verified: ${why}. Nothing proves it is the file; it is not known to differ either.`, { context });
+  }
+}
+
+/** A failure partwise has no name for (a bug, or the environment: disk, permissions). The journal is kept. */
+export class UnexpectedError extends PartwiseError {
+  constructor(cause: unknown, context: ErrorContext) {
+    super('UNEXPECTED', `Unexpected failure: ${(cause as Error)?.message ?? String(cause)}. The journal is kept; run the same upload again to resume.`, { context, cause, resumable: true });
   }
 }
 

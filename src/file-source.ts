@@ -1,11 +1,20 @@
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
-import { SourceUnreadableError } from './errors.ts';
+import type { ChecksumAlgorithm } from './checksums.ts';
+import { SourceChangedError, SourceUnreadableError, type ErrorContext } from './errors.ts';
+import { digestBuffer, digestFileRange, type LocalDigest } from './hashing.ts';
+import type { PlannedPart } from './planner.ts';
+import type { PartBody } from './s3-port.ts';
 
-/** Identifies the bytes a journal's parts came from; any change means the parts can't be trusted. */
+/**
+ * Identifies the bytes a journal's parts came from; any change means the parts can't be trusted.
+ * ctime is in it because a rewrite in place can keep size and mtime (`touch -r`, tools that
+ * preserve times) but cannot set ctime back: the kernel moves it on every write.
+ */
 export interface SourceFingerprint {
   path: string;
   size: number;
   mtimeMs: number;
+  ctimeMs: number;
   ino: number;
   dev: number;
 }
@@ -13,9 +22,11 @@ export interface SourceFingerprint {
 export async function fingerprint(path: string): Promise<SourceFingerprint> {
   try {
     const real = await realpath(path);
-    const st = await stat(real);
+    const st = await stat(real, { bigint: true });
     if (!st.isFile()) throw new Error('not a regular file');
-    return { path: real, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev };
+    // Nanosecond times as numbers of ms with the fraction: two writes in one millisecond differ.
+    const ms = (ns: bigint) => Number(ns / 1000n) / 1000;
+    return { path: real, size: Number(st.size), mtimeMs: ms(st.mtimeNs), ctimeMs: ms(st.ctimeNs), ino: Number(st.ino), dev: Number(st.dev) };
   } catch (err) {
     throw new SourceUnreadableError(path, err);
   }
@@ -26,8 +37,18 @@ export function fingerprintDifferences(was: SourceFingerprint, now: SourceFinger
   const out: string[] = [];
   if (was.size !== now.size) out.push(`size ${was.size} → ${now.size}`);
   if (was.mtimeMs !== now.mtimeMs) out.push(`modified ${new Date(was.mtimeMs).toISOString()} → ${new Date(now.mtimeMs).toISOString()}`);
-  if (was.ino !== now.ino || (was.dev !== undefined && was.dev !== now.dev)) out.push('replaced by another file (inode changed)');
+  else if (was.ctimeMs !== now.ctimeMs) out.push(`rewritten or re-attributed at ${new Date(now.ctimeMs).toISOString()} with its modification time kept`);
+  if (was.ino !== now.ino || was.dev !== now.dev) out.push('replaced by another file (inode changed)');
   return out;
+}
+
+/**
+ * The one check that the file still holds the bytes a journal describes. Called before a resume
+ * trusts anything, when a part fails, and before Complete, so a change never yields a mixed object.
+ */
+export async function assertSourceUnchanged(was: SourceFingerprint, file: string, context: ErrorContext): Promise<void> {
+  const diffs = fingerprintDifferences(was, await fingerprint(file));
+  if (diffs.length) throw new SourceChangedError(file, diffs, context);
 }
 
 export async function openSource(path: string): Promise<FileHandle> {
@@ -42,9 +63,55 @@ export async function openSource(path: string): Promise<FileHandle> {
 export async function readRange(fh: FileHandle, offset: number, length: number, buf: Buffer = Buffer.allocUnsafe(length)): Promise<Buffer> {
   let done = 0;
   while (done < length) {
-    const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+    // Reads stay well under 2 GiB: Node 20 aborts the process on a single read of 2^31 bytes or more.
+    const { bytesRead } = await fh.read(buf, done, Math.min(length - done, 1 << 30), offset + done);
     if (bytesRead === 0) throw new Error(`unexpected end of file at offset ${offset + done} (the file shrank during the upload)`);
     done += bytesRead;
   }
   return buf;
+}
+
+const SLICE = 1024 * 1024;
+
+/** A part body streamed from the file in 1 MiB reads; each call of `chunks` reads it afresh. */
+function fileRangeBody(fh: FileHandle, offset: number, length: number): PartBody {
+  return {
+    length,
+    async *chunks() {
+      let done = 0;
+      while (done < length) {
+        // A fresh buffer per slice: the HTTP layer may still hold the previous one.
+        const buf = Buffer.allocUnsafe(Math.min(SLICE, length - done));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, offset + done);
+        if (bytesRead === 0) throw new Error(`unexpected end of file at offset ${offset + done} (the file shrank during the upload)`);
+        done += bytesRead;
+        yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+      }
+    },
+  };
+}
+
+export interface PreparedPart {
+  body: PartBody;
+  digest: LocalDigest;
+}
+
+/**
+ * A part's bytes and digest, read inside its concurrency slot. Up to `streamAbove` bytes the part
+ * is held in memory (hashed and sent from one buffer, reused on a retry); above it, it is hashed in
+ * a first pass over the file and streamed from the file in a second, so memory does not grow with
+ * the part size. The server checks what it receives against the precomputed MD5 and checksum, so a
+ * change between the passes cannot slip through.
+ */
+export async function preparePart(fh: FileHandle, part: PlannedPart, alg: ChecksumAlgorithm | null, streamAbove: number, reuse?: PreparedPart): Promise<PreparedPart> {
+  if (part.size > streamAbove) {
+    return { body: fileRangeBody(fh, part.offset, part.size), digest: await digestFileRange(fh, part.offset, part.size, alg ?? undefined) };
+  }
+  const prior = reuse && Buffer.isBuffer(reuse.body) && reuse.body.length === part.size ? reuse.body : undefined;
+  const buf = await readRange(fh, part.offset, part.size, prior);
+  return { body: buf, digest: digestBuffer(buf, alg ?? undefined) };
+}
+
+export function sameDigest(a: LocalDigest, b: LocalDigest): boolean {
+  return a.md5Hex === b.md5Hex && (a.checksum === undefined ? b.checksum === undefined : b.checksum !== undefined && a.checksum.equals(b.checksum));
 }

@@ -1,7 +1,8 @@
 /**
  * partwise: resumable S3 multipart uploads that verify every part before trusting it.
  */
-import { Upload, type EngineOptions } from './engine.ts';
+import { Upload } from './engine.ts';
+import type { EngineOptions } from './options.ts';
 import { SdkS3Port, createS3Client, type ClientOptions } from './s3-adapter.ts';
 import type { S3Client } from '@aws-sdk/client-s3';
 
@@ -28,7 +29,8 @@ export function uploadFile(options: UploadOptions) {
   return createUpload(options).done();
 }
 
-export { Upload, type EngineOptions, type StatusReport } from './engine.ts';
+export { Upload, type StatusReport } from './engine.ts';
+export type { EngineOptions } from './options.ts';
 export { SdkS3Port, createS3Client, type ClientOptions } from './s3-adapter.ts';
 export type { S3Port, RequestOptions } from './s3-port.ts';
 export * from './errors.ts';
@@ -37,4 +39,4 @@ export { reconcile, type ReconcileReport, type PartVerdict, type PartStatus, typ
 export { DEFAULT_RETRY_POLICY, decideRetry, classifyError, type RetryPolicy } from './retry.ts';
 export { CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
 export { defaultStateDir, type JournalData } from './journal.ts';
-export type { UploadEvents, UploadResult, ProgressSnapshot, PlanEvent, VerificationLevel } from './progress.ts';
+export type { UploadEvents, UploadResult, ProgressSnapshot, PlanEvent, VerificationLevel, WarningCode, WarningEvent, Phase } from './events.ts';

@@ -10,7 +10,7 @@ import { fingerprint } from './file-source.ts';
 import { deleteJournal, readJournal, type JournalData } from './journal.ts';
 import { listAllParts, listPartsCaller } from './list-parts.ts';
 import { allParts, type PartPlan } from './planner.ts';
-import type { VerificationLevel } from './progress.ts';
+import type { VerificationLevel } from './events.ts';
 import type { RequestOptions, S3Port } from './s3-port.ts';
 import { hashPartsInWorkers } from './verify-pool.ts';
 import { expectedValues, judgeObject, type ExpectedObject } from './verify-object.ts';

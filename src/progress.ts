@@ -1,84 +1,12 @@
-import type { ChecksumAlgorithm } from './checksums.ts';
-import type { PartwiseError } from './errors.ts';
-import type { ReconcileReport } from './reconcile.ts';
+/**
+ * Progress derived from per-part state, never from accumulated deltas, so retries can't push it
+ * past 100%. The tracker follows the upload's own events (`follow`), so what it shows can never
+ * disagree with what the engine reported.
+ */
+import type { EventEmitter } from 'eventemitter3';
+import type { Phase, ProgressSnapshot, UploadEvents } from './events.ts';
 
-export type Phase = 'prepare' | 'verify' | 'upload' | 'complete' | 'done';
-
-export interface ProgressSnapshot {
-  phase: Phase;
-  totalBytes: number;
-  partsTotal: number;
-  /** verification phase: bytes of the local file hashed so far / to hash */
-  bytesHashed: number;
-  bytesToHash: number;
-  /** parts the server already held and that were verified, so not sent again */
-  partsSkipped: number;
-  bytesSkipped: number;
-  /** this run: body bytes handed to the network for parts in flight or done (a retried part restarts at 0) */
-  bytesSent: number;
-  /** this run: bytes of parts the server acknowledged */
-  bytesAcknowledged: number;
-  partsUploaded: number;
-  partsInFlight: number;
-  retries: number;
-  /** (skipped + acknowledged) / total, 0..1, never above 1 */
-  fractionDone: number;
-  /** acknowledged bytes per second since the upload phase began */
-  bytesPerSecond: number;
-  elapsedMs: number;
-}
-
-export interface PlanEvent {
-  bucket: string;
-  key: string;
-  uploadId: string;
-  fileSize: number;
-  partSize: number;
-  partCount: number;
-  checksumAlgorithm: ChecksumAlgorithm | null;
-  resumed: boolean;
-  /** set when the requested part size was raised to fit 10,000 parts */
-  partSizeAdjustedFrom?: number;
-  journalPath: string;
-}
-
-export type VerificationLevel = 'full-object-checksum' | 'composite-checksum' | 'multipart-etag' | 'size';
-
-export interface UploadResult {
-  bucket: string;
-  key: string;
-  uploadId: string;
-  etag: string;
-  size: number;
-  partCount: number;
-  partsUploaded: number;
-  partsSkipped: number;
-  bytesSent: number;
-  retries: number;
-  resumed: boolean;
-  checksumAlgorithm: ChecksumAlgorithm | null;
-  /** the object's checksum as the server reports it, when it reports one */
-  checksum?: string;
-  checksumType?: string;
-  /** how strongly the object on the server is known to equal the local file */
-  verification: { level: VerificationLevel; checks: string[] };
-  reconcile?: ReconcileReport;
-  durationMs: number;
-}
-
-export interface UploadEvents {
-  plan: (e: PlanEvent) => void;
-  reconcile: (report: ReconcileReport) => void;
-  'verify-progress': (e: { bytesHashed: number; bytesToHash: number; partsHashed: number; partsToHash: number }) => void;
-  'part-start': (e: { partNumber: number; size: number; attempt: number }) => void;
-  'part-done': (e: { partNumber: number; size: number; etag: string; attempts: number }) => void;
-  'part-retry': (e: { partNumber: number; attempt: number; delayMs: number; error: string; throttled: boolean }) => void;
-  'part-skip': (e: { partNumber: number; size: number; basis: string[] }) => void;
-  progress: (s: ProgressSnapshot) => void;
-  warning: (e: { code: string; message: string }) => void;
-  complete: (r: UploadResult) => void;
-  error: (err: PartwiseError) => void;
-}
+export type { Phase, ProgressSnapshot } from './events.ts';
 
 interface PartState {
   size: number;
@@ -86,7 +14,6 @@ interface PartState {
   acked: boolean;
 }
 
-/** Progress derived from per-part state, never from accumulated deltas, so retries can't push it past 100%. */
 export class ProgressTracker {
   phase: Phase = 'prepare';
   bytesHashed = 0;
@@ -100,8 +27,8 @@ export class ProgressTracker {
   private lastEmit = 0;
 
   constructor(
-    readonly totalBytes: number,
-    readonly partsTotal: number,
+    public totalBytes: number,
+    public partsTotal: number,
     private readonly emit: (s: ProgressSnapshot) => void,
     private readonly intervalMs = 100,
   ) {}
@@ -189,10 +116,35 @@ export class ProgressTracker {
     };
   }
 
-  private push(force: boolean): void {
+  push(force: boolean): void {
     const now = Date.now();
     if (!force && now - this.lastEmit < this.intervalMs) return;
     this.lastEmit = now;
     this.emit(this.snapshot());
+  }
+
+  /**
+   * A tracker fed only by an upload's events: plan (totals), phase, verify-progress, part-skip,
+   * part-start, part-sent, part-retry, part-failed, part-done. Its snapshots go out as `progress`.
+   */
+  static follow(source: EventEmitter<UploadEvents>, intervalMs = 100): ProgressTracker {
+    const t = new ProgressTracker(0, 0, (s) => source.emit('progress', s), intervalMs);
+    source.on('plan', (e) => {
+      t.totalBytes = e.fileSize;
+      t.partsTotal = e.partCount;
+    });
+    source.on('phase', (e) => t.setPhase(e.phase));
+    source.on('verify-progress', (e) => {
+      t.bytesToHash = e.bytesToHash;
+      t.bytesHashed = Math.min(e.bytesToHash, e.bytesHashed);
+      t.push(false);
+    });
+    source.on('part-skip', (e) => t.skip(e.size));
+    source.on('part-start', (e) => t.startPart(e.partNumber, e.size));
+    source.on('part-sent', (e) => t.sent(e.partNumber, e.bytes));
+    source.on('part-retry', (e) => t.retry(e.partNumber));
+    source.on('part-failed', (e) => t.dropped(e.partNumber));
+    source.on('part-done', (e) => t.acked(e.partNumber));
+    return t;
   }
 }

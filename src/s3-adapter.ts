@@ -13,12 +13,21 @@ import {
   ListPartsCommand,
   S3Client,
   UploadPartCommand,
+  type AbortMultipartUploadCommandInput,
+  type CompleteMultipartUploadCommandInput,
+  type CompletedPart,
+  type CreateMultipartUploadCommandInput,
+  type GetObjectAttributesCommandInput,
+  type HeadObjectCommandInput,
+  type ListMultipartUploadsCommandInput,
+  type ListPartsCommandInput,
   type S3ClientConfig,
+  type UploadPartCommandInput,
 } from '@aws-sdk/client-s3';
 import { CHECKSUM_ALGORITHMS, type ChecksumAlgorithm } from './checksums.ts';
 import { S3RequestError } from './errors.ts';
 import type { RemotePart } from './reconcile.ts';
-import type { AttributesOutput, HeadOutput, ListUploadsOutput, RequestOptions, S3Port } from './s3-port.ts';
+import type { AttributesOutput, HeadOutput, ListUploadsOutput, PartBody, RequestOptions, S3Port } from './s3-port.ts';
 
 export interface ClientOptions {
   endpoint?: string;
@@ -58,33 +67,82 @@ export function createS3Client(opts: ClientOptions = {}): S3Client {
   return new S3Client(config);
 }
 
-const checksumField = (alg: ChecksumAlgorithm) => `Checksum${alg}` as const;
-
-function commonParams(req: RequestOptions) {
-  const p: Record<string, unknown> = {};
-  if (req.requestPayer) p.RequestPayer = req.requestPayer;
-  if (req.expectedBucketOwner) p.ExpectedBucketOwner = req.expectedBucketOwner;
-  return p;
+/** The SDK's per-algorithm checksum members, as every input and output that carries them spells them. */
+interface ChecksumFields {
+  ChecksumCRC32?: string | undefined;
+  ChecksumCRC32C?: string | undefined;
+  ChecksumCRC64NVME?: string | undefined;
+  ChecksumSHA1?: string | undefined;
+  ChecksumSHA256?: string | undefined;
 }
 
-function sseCParams(req: RequestOptions) {
+function checksumFields(alg: ChecksumAlgorithm, value: string): ChecksumFields {
+  switch (alg) {
+    case 'CRC32':
+      return { ChecksumCRC32: value };
+    case 'CRC32C':
+      return { ChecksumCRC32C: value };
+    case 'CRC64NVME':
+      return { ChecksumCRC64NVME: value };
+    case 'SHA1':
+      return { ChecksumSHA1: value };
+    case 'SHA256':
+      return { ChecksumSHA256: value };
+  }
+}
+
+function readChecksum(out: ChecksumFields, alg: ChecksumAlgorithm): string | undefined {
+  const v = out[`Checksum${alg}`];
+  return v ? v : undefined;
+}
+
+function readChecksums(out: ChecksumFields): Partial<Record<ChecksumAlgorithm, string>> {
+  const found: Partial<Record<ChecksumAlgorithm, string>> = {};
+  for (const alg of CHECKSUM_ALGORITHMS) {
+    const v = readChecksum(out, alg);
+    if (v) found[alg] = v;
+  }
+  return found;
+}
+
+function commonParams(req: RequestOptions): { RequestPayer?: 'requester'; ExpectedBucketOwner?: string } {
+  return { ...(req.requestPayer ? { RequestPayer: req.requestPayer } : {}), ...(req.expectedBucketOwner ? { ExpectedBucketOwner: req.expectedBucketOwner } : {}) };
+}
+
+function sseCParams(req: RequestOptions): { SSECustomerAlgorithm?: string; SSECustomerKey?: string } {
   if (!req.sseCustomerKey) return {};
   // The SDK's SSE-C middleware decodes a valid base64 key and adds the key MD5 header itself.
   return { SSECustomerAlgorithm: 'AES256', SSECustomerKey: Buffer.from(req.sseCustomerKey).toString('base64') };
 }
 
-/** Bytes go out in 1 MiB slices: small slices cost RGW and the client CPU; the count feeds progress. */
-function countingBody(body: Buffer, onBytes?: (n: number) => void): Readable | Buffer {
-  if (!onBytes || body.length === 0) return body;
-  const SLICE = 1024 * 1024;
-  function* slices() {
-    for (let off = 0; off < body.length; off += SLICE) {
-      const s = body.subarray(off, Math.min(body.length, off + SLICE));
-      onBytes!(s.length);
-      yield s;
-    }
+/**
+ * Bytes go out in 1 MiB slices: small slices cost RGW and the client CPU; the count feeds progress.
+ * A streamed part is read from its source afresh for each request.
+ */
+function countingBody(body: PartBody, onBytes?: (n: number) => void): Readable | Buffer {
+  if (Buffer.isBuffer(body)) {
+    if (!onBytes || body.length === 0) return body;
+    const SLICE = 1024 * 1024;
+    return Readable.from(
+      (function* () {
+        for (let off = 0; off < body.length; off += SLICE) {
+          const s = body.subarray(off, Math.min(body.length, off + SLICE));
+          onBytes(s.length);
+          yield s;
+        }
+      })(),
+      { objectMode: false },
+    );
   }
-  return Readable.from(slices(), { objectMode: false });
+  return Readable.from(
+    (async function* () {
+      for await (const s of body.chunks()) {
+        onBytes?.(s.length);
+        yield s;
+      }
+    })(),
+    { objectMode: false },
+  );
 }
 
 const NETWORK_CODE = /^E[A-Z_]+$|^UND_ERR/;
@@ -134,28 +192,33 @@ export class SdkS3Port implements S3Port {
     }
   }
 
-  private async send<T>(operation: string, command: object, signal?: AbortSignal): Promise<T> {
+  /** Every call goes through here, so every failure leaves the adapter as an S3RequestError. */
+  private async call<T>(operation: string, send: () => Promise<T>): Promise<T> {
     try {
-      // Typed loosely on purpose: each caller narrows the output to the fields it reads.
-      return (await this.client.send(command as never, signal ? { abortSignal: signal } : {})) as T;
+      return await send();
     } catch (err) {
       throw toS3RequestError(operation, err);
     }
   }
 
+  private opts(signal?: AbortSignal) {
+    return signal ? { abortSignal: signal } : {};
+  }
+
   async createMultipartUpload(input: Parameters<S3Port['createMultipartUpload']>[0], req: RequestOptions, signal?: AbortSignal) {
-    const params: Record<string, unknown> = { Bucket: input.bucket, Key: input.key, ...commonParams(req), ...sseCParams(req) };
-    if (input.checksumAlgorithm) params.ChecksumAlgorithm = input.checksumAlgorithm;
-    if (input.checksumType) params.ChecksumType = input.checksumType;
-    if (input.contentType) params.ContentType = input.contentType;
-    if (input.metadata) params.Metadata = input.metadata;
-    if (req.serverSideEncryption) params.ServerSideEncryption = req.serverSideEncryption;
-    if (req.sseKmsKeyId) params.SSEKMSKeyId = req.sseKmsKeyId;
-    const out = await this.send<{ UploadId?: string; ServerSideEncryption?: string; SSECustomerAlgorithm?: string; AbortDate?: Date }>(
-      'CreateMultipartUpload',
-      new CreateMultipartUploadCommand(params as never),
-      signal,
-    );
+    const params = {
+      Bucket: input.bucket,
+      Key: input.key,
+      ...commonParams(req),
+      ...sseCParams(req),
+      ...(input.checksumAlgorithm ? { ChecksumAlgorithm: input.checksumAlgorithm } : {}),
+      ...(input.checksumType ? { ChecksumType: input.checksumType } : {}),
+      ...(input.contentType ? { ContentType: input.contentType } : {}),
+      ...(input.metadata ? { Metadata: input.metadata } : {}),
+      ...(req.serverSideEncryption ? { ServerSideEncryption: req.serverSideEncryption } : {}),
+      ...(req.sseKmsKeyId ? { SSEKMSKeyId: req.sseKmsKeyId } : {}),
+    } satisfies CreateMultipartUploadCommandInput;
+    const out = await this.call('CreateMultipartUpload', () => this.client.send(new CreateMultipartUploadCommand(params), this.opts(signal)));
     if (!out.UploadId) throw new S3RequestError({ operation: 'CreateMultipartUpload', s3Code: 'MissingUploadId', message: 'the response has no UploadId' });
     return {
       uploadId: out.UploadId,
@@ -166,7 +229,7 @@ export class SdkS3Port implements S3Port {
   }
 
   async uploadPart(input: Parameters<S3Port['uploadPart']>[0], req: RequestOptions, signal?: AbortSignal) {
-    const params: Record<string, unknown> = {
+    const params = {
       Bucket: input.bucket,
       Key: input.key,
       UploadId: input.uploadId,
@@ -176,16 +239,13 @@ export class SdkS3Port implements S3Port {
       ContentMD5: input.contentMd5,
       ...commonParams(req),
       ...sseCParams(req),
-    };
-    if (input.checksum) {
-      // Value *and* algorithm: with the value alone RGW skips validating CRC64NVME (rgw-tentacle.md §5),
-      // and with both the SDK sends the header as is, with no trailer and no recomputation.
-      params.ChecksumAlgorithm = input.checksum.algorithm;
-      params[checksumField(input.checksum.algorithm)] = input.checksum.value;
-    }
-    const out = await this.send<Record<string, string | undefined>>('UploadPart', new UploadPartCommand(params as never), signal);
+      // Value *and* algorithm: with the value alone RGW skips validating CRC64NVME, and with both
+      // the SDK sends the header as is, with no trailer and no recomputation.
+      ...(input.checksum ? { ChecksumAlgorithm: input.checksum.algorithm, ...checksumFields(input.checksum.algorithm, input.checksum.value) } : {}),
+    } satisfies UploadPartCommandInput;
+    const out = await this.call('UploadPart', () => this.client.send(new UploadPartCommand(params), this.opts(signal)));
     if (!out.ETag) throw new S3RequestError({ operation: 'UploadPart', s3Code: 'MissingETag', message: 'the response has no ETag' });
-    const echo = input.checksum ? out[checksumField(input.checksum.algorithm)] : undefined;
+    const echo = input.checksum ? readChecksum(out, input.checksum.algorithm) : undefined;
     return {
       etag: out.ETag,
       ...(echo ? { checksum: echo } : {}),
@@ -195,21 +255,16 @@ export class SdkS3Port implements S3Port {
   }
 
   async listParts(input: Parameters<S3Port['listParts']>[0], req: RequestOptions, signal?: AbortSignal) {
-    const params: Record<string, unknown> = {
+    const params = {
       Bucket: input.bucket,
       Key: input.key,
       UploadId: input.uploadId,
       MaxParts: input.maxParts,
+      ...(input.partNumberMarker !== undefined ? { PartNumberMarker: String(input.partNumberMarker) } : {}),
       ...commonParams(req),
       ...sseCParams(req),
-    };
-    if (input.partNumberMarker !== undefined) params.PartNumberMarker = String(input.partNumberMarker);
-    type Part = { PartNumber?: number; ETag?: string; Size?: number } & Record<string, unknown>;
-    const out = await this.send<{ Parts?: Part[]; IsTruncated?: boolean; NextPartNumberMarker?: string; ChecksumAlgorithm?: string }>(
-      'ListParts',
-      new ListPartsCommand(params as never),
-      signal,
-    ).catch((err: unknown) => {
+    } satisfies ListPartsCommandInput;
+    const out = await this.call('ListParts', () => this.client.send(new ListPartsCommand(params), this.opts(signal))).catch((err: unknown) => {
       // RGW answers ListParts on an unknown, aborted or completed upload with NoSuchKey; S3 says NoSuchUpload.
       if (err instanceof S3RequestError && err.s3Code === 'NoSuchKey') {
         throw new S3RequestError({ operation: 'ListParts', s3Code: 'NoSuchUpload', ...(err.httpStatus ? { httpStatus: err.httpStatus } : {}), message: 'the server answered NoSuchKey', cause: err });
@@ -218,10 +273,9 @@ export class SdkS3Port implements S3Port {
     });
     const parts: RemotePart[] = (out.Parts ?? []).map((p) => {
       const rp: RemotePart = { partNumber: p.PartNumber ?? -1, size: p.Size ?? -1, etag: p.ETag ?? '' };
-      for (const alg of CHECKSUM_ALGORITHMS) {
-        const v = p[checksumField(alg)];
-        if (typeof v === 'string' && v) rp.checksum = v;
-      }
+      const sums = readChecksums(p);
+      const alg = CHECKSUM_ALGORITHMS.find((a) => sums[a] !== undefined);
+      if (alg) rp.checksum = sums[alg]!;
       return rp;
     });
     const next = out.NextPartNumberMarker !== undefined ? Number(out.NextPartNumberMarker) : undefined;
@@ -235,25 +289,20 @@ export class SdkS3Port implements S3Port {
 
   async completeMultipartUpload(input: Parameters<S3Port['completeMultipartUpload']>[0], req: RequestOptions, signal?: AbortSignal) {
     const alg = input.checksumAlgorithm;
-    const params: Record<string, unknown> = {
+    const parts: CompletedPart[] = input.parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag, ...(alg && p.checksum ? checksumFields(alg, p.checksum) : {}) }));
+    const params = {
       Bucket: input.bucket,
       Key: input.key,
       UploadId: input.uploadId,
-      MultipartUpload: {
-        Parts: input.parts.map((p) => {
-          const part: Record<string, unknown> = { PartNumber: p.partNumber, ETag: p.etag };
-          if (alg && p.checksum) part[checksumField(alg)] = p.checksum;
-          return part;
-        }),
-      },
+      MultipartUpload: { Parts: parts },
       MpuObjectSize: input.objectSize,
       ...commonParams(req),
       ...sseCParams(req),
-    };
-    if (alg && input.checksumType) params.ChecksumType = input.checksumType;
-    if (alg && input.fullObjectChecksum) params[checksumField(alg)] = input.fullObjectChecksum;
-    const out = await this.send<Record<string, string | undefined>>('CompleteMultipartUpload', new CompleteMultipartUploadCommand(params as never), signal);
-    const checksum = alg ? out[checksumField(alg)] : undefined;
+      ...(alg && input.checksumType ? { ChecksumType: input.checksumType } : {}),
+      ...(alg && input.fullObjectChecksum ? checksumFields(alg, input.fullObjectChecksum) : {}),
+    } satisfies CompleteMultipartUploadCommandInput;
+    const out = await this.call('CompleteMultipartUpload', () => this.client.send(new CompleteMultipartUploadCommand(params), this.opts(signal)));
+    const checksum = alg ? readChecksum(out, alg) : undefined;
     return {
       ...(out.ETag ? { etag: out.ETag } : {}),
       ...(checksum ? { checksum } : {}),
@@ -262,33 +311,26 @@ export class SdkS3Port implements S3Port {
   }
 
   async abortMultipartUpload(input: Parameters<S3Port['abortMultipartUpload']>[0], req: RequestOptions, signal?: AbortSignal) {
-    await this.send('AbortMultipartUpload', new AbortMultipartUploadCommand({ Bucket: input.bucket, Key: input.key, UploadId: input.uploadId, ...commonParams(req) } as never), signal);
+    const params = { Bucket: input.bucket, Key: input.key, UploadId: input.uploadId, ...commonParams(req) } satisfies AbortMultipartUploadCommandInput;
+    await this.call('AbortMultipartUpload', () => this.client.send(new AbortMultipartUploadCommand(params), this.opts(signal)));
   }
 
   async headObject(input: Parameters<S3Port['headObject']>[0], req: RequestOptions, signal?: AbortSignal): Promise<HeadOutput | undefined> {
+    const params = {
+      Bucket: input.bucket,
+      Key: input.key,
+      ChecksumMode: 'ENABLED',
+      ...(input.partNumber !== undefined ? { PartNumber: input.partNumber } : {}),
+      ...commonParams(req),
+      ...sseCParams(req),
+    } satisfies HeadObjectCommandInput;
     try {
-      const out = await this.send<Record<string, unknown>>(
-        'HeadObject',
-        new HeadObjectCommand({
-          Bucket: input.bucket,
-          Key: input.key,
-          ChecksumMode: 'ENABLED',
-          ...(input.partNumber !== undefined ? { PartNumber: input.partNumber } : {}),
-          ...commonParams(req),
-          ...sseCParams(req),
-        } as never),
-        signal,
-      );
-      const checksums: HeadOutput['checksums'] = {};
-      for (const alg of CHECKSUM_ALGORITHMS) {
-        const v = out[checksumField(alg)];
-        if (typeof v === 'string' && v) checksums[alg] = v;
-      }
-      const head: HeadOutput = { size: Number(out.ContentLength ?? -1), etag: String(out.ETag ?? ''), checksums };
-      if (typeof out.ChecksumType === 'string') head.checksumType = out.ChecksumType;
+      const out = await this.call('HeadObject', () => this.client.send(new HeadObjectCommand(params), this.opts(signal)));
+      const head: HeadOutput = { size: Number(out.ContentLength ?? -1), etag: String(out.ETag ?? ''), checksums: readChecksums(out) };
+      if (out.ChecksumType) head.checksumType = out.ChecksumType;
       if (typeof out.PartsCount === 'number') head.partsCount = out.PartsCount;
-      if (typeof out.ServerSideEncryption === 'string') head.serverSideEncryption = out.ServerSideEncryption;
-      if (typeof out.SSECustomerAlgorithm === 'string') head.sseCustomerAlgorithm = out.SSECustomerAlgorithm;
+      if (out.ServerSideEncryption) head.serverSideEncryption = out.ServerSideEncryption;
+      if (out.SSECustomerAlgorithm) head.sseCustomerAlgorithm = out.SSECustomerAlgorithm;
       return head;
     } catch (err) {
       if (err instanceof S3RequestError && (err.httpStatus === 404 || err.s3Code === 'NotFound' || err.s3Code === 'NoSuchKey')) return undefined;
@@ -297,16 +339,14 @@ export class SdkS3Port implements S3Port {
   }
 
   async listMultipartUploads(input: Parameters<S3Port['listMultipartUploads']>[0], req: RequestOptions, signal?: AbortSignal): Promise<ListUploadsOutput> {
-    const params: Record<string, unknown> = { Bucket: input.bucket, ...(req.expectedBucketOwner ? { ExpectedBucketOwner: req.expectedBucketOwner } : {}) };
-    if (req.requestPayer) params.RequestPayer = req.requestPayer;
-    if (input.prefix) params.Prefix = input.prefix;
-    if (input.keyMarker) params.KeyMarker = input.keyMarker;
-    if (input.uploadIdMarker) params.UploadIdMarker = input.uploadIdMarker;
-    const out = await this.send<{ Uploads?: { Key?: string; UploadId?: string; Initiated?: Date }[]; IsTruncated?: boolean; NextKeyMarker?: string; NextUploadIdMarker?: string }>(
-      'ListMultipartUploads',
-      new ListMultipartUploadsCommand(params as never),
-      signal,
-    );
+    const params = {
+      Bucket: input.bucket,
+      ...commonParams(req),
+      ...(input.prefix ? { Prefix: input.prefix } : {}),
+      ...(input.keyMarker ? { KeyMarker: input.keyMarker } : {}),
+      ...(input.uploadIdMarker ? { UploadIdMarker: input.uploadIdMarker } : {}),
+    } satisfies ListMultipartUploadsCommandInput;
+    const out = await this.call('ListMultipartUploads', () => this.client.send(new ListMultipartUploadsCommand(params), this.opts(signal)));
     return {
       uploads: (out.Uploads ?? []).filter((u) => u.Key && u.UploadId).map((u) => ({ key: u.Key!, uploadId: u.UploadId!, ...(u.Initiated ? { initiated: u.Initiated } : {}) })),
       isTruncated: out.IsTruncated === true,
@@ -316,7 +356,7 @@ export class SdkS3Port implements S3Port {
   }
 
   async getObjectAttributes(input: Parameters<S3Port['getObjectAttributes']>[0], req: RequestOptions, signal?: AbortSignal): Promise<AttributesOutput> {
-    const params: Record<string, unknown> = {
+    const params = {
       Bucket: input.bucket,
       Key: input.key,
       ObjectAttributes: ['ETag', 'Checksum', 'ObjectParts', 'ObjectSize'],
@@ -324,8 +364,8 @@ export class SdkS3Port implements S3Port {
       ...(input.partNumberMarker !== undefined ? { PartNumberMarker: String(input.partNumberMarker) } : {}),
       ...commonParams(req),
       ...sseCParams(req),
-    };
-    const command = new GetObjectAttributesCommand(params as never);
+    } satisfies GetObjectAttributesCommandInput;
+    const command = new GetObjectAttributesCommand(params);
     // The SDK joins the names with ", "; RGW does not trim and then sees only the first one.
     command.middlewareStack.add(
       (next) => async (args) => {
@@ -336,29 +376,18 @@ export class SdkS3Port implements S3Port {
       },
       { step: 'build', name: 'partwiseObjectAttributesHeader' },
     );
-    type Part = { PartNumber?: number; Size?: number } & Record<string, unknown>;
-    const out = await this.send<{
-      Checksum?: Record<string, unknown>;
-      ObjectParts?: { Parts?: Part[]; TotalPartsCount?: number; PartsCount?: number; IsTruncated?: boolean; NextPartNumberMarker?: string };
-      ObjectSize?: number;
-    }>('GetObjectAttributes', command, signal);
-    const checksums: AttributesOutput['checksums'] = {};
-    for (const alg of CHECKSUM_ALGORITHMS) {
-      const v = out.Checksum?.[checksumField(alg)];
-      if (typeof v === 'string' && v) checksums[alg] = v;
-    }
+    const out = await this.call('GetObjectAttributes', () => this.client.send(command, this.opts(signal)));
     const parts = (out.ObjectParts?.Parts ?? []).map((p) => {
       const part: AttributesOutput['parts'][number] = { partNumber: p.PartNumber ?? -1, size: p.Size ?? -1 };
-      for (const alg of CHECKSUM_ALGORITHMS) {
-        const v = p[checksumField(alg)];
-        if (typeof v === 'string' && v) part.checksum = v;
-      }
+      const sums = readChecksums(p);
+      const alg = CHECKSUM_ALGORITHMS.find((a) => sums[a] !== undefined);
+      if (alg) part.checksum = sums[alg]!;
       return part;
     });
     const next = out.ObjectParts?.NextPartNumberMarker !== undefined ? Number(out.ObjectParts.NextPartNumberMarker) : undefined;
-    const result: AttributesOutput = { checksums, parts, isTruncated: out.ObjectParts?.IsTruncated === true };
-    if (typeof out.Checksum?.ChecksumType === 'string') result.checksumType = out.Checksum.ChecksumType;
-    const count = out.ObjectParts?.TotalPartsCount ?? out.ObjectParts?.PartsCount;
+    const result: AttributesOutput = { checksums: out.Checksum ? readChecksums(out.Checksum) : {}, parts, isTruncated: out.ObjectParts?.IsTruncated === true };
+    if (out.Checksum?.ChecksumType) result.checksumType = out.Checksum.ChecksumType;
+    const count = out.ObjectParts?.TotalPartsCount;
     if (count !== undefined) result.partsCount = count;
     if (next !== undefined && Number.isFinite(next)) result.nextPartNumberMarker = next;
     if (out.ObjectSize !== undefined) result.objectSize = out.ObjectSize;

@@ -11,7 +11,7 @@ export interface RequestOptions {
   /** SSE-C: a 32-byte AES-256 key. Never written to the journal or logs. */
   sseCustomerKey?: Uint8Array;
   /** SSE-KMS ('aws:kms' / 'aws:kms:dsse') or SSE-S3 ('AES256') at create */
-  serverSideEncryption?: string;
+  serverSideEncryption?: 'AES256' | 'aws:kms' | 'aws:kms:dsse';
   sseKmsKeyId?: string;
 }
 
@@ -39,9 +39,15 @@ export interface CreateOutput {
   abortDate?: Date;
 }
 
+/**
+ * A part's bytes: a buffer, or (for parts too large to hold) a source the adapter streams from,
+ * read afresh on every call of `chunks`.
+ */
+export type PartBody = Buffer | { length: number; chunks(): AsyncIterable<Buffer> };
+
 export interface UploadPartInput extends UploadRef {
   partNumber: number;
-  body: Buffer;
+  body: PartBody;
   contentMd5: string; // base64
   checksum?: { algorithm: ChecksumAlgorithm; value: string };
   /** called as body bytes are handed to the HTTP layer */

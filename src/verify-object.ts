@@ -1,5 +1,7 @@
 import { compositeChecksum, fullObjectChecksum, isCrc, multipartEtag, stripQuotes, type ChecksumAlgorithm, type PartDigest } from './checksums.ts';
-import type { VerificationLevel } from './progress.ts';
+import type { VerificationLevel } from './events.ts';
+import type { LocalDigest } from './hashing.ts';
+import type { PartPlan } from './planner.ts';
 import type { HeadOutput } from './s3-port.ts';
 
 export interface ExpectedObject {
@@ -15,6 +17,24 @@ export interface ExpectedValues {
   etag?: string;
   fullObject?: string;
   composite?: string;
+}
+
+/**
+ * What the finished object must show, from the digest of every part in order. `etagIsMd5` adds
+ * the multipart ETag (MD5 of the part MD5s); without a checksum algorithm, only that remains.
+ */
+export function expectedObject(plan: PartPlan, algorithm: ChecksumAlgorithm | null, etagIsMd5: boolean, digests: ReadonlyMap<number, LocalDigest>): ExpectedObject {
+  const partDigests: PartDigest[] = [];
+  const md5s: string[] = [];
+  for (let n = 1; n <= plan.partCount; n++) {
+    const d = digests.get(n);
+    if (!d) throw new Error(`no digest for part ${n}`);
+    partDigests.push({ size: n < plan.partCount ? plan.partSize : plan.fileSize - (plan.partCount - 1) * plan.partSize, checksum: d.checksum ?? Buffer.alloc(0) });
+    md5s.push(d.md5Hex);
+  }
+  const e: ExpectedObject = { size: plan.fileSize, algorithm, partDigests };
+  if (etagIsMd5) e.partMd5Hex = md5s;
+  return e;
 }
 
 /** What the finished object must show, computed from per-part digests (the file is not read again). */
@@ -34,6 +54,17 @@ export interface ObjectJudgement {
   mismatches: string[];
 }
 
+/**
+ * The evidence rule in one place: an object is these bytes only when nothing differs *and* some
+ * check identifies the bytes (a checksum or an MD5-based ETag). Size alone proves nothing.
+ */
+export function provesBytes(j: ObjectJudgement): boolean {
+  return j.mismatches.length === 0 && j.level !== 'size';
+}
+
+/** What an object shows: a HeadObject, or Complete's own response (which carries no size). */
+export type ObjectFacts = Omit<HeadOutput, 'size'> & { size?: number };
+
 const RANK: VerificationLevel[] = ['size', 'multipart-etag', 'composite-checksum', 'full-object-checksum'];
 
 /**
@@ -41,7 +72,7 @@ const RANK: VerificationLevel[] = ['size', 'multipart-etag', 'composite-checksum
  * Ceph 16 returns an empty ETag there). Every value the server reports is compared; the level is
  * the strongest check that passed, and any mismatch fails the whole object.
  */
-export function judgeObject(head: HeadOutput, e: ExpectedObject, expected: ExpectedValues = expectedValues(e)): ObjectJudgement {
+export function judgeObject(head: ObjectFacts, e: ExpectedObject, expected: ExpectedValues = expectedValues(e)): ObjectJudgement {
   const checks: string[] = [];
   const mismatches: string[] = [];
   let level: VerificationLevel = 'size';
@@ -50,7 +81,7 @@ export function judgeObject(head: HeadOutput, e: ExpectedObject, expected: Expec
   };
 
   if (head.size === e.size) checks.push(`size ${e.size}`);
-  else mismatches.push(`size: server ${head.size}, local ${e.size}`);
+  else if (head.size !== undefined) mismatches.push(`size: server ${head.size}, local ${e.size}`);
 
   if (expected.etag) {
     const got = stripQuotes(head.etag).toLowerCase();
@@ -88,7 +119,10 @@ export function judgeObject(head: HeadOutput, e: ExpectedObject, expected: Expec
  */
 export function judgeParts(listed: { partNumber: number; size: number; checksum?: string }[], e: ExpectedObject): { ok: boolean; check?: string; mismatches: string[] } {
   const mismatches: string[] = [];
-  if (!e.algorithm || listed.length !== e.partDigests.length || listed.some((p) => p.checksum === undefined)) return { ok: false, mismatches };
+  // No part checksums listed at all: no evidence either way (servers list them only for checksum uploads).
+  if (!e.algorithm || listed.length === 0 || listed.every((p) => p.checksum === undefined)) return { ok: false, mismatches };
+  if (listed.length !== e.partDigests.length) return { ok: false, mismatches: [`the server lists ${listed.length} parts, the upload has ${e.partDigests.length}`] };
+  if (listed.some((p) => p.checksum === undefined)) return { ok: false, mismatches: ['the server lists a checksum for some parts but not all'] };
   listed.forEach((p, i) => {
     const want = e.partDigests[i]!;
     if (p.partNumber !== i + 1 || p.size !== want.size) mismatches.push(`part ${p.partNumber}: size ${p.size}, expected ${want.size}`);

@@ -21,7 +21,7 @@ function sample(uploadId = 'up-1', parts = 0): JournalData {
     checksumAlgorithm: 'CRC32C',
     checksumType: 'FULL_OBJECT',
     etagIsMd5: true,
-    source: { path: '/x', size: 11, mtimeMs: 1, ino: 2, dev: 3 },
+    source: { path: '/x', size: 11, mtimeMs: 1, ctimeMs: 1, ino: 2, dev: 3 },
     sseCustomerKeyMd5: null,
     createdAt: 'now',
     updatedAt: 'now',

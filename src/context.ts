@@ -1,0 +1,73 @@
+/**
+ * What every phase of an upload works with: the options, the S3 port, the stop signal, a typed
+ * emit, the retry loop (with the shared throttle), and the run's counters.
+ */
+import type { LimitFunction } from 'p-limit';
+import type { ErrorContext } from './errors.ts';
+import type { Emit } from './events.ts';
+import { requestOptions, retryPolicy, type EngineOptions } from './options.ts';
+import { engineAttempts, retrying, type RetryPolicy } from './retry.ts';
+import type { RequestOptions, S3Port } from './s3-port.ts';
+import { Throttle } from './throttle.ts';
+
+export interface RetryInfo {
+  attempt: number;
+  delayMs: number;
+  error: unknown;
+  throttled: boolean;
+}
+
+export interface RunStats {
+  partsSent: number;
+  bytesSent: number;
+  retries: number;
+}
+
+export class EngineContext {
+  readonly s3: S3Port;
+  readonly req: RequestOptions;
+  readonly policy: RetryPolicy;
+  readonly throttle: Throttle;
+  readonly stats: RunStats = { partsSent: 0, bytesSent: 0, retries: 0 };
+
+  constructor(
+    readonly o: EngineOptions,
+    readonly limiter: LimitFunction,
+    readonly signal: AbortSignal,
+    readonly emit: Emit,
+  ) {
+    this.s3 = o.s3;
+    this.req = requestOptions(o);
+    this.policy = retryPolicy(o);
+    this.throttle = Throttle.for(limiter, o.now);
+  }
+
+  errorContext(extra: ErrorContext = {}): ErrorContext {
+    return { bucket: this.o.bucket, key: this.o.key, ...extra };
+  }
+
+  /**
+   * Runs one S3 call under the retry policy. `replayable`: whether the SDK itself may retry the
+   * call (it never retries streamed bodies); only then are the engine's attempts divided by the
+   * client's, so the two layers do not multiply.
+   */
+  async retry<T>(fn: () => Promise<T>, opts: { onRetry?: (i: RetryInfo) => void; replayable?: boolean } = {}): Promise<T> {
+    const maxAttempts = opts.replayable === false ? this.policy.maxAttempts : engineAttempts(this.policy.maxAttempts, await this.s3.clientMaxAttempts());
+    const loop: Parameters<typeof retrying>[1] = {
+      policy: this.policy,
+      maxAttempts,
+      signal: this.signal,
+      onRetry: (i) => {
+        if (i.throttled) {
+          const lowered = this.throttle.throttled();
+          if (lowered !== undefined) this.emit('warning', { code: 'SLOW_DOWN', message: `the server asked to slow down; concurrency lowered to ${lowered}` });
+        }
+        opts.onRetry?.(i);
+      },
+    };
+    if (this.o.random) loop.random = this.o.random;
+    const out = await retrying(fn, loop);
+    this.throttle.succeeded();
+    return out;
+  }
+}

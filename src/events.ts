@@ -1,0 +1,129 @@
+/**
+ * The public shapes an upload emits and returns: events, the result, warning codes. Programs
+ * switch on `code`s, so warnings are a closed union like error codes.
+ */
+import type { EventEmitter } from 'eventemitter3';
+import type { ChecksumAlgorithm } from './checksums.ts';
+import type { PartwiseError } from './errors.ts';
+import type { ReconcileReport, VerificationBasis } from './reconcile.ts';
+
+export type Phase = 'prepare' | 'verify' | 'upload' | 'complete' | 'done';
+
+export type WarningCode =
+  /** the server asked to slow down: the shared concurrency was lowered */
+  | 'SLOW_DOWN'
+  /** a resume keeps the upload's own part size, not the one asked for */
+  | 'PART_SIZE_KEPT'
+  /** a resume keeps the upload's own checksum algorithm */
+  | 'CHECKSUM_KEPT'
+  /** ListParts stopped advancing its marker; unlisted parts are sent again */
+  | 'LIST_PARTS_STALLED'
+  /** the server's part ETags are not MD5s (SSE-KMS, SSE-C, or a non-MD5 format) */
+  | 'ETAG_NOT_MD5'
+  /** Complete said BadDigest/InvalidPart: every part is verified again and the bad ones resent */
+  | 'REPAIR'
+  /** Complete failed, but the object on the server is proven to be this file */
+  | 'COMPLETE_RECOVERED'
+  /** a previous run completed the upload; the object was proven to be this file, nothing was sent */
+  | 'ALREADY_COMPLETE'
+  /** the object could not be read back (no s3:GetObject); Complete's own response was judged */
+  | 'NO_READ_ACCESS'
+  /** nothing the server reports identifies the bytes (only the size matched) */
+  | 'UNVERIFIED'
+  /** an unreadable journal was moved aside (--fresh) and kept for inspection */
+  | 'JOURNAL_SET_ASIDE';
+
+export interface WarningEvent {
+  code: WarningCode;
+  message: string;
+}
+
+export interface PlanEvent {
+  bucket: string;
+  key: string;
+  uploadId: string;
+  fileSize: number;
+  partSize: number;
+  partCount: number;
+  checksumAlgorithm: ChecksumAlgorithm | null;
+  resumed: boolean;
+  /** set when the requested part size was raised to fit 10,000 parts */
+  partSizeAdjustedFrom?: number;
+  journalPath: string;
+}
+
+/**
+ * How strongly the object on the server is known to equal the local file. Every level but `size`
+ * identifies the bytes; `size` alone proves nothing and comes with an UNVERIFIED warning.
+ */
+export type VerificationLevel = 'full-object-checksum' | 'composite-checksum' | 'multipart-etag' | 'size';
+
+export interface UploadResult {
+  bucket: string;
+  key: string;
+  uploadId: string;
+  etag: string;
+  size: number;
+  partCount: number;
+  partsUploaded: number;
+  partsSkipped: number;
+  bytesSent: number;
+  retries: number;
+  resumed: boolean;
+  /** true when a previous run had completed the upload and this one only proved it */
+  alreadyComplete: boolean;
+  checksumAlgorithm: ChecksumAlgorithm | null;
+  /** the object's checksum as the server reports it, when it reports one */
+  checksum?: string;
+  checksumType?: string;
+  /** how strongly the object on the server is known to equal the local file */
+  verification: { level: VerificationLevel; checks: string[] };
+  reconcile?: ReconcileReport;
+  durationMs: number;
+}
+
+export interface ProgressSnapshot {
+  phase: Phase;
+  totalBytes: number;
+  partsTotal: number;
+  /** verification phase: bytes of the local file hashed so far / to hash */
+  bytesHashed: number;
+  bytesToHash: number;
+  /** parts the server already held and that were verified, so not sent again */
+  partsSkipped: number;
+  bytesSkipped: number;
+  /** this run: body bytes handed to the network for parts in flight or done (a retried part restarts at 0) */
+  bytesSent: number;
+  /** this run: bytes of parts the server acknowledged */
+  bytesAcknowledged: number;
+  partsUploaded: number;
+  partsInFlight: number;
+  retries: number;
+  /** (skipped + acknowledged) / total, 0..1, never above 1 */
+  fractionDone: number;
+  /** acknowledged bytes per second since the upload phase began */
+  bytesPerSecond: number;
+  elapsedMs: number;
+}
+
+export interface UploadEvents {
+  plan: (e: PlanEvent) => void;
+  phase: (e: { phase: Phase }) => void;
+  reconcile: (report: ReconcileReport) => void;
+  'verify-progress': (e: { bytesHashed: number; bytesToHash: number; partsHashed: number; partsToHash: number }) => void;
+  'part-start': (e: { partNumber: number; size: number; attempt: number }) => void;
+  /** body bytes of a part handed to the network (in slices) */
+  'part-sent': (e: { partNumber: number; bytes: number }) => void;
+  'part-done': (e: { partNumber: number; size: number; etag: string; attempts: number }) => void;
+  'part-retry': (e: { partNumber: number; attempt: number; delayMs: number; error: string; throttled: boolean }) => void;
+  /** a part gave up (its error ends the run) */
+  'part-failed': (e: { partNumber: number; error: string }) => void;
+  'part-skip': (e: { partNumber: number; size: number; basis: VerificationBasis[] }) => void;
+  progress: (s: ProgressSnapshot) => void;
+  warning: (e: WarningEvent) => void;
+  complete: (r: UploadResult) => void;
+  error: (err: PartwiseError) => void;
+}
+
+/** What phases need of the upload's emitter: a typed emit, nothing else. */
+export type Emit = EventEmitter<UploadEvents>['emit'];

@@ -1,0 +1,162 @@
+/**
+ * Finishing: CompleteMultipartUpload, recovery when it fails, and the verdict on the object. The
+ * verdict comes from what the server reports of the object (HeadObject, else per-part checksums
+ * from GetObjectAttributes, else Complete's own response when the object cannot be read), and it
+ * counts only on evidence that identifies the bytes (`provesBytes`).
+ */
+import { checksumTypeFor, stripQuotes } from './checksums.ts';
+import type { EngineContext } from './context.ts';
+import { CompleteFailedError, ObjectVerificationError, PausedError, S3RequestError, UploadGoneError, isNoSuchUpload } from './errors.ts';
+import { assertSourceUnchanged, type SourceFingerprint } from './file-source.ts';
+import { digestsFromJournal, type JournalData, type JournalPart } from './journal.ts';
+import { listAllParts } from './list-parts.ts';
+import { allParts, type PartPlan } from './planner.ts';
+import { classifyError } from './retry.ts';
+import type { CompleteOutput, HeadOutput, S3Port } from './s3-port.ts';
+import type { Session } from './session.ts';
+import { hashPartsInWorkers } from './verify-pool.ts';
+import { expectedObject, expectedValues, judgeObject, judgeParts, provesBytes, type ExpectedObject, type ObjectJudgement } from './verify-object.ts';
+
+export interface Proof {
+  proven: boolean;
+  judgement: ObjectJudgement;
+  /** the object as the server reported it (absent when it could not be read) */
+  head?: HeadOutput;
+  /** why nothing was proven, in words */
+  why?: string;
+}
+
+const isAccessDenied = (err: unknown) => err instanceof S3RequestError && (err.httpStatus === 403 || err.s3Code === 'AccessDenied');
+
+/**
+ * Everything the server will say about the object at the key, judged against `expected`. With no
+ * read access (403 on HeadObject, e.g. write-only credentials), Complete's response is judged
+ * instead when there is one.
+ */
+export async function proveObject(cx: EngineContext, j: JournalData, expected: ExpectedObject, completed?: CompleteOutput): Promise<Proof> {
+  const values = expectedValues(expected);
+  let head: HeadOutput | undefined;
+  try {
+    head = await cx.retry(() => cx.s3.headObject({ bucket: j.bucket, key: j.key }, cx.req, cx.signal));
+  } catch (err) {
+    if (!isAccessDenied(err) || !completed) throw err;
+    cx.emit('warning', { code: 'NO_READ_ACCESS', message: "HeadObject was refused (no s3:GetObject?); judging the object by Complete's own response" });
+    const alg = j.checksumAlgorithm;
+    const judgement = judgeObject(
+      { etag: completed.etag ?? '', checksums: alg && completed.checksum ? { [alg]: completed.checksum } : {}, ...(completed.checksumType ? { checksumType: completed.checksumType } : {}) },
+      expected,
+      values,
+    );
+    judgement.checks = judgement.checks.map((c) => `${c} (Complete's response)`);
+    return { proven: provesBytes(judgement), judgement, ...(provesBytes(judgement) ? {} : { why: 'the object cannot be read and Complete returned nothing that identifies it' }) };
+  }
+  if (!head) return { proven: false, judgement: { level: 'size', checks: [], mismatches: ['the object is not there'] }, why: 'there is no object at the key' };
+  const judgement = judgeObject(head, expected, values);
+  if (expected.algorithm && !head.checksums[expected.algorithm] && judgement.mismatches.length === 0) await checkPartsByAttributes(cx, j, expected, judgement);
+  const proven = provesBytes(judgement);
+  const why = proven ? undefined : judgement.mismatches.length ? `the object at the key differs: ${judgement.mismatches.join('; ')}` : 'the server reports nothing that identifies the object (only its size matches)';
+  return { proven, judgement, head, ...(why ? { why } : {}) };
+}
+
+/**
+ * HeadObject reported no checksum (some servers don't): ask for the per-part checksums with
+ * GetObjectAttributes instead. A server that does not support it leaves the judgement as it was.
+ */
+async function checkPartsByAttributes(cx: EngineContext, j: JournalData, expected: ExpectedObject, judgement: ObjectJudgement): Promise<void> {
+  let listed: { partNumber: number; size: number; checksum?: string }[];
+  try {
+    // The same paging (and stuck-marker guard) as ListParts; these parts carry no ETag.
+    const all = await listAllParts(async (marker) => {
+      const out = await cx.retry(() => cx.s3.getObjectAttributes({ bucket: j.bucket, key: j.key, maxParts: 1000, ...(marker !== undefined ? { partNumberMarker: marker } : {}) }, cx.req, cx.signal));
+      const page: Awaited<ReturnType<S3Port['listParts']>> = { parts: out.parts.map((p) => ({ ...p, etag: '' })), isTruncated: out.isTruncated };
+      if (out.nextPartNumberMarker !== undefined) page.nextPartNumberMarker = out.nextPartNumberMarker;
+      return page;
+    });
+    listed = all.parts;
+  } catch (err) {
+    if (err instanceof S3RequestError && classifyError(err) === 'fatal') return; // not supported (or not allowed) here
+    throw err;
+  }
+  const parts = judgeParts(listed, expected);
+  judgement.mismatches.push(...parts.mismatches);
+  if (parts.ok && parts.check) {
+    judgement.checks.push(parts.check);
+    if (judgement.level === 'size' || judgement.level === 'multipart-etag') judgement.level = 'composite-checksum';
+  }
+}
+
+/**
+ * The upload is gone from the server: is the object at the key this file? Digests come from the
+ * journal where it has every part (the fingerprint check made sure the file is the one it
+ * describes); parts it lacks are hashed from the file.
+ */
+export async function proveFinished(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint): Promise<Proof> {
+  const digests = digestsFromJournal(j);
+  const missing = allParts(plan).filter((p) => !digests.has(p.partNumber) || (j.checksumAlgorithm !== null && !digests.get(p.partNumber)!.checksum));
+  if (missing.length) {
+    const hashed = await hashPartsInWorkers(fp.path, missing, j.checksumAlgorithm ?? undefined, { signal: cx.signal, ...(cx.o.hashWorkers !== undefined ? { workers: cx.o.hashWorkers } : {}) });
+    for (const [n, d] of hashed) digests.set(n, d);
+  }
+  return proveObject(cx, j, expectedObject(plan, j.checksumAlgorithm, j.etagIsMd5, digests));
+}
+
+/** Parts 1..N in order, with no gap and sizes adding up to the file: what Complete will be given. */
+function orderedParts(s: Session, ctx: ReturnType<EngineContext['errorContext']>): JournalPart[] {
+  const byNumber = new Map(s.journal.parts.map((p) => [p.partNumber, p]));
+  const ordered: JournalPart[] = [];
+  for (let n = 1; n <= s.plan.partCount; n++) {
+    const p = byNumber.get(n);
+    if (!p) throw new CompleteFailedError(ctx, new Error(`part ${n} is missing from the part list (gap)`), true);
+    ordered.push(p);
+  }
+  const total = ordered.reduce((a, p) => a + p.size, 0);
+  if (total !== s.plan.fileSize) throw new CompleteFailedError(ctx, new Error(`part sizes add up to ${total}, the file has ${s.plan.fileSize} bytes`), true);
+  return ordered;
+}
+
+export interface Finished {
+  proof: Proof;
+  completed?: CompleteOutput;
+}
+
+/** Complete the upload and prove the object is the file. Throws unless proven. */
+export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
+  const j = s.journal;
+  const ctx = cx.errorContext({ uploadId: j.uploadId, journalPath: s.journalPath });
+  // The bytes we hashed must still be the file's: a change mid-upload would make a mixed object.
+  await assertSourceUnchanged(j.source, cx.o.file, ctx);
+  const ordered = orderedParts(s, ctx);
+  const expected = expectedObject(s.plan, s.alg, j.etagIsMd5, s.digests);
+  const values = expectedValues(expected);
+  const type = s.alg ? (j.checksumType ?? checksumTypeFor(s.alg)) : undefined;
+  const input: Parameters<S3Port['completeMultipartUpload']>[0] = {
+    bucket: j.bucket,
+    key: j.key,
+    uploadId: j.uploadId,
+    parts: ordered.map((p) => ({ partNumber: p.partNumber, etag: stripQuotes(p.etag), ...(p.checksum ? { checksum: p.checksum } : {}) })),
+    objectSize: s.plan.fileSize,
+    ...(s.alg && type ? { checksumAlgorithm: s.alg, checksumType: type } : {}),
+    ...(type === 'FULL_OBJECT' && values.fullObject ? { fullObjectChecksum: values.fullObject } : {}),
+  };
+
+  let completed: CompleteOutput;
+  try {
+    completed = await cx.retry(() => cx.s3.completeMultipartUpload(input, cx.req, cx.signal));
+  } catch (err) {
+    if (cx.signal.aborted) throw new PausedError(ctx, err);
+    // An earlier attempt may have succeeded with its response lost: the object decides, but only
+    // on evidence that identifies these bytes. An older object of the same size proves nothing.
+    const proof = await proveObject(cx, j, expected).catch(() => undefined);
+    if (proof?.proven) {
+      cx.emit('warning', { code: 'COMPLETE_RECOVERED', message: `Complete failed (${(err as Error).message}), but the object on the server is proven to be the file: ${proof.judgement.checks.join(', ')}` });
+      return { proof };
+    }
+    if (isNoSuchUpload(err)) throw new UploadGoneError(ctx, err, proof?.why);
+    throw new CompleteFailedError(ctx, err, classifyError(err) !== 'fatal', proof?.why);
+  }
+  const proof = await proveObject(cx, j, expected, completed);
+  if (proof.judgement.mismatches.length) throw new ObjectVerificationError(ctx, proof.judgement.mismatches);
+  if (!proof.proven) cx.emit('warning', { code: 'UNVERIFIED', message: `Complete succeeded, but ${proof.why}: the object is not proven to be the file` });
+  return { proof, completed };
+}
+

@@ -1,0 +1,98 @@
+/** An upload's options: their type, their validation, and what is derived from them once. */
+import { createHash } from 'node:crypto';
+import type { LimitFunction } from 'p-limit';
+import { DEFAULT_CHECKSUM_ALGORITHM, isChecksumAlgorithm, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
+import { InvalidOptionsError } from './errors.ts';
+import { S3_MAX_PART_SIZE } from './planner.ts';
+import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry.ts';
+import type { RequestOptions, S3Port } from './s3-port.ts';
+
+export interface EngineOptions extends RequestOptions {
+  file: string;
+  bucket: string;
+  key: string;
+  s3: S3Port;
+  /** wanted part size in bytes (default 16 MiB); raised to fit 10,000 parts. A resume keeps the journal's. */
+  partSize?: number;
+  /** the server's minimum part size (default 5 MiB); lower only for servers configured for it */
+  minPartSize?: number;
+  /** parallel UploadPart calls (default 4); ignored when `limiter` is given */
+  concurrency?: number;
+  /** one p-limit limiter shared by several uploads, so a backup tool bounds all of them at once */
+  limiter?: LimitFunction;
+  /** additional checksum (default CRC32C); 'none' relies on Content-MD5 and MD5 ETags only */
+  checksumAlgorithm?: ChecksumAlgorithm | 'none';
+  /**
+   * FULL_OBJECT (default for CRCs: the same value on every server) or COMPOSITE (AWS's own default
+   * for CRC32/CRC32C; the only type for SHA-1/SHA-256). CRC64NVME is always FULL_OBJECT.
+   */
+  checksumType?: ChecksumType;
+  /** where journals live (default $PARTWISE_STATE_DIR or ~/.local/state/partwise) */
+  stateDir?: string;
+  /** stops new parts, aborts requests in flight and leaves the upload resumable (PausedError) */
+  signal?: AbortSignal;
+  retry?: Partial<RetryPolicy>;
+  /** worker threads for the resume verification phase (default: one per core) */
+  hashWorkers?: number;
+  /**
+   * Parts larger than this are not held in memory: they are hashed in a first pass over the file
+   * and streamed from it in a second (the server checks the bytes against the precomputed MD5 and
+   * checksum). Default 64 MiB.
+   */
+  streamPartsAbove?: number;
+  /** abort any journaled upload for this file and destination and start over */
+  fresh?: boolean;
+  contentType?: string;
+  metadata?: Record<string, string>;
+  /** test hook: randomness for retry jitter */
+  random?: () => number;
+  /** test hook: the clock the throttle reads */
+  now?: () => number;
+}
+
+export const DEFAULT_STREAM_PARTS_ABOVE = 64 * 1024 * 1024;
+
+/** Rejects options that can never work, before anything touches the disk or the server. */
+export function validateOptions(o: EngineOptions): void {
+  if (!o.file || !o.bucket || !o.key) throw new InvalidOptionsError('file, bucket and key are required');
+  if (o.checksumAlgorithm !== undefined && o.checksumAlgorithm !== 'none' && !isChecksumAlgorithm(o.checksumAlgorithm)) {
+    throw new InvalidOptionsError(`checksumAlgorithm must be one of CRC64NVME, CRC32C, CRC32, SHA256, SHA1 or none; got ${String(o.checksumAlgorithm)}`);
+  }
+  if (o.concurrency !== undefined && (!Number.isInteger(o.concurrency) || o.concurrency < 1)) {
+    throw new InvalidOptionsError(`concurrency must be a positive integer; got ${o.concurrency}`);
+  }
+  if (o.checksumType !== undefined) {
+    const alg = o.checksumAlgorithm ?? DEFAULT_CHECKSUM_ALGORITHM;
+    const ok = o.checksumType === 'COMPOSITE' ? alg !== 'CRC64NVME' && alg !== 'none' : alg === 'CRC32' || alg === 'CRC32C' || alg === 'CRC64NVME';
+    if (!ok) throw new InvalidOptionsError(`checksumType ${o.checksumType} cannot be used with ${alg}: SHA-1/SHA-256 are COMPOSITE only, CRC64NVME FULL_OBJECT only`);
+  }
+  if (o.sseCustomerKey && o.sseCustomerKey.length !== 32) throw new InvalidOptionsError('sseCustomerKey must be 32 bytes (AES-256)');
+  if (o.streamPartsAbove !== undefined && (!Number.isSafeInteger(o.streamPartsAbove) || o.streamPartsAbove < 1 || o.streamPartsAbove > S3_MAX_PART_SIZE)) {
+    throw new InvalidOptionsError(`streamPartsAbove must be a whole number of bytes from 1 to 5 GiB; got ${o.streamPartsAbove}`);
+  }
+}
+
+/** The checksum a new upload uses: null for 'none'. */
+export function wantedAlgorithm(o: EngineOptions): ChecksumAlgorithm | null | undefined {
+  return o.checksumAlgorithm === undefined ? undefined : o.checksumAlgorithm === 'none' ? null : o.checksumAlgorithm;
+}
+
+export function retryPolicy(o: EngineOptions): RetryPolicy {
+  return { ...DEFAULT_RETRY_POLICY, ...o.retry };
+}
+
+/** The per-request parameters every S3 call carries (never logged, never journaled). */
+export function requestOptions(o: EngineOptions): RequestOptions {
+  const r: RequestOptions = {};
+  if (o.requestPayer) r.requestPayer = o.requestPayer;
+  if (o.expectedBucketOwner) r.expectedBucketOwner = o.expectedBucketOwner;
+  if (o.sseCustomerKey) r.sseCustomerKey = o.sseCustomerKey;
+  if (o.serverSideEncryption) r.serverSideEncryption = o.serverSideEncryption;
+  if (o.sseKmsKeyId) r.sseKmsKeyId = o.sseKmsKeyId;
+  return r;
+}
+
+/** What the journal keeps of an SSE-C key: its MD5, which S3 itself stores, to refuse another key. */
+export function sseKeyMd5(o: EngineOptions): string | null {
+  return o.sseCustomerKey ? createHash('md5').update(o.sseCustomerKey).digest('base64') : null;
+}

@@ -1,0 +1,197 @@
+/**
+ * Begin or resume: the phase that ends with a session (an upload on the server, a journal on
+ * disk, the parts still to send) or with proof that a previous run already finished the upload.
+ * A resume trusts nothing it has not verified: every part the server lists is re-hashed from the
+ * file and reconciled.
+ */
+import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, etagsAreMd5, stripQuotes, type ChecksumAlgorithm } from './checksums.ts';
+import type { EngineContext } from './context.ts';
+import { JournalMismatchError, RemotePartsInconsistentError, UploadGoneError, isNoSuchUpload, type ErrorContext } from './errors.ts';
+import { assertSourceUnchanged, type SourceFingerprint } from './file-source.ts';
+import type { LocalDigest } from './hashing.ts';
+import { JOURNAL_SCHEMA, writeJournalAtomic, type JournalData, type JournalPart } from './journal.ts';
+import { listAllParts, listPartsCaller, type ListAllResult } from './list-parts.ts';
+import { sseKeyMd5, wantedAlgorithm, type EngineOptions } from './options.ts';
+import { partAt, planParts, type PartPlan, type PlannedPart } from './planner.ts';
+import { reconcile, type ReconcileReport, type RemotePart } from './reconcile.ts';
+import { proveFinished, type Proof } from './finish.ts';
+import { hashPartsInWorkers } from './verify-pool.ts';
+
+export interface Session {
+  journalPath: string;
+  /** mutable: parts are added as they are acknowledged; etagIsMd5 can only turn false */
+  journal: JournalData;
+  plan: PartPlan;
+  alg: ChecksumAlgorithm | null;
+  /** digest of every part this run knows to be on the server with these bytes */
+  digests: Map<number, LocalDigest>;
+  resumed: boolean;
+  /** parts to send, ascending */
+  toUpload: number[];
+  report?: ReconcileReport;
+}
+
+export type Opened = { kind: 'session'; session: Session } | { kind: 'finished'; journal: JournalData; plan: PartPlan; proof: Proof };
+
+export function checkJournalBelongs(o: EngineOptions, j: JournalData, journalPath: string): void {
+  const ctx = { bucket: o.bucket, key: o.key, uploadId: j.uploadId };
+  if (j.bucket !== o.bucket || j.key !== o.key) throw new JournalMismatchError(journalPath, `it is for s3://${j.bucket}/${j.key}`, ctx);
+  if (j.sseCustomerKeyMd5 !== sseKeyMd5(o)) throw new JournalMismatchError(journalPath, 'the SSE-C key differs from the one the upload was started with', ctx);
+}
+
+/** A resume keeps the upload's own part size (the fingerprint check guarantees the same file size). */
+export function planFromJournal(j: JournalData, fp: SourceFingerprint): PartPlan {
+  return { fileSize: fp.size, partSize: j.partSize, partCount: fp.size === 0 ? 1 : Math.ceil(fp.size / j.partSize) };
+}
+
+export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPath: string, endpoint: string): Promise<Opened> {
+  const o = cx.o;
+  const plan = planParts(fp.size, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}) });
+  const wanted = wantedAlgorithm(o);
+  const alg = wanted === undefined ? DEFAULT_CHECKSUM_ALGORITHM : wanted;
+  const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
+  const created = await cx.retry(() =>
+    cx.s3.createMultipartUpload(
+      {
+        bucket: o.bucket,
+        key: o.key,
+        ...(alg && type ? { checksumAlgorithm: alg, checksumType: type } : {}),
+        ...(o.contentType ? { contentType: o.contentType } : {}),
+        ...(o.metadata ? { metadata: o.metadata } : {}),
+      },
+      cx.req,
+      cx.signal,
+    ),
+  );
+  const now = new Date().toISOString();
+  const journal: JournalData = {
+    schema: JOURNAL_SCHEMA,
+    bucket: o.bucket,
+    key: o.key,
+    uploadId: created.uploadId,
+    endpoint,
+    partSize: plan.partSize,
+    partCount: plan.partCount,
+    checksumAlgorithm: alg,
+    checksumType: type,
+    etagIsMd5: etagsAreMd5({
+      serverSideEncryption: created.serverSideEncryption ?? o.serverSideEncryption,
+      sseCustomerAlgorithm: created.sseCustomerAlgorithm ?? (o.sseCustomerKey ? 'AES256' : undefined),
+    }),
+    source: fp,
+    sseCustomerKeyMd5: sseKeyMd5(o),
+    createdAt: now,
+    updatedAt: now,
+    parts: [],
+  };
+  // On disk before the first part: a crash from here on leaves a resumable upload.
+  await writeJournalAtomic(journalPath, journal);
+  cx.emit('plan', {
+    bucket: o.bucket,
+    key: o.key,
+    uploadId: created.uploadId,
+    fileSize: fp.size,
+    partSize: plan.partSize,
+    partCount: plan.partCount,
+    checksumAlgorithm: alg,
+    resumed: false,
+    journalPath,
+    ...(plan.adjustedFrom !== undefined ? { partSizeAdjustedFrom: plan.adjustedFrom } : {}),
+  });
+  const toUpload = Array.from({ length: plan.partCount }, (_, i) => i + 1);
+  return { kind: 'session', session: { journalPath, journal, plan, alg, digests: new Map(), resumed: false, toUpload } };
+}
+
+export interface RemoteVerification {
+  report: ReconcileReport;
+  local: Map<number, LocalDigest>;
+  remote: Map<number, RemotePart>;
+  stoppedEarly: boolean;
+}
+
+/** Every part the server lists, every page, re-hashed from the local file on worker threads, then reconciled. */
+export async function verifyAgainstServer(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint): Promise<RemoteVerification> {
+  const call = listPartsCaller(cx.s3, { bucket: j.bucket, key: j.key, uploadId: j.uploadId }, cx.req, cx.signal);
+  const listed: ListAllResult = await listAllParts((marker) => cx.retry(() => call(marker)));
+  const toHash: PlannedPart[] = [];
+  for (const r of listed.parts) {
+    if (r.partNumber < 1 || r.partNumber > plan.partCount) continue;
+    const p = partAt(plan, r.partNumber);
+    if (p.size === r.size) toHash.push(p);
+  }
+  const bytesToHash = toHash.reduce((a, p) => a + p.size, 0);
+  cx.emit('phase', { phase: 'verify' });
+  let bytesHashed = 0;
+  let partsHashed = 0;
+  const progress = () => cx.emit('verify-progress', { bytesHashed, bytesToHash, partsHashed, partsToHash: toHash.length });
+  const local = await hashPartsInWorkers(fp.path, toHash, j.checksumAlgorithm ?? undefined, {
+    signal: cx.signal,
+    onBytes: (n) => {
+      bytesHashed += n;
+      progress();
+    },
+    onPart: () => {
+      partsHashed++;
+      progress();
+    },
+    ...(cx.o.hashWorkers !== undefined ? { workers: cx.o.hashWorkers } : {}),
+  });
+  const journalMap = new Map(j.parts.map((p) => [p.partNumber, { etag: p.etag, md5: p.md5 }]));
+  const report = reconcile({ plan, remote: listed.parts, local, algorithm: j.checksumAlgorithm, etagIsMd5: j.etagIsMd5, journal: journalMap });
+  return { report, local, remote: new Map(listed.parts.map((r) => [r.partNumber, r])), stoppedEarly: listed.stoppedEarly };
+}
+
+/**
+ * Resume from a journal. `repair`: the second look after Complete said BadDigest/InvalidPart
+ * (no plan event, no part-skip events: those parts were already counted).
+ */
+export async function resume(cx: EngineContext, j: JournalData, fp: SourceFingerprint, journalPath: string, repair = false): Promise<Opened> {
+  const o = cx.o;
+  checkJournalBelongs(o, j, journalPath);
+  const ctx: ErrorContext = cx.errorContext({ uploadId: j.uploadId, journalPath });
+  await assertSourceUnchanged(j.source, o.file, ctx);
+  const plan = planFromJournal(j, fp);
+  if (!repair) {
+    if (o.partSize !== undefined && o.partSize !== j.partSize) {
+      cx.emit('warning', { code: 'PART_SIZE_KEPT', message: `resuming with the upload's part size ${j.partSize}, not the requested ${o.partSize}` });
+    }
+    const wanted = wantedAlgorithm(o);
+    if (wanted !== undefined && wanted !== j.checksumAlgorithm) {
+      cx.emit('warning', { code: 'CHECKSUM_KEPT', message: `resuming with the upload's checksum ${j.checksumAlgorithm ?? 'none'}, not the requested ${wanted ?? 'none'}` });
+    }
+    cx.emit('plan', { bucket: j.bucket, key: j.key, uploadId: j.uploadId, fileSize: fp.size, partSize: plan.partSize, partCount: plan.partCount, checksumAlgorithm: j.checksumAlgorithm, resumed: true, journalPath });
+  }
+  let verified: RemoteVerification;
+  try {
+    verified = await verifyAgainstServer(cx, j, plan, fp);
+  } catch (err) {
+    if (!isNoSuchUpload(err)) throw err;
+    // The upload is gone: completed by a run that died before it could say so, aborted, or
+    // expired. Only proof that the object at the key is this file counts as finished.
+    const proof = await proveFinished(cx, j, plan, fp);
+    if (proof.proven) return { kind: 'finished', journal: j, plan, proof };
+    throw new UploadGoneError(ctx, err, proof.why);
+  }
+  const { report, local, remote, stoppedEarly } = verified;
+  if (report.extraParts.length) {
+    throw new RemotePartsInconsistentError(
+      `The server holds parts ${report.extraParts.join(', ')} of upload ${j.uploadId}, beyond the ${plan.partCount} this file needs: another process (or another part size) wrote to this upload, and Complete would fail or mix them in.`,
+      ctx,
+    );
+  }
+  if (stoppedEarly) cx.emit('warning', { code: 'LIST_PARTS_STALLED', message: 'ListParts stopped advancing its marker; unlisted parts will be uploaded again' });
+  cx.emit('reconcile', report);
+  // The journal now holds exactly the verified parts, with the ETags the server listed (Complete needs them).
+  const digests = new Map<number, LocalDigest>();
+  const parts: JournalPart[] = [];
+  for (const v of report.parts) {
+    if (v.status !== 'verified') continue;
+    const d = local.get(v.partNumber)!;
+    digests.set(v.partNumber, d);
+    parts.push({ partNumber: v.partNumber, size: v.size, etag: stripQuotes(remote.get(v.partNumber)!.etag), md5: d.md5Hex, ...(d.checksum ? { checksum: d.checksum.toString('base64') } : {}) });
+    if (!repair) cx.emit('part-skip', { partNumber: v.partNumber, size: v.size, basis: v.basis });
+  }
+  j.parts = parts;
+  await writeJournalAtomic(journalPath, { ...j, updatedAt: new Date().toISOString() });
+  return { kind: 'session', session: { journalPath, journal: j, plan, alg: j.checksumAlgorithm, digests, resumed: true, toUpload: report.toUpload, report } };
+}
