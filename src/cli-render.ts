@@ -71,10 +71,10 @@ export function renderProgress(s: ProgressSnapshot, columns = 80): string {
 
 export function renderSummary(r: UploadResult): string {
   const lines = [
-    `Uploaded s3://${r.bucket}/${r.key}${r.resumed ? ' (resumed)' : ''}`,
+    r.alreadyComplete ? `Already complete: s3://${r.bucket}/${r.key} (a previous run finished it; nothing sent)` : `Uploaded s3://${r.bucket}/${r.key}${r.resumed ? ' (resumed)' : ''}`,
     `  parts:        ${r.partCount} total, ${r.partsSkipped} verified on the server and skipped, ${r.partsUploaded} uploaded, ${r.retries} retries`,
     `  sent:         ${formatBytes(r.bytesSent)} of ${formatBytes(r.size)} in ${formatDuration(r.durationMs)}`,
-    `  verification: ${r.verification.level}${r.checksum ? ` (${r.checksumAlgorithm} ${r.checksum})` : ''}`,
+    `  verification: ${r.verification.level}${r.checksum ? ` (${r.checksumAlgorithm} ${r.checksum})` : ''}${r.verification.level === 'size' ? ' — NOT proven: only the size matched' : ''}`,
     `  etag:         ${r.etag}`,
     `  upload id:    ${r.uploadId}`,
   ];

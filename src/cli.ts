@@ -1,13 +1,13 @@
 /**
  * The partwise command. Exit codes: 0 success, 1 failure, 2 usage error, 3 verification mismatch,
- * 130 interrupted (the upload is resumable).
+ * 4 not verified (nothing the server reports identifies the object), 130 interrupted (resumable).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isChecksumAlgorithm, type ChecksumAlgorithm } from './checksums.ts';
 import { formatBytes, parseSize, renderProgress, renderSummary } from './cli-render.ts';
 import { Upload, type EngineOptions, type StatusReport } from './engine.ts';
-import { ObjectVerificationError, PartwiseError, PausedError } from './errors.ts';
+import { ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, UnexpectedError } from './errors.ts';
 import { abortUploads, listIncompleteUploads, verifyObject } from './inspect.ts';
 import { defaultStateDir } from './journal.ts';
 import type { ProgressSnapshot } from './events.ts';
@@ -70,7 +70,7 @@ type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extend
 
 class UsageError extends Error {}
 
-const EXIT = { ok: 0, failure: 1, usage: 2, mismatch: 3, interrupted: 130 } as const;
+const EXIT = { ok: 0, failure: 1, usage: 2, mismatch: 3, unverified: 4, interrupted: 130 } as const;
 
 function parseS3Url(url: string | undefined, needKey: boolean): { bucket: string; key: string } {
   const m = url ? /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(url) : null;
@@ -234,14 +234,18 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
       out.say((out.tty ? '\r\x1b[2K' : '') + msg + bad.map((p) => `\n  part ${p.partNumber}: ${p.status}${p.detail ? ` (${p.detail})` : ''}`).join(''));
     });
   }
+  // Printed from the engine's own event, so a second 'complete' from the engine would show as a second line.
+  if (out.json) {
+    up.on('complete', (r) => {
+      const { reconcile, ...rest } = r;
+      out.line({ event: 'complete', ...rest, verificationLevel: r.verification.level, ...(reconcile ? { reconcile: compactReport(reconcile) } : {}) });
+    });
+  }
   const stop = out.tty ? ticker(() => (latest ? renderProgress(latest, process.stdout.columns || 80) : undefined)) : () => undefined;
   try {
     const r = await up.done();
     stop();
-    if (out.json) {
-      const { reconcile, ...rest } = r;
-      out.line({ event: 'complete', ...rest, verificationLevel: r.verification.level, ...(reconcile ? { reconcile: compactReport(reconcile) } : {}) });
-    } else out.say(renderSummary(r));
+    if (!out.json) out.say(renderSummary(r));
     return EXIT.ok;
   } catch (err) {
     stop();
@@ -276,12 +280,13 @@ function reportError(err: unknown, argv: string[], out: Out): number {
     process.stderr.write(`partwise: ${err.message}\nRun partwise --help for usage.\n`);
     return EXIT.usage;
   }
-  const e = err instanceof PartwiseError ? err : new PartwiseError('PART_FAILED', (err as Error)?.message ?? String(err), { cause: err });
+  const e = err instanceof PartwiseError ? err : new UnexpectedError(err, {});
   const next = nextStep(e, argv);
   if (out.json) out.line({ event: 'error', code: e.code, message: e.message, resumable: e.resumable, ...e.context, ...(next ? { next } : {}) });
   process.stderr.write(`partwise: ${e.code}: ${e.message}${next ? ` Next: ${next}` : ''}\n`);
   if (e instanceof PausedError) return EXIT.interrupted;
   if (e instanceof ObjectVerificationError) return EXIT.mismatch;
+  if (e instanceof ObjectUnverifiedError) return EXIT.unverified;
   if (e.code === 'INVALID_OPTIONS') return EXIT.usage;
   return EXIT.failure;
 }
@@ -290,7 +295,8 @@ function describeStatus(s: StatusReport, file: string, url: string): string {
   if (!s.exists) return `No journal for ${file} → ${url}: an upload would start from scratch.`;
   const head = `Upload ${s.uploadId} of ${file} → ${url}: ${s.plan!.partCount} parts of ${formatBytes(s.plan!.partSize)} (journal ${s.journalPath})`;
   if (s.sourceChanged) return `${head}\nThe file changed since the upload started (${s.sourceChanged.join(', ')}): a resume would refuse; use upload --fresh.`;
-  if (s.uploadGone) return `${head}\nThe server no longer has this upload: an upload would start over.`;
+  if (s.alreadyComplete) return `${head}\nAlready complete: the upload is finished and the object is proven to be the file; an upload would send nothing.`;
+  if (s.uploadGone) return `${head}\nThe server no longer has this upload and the object at the key is not proven to be this file: an upload would start over.`;
   const r = s.reconcile!;
   const lines = [head, `  verified on the server: ${r.verified.length} parts (${formatBytes(r.bytesVerified)})`, `  to upload: ${r.toUpload.length} parts (${formatBytes(r.bytesToUpload)} left)`];
   for (const p of r.parts) if (p.status !== 'verified' && p.status !== 'missing') lines.push(`  part ${p.partNumber}: ${p.status}${p.detail ? ` (${p.detail})` : ''}`);
@@ -324,7 +330,10 @@ async function cmdLs(pos: string[], v: Values, out: Out): Promise<number> {
     return EXIT.ok;
   }
   const table = [['KEY', 'UPLOAD ID', 'STARTED', 'PARTS', 'BYTES', 'LOCAL JOURNAL']];
-  for (const r of rows) table.push([r.key, r.uploadId, r.initiated?.toISOString() ?? '-', String(r.parts), formatBytes(r.bytes), r.sourcePath ? `yes (${r.sourcePath})` : 'no']);
+  for (const r of rows) {
+    const parts = r.parts === undefined ? `? (${r.partsError ?? 'unknown'})` : String(r.parts);
+    table.push([r.key, r.uploadId, r.initiated?.toISOString() ?? '-', parts, r.bytes === undefined ? '?' : formatBytes(r.bytes), r.sourcePath ? `yes (${r.sourcePath})` : 'no']);
+  }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
   out.say(table.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n'));
   return EXIT.ok;
@@ -367,12 +376,17 @@ async function cmdVerify(pos: string[], v: Values, argv: string[], out: Out): Pr
   } finally {
     stop();
   }
-  if (out.json) out.line({ event: 'verify', bucket, key, ok: r.mismatches.length === 0, ...r });
-  else if (r.mismatches.length === 0) out.say(`OK s3://${bucket}/${key} matches ${pos[0]}\n  verification: ${r.level}\n${r.checks.map((c) => `  ✔ ${c}`).join('\n')}`);
+  if (out.json) out.line({ event: 'verify', bucket, key, ok: r.proven, ...r });
+  else if (r.proven) out.say(`OK s3://${bucket}/${key} matches ${pos[0]}\n  verification: ${r.level}\n${r.checks.map((c) => `  ✔ ${c}`).join('\n')}`);
   if (r.mismatches.length) {
     const e = new ObjectVerificationError({ bucket, key }, r.mismatches);
     process.stderr.write(`partwise: ${e.code}: ${e.message} Next: ${nextStep(e, argv)}\n`);
     return EXIT.mismatch;
+  }
+  if (!r.proven) {
+    const e = new ObjectUnverifiedError({ bucket, key }, r.why ?? 'nothing identifies the object');
+    process.stderr.write(`partwise: ${e.code}: ${e.message}\n`);
+    return EXIT.unverified;
   }
   return EXIT.ok;
 }

@@ -4,16 +4,16 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CHECKSUM_ALGORITHMS, loadHashers, type ChecksumAlgorithm } from './checksums.ts';
+import { CHECKSUM_ALGORITHMS, etagsAreMd5, isCrc, loadHashers, type ChecksumAlgorithm } from './checksums.ts';
 import { ObjectVerificationError, S3RequestError, isNoSuchUpload } from './errors.ts';
 import { fingerprint } from './file-source.ts';
-import { deleteJournal, readJournal, type JournalData } from './journal.ts';
+import { acquireLock, deleteJournal, readJournal, type JournalData } from './journal.ts';
 import { listAllParts, listPartsCaller } from './list-parts.ts';
 import { allParts, type PartPlan } from './planner.ts';
 import type { VerificationLevel } from './events.ts';
 import type { RequestOptions, S3Port } from './s3-port.ts';
 import { hashPartsInWorkers } from './verify-pool.ts';
-import { expectedValues, judgeObject, type ExpectedObject } from './verify-object.ts';
+import { expectedObject, expectedValues, judgeObject, provesBytes } from './verify-object.ts';
 
 export interface JournalEntry {
   path: string;
@@ -41,8 +41,11 @@ export interface IncompleteUploadRow {
   key: string;
   uploadId: string;
   initiated?: Date;
-  parts: number;
-  bytes: number;
+  /** parts and bytes so far; absent when ListParts failed (see partsError) */
+  parts?: number;
+  bytes?: number;
+  /** why the parts could not be listed (AccessDenied, …): never shown as "0 parts" */
+  partsError?: string;
   /** the local journal that knows this upload, if any */
   journalPath?: string;
   /** the local file that journal uploads */
@@ -58,17 +61,16 @@ export async function listIncompleteUploads(s3: S3Port, bucket: string, prefix: 
   for (let page = 0; page < 10_000; page++) {
     const out = await s3.listMultipartUploads({ bucket, ...(prefix ? { prefix } : {}), ...(keyMarker ? { keyMarker } : {}), ...(uploadIdMarker ? { uploadIdMarker } : {}) }, req);
     for (const u of out.uploads) {
-      let parts = 0;
-      let bytes = 0;
+      const row: IncompleteUploadRow = { key: u.key, uploadId: u.uploadId };
       try {
         const listed = await listAllParts(listPartsCaller(s3, { bucket, key: u.key, uploadId: u.uploadId }, req));
-        parts = listed.parts.length;
-        bytes = listed.parts.reduce((a, p) => a + Math.max(0, p.size), 0);
+        row.parts = listed.parts.length;
+        row.bytes = listed.parts.reduce((a, p) => a + Math.max(0, p.size), 0);
       } catch (err) {
-        // Finished or aborted between the two calls.
         if (!(err instanceof S3RequestError)) throw err;
+        // Finished or aborted between the two calls, or not allowed: say which, never "0 parts".
+        row.partsError = isNoSuchUpload(err) ? 'gone (completed or aborted meanwhile)' : `${err.s3Code}${err.httpStatus ? ` (HTTP ${err.httpStatus})` : ''}`;
       }
-      const row: IncompleteUploadRow = { key: u.key, uploadId: u.uploadId, parts, bytes };
       if (u.initiated) row.initiated = u.initiated;
       const j = journals.get(`${bucket}\n${u.uploadId}`);
       if (j) {
@@ -90,12 +92,20 @@ export async function abortUploads(s3: S3Port, bucket: string, uploads: { key: s
   const journals = await readAllJournals(stateDir);
   const done: string[] = [];
   for (const u of uploads) {
+    // A journaled upload is aborted under its lock: never while a process is driving it.
+    const mine = journals.filter((j) => j.data.bucket === bucket && j.data.uploadId === u.uploadId);
+    const releases = [];
     try {
-      await s3.abortMultipartUpload({ bucket, key: u.key, uploadId: u.uploadId }, req);
-    } catch (err) {
-      if (!isNoSuchUpload(err)) throw err;
+      for (const j of mine) releases.push(await acquireLock(j.path, { bucket, key: u.key, uploadId: u.uploadId, journalPath: j.path }));
+      try {
+        await s3.abortMultipartUpload({ bucket, key: u.key, uploadId: u.uploadId }, req);
+      } catch (err) {
+        if (!isNoSuchUpload(err)) throw err;
+      }
+      for (const j of mine) await deleteJournal(j.path);
+    } finally {
+      for (const r of releases) await r();
     }
-    for (const j of journals) if (j.data.bucket === bucket && j.data.uploadId === u.uploadId) await deleteJournal(j.path);
     done.push(u.uploadId);
   }
   return done;
@@ -105,6 +115,10 @@ export interface VerifyObjectResult {
   level: VerificationLevel;
   checks: string[];
   mismatches: string[];
+  /** true only on evidence that identifies the bytes (never on size alone) */
+  proven: boolean;
+  /** when not proven and nothing differs: why nothing could be proven */
+  why?: string;
   partSize: number;
   partCount: number;
   checksumAlgorithm: ChecksumAlgorithm | null;
@@ -114,7 +128,8 @@ export interface VerifyObjectResult {
 /**
  * Checks a finished object against the local file without downloading it: HEAD the object (with
  * checksums) and its first part (for the part size), hash the file in the same parts on worker
- * threads, and compare size, multipart ETag and checksum.
+ * threads, and compare size, multipart ETag and checksum. When the part layout cannot be learned,
+ * only a full-object CRC (which does not depend on it) can still prove the object.
  */
 export async function verifyObject(
   s3: S3Port,
@@ -128,20 +143,31 @@ export async function verifyObject(
   if (!head) throw new ObjectVerificationError(ctx, ['the object does not exist']);
   const alg = CHECKSUM_ALGORITHMS.find((a) => head.checksums[a] !== undefined) ?? null;
   const base = { partSize: fp.size, partCount: 1, checksumAlgorithm: alg, bytesHashed: 0 };
-  if (head.size !== fp.size) return { ...base, level: 'size', checks: [], mismatches: [`size: server ${head.size}, local ${fp.size}`] };
+  if (head.size !== fp.size) return { ...base, level: 'size', checks: [], mismatches: [`size: server ${head.size}, local ${fp.size}`], proven: false };
 
   // Part layout: from the ETag's "-N" and the size of part 1.
   const multi = /-(\d+)"?$/.exec(head.etag);
-  let plan: PartPlan = { fileSize: fp.size, partSize: Math.max(1, fp.size), partCount: 1 };
-  let layoutKnown = !multi;
+  let layout: PartPlan | undefined = multi ? undefined : { fileSize: fp.size, partSize: Math.max(1, fp.size), partCount: 1 };
+  let layoutWhy = '';
   if (multi) {
-    const part1 = await s3.headObject({ bucket: args.bucket, key: args.key, partNumber: 1 }, req).catch(() => undefined);
     const n = Number(multi[1]);
-    if (part1 && part1.size > 0 && (part1.partsCount === undefined || part1.partsCount === n) && Math.ceil(fp.size / part1.size) === n) {
-      plan = { fileSize: fp.size, partSize: part1.size, partCount: n };
-      layoutKnown = true;
+    try {
+      const part1 = await s3.headObject({ bucket: args.bucket, key: args.key, partNumber: 1 }, req);
+      if (part1 && part1.size > 0 && (part1.partsCount === undefined || part1.partsCount === n) && Math.ceil(fp.size / part1.size) === n) {
+        layout = { fileSize: fp.size, partSize: part1.size, partCount: n };
+      } else layoutWhy = part1 ? `part 1 is ${part1.size} bytes, which does not make ${n} parts of this file` : 'HEAD of part 1 found nothing';
+    } catch (err) {
+      layoutWhy = `HEAD of part 1 failed: ${(err as Error).message}`;
     }
   }
+  const got = alg ? head.checksums[alg]! : undefined;
+  // Without the layout, only a full-object CRC can be computed: any partition of the file combines to it.
+  const fullObjectOnly = !layout && alg !== null && isCrc(alg) && head.checksumType !== 'COMPOSITE' && !/-\d+$/.test(got ?? '');
+  if (!layout && !fullObjectOnly) {
+    const why = `the part layout could not be learned (${layoutWhy}), and ${alg ? `the server's ${alg} value (${got}) depends on it` : 'the server reports no checksum'}`;
+    return { ...base, level: 'size', checks: [`size ${fp.size}`], mismatches: [], proven: false, why };
+  }
+  const plan: PartPlan = layout ?? { fileSize: fp.size, partSize: 64 * 1024 * 1024, partCount: Math.max(1, Math.ceil(fp.size / (64 * 1024 * 1024))) };
   const parts = allParts(plan);
   let bytesHashed = 0;
   const digests = await hashPartsInWorkers(fp.path, parts, alg ?? undefined, {
@@ -151,16 +177,15 @@ export async function verifyObject(
       args.onBytes?.(n);
     },
   });
-  const etagIsMd5 = layoutKnown && !(head.serverSideEncryption ?? '').startsWith('aws:kms') && !head.sseCustomerAlgorithm;
-  const expected: ExpectedObject = {
-    size: fp.size,
-    algorithm: alg,
-    partDigests: parts.map((p) => ({ size: p.size, checksum: digests.get(p.partNumber)?.checksum ?? Buffer.alloc(0) })),
-  };
-  if (etagIsMd5) expected.partMd5Hex = parts.map((p) => digests.get(p.partNumber)!.md5Hex);
+  const etagIsMd5 = layout !== undefined && etagsAreMd5({ serverSideEncryption: head.serverSideEncryption, sseCustomerAlgorithm: head.sseCustomerAlgorithm });
+  const expected = expectedObject(plan, alg, etagIsMd5, digests);
   const values = expectedValues(expected);
+  if (fullObjectOnly) delete values.composite;
   // A single PUT's ETag is the plain MD5 of the file, not a multipart ETag.
   if (!multi && etagIsMd5) values.etag = digests.get(1)!.md5Hex;
   const verdict = judgeObject(head, expected, values);
-  return { ...verdict, partSize: plan.partSize, partCount: plan.partCount, checksumAlgorithm: alg, bytesHashed };
+  const proven = provesBytes(verdict);
+  const out: VerifyObjectResult = { ...verdict, proven, partSize: layout ? plan.partSize : 0, partCount: layout ? plan.partCount : Number(multi?.[1] ?? 1), checksumAlgorithm: alg, bytesHashed };
+  if (!proven && verdict.mismatches.length === 0) out.why = 'the server reports nothing that identifies the object (only its size matches)';
+  return out;
 }

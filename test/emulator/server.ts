@@ -41,7 +41,7 @@ export interface FaultRule {
   op: OpName;
   /** fire on the nth matching request (1-based, retries count); default: the first */
   nth?: number;
-  /** only UploadPart requests for this part number match */
+  /** only UploadPart (or HeadObject ?partNumber=) requests for this part number match */
   partNumber?: number;
   /** how many matching requests fire, from the nth on (default 1) */
   times?: number;
@@ -209,7 +209,7 @@ export class S3Emulator {
     } catch (err) {
       return this.sendError(res, err as S3Error);
     }
-    const partNumber = op === 'UploadPart' ? Number(q.get('partNumber')) : undefined;
+    const partNumber = op === 'UploadPart' || (op === 'HeadObject' && q.has('partNumber')) ? Number(q.get('partNumber')) : undefined;
     const fault = this.matchFault(op, partNumber);
     const entry: LoggedRequest = {
       op,
