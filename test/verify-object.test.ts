@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { before, test } from 'node:test';
 import { createHasher, loadHashers } from '../src/checksums.ts';
 import type { HeadOutput } from '../src/s3-port.ts';
-import { expectedValues, judgeObject, type ExpectedObject } from '../src/verify-object.ts';
+import { expectedValues, judgeObject, judgeParts, provesBytes, type ExpectedObject } from '../src/verify-object.ts';
 
 before(() => loadHashers());
 
@@ -59,4 +59,29 @@ test('judgeObject: one row per situation', () => {
       assert.equal(j.level, r.level, r.name);
     }
   }
+});
+
+test('judgeParts: per-part checksums from GetObjectAttributes, one row per situation', () => {
+  const crc = setup('CRC32C');
+  const listed = crc.e.partDigests.map((d, i) => ({ partNumber: i + 1, size: d.size, checksum: d.checksum.toString('base64') }));
+  const rows: { name: string; listed: typeof listed; ok: boolean; bad?: RegExp }[] = [
+    { name: 'all parts match', listed, ok: true },
+    { name: 'no parts listed: no evidence, no mismatch', listed: [], ok: false },
+    { name: 'no checksums listed: no evidence, no mismatch', listed: listed.map(({ partNumber, size }) => ({ partNumber, size })) as typeof listed, ok: false },
+    { name: 'fewer parts than the upload has: a mismatch, not silence', listed: listed.slice(0, 2), ok: false, bad: /lists 2 parts, the upload has 3/ },
+    { name: 'more parts than the upload has', listed: [...listed, { partNumber: 4, size: 1, checksum: 'AAAAAA==' }], ok: false, bad: /lists 4 parts/ },
+    { name: 'one part differs', listed: listed.map((p, i) => (i === 1 ? { ...p, checksum: 'AAAAAA==' } : p)), ok: false, bad: /part 2/ },
+  ];
+  for (const r of rows) {
+    const j = judgeParts(r.listed, crc.e);
+    assert.equal(j.ok, r.ok, r.name);
+    if (r.bad) assert.match(j.mismatches.join('; '), r.bad, r.name);
+    else assert.deepEqual(j.mismatches, [], r.name);
+  }
+});
+
+test('provesBytes: size alone never proves an object', () => {
+  assert.equal(provesBytes({ level: 'size', checks: ['size 207'], mismatches: [] }), false);
+  assert.equal(provesBytes({ level: 'multipart-etag', checks: ['ETag x'], mismatches: [] }), true);
+  assert.equal(provesBytes({ level: 'full-object-checksum', checks: ['c'], mismatches: ['size: server 1, local 2'] }), false);
 });

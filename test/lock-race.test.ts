@@ -1,0 +1,122 @@
+/**
+ * Defect 3 of the engine issue: the lock could be held by two live processes. Real processes race
+ * to take over locks left by a dead holder; never two winners. Release removes only its own lock,
+ * and `abort` takes the lock like an upload does.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { test } from 'node:test';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { PausedError, Upload, UploadLockedError } from '../src/index.ts';
+import { abortUploads } from '../src/inspect.ts';
+import { acquireLock } from '../src/journal.ts';
+import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { emulatorClient } from './emulator/client.ts';
+import { S3Emulator } from './emulator/server.ts';
+import { tempDir } from './helpers/s3.ts';
+
+const ROUNDS = 60;
+const RACERS = 4;
+const STEP_MS = 12;
+
+function deadPid(): number {
+  return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString());
+}
+
+test(`lock: ${RACERS} real processes racing over ${ROUNDS} locks left by a dead holder: exactly one holder each time`, async () => {
+  const dir = await tempDir();
+  const dead = deadPid();
+  for (let r = 0; r < ROUNDS; r++) {
+    await writeFile(join(dir, `${r}.json.lock`), JSON.stringify({ pid: dead, host: hostname(), startedAt: 'then', nonce: `dead-${r}` }));
+  }
+  const start = Date.now() + 2500; // every racer has loaded by then
+  const script = `
+    import { appendFileSync } from 'node:fs';
+    import { acquireLock } from ${JSON.stringify(new URL('../src/journal.ts', import.meta.url).href)};
+    const won = [];
+    for (let r = 0; r < ${ROUNDS}; r++) {
+      const at = ${start} + r * ${STEP_MS};
+      while (Date.now() < at) await new Promise((res) => setTimeout(res, 1));
+      try {
+        await acquireLock(${JSON.stringify(dir)} + '/' + r + '.json', {});
+        appendFileSync(${JSON.stringify(dir)} + '/holders-' + r, process.pid + '\\n');
+        won.push(r); // held, never released: a second winner would be two live holders
+      } catch (err) {
+        if (err.code !== 'UPLOAD_LOCKED') throw err;
+      }
+    }
+    process.stdout.write('done ' + won.length + '\\n');
+    process.stdin.resume(); // stay alive (holding every lock won) until the parent says so
+    process.stdin.on('end', () => process.exit(0));
+  `;
+  const children = Array.from({ length: RACERS }, () => spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  const wins = await Promise.all(
+    children.map(async (c) => {
+      for await (const line of createInterface({ input: c.stdout! })) if (line.startsWith('done ')) return Number(line.slice(5));
+      throw new Error('a racer died');
+    }),
+  );
+  try {
+    const names = await readdir(dir);
+    for (let r = 0; r < ROUNDS; r++) {
+      const holders = names.includes(`holders-${r}`) ? (await readFile(join(dir, `holders-${r}`), 'utf8')).trim().split('\n') : [];
+      assert.equal(holders.length, 1, `round ${r}: holders ${holders.join(', ') || 'none'}`);
+      const lock = JSON.parse(await readFile(join(dir, `${r}.json.lock`), 'utf8'));
+      assert.equal(String(lock.pid), holders[0], `round ${r}: the lock file names the holder`);
+    }
+    assert.equal(wins.reduce((a, b) => a + b, 0), ROUNDS);
+    assert.deepEqual(names.filter((n) => n.includes('.claim-') || n.includes('.new-')), [], 'no claim or temp file left behind');
+  } finally {
+    for (const c of children) {
+      c.stdin!.end();
+      await once(c, 'exit');
+    }
+  }
+});
+
+test('lock: release removes only its own lock; a lock file is never empty or torn', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  const release = await acquireLock(p, {});
+  const mine = await readFile(`${p}.lock`, 'utf8');
+  assert.ok(JSON.parse(mine).nonce, 'written whole, with its nonce');
+  // Someone else's lock now stands at the path (say the file was replaced by hand).
+  const other = JSON.stringify({ pid: process.pid, host: hostname(), startedAt: 'x', nonce: 'someone-else' });
+  await writeFile(`${p}.lock`, other);
+  await release();
+  assert.equal(await readFile(`${p}.lock`, 'utf8'), other, 'not removed: it is not ours');
+});
+
+test('lock: abort takes the lock, so it cannot pull an upload from under a running process', async () => {
+  const emu = await S3Emulator.start({ minPartSize: 1024 });
+  try {
+    await emulatorClient(emu.endpoint).send(new CreateBucketCommand({ Bucket: 'lk' }));
+    const dir = await tempDir();
+    const path = join(dir, 'f.bin');
+    await writeFile(path, randomBytes(5000));
+    const s3 = new SdkS3Port(createS3Client({ endpoint: emu.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } }));
+    const ac = new AbortController();
+    const up = new Upload({ s3, file: path, bucket: 'lk', key: 'k', partSize: 1024, minPartSize: 1, stateDir: dir, concurrency: 1, signal: ac.signal });
+    let uploadId = '';
+    up.on('plan', (e) => (uploadId = e.uploadId));
+    up.on('part-done', () => ac.abort());
+    await assert.rejects(up.done(), PausedError);
+    const journal = (await readdir(dir)).find((n) => n.endsWith('.json'))!;
+    // A process is driving it (its lock is held)…
+    const release = await acquireLock(join(dir, journal), {});
+    await assert.rejects(abortUploads(s3, 'lk', [{ key: 'k', uploadId }], dir), UploadLockedError);
+    assert.ok(emu.uploadIds().includes(uploadId), 'the upload is still there');
+    await release();
+    // …and once it is not, abort goes through.
+    assert.deepEqual(await abortUploads(s3, 'lk', [{ key: 'k', uploadId }], dir), [uploadId]);
+    assert.ok(!emu.uploadIds().includes(uploadId));
+  } finally {
+    await emu.close();
+  }
+});
