@@ -17,6 +17,21 @@ describe('uploads against the local RADOS Gateway', () => {
     bucket = await makeBucket('pw-upload');
   });
 
+  test('parts above streamPartsAbove are streamed from the file (hashed first, then sent): RGW checks them and the object is identical', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 12 * MiB + 99);
+    const { client, counts } = countingClient();
+    const sent: number[] = [];
+    const up = createUpload({ client, file: f.path, bucket, key: 'stream/file.bin', partSize: 5 * MiB, stateDir: dir, streamPartsAbove: 1 * MiB });
+    up.on('part-sent', (e) => sent.push(e.bytes));
+    const r = await up.done();
+    assert.equal(sha256(await getObjectBytes(bucket, 'stream/file.bin')), f.sha256);
+    assert.equal(counts.UploadPart, 3);
+    assert.equal(r.verification.level, 'full-object-checksum');
+    assert.ok(Math.max(...sent) <= 1 * MiB, 'sent in slices of at most 1 MiB');
+    assert.equal(sent.reduce((a, b) => a + b, 0), f.bytes.length);
+  });
+
   test('a fresh upload of several parts: byte-identical object, exact request counts, full-object checksum verified', async () => {
     const dir = await tempDir();
     const f = await randomFile(dir, 17 * MiB + 4321);
