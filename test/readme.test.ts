@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { MiB } from '../src/index.ts';
-import { cliEnv, runCli } from './helpers/cli.ts';
-import { getObjectBytes, makeBucket, randomFile, sha256, tempDir } from './helpers/s3.ts';
+import { BIN, cliEnv, jsonLines, runCli } from './helpers/cli.ts';
+import { getObjectBytes, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
 
 const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
 const blocks = (lang: string) => [...readme.matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]!);
@@ -21,21 +24,69 @@ test('README: the first lines give the two fresh-machine commands, and they are 
   assert.match(ci, /^npm test$/m);
 });
 
-test('README: every partwise command example runs, in order, and succeeds', async () => {
+/** Starts the CLI upload with --json and sends SIGINT once `afterParts` parts are acknowledged. */
+async function interrupted(args: string[], env: NodeJS.ProcessEnv, afterParts: number): Promise<{ code: number | null; uploadId: string }> {
+  const child = spawn(process.execPath, [BIN, ...args, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = once(child, 'exit');
+  let uploadId = '';
+  let done = 0;
+  for await (const line of createInterface({ input: child.stdout })) {
+    const e = JSON.parse(line);
+    if (e.event === 'plan') uploadId = e.uploadId;
+    if (e.event === 'part-done' && ++done === afterParts) child.kill('SIGINT');
+  }
+  const [code] = await exited;
+  return { code: code as number | null, uploadId };
+}
+
+test('README: every partwise command example runs, in order, and does what its text says', async () => {
   const dir = await tempDir();
   const bucket = await makeBucket('pw-readme');
   const f = await randomFile(dir, 70 * MiB, 'backup.tar');
   const env = cliEnv(dir);
+  const key = 'backups/backup.tar';
   const commands = blocks('sh').flatMap((b) => b.split('\n')).filter((l) => l.startsWith('partwise '));
   assert.ok(commands.length >= 6, `found ${commands.length} examples`);
+  const seen = new Set<string>();
+  let pending = '';
   for (const line of commands) {
     const args = line.replace(/\s+#.*$/, '').split(/\s+/).slice(1).map((a) => a.replace('backup.tar', f.path).replace('my-bucket', bucket));
     // `backups/backup.tar` keys keep their name; only the local file path is substituted
     const fixed = args.map((a) => (a.startsWith('s3://') ? a.replace(f.path, 'backup.tar') : a));
+    const cmd = fixed[0]!;
+    if (cmd === 'status') {
+      // "after an interrupted upload": make one, so status, ls and abort have something to show.
+      const i = await interrupted(['upload', f.path, `s3://${bucket}/${key}`, '--part-size', '8MiB', '--concurrency', '1', '--fresh'], env, 2);
+      assert.equal(i.code, 130);
+      pending = i.uploadId;
+    }
     const r = await runCli(fixed, env);
     assert.equal(r.code, 0, `${line}\n${r.stderr}`);
+    if (cmd === 'upload' && !fixed.includes('--json')) assert.match(r.stdout, /Uploaded s3:\/\//, line);
+    if (cmd === 'verify') assert.match(r.stdout, /^OK s3:\/\/.* matches[\s\S]*verification: full-object-checksum/, line);
+    if (cmd === 'status') {
+      assert.ok(r.stdout.includes(pending), `status names the upload\n${r.stdout}`);
+      assert.match(r.stdout, /verified on the server: [2-9] parts/, r.stdout);
+    }
+    if (cmd === 'ls') {
+      assert.ok(r.stdout.includes(pending), `ls lists the upload\n${r.stdout}`);
+      assert.match(r.stdout, /yes \(/, 'and knows its local journal');
+    }
+    if (cmd === 'abort') {
+      assert.ok(r.stdout.includes(`Aborted upload ${pending}`), r.stdout);
+      const left = await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
+      assert.deepEqual((left.Uploads ?? []).map((u) => u.UploadId), [], 'nothing left open');
+    }
+    if (cmd === 'upload' && fixed.includes('--json')) {
+      const last = jsonLines(r.stdout).at(-1)!;
+      assert.equal(last.event, 'complete');
+      assert.equal(last.checksumAlgorithm, 'SHA256');
+      assert.equal(last.verificationLevel, 'composite-checksum');
+    }
+    seen.add(cmd);
   }
-  assert.equal(sha256(await getObjectBytes(bucket, 'backups/backup.tar')), f.sha256);
+  assert.deepEqual([...seen].sort(), ['abort', 'ls', 'status', 'upload', 'verify']);
+  assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256);
 });
 
 test('README: the library example runs as written', async () => {

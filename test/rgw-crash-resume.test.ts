@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { before, test } from 'node:test';
-import { ListPartsCommand } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, ListPartsCommand } from '@aws-sdk/client-s3';
 import { MiB, createUpload } from '../src/index.ts';
 import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
 
@@ -62,3 +62,62 @@ test('SIGKILL part-way, then a new process resumes: byte-identical, and no part 
   assert.equal(r.partsSkipped, onServer.length);
   assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256, 'object bytes equal the file');
 });
+
+/** Runs the upload child until it reaches `moment`, then SIGKILLs it. Returns the uploadId it created. */
+async function killAt(moment: string, a: { file: string; key: string; stateDir: string; partSize: number }): Promise<string> {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/upload-child.ts', import.meta.url).pathname], {
+    env: { ...process.env, PARTWISE_CHILD_ARGS: JSON.stringify({ ...a, bucket, delayMs: 0, concurrency: 2, hangAt: moment }) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+  let uploadId = '';
+  let reached = false;
+  for await (const line of createInterface({ input: child.stdout! })) {
+    if (line.startsWith('created ')) uploadId = line.slice(8);
+    if (line === `at ${moment}`) {
+      reached = true;
+      // complete-in-flight: the request is on its way; kill at once, whether or not it lands.
+      child.kill('SIGKILL');
+      break;
+    }
+  }
+  assert.equal(await exited, 'SIGKILL');
+  assert.ok(reached, `the child reached ${moment}`);
+  return uploadId;
+}
+
+for (const moment of ['after-create', 'mid-part', 'complete-in-flight', 'after-complete'] as const) {
+  test(`SIGKILL at ${moment}, then the same upload again: exit 0, byte-identical, nothing verified sent twice`, async () => {
+    const dir = await tempDir();
+    const partSize = 5 * MiB;
+    const f = await randomFile(dir, 2 * partSize + 4321); // 3 parts
+    const key = `crash-at/${moment}.bin`;
+    const killedId = await killAt(moment, { file: f.path, key, stateDir: dir, partSize });
+    // What the server holds after the kill (a part in flight may or may not have landed).
+    const held = moment === 'after-create' ? [] : await plainClient().send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: killedId })).then((o) => o.Parts ?? [], () => [1, 2, 3]); // gone: Complete landed
+    const { client, counts } = countingClient();
+    const r = await createUpload({ client, file: f.path, bucket, key, stateDir: dir }).done();
+    assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256, 'object bytes equal the file');
+    assert.equal(r.verification.level, 'full-object-checksum');
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.json') || n.includes('.lock')), [], 'journal and lock gone');
+    if (moment === 'after-complete') {
+      assert.equal(r.alreadyComplete, true);
+      assert.equal(r.uploadId, killedId);
+      assert.equal(counts.UploadPart, undefined, 'no part sent');
+      assert.equal(counts.CompleteMultipartUpload, undefined, 'no Complete sent');
+    }
+    if (moment === 'mid-part' || moment === 'complete-in-flight') {
+      assert.equal(r.uploadId, killedId, 'the same upload was resumed (or proven complete)');
+      assert.equal(counts.CreateMultipartUpload, undefined);
+      assert.equal(counts.UploadPart ?? 0, 3 - held.length, 'exactly the parts the server lacked were sent');
+    }
+    if (moment === 'complete-in-flight') assert.equal(counts.UploadPart, undefined, 'every part was on the server: nothing sent again');
+    if (moment === 'after-create') {
+      // No journal was written: this run starts a new upload. The killed one is left open on the
+      // server (finding and adopting it is the discovery issue's work); it must not be this object.
+      assert.notEqual(r.uploadId, killedId);
+      assert.equal(counts.CreateMultipartUpload, 1);
+      await plainClient().send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: killedId }));
+    }
+  });
+}
