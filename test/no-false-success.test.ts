@@ -17,6 +17,7 @@ import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
 import type { S3Port } from '../src/s3-port.ts';
 import { emulatorClient } from './emulator/client.ts';
 import { S3Emulator } from './emulator/server.ts';
+import { uploadThenPause } from './helpers/pause.ts';
 import { wrapPort } from './helpers/ports.ts';
 import { tempDir } from './helpers/s3.ts';
 
@@ -49,6 +50,20 @@ describe('no false success (engine issue defects, on the emulator)', () => {
     const out = await emulatorClient(emu.endpoint).send(new GetObjectCommand({ Bucket, Key: key }));
     return createHash('sha256').update(await out.Body!.transformToByteArray()).digest('hex');
   }
+  /** A port that records the limiter's concurrency at every UploadPart. */
+  function concurrencySeen(limiter: ReturnType<typeof pLimit>) {
+    const seen: number[] = [];
+    const inner = port();
+    const s3 = wrapPort(inner, {
+      uploadPart: (input, req, signal) => {
+        seen.push(limiter.concurrency);
+        return inner.uploadPart(input, req, signal);
+      },
+    });
+    return { s3, seen };
+  }
+  const pauseAfterOnePart = (f: { dir: string; path: string }, key: string) =>
+    uploadThenPause({ s3: port(), file: f.path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: f.dir, retry: fast }, 1);
   const journals = async (dir: string) => (await readdir(dir)).filter((n) => n.endsWith('.json'));
   const warningsOf = (up: Upload) => {
     const w: string[] = [];
@@ -142,12 +157,7 @@ describe('no false success (engine issue defects, on the emulator)', () => {
   test('defect 5: the upload gone and another object at the key: UPLOAD_GONE, never "already complete"', async () => {
     const f = await file();
     const key = 'd5/gone-other-object';
-    const ac = new AbortController();
-    const first = upload(f, key, { signal: ac.signal, concurrency: 1 });
-    let uploadId = '';
-    first.on('plan', (e) => (uploadId = e.uploadId));
-    first.on('part-done', () => ac.abort());
-    await assert.rejects(first.done(), PausedError);
+    const { uploadId } = await pauseAfterOnePart(f, key);
     emu.expireUpload(uploadId);
     await emulatorClient(emu.endpoint).send(new PutObjectCommand({ Bucket, Key: key, Body: randomBytes(f.bytes.length) }));
     await assert.rejects(upload(f, key).done(), (e: unknown) => e instanceof PartwiseError && e.code === 'UPLOAD_GONE' && /not proven/.test(e.message));
@@ -208,10 +218,7 @@ describe('no false success (engine issue defects, on the emulator)', () => {
     test(`defect 7: a ${name} journal is set aside by --fresh (kept for inspection), and the upload starts over`, async () => {
       const f = await file();
       const key = `d7/${name}`;
-      const ac = new AbortController();
-      const first = upload(f, key, { signal: ac.signal, concurrency: 1 });
-      first.on('part-done', () => ac.abort());
-      await assert.rejects(first.done(), PausedError);
+      await pauseAfterOnePart(f, key);
       const [jf] = await journals(f.dir);
       await writeFile(join(f.dir, jf!), text);
       await assert.rejects(upload(f, key).done(), (e: unknown) => e instanceof PartwiseError && e.code === 'JOURNAL_CORRUPT' && /fresh/.test(e.message));
@@ -232,14 +239,7 @@ describe('no false success (engine issue defects, on the emulator)', () => {
     emu.faults.push({ op: 'UploadPart', nth: 2, times: 2, action: { type: 'error', status: 503, code: 'SlowDown' } });
     const limiter = pLimit(4);
     let t = 0;
-    const seen: number[] = [];
-    const inner = port();
-    const s3 = wrapPort(inner, {
-      uploadPart: (input, req, signal) => {
-        seen.push(limiter.concurrency);
-        return inner.uploadPart(input, req, signal);
-      },
-    });
+    const { s3, seen } = concurrencySeen(limiter);
     // A clock that moves 400 ms per reading: the two SlowDowns fall in one burst, recovery follows.
     const up = new Upload({ s3, file: f.path, bucket: Bucket, key: 'd8/slowdown', partSize, minPartSize: 1, stateDir: f.dir, retry: fast, limiter, now: () => (t += 400) });
     const warnings = warningsOf(up);
@@ -257,14 +257,7 @@ describe('no false success (engine issue defects, on the emulator)', () => {
     emu.faults.push({ op: 'UploadPart', nth: 2, times: 2, action: { type: 'error', status: 503, code: 'SlowDown' } });
     const limiter = pLimit(6);
     let t = 0;
-    const seen: number[] = [];
-    const inner = port();
-    const s3 = wrapPort(inner, {
-      uploadPart: (input, req, signal) => {
-        seen.push(limiter.concurrency);
-        return inner.uploadPart(input, req, signal);
-      },
-    });
+    const { s3, seen } = concurrencySeen(limiter);
     const now = () => (t += 100);
     const mk = (f: typeof a, key: string) => new Upload({ s3, file: f.path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: f.dir, retry: fast, limiter, now });
     await Promise.all([mk(a, 'd8/shared-a').done(), mk(b, 'd8/shared-b').done()]);
@@ -275,10 +268,7 @@ describe('no false success (engine issue defects, on the emulator)', () => {
 
   test('defect 8: `ls` reports a ListParts it may not do as such, never as "0 parts"', async () => {
     const f = await file();
-    const ac = new AbortController();
-    const first = upload(f, 'd8/ls-denied', { signal: ac.signal, concurrency: 1 });
-    first.on('part-done', () => ac.abort());
-    await assert.rejects(first.done(), PausedError);
+    await pauseAfterOnePart(f, 'd8/ls-denied');
     const rule = { op: 'ListParts' as const, times: 1000, action: { type: 'error' as const, status: 403, code: 'AccessDenied' } };
     emu.faults.push(rule);
     try {
@@ -322,12 +312,7 @@ describe('no false success (engine issue defects, on the emulator)', () => {
   test('defect 8: parts the server holds beyond the plan are REMOTE_PARTS_INCONSISTENT (typed, with what to do)', async () => {
     const f = await file();
     const key = 'd8/extra-parts';
-    const ac = new AbortController();
-    const first = upload(f, key, { signal: ac.signal, concurrency: 1 });
-    let uploadId = '';
-    first.on('plan', (e) => (uploadId = e.uploadId));
-    first.on('part-done', () => ac.abort());
-    await assert.rejects(first.done(), PausedError);
+    const { uploadId } = await pauseAfterOnePart(f, key);
     // Another writer adds part 9 to the same upload.
     await port().uploadPart({ bucket: Bucket, key, uploadId, partNumber: 9, body: Buffer.from('x'), contentMd5: createHash('md5').update('x').digest('base64') }, {});
     await assert.rejects(upload(f, key).done(), (e: unknown) => e instanceof PartwiseError && e.code === 'REMOTE_PARTS_INCONSISTENT' && /9/.test(e.message) && /fresh/.test(e.message));
