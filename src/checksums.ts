@@ -100,8 +100,7 @@ const factories = new Map<string, HasherFactory>();
 let loading: Promise<void> | undefined;
 
 /**
- * Picks the fastest working implementation of each hash (measured in ../shared/reference/hashing.md
- * and benchmarks/): node:crypto for MD5/SHA, @node-rs/crc32 for CRC32/CRC32C, hash-wasm for
+ * Picks the fastest working implementation of each hash (measured in benchmarks/RESULTS.md): node:crypto for MD5/SHA, @node-rs/crc32 for CRC32/CRC32C, hash-wasm for
  * CRC64NVME; each with a fallback that needs no native code.
  */
 export function loadHashers(): Promise<void> {

@@ -10,10 +10,10 @@ import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { loadHashers, stripQuotes } from './checksums.ts';
 import { EngineContext } from './context.ts';
-import { CompleteFailedError, JournalCorruptError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload } from './errors.ts';
+import { CompleteFailedError, JournalCorruptError, ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { fingerprint, fingerprintDifferences, openSource, type SourceFingerprint } from './file-source.ts';
-import { finish, proveFinished, type Proof } from './finish.ts';
+import { abortMultipart, finish, proveFinished, type Proof } from './finish.ts';
 import { acquireLock, defaultStateDir, deleteJournal, journalPathFor, readJournal, removeStaleTemps, setJournalAside, type JournalData } from './journal.ts';
 import { validateOptions, type EngineOptions } from './options.ts';
 import { ProgressTracker } from './progress.ts';
@@ -38,14 +38,17 @@ export interface StatusReport {
   bytesLeft?: number;
 }
 
+export type Outcome = { ok: true; result: UploadResult } | { ok: false; error: PartwiseError };
+
 /**
  * The one decision of when an upload is over, so its journal is forgotten: it succeeded, the
- * server no longer has it, or it was completed into an object that is not the file. Every other
- * failure keeps the journal, so running the same upload again resumes.
+ * server no longer has it, or it was completed into an object that is not (or cannot be proven to
+ * be) the file. Every other failure keeps the journal, so running the same upload again resumes.
  */
-export function uploadIsOver(outcome: UploadResult | unknown): boolean {
-  if (!(outcome instanceof Error)) return true;
-  return outcome instanceof UploadGoneError || outcome instanceof ObjectVerificationError;
+export function uploadIsOver(outcome: Outcome): boolean {
+  if (outcome.ok) return true;
+  const e = outcome.error;
+  return e instanceof UploadGoneError || e instanceof ObjectVerificationError || e instanceof ObjectUnverifiedError;
 }
 
 /** Complete said the server holds other bytes than it acknowledged: worth one repair pass. */
@@ -76,13 +79,21 @@ export class Upload extends EventEmitter<UploadEvents> {
   /** Runs the upload (once; later calls return the same promise). */
   done(): Promise<UploadResult> {
     this.running ??= this.run().catch((err: unknown) => {
-      const ctx = this.cx.errorContext(this.uploadId ? { uploadId: this.uploadId } : {});
-      const stopped = this.stop.signal.aborted && !(err instanceof PartwiseError && err.code !== 'S3_REQUEST_FAILED');
-      const e = stopped ? new PausedError(ctx, err) : err instanceof PartwiseError ? err : new UnexpectedError(err, ctx);
+      const e = this.typed(err);
       this.emit('error', e);
       throw e;
     });
     return this.running;
+  }
+
+  /**
+   * Whatever was thrown, as a PartwiseError: a stop (whatever the signal's reason, even a string or
+   * null) is PAUSED unless a typed error says more; anything untyped is UNEXPECTED.
+   */
+  private typed(err: unknown): PartwiseError {
+    const ctx = this.cx.errorContext(this.uploadId ? { uploadId: this.uploadId } : {});
+    const stopped = this.stop.signal.aborted && !(err instanceof PartwiseError && err.code !== 'S3_REQUEST_FAILED');
+    return stopped ? new PausedError(ctx, err) : err instanceof PartwiseError ? err : new UnexpectedError(err, ctx);
   }
 
   private async locate(): Promise<{ fp: SourceFingerprint; journalPath: string; endpoint: string }> {
@@ -98,14 +109,14 @@ export class Upload extends EventEmitter<UploadEvents> {
     const { fp, journalPath, endpoint } = await this.locate();
     const release = await acquireLock(journalPath, this.cx.errorContext({ journalPath }));
     let fh: FileHandle | undefined;
-    let outcome: UploadResult | unknown;
+    let outcome: Outcome;
     try {
       await removeStaleTemps(journalPath);
       const existing = await this.existingJournal(journalPath);
       const opened = existing ? await resume(this.cx, existing, fp, journalPath) : await begin(this.cx, fp, journalPath, endpoint);
       if (opened.kind === 'finished') {
         this.cx.emit('warning', { code: 'ALREADY_COMPLETE', message: `a previous run completed upload ${opened.journal.uploadId}; the object is proven to be the file: ${opened.proof.judgement.checks.join(', ')}` });
-        outcome = this.result(opened.journal, opened.plan, opened.proof, t0, { resumed: true, alreadyComplete: true, partsSkipped: opened.plan.partCount });
+        outcome = { ok: true, result: this.result(opened.journal, opened.plan, opened.proof, t0, { resumed: true, alreadyComplete: true, partsSkipped: opened.plan.partCount }) };
       } else {
         let session = opened.session;
         fh = await openSource(this.options.file);
@@ -126,16 +137,19 @@ export class Upload extends EventEmitter<UploadEvents> {
           await sendParts(this.cx, session, fh);
           finished = await finish(this.cx, session);
         }
-        outcome = this.result(session.journal, session.plan, finished.proof, t0, {
-          resumed: session.resumed,
-          alreadyComplete: false,
-          partsSkipped: opened.session.report?.verified.length ?? 0,
-          ...(opened.session.report ? { reconcile: opened.session.report } : {}),
-          ...(finished.completed?.etag ? { completedEtag: finished.completed.etag } : {}),
-        });
+        outcome = {
+          ok: true,
+          result: this.result(session.journal, session.plan, finished.proof, t0, {
+            resumed: session.resumed,
+            alreadyComplete: false,
+            partsSkipped: opened.session.report?.verified.length ?? 0,
+            ...(opened.session.report ? { reconcile: opened.session.report } : {}),
+            ...(finished.completed?.etag ? { completedEtag: finished.completed.etag } : {}),
+          }),
+        };
       }
     } catch (err) {
-      outcome = err;
+      outcome = { ok: false, error: this.typed(err) };
     } finally {
       await fh?.close();
     }
@@ -144,8 +158,8 @@ export class Upload extends EventEmitter<UploadEvents> {
     } finally {
       await release();
     }
-    if (outcome instanceof Error || !outcome) throw outcome;
-    const result = outcome as UploadResult;
+    if (!outcome.ok) throw outcome.error;
+    const result = outcome.result;
     this.cx.emit('phase', { phase: 'done' });
     this.cx.emit('complete', result);
     return result;
@@ -224,11 +238,7 @@ export class Upload extends EventEmitter<UploadEvents> {
 
   /** AbortMultipartUpload (tolerating one already gone) and the journal removed. */
   private async abandon(j: JournalData, journalPath: string): Promise<void> {
-    try {
-      await this.cx.retry(() => this.options.s3.abortMultipartUpload({ bucket: j.bucket, key: j.key, uploadId: j.uploadId }, this.cx.req));
-    } catch (err) {
-      if (!isNoSuchUpload(err)) throw err;
-    }
+    await abortMultipart(this.cx, j);
     await deleteJournal(journalPath);
   }
 

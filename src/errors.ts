@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'COMPLETE_FAILED'
   | 'OBJECT_VERIFICATION_FAILED'
   | 'OBJECT_UNVERIFIED'
+  | 'UNVERIFIABLE'
   | 'UNEXPECTED';
 
 export interface ErrorContext {
@@ -167,6 +168,13 @@ export class ObjectVerificationError extends PartwiseError {
 export class ObjectUnverifiedError extends PartwiseError {
   constructor(context: ErrorContext, why: string) {
     super('OBJECT_UNVERIFIED', `s3://${context.bucket}/${context.key} could not be verified: ${why}. Nothing proves it is the file; it is not known to differ either.`, { context });
+  }
+}
+
+/** An upload nothing could ever verify: the server's ETags are not MD5s and it carries no checksum. */
+export class UnverifiableError extends PartwiseError {
+  constructor(context: ErrorContext, why: string) {
+    super('UNVERIFIABLE', `Nothing could verify this upload: ${why}. Start over with a checksum (CLI: --fresh --checksum crc32c).`, { context });
   }
 }
 

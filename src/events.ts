@@ -28,8 +28,6 @@ export type WarningCode =
   | 'ALREADY_COMPLETE'
   /** the object could not be read back (no s3:GetObject); Complete's own response was judged */
   | 'NO_READ_ACCESS'
-  /** nothing the server reports identifies the bytes (only the size matched) */
-  | 'UNVERIFIED'
   /** an unreadable journal was moved aside (--fresh) and kept for inspection */
   | 'JOURNAL_SET_ASIDE';
 

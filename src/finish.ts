@@ -6,7 +6,7 @@
  */
 import { checksumTypeFor, stripQuotes } from './checksums.ts';
 import type { EngineContext } from './context.ts';
-import { CompleteFailedError, ObjectVerificationError, PausedError, S3RequestError, UploadGoneError, isNoSuchUpload } from './errors.ts';
+import { CompleteFailedError, ObjectUnverifiedError, ObjectVerificationError, PausedError, S3RequestError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import { assertSourceUnchanged, type SourceFingerprint } from './file-source.ts';
 import { digestsFromJournal, type JournalData, type JournalPart } from './journal.ts';
 import { listAllParts } from './list-parts.ts';
@@ -28,34 +28,74 @@ export interface Proof {
 
 const isAccessDenied = (err: unknown) => err instanceof S3RequestError && (err.httpStatus === 403 || err.s3Code === 'AccessDenied');
 
-/**
- * Everything the server will say about the object at the key, judged against `expected`. With no
- * read access (403 on HeadObject, e.g. write-only credentials), Complete's response is judged
- * instead when there is one.
- */
-export async function proveObject(cx: EngineContext, j: JournalData, expected: ExpectedObject, completed?: CompleteOutput): Promise<Proof> {
-  const values = expectedValues(expected);
-  let head: HeadOutput | undefined;
+/** What looking at the key found. Any other failure to look is thrown: "could not look" is never "not there". */
+type Look = { kind: 'object'; head: HeadOutput } | { kind: 'absent' } | { kind: 'unreadable'; error: S3RequestError };
+
+async function lookAtObject(cx: EngineContext, j: JournalData): Promise<Look> {
   try {
-    head = await cx.retry(() => cx.s3.headObject({ bucket: j.bucket, key: j.key }, cx.req, cx.signal));
+    const head = await cx.retry(() => cx.s3.headObject({ bucket: j.bucket, key: j.key }, cx.req, cx.signal));
+    return head ? { kind: 'object', head } : { kind: 'absent' };
   } catch (err) {
-    if (!isAccessDenied(err) || !completed) throw err;
-    cx.emit('warning', { code: 'NO_READ_ACCESS', message: "HeadObject was refused (no s3:GetObject?); judging the object by Complete's own response" });
-    const alg = j.checksumAlgorithm;
-    const judgement = judgeObject(
-      { etag: completed.etag ?? '', checksums: alg && completed.checksum ? { [alg]: completed.checksum } : {}, ...(completed.checksumType ? { checksumType: completed.checksumType } : {}) },
-      expected,
-      values,
-    );
-    judgement.checks = judgement.checks.map((c) => `${c} (Complete's response)`);
-    return { proven: provesBytes(judgement), judgement, ...(provesBytes(judgement) ? {} : { why: 'the object cannot be read and Complete returned nothing that identifies it' }) };
+    if (isAccessDenied(err)) return { kind: 'unreadable', error: err as S3RequestError };
+    throw err;
   }
-  if (!head) return { proven: false, judgement: { level: 'size', checks: [], mismatches: ['the object is not there'] }, why: 'there is no object at the key' };
+}
+
+/** Complete's own response, judged like a HeadObject (it carries no size). */
+function judgeCompleteResponse(j: JournalData, completed: CompleteOutput, expected: ExpectedObject, values: ReturnType<typeof expectedValues>): ObjectJudgement {
+  const alg = j.checksumAlgorithm;
+  const judgement = judgeObject(
+    { etag: completed.etag ?? '', checksums: alg && completed.checksum ? { [alg]: completed.checksum } : {}, ...(completed.checksumType ? { checksumType: completed.checksumType } : {}) },
+    expected,
+    values,
+  );
+  judgement.checks = judgement.checks.map((c) => `${c} (Complete's response)`);
+  return judgement;
+}
+
+function proofOf(judgement: ObjectJudgement, head: HeadOutput | undefined, whyNot: string): Proof {
+  const proven = provesBytes(judgement);
+  const why = proven ? undefined : judgement.mismatches.length ? `the object at the key differs: ${judgement.mismatches.join('; ')}` : whyNot;
+  return { proven, judgement, ...(head ? { head } : {}), ...(why ? { why } : {}) };
+}
+
+/**
+ * What was found at the key, judged against `expected`: HeadObject, then per-part checksums
+ * (GetObjectAttributes) where HeadObject shows none, then Complete's own response when there is one
+ * and the object could not be read or showed nothing that identifies it.
+ */
+async function judgeLook(cx: EngineContext, j: JournalData, look: Look, expected: ExpectedObject, completed?: CompleteOutput): Promise<Proof> {
+  const values = expectedValues(expected);
+  if (look.kind === 'absent') return { proven: false, judgement: { level: 'size', checks: [], mismatches: ['the object is not there'] }, why: 'there is no object at the key' };
+  if (look.kind === 'unreadable') {
+    const why = `the object cannot be read (${look.error.s3Code}: no s3:GetObject?)`;
+    if (!completed) return { proven: false, judgement: { level: 'size', checks: [], mismatches: [] }, why };
+    cx.emit('warning', { code: 'NO_READ_ACCESS', message: "HeadObject was refused (no s3:GetObject?); judging the object by Complete's own response" });
+    return proofOf(judgeCompleteResponse(j, completed, expected, values), undefined, `${why}, and Complete returned nothing that identifies it`);
+  }
+  const head = look.head;
   const judgement = judgeObject(head, expected, values);
   if (expected.algorithm && !head.checksums[expected.algorithm] && judgement.mismatches.length === 0) await checkPartsByAttributes(cx, j, expected, judgement);
-  const proven = provesBytes(judgement);
-  const why = proven ? undefined : judgement.mismatches.length ? `the object at the key differs: ${judgement.mismatches.join('; ')}` : 'the server reports nothing that identifies the object (only its size matches)';
-  return { proven, judgement, head, ...(why ? { why } : {}) };
+  if (!provesBytes(judgement) && judgement.mismatches.length === 0 && completed) {
+    // HeadObject identified nothing (e.g. opaque ETags and no checksum shown): Complete's answer may.
+    const fromComplete = judgeCompleteResponse(j, completed, expected, values);
+    if (provesBytes(fromComplete)) return proofOf({ level: fromComplete.level, checks: [...judgement.checks, ...fromComplete.checks], mismatches: [] }, head, '');
+  }
+  return proofOf(judgement, head, 'the server reports nothing that identifies the object (only its size matches)');
+}
+
+/** Everything the server will say about the object at the key, judged against `expected`. */
+export async function proveObject(cx: EngineContext, j: JournalData, expected: ExpectedObject, completed?: CompleteOutput): Promise<Proof> {
+  return judgeLook(cx, j, await lookAtObject(cx, j), expected, completed);
+}
+
+/** AbortMultipartUpload, tolerating an upload already gone. */
+export async function abortMultipart(cx: EngineContext, j: JournalData): Promise<void> {
+  try {
+    await cx.retry(() => cx.s3.abortMultipartUpload({ bucket: j.bucket, key: j.key, uploadId: j.uploadId }, cx.req));
+  } catch (err) {
+    if (!isNoSuchUpload(err)) throw err;
+  }
 }
 
 /**
@@ -86,18 +126,21 @@ async function checkPartsByAttributes(cx: EngineContext, j: JournalData, expecte
 }
 
 /**
- * The upload is gone from the server: is the object at the key this file? Digests come from the
- * journal where it has every part (the fingerprint check made sure the file is the one it
- * describes); parts it lacks are hashed from the file.
+ * The upload is gone from the server: is the object at the key this file? The key is looked at
+ * first (nothing there, or nothing readable, needs no hashing). Digests come from the journal
+ * where it has every part (the fingerprint check made sure the file is the one it describes);
+ * parts it lacks are hashed from the file.
  */
 export async function proveFinished(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint): Promise<Proof> {
+  const look = await lookAtObject(cx, j);
+  if (look.kind !== 'object') return judgeLook(cx, j, look, expectedObject({ fileSize: 0, partSize: 1, partCount: 0 }, null, false, new Map()));
   const digests = digestsFromJournal(j);
   const missing = allParts(plan).filter((p) => !digests.has(p.partNumber) || (j.checksumAlgorithm !== null && !digests.get(p.partNumber)!.checksum));
   if (missing.length) {
     const hashed = await hashPartsInWorkers(fp.path, missing, j.checksumAlgorithm ?? undefined, { signal: cx.signal, ...(cx.o.hashWorkers !== undefined ? { workers: cx.o.hashWorkers } : {}) });
     for (const [n, d] of hashed) digests.set(n, d);
   }
-  return proveObject(cx, j, expectedObject(plan, j.checksumAlgorithm, j.etagIsMd5, digests));
+  return judgeLook(cx, j, look, expectedObject(plan, j.checksumAlgorithm, j.etagIsMd5, digests));
 }
 
 /** Parts 1..N in order, with no gap and sizes adding up to the file: what Complete will be given. */
@@ -145,18 +188,27 @@ export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
   } catch (err) {
     if (cx.signal.aborted) throw new PausedError(ctx, err);
     // An earlier attempt may have succeeded with its response lost: the object decides, but only
-    // on evidence that identifies these bytes. An older object of the same size proves nothing.
-    const proof = await proveObject(cx, j, expected).catch(() => undefined);
-    if (proof?.proven) {
+    // on evidence that identifies these bytes. An older object of the same size proves nothing,
+    // and a look that failed proves nothing either way: the journal is kept.
+    let proof: Proof;
+    try {
+      proof = await proveObject(cx, j, expected);
+    } catch (lookErr) {
+      if (cx.signal.aborted) throw new PausedError(ctx, lookErr);
+      throw new CompleteFailedError(ctx, err, true, `it could not be checked: ${(lookErr as Error).message}`);
+    }
+    if (proof.proven) {
+      // The object is the file; an upload still open (an identical object was there already) is closed.
+      await abortMultipart(cx, j);
       cx.emit('warning', { code: 'COMPLETE_RECOVERED', message: `Complete failed (${(err as Error).message}), but the object on the server is proven to be the file: ${proof.judgement.checks.join(', ')}` });
       return { proof };
     }
-    if (isNoSuchUpload(err)) throw new UploadGoneError(ctx, err, proof?.why);
-    throw new CompleteFailedError(ctx, err, classifyError(err) !== 'fatal', proof?.why);
+    if (isNoSuchUpload(err)) throw new UploadGoneError(ctx, err, proof.why);
+    throw new CompleteFailedError(ctx, err, classifyError(err) !== 'fatal', proof.why);
   }
   const proof = await proveObject(cx, j, expected, completed);
   if (proof.judgement.mismatches.length) throw new ObjectVerificationError(ctx, proof.judgement.mismatches);
-  if (!proof.proven) cx.emit('warning', { code: 'UNVERIFIED', message: `Complete succeeded, but ${proof.why}: the object is not proven to be the file` });
+  if (!proof.proven) throw new ObjectUnverifiedError(ctx, `Complete succeeded, but ${proof.why ?? 'nothing identifies the object'}`);
   return { proof, completed };
 }
 

@@ -181,8 +181,14 @@ export async function verifyObject(
   const expected = expectedObject(plan, alg, etagIsMd5, digests);
   const values = expectedValues(expected);
   if (fullObjectOnly) delete values.composite;
-  // A single PUT's ETag is the plain MD5 of the file, not a multipart ETag.
-  if (!multi && etagIsMd5) values.etag = digests.get(1)!.md5Hex;
+  if (!multi) {
+    // A single PUT: its ETag is the plain MD5 of the file and its checksum the plain digest of the
+    // file (whatever the algorithm), not a multipart ETag or a checksum of part checksums.
+    if (etagIsMd5) values.etag = digests.get(1)!.md5Hex;
+    delete values.composite;
+    const whole = digests.get(1)!.checksum;
+    if (alg && whole) values.fullObject = whole.toString('base64');
+  }
   const verdict = judgeObject(head, expected, values);
   const proven = provesBytes(verdict);
   const out: VerifyObjectResult = { ...verdict, proven, partSize: layout ? plan.partSize : 0, partCount: layout ? plan.partCount : Number(multi?.[1] ?? 1), checksumAlgorithm: alg, bytesHashed };

@@ -67,6 +67,10 @@ export function validateOptions(o: EngineOptions): void {
     if (!ok) throw new InvalidOptionsError(`checksumType ${o.checksumType} cannot be used with ${alg}: SHA-1/SHA-256 are COMPOSITE only, CRC64NVME FULL_OBJECT only`);
   }
   if (o.sseCustomerKey && o.sseCustomerKey.length !== 32) throw new InvalidOptionsError('sseCustomerKey must be 32 bytes (AES-256)');
+  if (o.checksumAlgorithm === 'none' && (o.sseCustomerKey || o.serverSideEncryption?.startsWith('aws:kms'))) {
+    // Under SSE-KMS and SSE-C ETags are not MD5s: without a checksum nothing could prove the object.
+    throw new InvalidOptionsError('checksumAlgorithm none cannot be used with SSE-KMS or SSE-C: their ETags are not MD5s, so nothing could verify the upload; use a checksum (CRC32C is the default)');
+  }
   if (o.streamPartsAbove !== undefined && (!Number.isSafeInteger(o.streamPartsAbove) || o.streamPartsAbove < 1 || o.streamPartsAbove > S3_MAX_PART_SIZE)) {
     throw new InvalidOptionsError(`streamPartsAbove must be a whole number of bytes from 1 to 5 GiB; got ${o.streamPartsAbove}`);
   }

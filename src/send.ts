@@ -6,7 +6,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { etagsAreMd5, stripQuotes } from './checksums.ts';
 import type { EngineContext } from './context.ts';
-import { PartFailedError, PartwiseError, PausedError, S3RequestError, SourceChangedError, UploadGoneError, isNoSuchUpload } from './errors.ts';
+import { PartFailedError, PartwiseError, PausedError, S3RequestError, SourceChangedError, UnverifiableError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import { assertSourceUnchanged, preparePart, sameDigest, type PreparedPart } from './file-source.ts';
 import { JournalWriter, type JournalPart } from './journal.ts';
 import { DEFAULT_STREAM_PARTS_ABOVE } from './options.ts';
@@ -112,6 +112,7 @@ function checkAnswer(cx: EngineContext, s: Session, r: UploadPartOutput, md5Hex:
   }
   if (!s.journal.etagIsMd5) return;
   if (!etagsAreMd5({ serverSideEncryption: r.serverSideEncryption, sseCustomerAlgorithm: r.sseCustomerAlgorithm, etag: r.etag })) {
+    if (!s.alg) throw new UnverifiableError(cx.errorContext({ uploadId: s.journal.uploadId }), `the server's part ETags are not MD5s (${stripQuotes(r.etag)}) and the upload has no checksum`);
     s.journal.etagIsMd5 = false;
     cx.emit('warning', { code: 'ETAG_NOT_MD5', message: `part ETags are not MD5s here (${stripQuotes(r.etag)}); verifying by ${s.alg ?? 'the journal'} instead` });
     return;

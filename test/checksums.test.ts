@@ -10,6 +10,7 @@ import {
   crcCombine,
   fullObjectChecksum,
   loadHashers,
+  etagsAreMd5,
   multipartEtag,
   type ChecksumAlgorithm,
 } from '../src/checksums.ts';
@@ -116,4 +117,19 @@ test('without the native addon, the fallbacks load and give the same values', ()
   assert.deepEqual(out.CRC32, [typeof (zlib as { crc32?: unknown }).crc32 === 'function' ? 'node:zlib' : 'hash-wasm', 'cbf43926']);
   assert.deepEqual(out.CRC64NVME, ['hash-wasm', 'ae8b14860a799888']);
   assert.equal(out.MD5![1], '25f9e794323b453885f5181f1b624d0b');
+});
+
+test('etagsAreMd5: only positive evidence says part ETags are not MD5s', () => {
+  const md5 = '"9e107d9d372bb6826bd81d3542a419d6"';
+  const rows: { name: string; s: Parameters<typeof etagsAreMd5>[0]; want: boolean }[] = [
+    { name: 'plain upload, MD5-shaped ETag', s: { etag: md5 }, want: true },
+    { name: 'SSE-S3 (AES256)', s: { serverSideEncryption: 'AES256', etag: md5 }, want: true },
+    { name: 'nothing known yet', s: {}, want: true },
+    { name: 'SSE-KMS', s: { serverSideEncryption: 'aws:kms', etag: md5 }, want: false },
+    { name: 'DSSE-KMS', s: { serverSideEncryption: 'aws:kms:dsse' }, want: false },
+    { name: 'SSE-C', s: { sseCustomerAlgorithm: 'AES256', etag: md5 }, want: false },
+    { name: 'an ETag that is not 32 hex digits', s: { etag: '"opaque-etag-1"' }, want: false },
+    { name: 'a multipart-style ETag', s: { etag: '"9e107d9d372bb6826bd81d3542a419d6-3"' }, want: false },
+  ];
+  for (const r of rows) assert.equal(etagsAreMd5(r.s), r.want, r.name);
 });

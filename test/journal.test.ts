@@ -87,6 +87,12 @@ test('journal: garbage and unknown schemas are typed errors', async () => {
   await assert.rejects(readJournal(p), JournalCorruptError);
   await writeFile(p, JSON.stringify({ ...sample(), schema: 99 }));
   await assert.rejects(readJournal(p), (e: unknown) => e instanceof JournalCorruptError && e.code === 'JOURNAL_CORRUPT');
+  // A schema-1 journal (no ctime in its fingerprint) could not catch a rewrite that kept mtime.
+  await writeFile(p, JSON.stringify({ ...sample(), schema: 1 }));
+  await assert.rejects(readJournal(p), JournalCorruptError);
+  const { ctimeMs: _dropped, ...noCtime } = sample().source;
+  await writeFile(p, JSON.stringify({ ...sample(), source: noCtime }));
+  await assert.rejects(readJournal(p), (e: unknown) => e instanceof JournalCorruptError && /fingerprint/.test(e.message));
   assert.equal(await readJournal(join(dir, 'absent.json')), undefined);
 });
 

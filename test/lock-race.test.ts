@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -116,6 +116,53 @@ test('lock: abort takes the lock, so it cannot pull an upload from under a runni
     // …and once it is not, abort goes through.
     assert.deepEqual(await abortUploads(s3, 'lk', [{ key: 'k', uploadId }], dir), [uploadId]);
     assert.ok(!emu.uploadIds().includes(uploadId));
+  } finally {
+    await emu.close();
+  }
+});
+
+test('lock: a dead holder whose takeover a live process has claimed is not taken over twice; an unreadable lock is stale only once old', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  const dead = deadPid();
+  await writeFile(`${p}.lock`, JSON.stringify({ pid: dead, host: hostname(), startedAt: 'then', nonce: 'dead-1' }));
+  // A live process (this one, another acquisition) holds the claim on that dead lock, mid-takeover.
+  const claim = JSON.stringify({ pid: process.pid, host: hostname(), startedAt: 'now', nonce: 'live-claimer' });
+  await writeFile(`${p}.lock.claim-dead-1`, claim);
+  await assert.rejects(acquireLock(p, {}), UploadLockedError);
+  assert.equal(await readFile(`${p}.lock.claim-dead-1`, 'utf8'), claim, 'the live claim is left alone');
+  // The claimer dies too: its claim is stale in turn, and the lock is taken over.
+  await writeFile(`${p}.lock.claim-dead-1`, JSON.stringify({ pid: dead, host: hostname(), startedAt: 'then', nonce: 'dead-claimer' }));
+  const release = await acquireLock(p, {});
+  assert.equal(JSON.parse(await readFile(`${p}.lock`, 'utf8')).pid, process.pid);
+  await release();
+
+  // Garbage in a lock file: refused while fresh (it could be anything), taken over once old.
+  await writeFile(`${p}.lock`, 'garbage');
+  await assert.rejects(acquireLock(p, {}), UploadLockedError);
+  const old = new Date(Date.now() - 60_000);
+  await utimes(`${p}.lock`, old, old);
+  await (await acquireLock(p, {}))();
+});
+
+test('lock: Upload.abort() takes the lock as well', async () => {
+  const emu = await S3Emulator.start({ minPartSize: 1024 });
+  try {
+    await emulatorClient(emu.endpoint).send(new CreateBucketCommand({ Bucket: 'lk2' }));
+    const dir = await tempDir();
+    const path = join(dir, 'f.bin');
+    await writeFile(path, randomBytes(5000));
+    const s3 = new SdkS3Port(createS3Client({ endpoint: emu.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } }));
+    const mk = (signal?: AbortSignal) => new Upload({ s3, file: path, bucket: 'lk2', key: 'k', partSize: 1024, minPartSize: 1, stateDir: dir, concurrency: 1, ...(signal ? { signal } : {}) });
+    const ac = new AbortController();
+    const up = mk(ac.signal);
+    up.on('part-done', () => ac.abort());
+    await assert.rejects(up.done(), PausedError);
+    const journal = (await readdir(dir)).find((n) => n.endsWith('.json'))!;
+    const release = await acquireLock(join(dir, journal), {});
+    await assert.rejects(mk().abort(), UploadLockedError);
+    await release();
+    assert.ok(await mk().abort());
   } finally {
     await emu.close();
   }

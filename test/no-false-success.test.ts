@@ -17,6 +17,7 @@ import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
 import type { S3Port } from '../src/s3-port.ts';
 import { emulatorClient } from './emulator/client.ts';
 import { S3Emulator } from './emulator/server.ts';
+import { runCli } from './helpers/cli.ts';
 import { uploadThenPause } from './helpers/pause.ts';
 import { wrapPort } from './helpers/ports.ts';
 import { tempDir } from './helpers/s3.ts';
@@ -64,6 +65,16 @@ describe('no false success (engine issue defects, on the emulator)', () => {
   }
   const pauseAfterOnePart = (f: { dir: string; path: string }, key: string) =>
     uploadThenPause({ s3: port(), file: f.path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: f.dir, retry: fast }, 1);
+  /** Runs `fn` with fault `rule` installed, removing it afterwards whatever happens. */
+  async function withFault<T>(rule: (typeof emu.faults)[number], fn: () => Promise<T>, e: S3Emulator = emu): Promise<T> {
+    e.faults.push(rule);
+    try {
+      return await fn();
+    } finally {
+      const i = e.faults.indexOf(rule);
+      if (i >= 0) e.faults.splice(i, 1);
+    }
+  }
   const journals = async (dir: string) => (await readdir(dir)).filter((n) => n.endsWith('.json'));
   const warningsOf = (up: Upload) => {
     const w: string[] = [];
@@ -76,12 +87,11 @@ describe('no false success (engine issue defects, on the emulator)', () => {
     const key = 'd1/stale-object';
     // Someone's older object at the key, same size, other bytes, stored without a CRC32C.
     await emulatorClient(emu.endpoint).send(new PutObjectCommand({ Bucket, Key: key, Body: randomBytes(f.bytes.length) }));
-    const rule = { op: 'CompleteMultipartUpload' as const, times: 1000, action: { type: 'error' as const, status: 500, code: 'InternalError' } };
-    emu.faults.push(rule);
     const up = upload(f, key, { serverSideEncryption: 'aws:kms', retry: { ...fast, maxAttempts: 3 } });
     const warnings = warningsOf(up);
-    await assert.rejects(up.done(), (e: unknown) => e instanceof PartwiseError && e.code === 'COMPLETE_FAILED' && e.resumable);
-    emu.faults.splice(emu.faults.indexOf(rule), 1);
+    await withFault({ op: 'CompleteMultipartUpload', times: 1000, action: { type: 'error', status: 500, code: 'InternalError' } }, () =>
+      assert.rejects(up.done(), (e: unknown) => e instanceof PartwiseError && e.code === 'COMPLETE_FAILED' && e.resumable),
+    );
     assert.ok(!warnings.includes('COMPLETE_RECOVERED'), `warnings: ${warnings.join(', ')}`);
     assert.equal((await journals(f.dir)).length, 1, 'the journal is kept, so the next run can finish');
     // The next run completes it for real.
@@ -110,16 +120,14 @@ describe('no false success (engine issue defects, on the emulator)', () => {
   test('defect 4: with --checksum none, a part the server keeps storing wrong fails the upload (resumable), never passes at level size', async () => {
     const f = await file();
     const key = 'd4/keeps-rotting';
-    const rule = { op: 'UploadPart' as const, partNumber: 3, times: 1000, action: { type: 'bit-rot' as const } };
-    emu.faults.push(rule);
     const up = upload(f, key, { checksumAlgorithm: 'none', retry: { ...fast, maxAttempts: 3 } });
     const warnings = warningsOf(up);
     const from = emu.count('UploadPart', 3);
-    await assert.rejects(up.done(), (e: unknown) => e instanceof PartwiseError && e.code === 'PART_FAILED' && e.resumable && e.context.partNumber === 3);
-    emu.faults.splice(emu.faults.indexOf(rule), 1);
+    await withFault({ op: 'UploadPart', partNumber: 3, times: 1000, action: { type: 'bit-rot' } }, () =>
+      assert.rejects(up.done(), (e: unknown) => e instanceof PartwiseError && e.code === 'PART_FAILED' && e.resumable && e.context.partNumber === 3),
+    );
     assert.equal(emu.count('UploadPart', 3) - from, 3, 'part 3 sent maxAttempts times');
     assert.ok(!warnings.includes('ETAG_NOT_MD5'), 'trust in ETags is not withdrawn because a part kept mismatching');
-    assert.equal(emu.count('CompleteMultipartUpload', undefined) >= 0, true);
     const res = await upload(f, key, { checksumAlgorithm: 'none' }).done();
     assert.equal(res.verification.level, 'multipart-etag');
     assert.equal(await objectSha(key), f.sha);
@@ -154,31 +162,36 @@ describe('no false success (engine issue defects, on the emulator)', () => {
     assert.equal(await objectSha(key), f.sha);
   });
 
-  test('defect 5: the upload gone and another object at the key: UPLOAD_GONE, never "already complete"', async () => {
-    const f = await file();
-    const key = 'd5/gone-other-object';
-    const { uploadId } = await pauseAfterOnePart(f, key);
-    emu.expireUpload(uploadId);
-    await emulatorClient(emu.endpoint).send(new PutObjectCommand({ Bucket, Key: key, Body: randomBytes(f.bytes.length) }));
-    await assert.rejects(upload(f, key).done(), (e: unknown) => e instanceof PartwiseError && e.code === 'UPLOAD_GONE' && /not proven/.test(e.message));
-    assert.deepEqual(await journals(f.dir), []);
-  });
+  for (const kms of [false, true]) {
+    test(`defect 5: the upload gone and another object of the same size at the key${kms ? ' (SSE-KMS: nothing differs, nothing identifies)' : ''}: UPLOAD_GONE, never "already complete"`, async () => {
+      const f = await file();
+      const key = `d5/gone-other-object-${kms}`;
+      const extra = kms ? { serverSideEncryption: 'aws:kms' as const } : {};
+      const ac = new AbortController();
+      const first = upload(f, key, { ...extra, signal: ac.signal, concurrency: 1 });
+      let uploadId = '';
+      first.on('plan', (e) => (uploadId = e.uploadId));
+      first.on('part-done', () => ac.abort());
+      await assert.rejects(first.done(), PausedError);
+      emu.expireUpload(uploadId);
+      await emulatorClient(emu.endpoint).send(new PutObjectCommand({ Bucket, Key: key, Body: randomBytes(f.bytes.length) }));
+      assert.equal((await upload(f, key, extra).status()).alreadyComplete, false);
+      await assert.rejects(upload(f, key, extra).done(), (e: unknown) => e instanceof PartwiseError && e.code === 'UPLOAD_GONE' && /not proven/.test(e.message));
+      assert.deepEqual(await journals(f.dir), []);
+    });
+  }
 
   test('defect 5: write-only credentials (HeadObject 403): Complete\'s own checksum is judged, the level reported, the upload not failed', async () => {
     const f = await file();
     const key = 'd5/write-only';
-    const rule = { op: 'HeadObject' as const, times: 1000, action: { type: 'error' as const, status: 403, code: 'AccessDenied' } };
-    emu.faults.push(rule);
-    try {
+    await withFault({ op: 'HeadObject', times: 1000, action: { type: 'error', status: 403, code: 'AccessDenied' } }, async () => {
       const up = upload(f, key);
       const warnings = warningsOf(up);
       const res = await up.done();
       assert.ok(warnings.includes('NO_READ_ACCESS'), warnings.join(','));
       assert.equal(res.verification.level, 'full-object-checksum');
       assert.ok(res.verification.checks.some((c) => c.includes("Complete's response")), res.verification.checks.join('; '));
-    } finally {
-      emu.faults.splice(emu.faults.indexOf(rule), 1);
-    }
+    });
     assert.equal(await objectSha(key), f.sha);
   });
 
@@ -269,16 +282,12 @@ describe('no false success (engine issue defects, on the emulator)', () => {
   test('defect 8: `ls` reports a ListParts it may not do as such, never as "0 parts"', async () => {
     const f = await file();
     await pauseAfterOnePart(f, 'd8/ls-denied');
-    const rule = { op: 'ListParts' as const, times: 1000, action: { type: 'error' as const, status: 403, code: 'AccessDenied' } };
-    emu.faults.push(rule);
-    try {
+    await withFault({ op: 'ListParts', times: 1000, action: { type: 'error', status: 403, code: 'AccessDenied' } }, async () => {
       const rows = (await listIncompleteUploads(port(), Bucket, 'd8/ls-denied', f.dir)).filter((r) => r.key === 'd8/ls-denied');
       assert.equal(rows.length, 1);
       assert.equal(rows[0]!.parts, undefined, 'no part count claimed');
       assert.match(rows[0]!.partsError ?? '', /AccessDenied/);
-    } finally {
-      emu.faults.splice(emu.faults.indexOf(rule), 1);
-    }
+    });
   });
 
   test('defect 8: `verify` of a multipart object whose part 1 cannot be read is not "OK at level size"', async () => {
@@ -294,19 +303,34 @@ describe('no false success (engine issue defects, on the emulator)', () => {
       assert.deepEqual(r.mismatches, []);
       assert.equal(r.proven, false, `level ${r.level}, checks ${r.checks.join('; ')}`);
       assert.match(r.why ?? '', /part layout could not be learned/);
+      // The command says so: exit 4, OBJECT_UNVERIFIED, and no "OK".
+      const env = { ...process.env, AWS_ACCESS_KEY_ID: 'emulator', AWS_SECRET_ACCESS_KEY: 'emulator-secret', PARTWISE_STATE_DIR: f.dir };
+      const cli = await runCli(['verify', f.path, `s3://${Bucket}/d8/verify-no-layout`, '--endpoint', quiet.endpoint, '--region', 'us-east-1'], env);
+      assert.equal(cli.code, 4, cli.stderr);
+      assert.match(cli.stderr, /OBJECT_UNVERIFIED/);
+      assert.doesNotMatch(cli.stdout, /OK/);
     } finally {
       await quiet.close();
     }
     // With a full-object CRC the layout is not needed: the object is still proven.
     await upload(f, 'd8/verify-no-layout-crc', { checksumAlgorithm: 'CRC32C' }).done();
-    emu.faults.push({ op: 'HeadObject', partNumber: 1, times: 1000, action: { type: 'error', status: 403, code: 'AccessDenied' } });
-    try {
+    await upload(f, 'd8/verify-no-layout-sha', { checksumAlgorithm: 'SHA256' }).done();
+    await withFault({ op: 'HeadObject', partNumber: 1, times: 1000, action: { type: 'error', status: 403, code: 'AccessDenied' } }, async () => {
       const r = await verifyObject(port(), { file: f.path, bucket: Bucket, key: 'd8/verify-no-layout-crc' });
       assert.equal(r.proven, true);
       assert.equal(r.level, 'full-object-checksum');
-    } finally {
-      emu.faults.pop();
-    }
+      // A composite value depends on the layout: unknown layout → not proven, and no false mismatch.
+      const sha = await verifyObject(port(), { file: f.path, bucket: Bucket, key: 'd8/verify-no-layout-sha' });
+      assert.deepEqual(sha.mismatches, []);
+      assert.equal(sha.proven, false);
+    });
+    // Part 1 answers, but with a size that cannot make the object's part count: no layout either.
+    const inner = port();
+    const liar = wrapPort(inner, { headObject: async (input, req, signal) => (input.partNumber ? { size: 1, etag: '', checksums: {} } : inner.headObject(input, req, signal)) });
+    const sha = await verifyObject(liar, { file: f.path, bucket: Bucket, key: 'd8/verify-no-layout-sha' });
+    assert.deepEqual(sha.mismatches, []);
+    assert.equal(sha.proven, false);
+    assert.match(sha.why ?? '', /does not make 5 parts/);
   });
 
   test('defect 8: parts the server holds beyond the plan are REMOTE_PARTS_INCONSISTENT (typed, with what to do)', async () => {
@@ -327,5 +351,164 @@ describe('no false success (engine issue defects, on the emulator)', () => {
       },
     });
     await assert.rejects(new Upload({ s3, file: f.path, bucket: Bucket, key: 'd8/unexpected', stateDir: f.dir }).done(), (e: unknown) => e instanceof PartwiseError && e.code === 'UNEXPECTED' && /no one planned/.test(e.message));
+  });
+
+  test('an abort whose reason is not an Error (a string, null) still pauses: the journal is kept, nothing reported as done', async () => {
+    for (const reason of ['user cancelled', null]) {
+      const f = await file();
+      const key = `review/abort-reason-${String(reason)}`;
+      await pauseAfterOnePart(f, key);
+      const ac = new AbortController();
+      const up = upload(f, key, { signal: ac.signal, retry: { ...fast, baseDelayMs: 2000, maxDelayMs: 2000 } });
+      let completes = 0;
+      up.on('complete', () => completes++);
+      await withFault({ op: 'ListParts', times: 1000, action: { type: 'error', status: 500, code: 'InternalError' } }, async () => {
+        setTimeout(() => ac.abort(reason), 300);
+        await assert.rejects(up.done(), (e: unknown) => e instanceof PausedError);
+      });
+      assert.equal(completes, 0);
+      assert.equal((await journals(f.dir)).length, 1, 'journal kept');
+    }
+  });
+
+  test('nothing could verify: --checksum none with SSE-KMS or SSE-C is refused up front; a server with non-MD5 ETags and no checksum stops the upload', async () => {
+    const f = await file();
+    assert.throws(() => upload(f, 'review/none-kms', { checksumAlgorithm: 'none', serverSideEncryption: 'aws:kms' }), (e: unknown) => e instanceof PartwiseError && e.code === 'INVALID_OPTIONS');
+    assert.throws(() => upload(f, 'review/none-ssec', { checksumAlgorithm: 'none', sseCustomerKey: randomBytes(32) }), (e: unknown) => e instanceof PartwiseError && e.code === 'INVALID_OPTIONS');
+    const inner = port();
+    const opaque = wrapPort(inner, { uploadPart: async (input, req, signal) => ({ ...(await inner.uploadPart(input, req, signal)), etag: '"opaque-etag-1"' }) });
+    await assert.rejects(
+      new Upload({ s3: opaque, file: f.path, bucket: Bucket, key: 'review/none-opaque', partSize, minPartSize: 1, stateDir: f.dir, retry: fast, checksumAlgorithm: 'none' }).done(),
+      (e: unknown) => e instanceof PartwiseError && e.code === 'UNVERIFIABLE' && /--checksum/.test(e.message),
+    );
+  });
+
+  test('after Complete: HeadObject shows nothing that identifies the object → Complete\'s own checksum may prove it; if it cannot, OBJECT_UNVERIFIED (never a quiet success)', async () => {
+    for (const completeSaysChecksum of [true, false]) {
+      const f = await file();
+      const key = `review/head-unidentifying-${completeSaysChecksum}`;
+      const inner = port();
+      const s3 = wrapPort(inner, {
+        // What HeadObject shows: opaque ETag, no checksum (as some servers under SSE-KMS).
+        headObject: async (input, req, signal) => {
+          const h = await inner.headObject(input, req, signal);
+          return h && { size: h.size, etag: '"opaque"', checksums: {} };
+        },
+        getObjectAttributes: async () => ({ checksums: {}, parts: [], isTruncated: false }),
+        completeMultipartUpload: async (input, req, signal) => {
+          const out = await inner.completeMultipartUpload(input, req, signal);
+          return completeSaysChecksum ? out : { etag: '"opaque"' };
+        },
+      });
+      const up = new Upload({ s3, file: f.path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: f.dir, retry: fast, serverSideEncryption: 'aws:kms' });
+      if (completeSaysChecksum) {
+        const res = await up.done();
+        assert.equal(res.verification.level, 'full-object-checksum');
+        assert.ok(res.verification.checks.some((c) => c.includes("Complete's response")));
+      } else {
+        await assert.rejects(up.done(), (e: unknown) => e instanceof PartwiseError && e.code === 'OBJECT_UNVERIFIED');
+        assert.deepEqual(await journals(f.dir), [], 'the upload is complete: nothing to resume');
+      }
+    }
+  });
+
+  test('after Complete: HeadObject shows another checksum → OBJECT_VERIFICATION_FAILED and the journal forgotten', async () => {
+    const f = await file();
+    const inner = port();
+    const s3 = wrapPort(inner, {
+      headObject: async (input, req, signal) => {
+        const h = await inner.headObject(input, req, signal);
+        return h && { ...h, checksums: { CRC32C: 'AAAAAA==' } };
+      },
+    });
+    await assert.rejects(
+      new Upload({ s3, file: f.path, bucket: Bucket, key: 'review/head-differs', partSize, minPartSize: 1, stateDir: f.dir, retry: fast }).done(),
+      (e: unknown) => e instanceof PartwiseError && e.code === 'OBJECT_VERIFICATION_FAILED' && /CRC32C/.test(e.message),
+    );
+    assert.deepEqual(await journals(f.dir), []);
+  });
+
+  test('a recovered Complete (the same file already at the key) closes the multipart upload it leaves open', async () => {
+    const f = await file();
+    const key = 'review/recovered-closes';
+    await upload(f, key).done();
+    let uploadId = '';
+    const again = upload(await (async () => ({ ...f, dir: (await tempDir()) }))(), key);
+    again.on('plan', (e) => (uploadId = e.uploadId));
+    const warnings = warningsOf(again);
+    await withFault({ op: 'CompleteMultipartUpload', times: 1000, action: { type: 'error', status: 500, code: 'InternalError' } }, () => again.done());
+    assert.deepEqual(warnings, ['COMPLETE_RECOVERED']);
+    assert.ok(uploadId);
+    assert.ok(!emu.uploadIds().includes(uploadId), 'the open upload was aborted');
+  });
+
+  test('Complete failed and the object could not be looked at: a resumable COMPLETE_FAILED with the journal kept (never UPLOAD_GONE); the rerun proves it', async () => {
+    const f = await file();
+    const key = 'review/could-not-look';
+    const minio = await S3Emulator.start({ minPartSize: partSize, repeatCompleteSucceeds: false });
+    try {
+      await emulatorClient(minio.endpoint).send(new CreateBucketCommand({ Bucket }));
+      const mk = () => new Upload({ s3: new SdkS3Port(createS3Client({ endpoint: minio.endpoint, region: 'us-east-1', credentials })), file: f.path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: f.dir, retry: { ...fast, maxAttempts: 2 } });
+      minio.faults.push({ op: 'CompleteMultipartUpload', action: { type: 'drop-response' } });
+      await withFault(
+        { op: 'HeadObject', times: 1000, action: { type: 'error', status: 503, code: 'ServiceUnavailable' } },
+        () => assert.rejects(mk().done(), (e: unknown) => e instanceof PartwiseError && e.code === 'COMPLETE_FAILED' && e.resumable),
+        minio,
+      );
+      assert.equal((await journals(f.dir)).length, 1, 'journal kept');
+      const parts = minio.count('UploadPart');
+      const res = await mk().done();
+      assert.equal(res.alreadyComplete, true);
+      assert.equal(minio.count('UploadPart') - parts, 0);
+    } finally {
+      await minio.close();
+    }
+  });
+
+  test('a run killed after Complete, rerun without read access: UPLOAD_GONE saying why (the object cannot be read), journal removed', async () => {
+    const f = await file();
+    const key = 'review/gone-unreadable';
+    const ac = new AbortController();
+    const inner = port();
+    const s3 = wrapPort(inner, {
+      completeMultipartUpload: async (input, req, signal) => {
+        await inner.completeMultipartUpload(input, req, signal);
+        ac.abort();
+        throw new S3RequestError({ operation: 'CompleteMultipartUpload', s3Code: 'ECONNRESET' });
+      },
+    });
+    await assert.rejects(new Upload({ s3, file: f.path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: f.dir, retry: fast, signal: ac.signal }).done(), PausedError);
+    const status = await upload(f, key).status();
+    assert.equal(status.alreadyComplete, true, 'status sees the finished object');
+    await withFault({ op: 'HeadObject', times: 1000, action: { type: 'error', status: 403, code: 'AccessDenied' } }, async () => {
+      assert.equal((await upload(f, key).status()).alreadyComplete, false);
+      await assert.rejects(upload(f, key).done(), (e: unknown) => e instanceof PartwiseError && e.code === 'UPLOAD_GONE' && /cannot be read/.test(e.message));
+    });
+    assert.deepEqual(await journals(f.dir), []);
+  });
+
+  test('Complete says NoSuchUpload and the object is not this file: UPLOAD_GONE, journal removed', async () => {
+    const f = await file();
+    await withFault({ op: 'CompleteMultipartUpload', times: 1000, action: { type: 'error', status: 404, code: 'NoSuchUpload' } }, () =>
+      assert.rejects(upload(f, 'review/complete-gone').done(), (e: unknown) => e instanceof PartwiseError && e.code === 'UPLOAD_GONE' && /not proven/.test(e.message)),
+    );
+    assert.deepEqual(await journals(f.dir), []);
+  });
+
+  test('write-only credentials and a Complete response that identifies nothing: OBJECT_UNVERIFIED, not success', async () => {
+    const f = await file();
+    const inner = port();
+    const s3 = wrapPort(inner, {
+      completeMultipartUpload: async (input, req, signal) => {
+        await inner.completeMultipartUpload(input, req, signal);
+        return { etag: '"opaque"' };
+      },
+    });
+    await withFault({ op: 'HeadObject', times: 1000, action: { type: 'error', status: 403, code: 'AccessDenied' } }, () =>
+      assert.rejects(
+        new Upload({ s3, file: f.path, bucket: Bucket, key: 'review/write-only-unproven', partSize, minPartSize: 1, stateDir: f.dir, retry: fast, serverSideEncryption: 'aws:kms' }).done(),
+        (e: unknown) => e instanceof PartwiseError && e.code === 'OBJECT_UNVERIFIED' && /cannot be read/.test(e.message),
+      ),
+    );
   });
 });

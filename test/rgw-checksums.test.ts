@@ -5,7 +5,9 @@ import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
 import { uploadThenPause } from './helpers/pause.ts';
 import { wrapPort } from './helpers/ports.ts';
 import { referenceDigest } from './helpers/reference.ts';
-import { countingClient, getObjectBytes, loadS3Env, makeBucket, randomFile, sha256, tempDir } from './helpers/s3.ts';
+import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { verifyObject } from '../src/inspect.ts';
 
 const ref = referenceDigest;
 
@@ -89,5 +91,23 @@ describe('each checksum algorithm on the real server', () => {
     assert.equal(out.objectSize, f.bytes.length);
     assert.equal(out.checksums.CRC32C, (await ref('CRC32C', f.bytes)).toString('base64'));
   });
+
+  for (const alg of ['SHA256', 'SHA1', 'CRC32C'] as const) {
+    test(`verify: a single-PUT object stored with ${alg} is proven by its plain checksum (no false mismatch)`, async () => {
+      const dir = await tempDir();
+      const f = await randomFile(dir, 300 * KiB + 7);
+      const key = `single-put/${alg}`;
+      await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: f.bytes, ChecksumAlgorithm: alg }));
+      const r = await verifyObject(new SdkS3Port(createS3Client()), { file: f.path, bucket, key });
+      assert.deepEqual(r.mismatches, []);
+      assert.equal(r.proven, true);
+      assert.equal(r.level, 'full-object-checksum');
+      // …and a single PUT of other bytes is a mismatch, not a pass.
+      await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: `${key}-other`, Body: Buffer.alloc(f.bytes.length, 1), ChecksumAlgorithm: alg }));
+      const other = await verifyObject(new SdkS3Port(createS3Client()), { file: f.path, bucket, key: `${key}-other` });
+      assert.equal(other.proven, false);
+      assert.ok(other.mismatches.length > 0);
+    });
+  }
 });
 

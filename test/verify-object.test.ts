@@ -71,6 +71,7 @@ test('judgeParts: per-part checksums from GetObjectAttributes, one row per situa
     { name: 'fewer parts than the upload has: a mismatch, not silence', listed: listed.slice(0, 2), ok: false, bad: /lists 2 parts, the upload has 3/ },
     { name: 'more parts than the upload has', listed: [...listed, { partNumber: 4, size: 1, checksum: 'AAAAAA==' }], ok: false, bad: /lists 4 parts/ },
     { name: 'one part differs', listed: listed.map((p, i) => (i === 1 ? { ...p, checksum: 'AAAAAA==' } : p)), ok: false, bad: /part 2/ },
+    { name: 'a checksum for some parts but not all', listed: listed.map((p, i) => (i === 1 ? { partNumber: p.partNumber, size: p.size } : p)) as typeof listed, ok: false, bad: /some parts but not all/ },
   ];
   for (const r of rows) {
     const j = judgeParts(r.listed, crc.e);

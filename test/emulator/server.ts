@@ -1,6 +1,6 @@
 /**
  * An S3 emulator for what the RADOS Gateway cannot show: the multipart subset as Amazon S3 behaves
- * (../shared/reference/s3-semantics.md), plus scripted faults. An in-process node:http server on
+ * (Amazon S3's documented behaviour, as summarised in the README), plus scripted faults. An in-process node:http server on
  * 127.0.0.1 (random port) that the real @aws-sdk/client-s3 talks to. Signatures are not checked.
  */
 import { createHash, randomBytes } from 'node:crypto';
