@@ -80,3 +80,23 @@ export function renderSummary(r: UploadResult): string {
   ];
   return lines.join('\n');
 }
+
+/** "7d", "12h", "30m", "45s" (or a combination: "1d12h") into milliseconds. */
+export function parseAge(text: string): number {
+  const unit: Record<string, number> = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000 };
+  const parts = [...text.trim().matchAll(/(\d+)\s*([dhms])/gi)];
+  if (parts.length === 0 || parts.map((m) => m[0]).join('').replace(/\s/g, '') !== text.trim().replace(/\s/g, '')) throw new Error(`not an age: ${JSON.stringify(text)} (use e.g. 7d, 12h, 30m)`);
+  return parts.reduce((a, m) => a + Number(m[1]) * unit[m[2]!.toLowerCase()]!, 0);
+}
+
+/** An age for people: "3d 4h", "2h 5m", "40s". */
+export function formatAge(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  const d = Math.floor(s / 86_400);
+  const h = Math.floor((s % 86_400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (d) return `${d}d ${h}h`;
+  if (h) return `${h}h ${m}m`;
+  if (m) return `${m}m ${s % 60}s`;
+  return `${s}s`;
+}

@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isChecksumAlgorithm, type ChecksumAlgorithm } from './checksums.ts';
-import { formatBytes, parseSize, renderProgress, renderSummary } from './cli-render.ts';
+import { formatAge, formatBytes, parseAge, parseSize, renderProgress, renderSummary } from './cli-render.ts';
+import type { DiscoveryReport } from './discover.ts';
 import { Upload, type EngineOptions, type StatusReport } from './engine.ts';
 import { ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, UnexpectedError } from './errors.ts';
 import { abortUploads, listIncompleteUploads, verifyObject } from './inspect.ts';
@@ -20,8 +21,9 @@ const USAGE = `partwise: resumable S3 multipart uploads that verify every part b
 Usage:
   partwise upload <file> s3://<bucket>/<key> [options]   upload, or resume (verify first, then send what is missing)
   partwise status <file> s3://<bucket>/<key> [options]   dry run: what a resume would do, changing nothing
-  partwise ls s3://<bucket>[/<prefix>] [options]         incomplete multipart uploads
+  partwise ls s3://<bucket>[/<prefix>] [options]         incomplete multipart uploads: start, age, parts, abort date
   partwise abort s3://<bucket>/<key> [--upload-id ID | --all] [options]
+  partwise abort s3://<bucket>[/<prefix>] --older-than AGE [--dry-run]   every upload under the prefix started before AGE (7d, 12h, 30m)
   partwise verify <file> s3://<bucket>/<key> [options]   check a finished object against the file, without downloading it
 
 Upload options:
@@ -29,6 +31,8 @@ Upload options:
   --concurrency N         parallel part uploads (default 4)
   --checksum ALG          crc32c (default) | crc64nvme | crc32 | sha256 | sha1 | none
   --fresh                 abort the journaled upload for this file and destination, and start over
+  --upload-id ID          adopt this upload already on the server (its parts are verified against the file first)
+  --no-discover           with no journal, do not look for an upload of this key to adopt (the default looks)
 Connection and state:
   --endpoint URL          S3 endpoint (default: AWS_ENDPOINT_URL, or AWS)
   --region REGION         region (default: AWS_REGION or the profile's)
@@ -60,6 +64,9 @@ const OPTIONS = {
   'expected-bucket-owner': { type: 'string' },
   'upload-id': { type: 'string' },
   all: { type: 'boolean' },
+  'no-discover': { type: 'boolean' },
+  'older-than': { type: 'string' },
+  'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -134,6 +141,9 @@ function engineOptions(v: Values, file: string, bucket: string, key: string, sig
     else throw new UsageError(`--checksum must be crc64nvme, crc32c, crc32, sha256, sha1 or none; got ${v.checksum}`);
   }
   if (v.fresh) o.fresh = true;
+  // The command looks for an upload of this key to adopt when it has no journal; the library opts in.
+  o.discover = v['no-discover'] !== true;
+  if (v['upload-id']) o.uploadId = v['upload-id'];
   if (signal) o.signal = signal;
   return o;
 }
@@ -215,6 +225,7 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
   up.on('progress', (s) => (latest = s));
   if (out.json) {
     up.on('plan', (e) => out.line({ event: 'plan', ...e }));
+    up.on('discover', (d) => out.line({ event: 'discover', ...d }));
     up.on('reconcile', (r) => out.line({ event: 'reconcile', ...compactReport(r) }));
     up.on('verify-progress', (e) => out.line({ event: 'verify-progress', ...e }));
     up.on('part-skip', (e) => out.line({ event: 'part-skip', ...e }));
@@ -225,8 +236,9 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
     up.on('progress', (s) => out.line({ event: 'progress', ...s }));
   } else if (!out.quiet) {
     up.on('warning', (e) => process.stderr.write(`\npartwise: warning: ${e.message}\n`));
+    up.on('discover', (d) => out.say(describeDiscovery(d, bucket)));
     up.on('plan', (e) => {
-      if (e.resumed) out.say(`Resuming upload ${e.uploadId}: verifying the parts on the server against ${file}`);
+      if (e.resumed && !e.adopted) out.say(`Resuming upload ${e.uploadId}: verifying the parts on the server against ${file}`);
     });
     up.on('reconcile', (r) => {
       const bad = r.parts.filter((p) => p.status !== 'verified' && p.status !== 'missing');
@@ -291,7 +303,21 @@ function reportError(err: unknown, argv: string[], out: Out): number {
   return EXIT.failure;
 }
 
-function describeStatus(s: StatusReport, file: string, url: string): string {
+/** What discovery found, each stale upload with the command that removes it. */
+function describeDiscovery(d: DiscoveryReport, bucket: string): string {
+  const lines = [d.chosen ? `Found ${d.why}` : `No journal; ${d.why}: starting a new upload.`];
+  for (const c of d.candidates) {
+    if (c.uploadId === d.chosen) continue;
+    lines.push(`  upload ${c.uploadId}${c.initiated ? ` (started ${c.initiated.toISOString()})` : ''}: ${c.status}: ${c.why}. Abort it with: partwise abort s3://${bucket}/${d.key} --upload-id ${c.uploadId}`);
+  }
+  return lines.join('\n');
+}
+
+function describeStatus(s: StatusReport, file: string, url: string, bucket: string): string {
+  if (!s.exists && s.discovery) {
+    const d = s.discovery;
+    return `No journal for ${file} → ${url}.\n${d.chosen ? `An upload would adopt upload ${d.chosen}: ${d.why.replace(/^adopting upload \S+: /, '')}` : `An upload would start a new one: ${d.why}.`}${describeDiscovery(d, bucket).split('\n').slice(1).map((l) => `\n${l}`).join('')}`;
+  }
   if (!s.exists) return `No journal for ${file} → ${url}: an upload would start from scratch.`;
   const head = `Upload ${s.uploadId} of ${file} → ${url}: ${s.plan!.partCount} parts of ${formatBytes(s.plan!.partSize)} (journal ${s.journalPath})`;
   if (s.sourceChanged) return `${head}\nThe file changed since the upload started (${s.sourceChanged.join(', ')}): a resume would refuse; use upload --fresh.`;
@@ -313,7 +339,7 @@ async function cmdStatus(pos: string[], v: Values, out: Out): Promise<number> {
   if (out.json) {
     const { reconcile, ...rest } = s;
     out.line({ event: 'status', ...rest, ...(reconcile ? { reconcile: compactReport(reconcile) } : {}) });
-  } else out.say(describeStatus(s, pos[0]!, pos[1]!));
+  } else out.say(describeStatus(s, pos[0]!, pos[1]!, bucket));
   return EXIT.ok;
 }
 
@@ -322,17 +348,18 @@ async function cmdLs(pos: string[], v: Values, out: Out): Promise<number> {
   const { bucket, key: prefix } = parseS3Url(pos[0], false);
   const rows = await listIncompleteUploads(port(v), bucket, prefix || undefined, v['state-dir'] ?? defaultStateDir(), requestOptions(v));
   if (out.json) {
-    for (const r of rows) out.line({ event: 'upload', bucket, ...r, initiated: r.initiated?.toISOString(), journal: r.journalPath !== undefined });
+    for (const r of rows) out.line({ event: 'upload', bucket, ...r, initiated: r.initiated?.toISOString(), ageSeconds: r.initiated ? Math.round((Date.now() - r.initiated.getTime()) / 1000) : undefined, abortDate: r.abortDate?.toISOString(), journal: r.journalPath !== undefined });
     return EXIT.ok;
   }
   if (rows.length === 0) {
     out.say(`No incomplete multipart uploads in s3://${bucket}/${prefix}`);
     return EXIT.ok;
   }
-  const table = [['KEY', 'UPLOAD ID', 'STARTED', 'PARTS', 'BYTES', 'LOCAL JOURNAL']];
+  const table = [['KEY', 'UPLOAD ID', 'STARTED', 'AGE', 'ABORT DATE', 'PARTS', 'BYTES', 'LOCAL JOURNAL']];
   for (const r of rows) {
     const parts = r.parts === undefined ? `? (${r.partsError ?? 'unknown'})` : String(r.parts);
-    table.push([r.key, r.uploadId, r.initiated?.toISOString() ?? '-', parts, r.bytes === undefined ? '?' : formatBytes(r.bytes), r.sourcePath ? `yes (${r.sourcePath})` : 'no']);
+    const age = r.initiated ? formatAge(Date.now() - r.initiated.getTime()) : '-';
+    table.push([r.key, r.uploadId, r.initiated?.toISOString() ?? '-', age, r.abortDate?.toISOString() ?? '-', parts, r.bytes === undefined ? '?' : formatBytes(r.bytes), r.sourcePath ? `yes (${r.sourcePath})` : 'no']);
   }
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
   out.say(table.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n'));
@@ -340,7 +367,9 @@ async function cmdLs(pos: string[], v: Values, out: Out): Promise<number> {
 }
 
 async function cmdAbort(pos: string[], v: Values, out: Out): Promise<number> {
-  if (pos.length !== 1) throw new UsageError('abort takes s3://<bucket>/<key>');
+  if (pos.length !== 1) throw new UsageError('abort takes s3://<bucket>/<key>, or s3://<bucket>[/<prefix>] with --older-than');
+  if (v['older-than']) return cmdAbortOlder(pos[0]!, v, out);
+  if (v['dry-run']) throw new UsageError('--dry-run goes with --older-than');
   const { bucket, key } = parseS3Url(pos[0], true);
   if (v['upload-id'] && v.all) throw new UsageError('give --upload-id or --all, not both');
   const s3 = port(v);
@@ -362,6 +391,38 @@ async function cmdAbort(pos: string[], v: Values, out: Out): Promise<number> {
     if (out.json) out.line({ event: 'aborted', bucket, key, uploadId: id });
     else out.say(`Aborted upload ${id} of s3://${bucket}/${key}`);
   }
+  return EXIT.ok;
+}
+
+/** Bulk clean-up: every upload under a prefix started before the given age (journaled ones under their lock). */
+async function cmdAbortOlder(url: string, v: Values, out: Out): Promise<number> {
+  const { bucket, key: prefix } = parseS3Url(url, false);
+  if (v['upload-id'] || v.all) throw new UsageError('--older-than selects uploads by age; leave out --upload-id and --all');
+  let ageMs: number;
+  try {
+    ageMs = parseAge(v['older-than']!);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const s3 = port(v);
+  const req = requestOptions(v);
+  const stateDir = v['state-dir'] ?? defaultStateDir();
+  const cutoff = Date.now() - ageMs;
+  const rows = await listIncompleteUploads(s3, bucket, prefix || undefined, stateDir, req);
+  const old = rows.filter((r) => r.initiated && r.initiated.getTime() < cutoff);
+  const kept = rows.length - old.length;
+  for (const r of old) {
+    const what = `upload ${r.uploadId} of s3://${bucket}/${r.key} (started ${r.initiated!.toISOString()}, ${formatAge(Date.now() - r.initiated!.getTime())} ago${r.parts !== undefined ? `, ${r.parts} parts, ${formatBytes(r.bytes ?? 0)}` : ''})`;
+    if (v['dry-run']) {
+      if (out.json) out.line({ event: 'would-abort', bucket, key: r.key, uploadId: r.uploadId, initiated: r.initiated!.toISOString() });
+      else out.say(`Would abort ${what}`);
+      continue;
+    }
+    await abortUploads(s3, bucket, [{ key: r.key, uploadId: r.uploadId }], stateDir, req);
+    if (out.json) out.line({ event: 'aborted', bucket, key: r.key, uploadId: r.uploadId, initiated: r.initiated!.toISOString() });
+    else out.say(`Aborted ${what}`);
+  }
+  out.say(`${v['dry-run'] ? 'Would abort' : 'Aborted'} ${old.length} upload(s) older than ${v['older-than']} under s3://${bucket}/${prefix}; ${kept} younger (or undated) left alone.`);
   return EXIT.ok;
 }
 

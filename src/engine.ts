@@ -10,16 +10,17 @@ import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { loadHashers, stripQuotes } from './checksums.ts';
 import { EngineContext } from './context.ts';
-import { CompleteFailedError, JournalCorruptError, ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload } from './errors.ts';
+import { CompleteFailedError, JournalCorruptError, JournalMismatchError, UploadNotAdoptableError, ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { fingerprint, fingerprintDifferences, openSource, type SourceFingerprint } from './file-source.ts';
 import { abortMultipart, finish, proveFinished, type Proof } from './finish.ts';
-import { acquireLock, defaultStateDir, deleteJournal, journalPathFor, readJournal, removeStaleTemps, setJournalAside, type JournalData } from './journal.ts';
+import { acquireLock, defaultStateDir, deleteJournal, journalPathFor, readIntent, readJournal, removeStaleTemps, setJournalAside, type JournalData } from './journal.ts';
 import { validateOptions, type EngineOptions } from './options.ts';
 import { ProgressTracker } from './progress.ts';
 import type { ReconcileReport } from './reconcile.ts';
 import { sendParts } from './send.ts';
-import { begin, checkJournalBelongs, planFromJournal, resume, verifyAgainstServer } from './session.ts';
+import { adopt, begin, checkJournalBelongs, planFromJournal, resume, verifyAgainstServer } from './session.ts';
+import { discover, type DiscoveryReport } from './discover.ts';
 import type { PartPlan } from './planner.ts';
 
 export type { EngineOptions } from './options.ts';
@@ -36,6 +37,8 @@ export interface StatusReport {
   alreadyComplete?: boolean;
   reconcile?: ReconcileReport;
   bytesLeft?: number;
+  /** no journal: what discovery found and would adopt */
+  discovery?: DiscoveryReport;
 }
 
 export type Outcome = { ok: true; result: UploadResult } | { ok: false; error: PartwiseError };
@@ -113,7 +116,7 @@ export class Upload extends EventEmitter<UploadEvents> {
     try {
       await removeStaleTemps(journalPath);
       const existing = await this.existingJournal(journalPath);
-      const opened = existing ? await resume(this.cx, existing, fp, journalPath) : await begin(this.cx, fp, journalPath, endpoint);
+      const opened = existing ? await resume(this.cx, existing, fp, journalPath) : await this.adoptOrBegin(fp, journalPath, endpoint);
       if (opened.kind === 'finished') {
         this.cx.emit('warning', { code: 'ALREADY_COMPLETE', message: `a previous run completed upload ${opened.journal.uploadId}; the object is proven to be the file: ${opened.proof.judgement.checks.join(', ')}` });
         outcome = { ok: true, result: this.result(opened.journal, opened.plan, opened.proof, t0, { resumed: true, alreadyComplete: true, partsSkipped: opened.plan.partCount }) };
@@ -131,7 +134,7 @@ export class Upload extends EventEmitter<UploadEvents> {
           // behind our back): verify every part against it once more, resend only the bad ones, and
           // complete again. Once: a second failure is reported, not looped on.
           this.cx.emit('warning', { code: 'REPAIR', message: `Complete said ${code}: re-verifying every part on the server and resending the ones that differ` });
-          const again = await resume(this.cx, session.journal, fp, journalPath, true);
+          const again = await resume(this.cx, session.journal, fp, journalPath, { repair: true });
           if (again.kind === 'finished') throw err; // cannot be: the upload was there a moment ago
           session = again.session;
           await sendParts(this.cx, session, fh);
@@ -165,6 +168,24 @@ export class Upload extends EventEmitter<UploadEvents> {
     return result;
   }
 
+  /**
+   * No journal: adopt an upload of this key proven to hold the file (when discovery is on, an upload
+   * id was named, or this machine was stopped while creating one), else begin a new one.
+   */
+  private async adoptOrBegin(fp: SourceFingerprint, journalPath: string, endpoint: string) {
+    const o = this.options;
+    const intent = await readIntent(journalPath);
+    // --fresh means a new upload: nothing is adopted (an upload this machine was creating included).
+    if (!o.fresh && (o.discover || o.uploadId || intent)) {
+      // The server's clock stamps `initiated`: allow it a minute behind ours.
+      const intentSince = intent ? Date.parse(intent.createdAt) - 60_000 : undefined;
+      const found = await discover(this.cx, fp, endpoint, { ...(o.uploadId ? { uploadId: o.uploadId } : {}), ...(intentSince !== undefined ? { intentSince } : {}) });
+      if (found.adoption) return adopt(this.cx, found.adoption, fp, journalPath);
+      if (o.uploadId) throw new UploadNotAdoptableError(this.cx.errorContext({ uploadId: o.uploadId }), found.report.candidates[0]?.why ?? 'the server does not know it');
+    }
+    return begin(this.cx, fp, journalPath, endpoint);
+  }
+
   /** The journal for this file and destination, if any; `fresh` abandons it (set aside if unreadable). */
   private async existingJournal(journalPath: string): Promise<JournalData | undefined> {
     let j: JournalData | undefined;
@@ -179,6 +200,9 @@ export class Upload extends EventEmitter<UploadEvents> {
     if (j && this.options.fresh) {
       await this.abandon(j, journalPath);
       return undefined;
+    }
+    if (j && this.options.uploadId && this.options.uploadId !== j.uploadId) {
+      throw new JournalMismatchError(journalPath, `it drives upload ${j.uploadId}, not the ${this.options.uploadId} asked for`, this.cx.errorContext({ uploadId: j.uploadId }));
     }
     return j;
   }
@@ -220,7 +244,14 @@ export class Upload extends EventEmitter<UploadEvents> {
     await loadHashers();
     const { fp, journalPath } = await this.locate();
     const j = await readJournal(journalPath);
-    if (!j) return { journalPath, exists: false };
+    if (!j) {
+      const intent = await readIntent(journalPath);
+      if (!this.options.discover && !this.options.uploadId && !intent) return { journalPath, exists: false };
+      const intentSince = intent ? Date.parse(intent.createdAt) - 60_000 : undefined;
+      const { endpoint } = await this.locate();
+      const found = await discover(this.cx, fp, endpoint, { ...(this.options.uploadId ? { uploadId: this.options.uploadId } : {}), ...(intentSince !== undefined ? { intentSince } : {}) });
+      return { journalPath, exists: false, discovery: found.report };
+    }
     checkJournalBelongs(this.options, j, journalPath);
     const plan = planFromJournal(j, fp);
     const out: StatusReport = { journalPath, exists: true, uploadId: j.uploadId, plan };

@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'OBJECT_VERIFICATION_FAILED'
   | 'OBJECT_UNVERIFIED'
   | 'UNVERIFIABLE'
+  | 'UPLOAD_NOT_ADOPTABLE'
   | 'UNEXPECTED';
 
 export interface ErrorContext {
@@ -175,6 +176,17 @@ export class ObjectUnverifiedError extends PartwiseError {
 export class UnverifiableError extends PartwiseError {
   constructor(context: ErrorContext, why: string) {
     super('UNVERIFIABLE', `Nothing could verify this upload: ${why}. Start over with a checksum (CLI: --fresh --checksum crc32c).`, { context });
+  }
+}
+
+/** An upload named for adoption that is not proven to hold this file. */
+export class UploadNotAdoptableError extends PartwiseError {
+  constructor(context: ErrorContext, why: string) {
+    super(
+      'UPLOAD_NOT_ADOPTABLE',
+      `Upload ${context.uploadId} of s3://${context.bucket}/${context.key} is not adopted: ${why}. Leave out the upload id to start a new upload; abort the old one with: partwise abort s3://${context.bucket}/${context.key} --upload-id ${context.uploadId}`,
+      { context },
+    );
   }
 }
 

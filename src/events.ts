@@ -5,6 +5,7 @@
 import type { EventEmitter } from 'eventemitter3';
 import type { ChecksumAlgorithm } from './checksums.ts';
 import type { PartwiseError } from './errors.ts';
+import type { DiscoveryReport } from './discover.ts';
 import type { ReconcileReport, VerificationBasis } from './reconcile.ts';
 
 export type Phase = 'prepare' | 'verify' | 'upload' | 'complete' | 'done';
@@ -47,6 +48,8 @@ export interface PlanEvent {
   resumed: boolean;
   /** set when the requested part size was raised to fit 10,000 parts */
   partSizeAdjustedFrom?: number;
+  /** set when no journal existed and an upload found on the server was proven to be this file's */
+  adopted?: boolean;
   journalPath: string;
 }
 
@@ -107,6 +110,8 @@ export interface ProgressSnapshot {
 export interface UploadEvents {
   plan: (e: PlanEvent) => void;
   phase: (e: { phase: Phase }) => void;
+  /** no journal: the uploads of this key found on the server, and which (if any) was adopted */
+  discover: (report: DiscoveryReport) => void;
   reconcile: (report: ReconcileReport) => void;
   'verify-progress': (e: { bytesHashed: number; bytesToHash: number; partsHashed: number; partsToHash: number }) => void;
   'part-start': (e: { partNumber: number; size: number; attempt: number }) => void;

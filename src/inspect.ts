@@ -46,6 +46,8 @@ export interface IncompleteUploadRow {
   bytes?: number;
   /** why the parts could not be listed (AccessDenied, …): never shown as "0 parts" */
   partsError?: string;
+  /** when a lifecycle rule will abort it (x-amz-abort-date), when the server says */
+  abortDate?: Date;
   /** the local journal that knows this upload, if any */
   journalPath?: string;
   /** the local file that journal uploads */
@@ -66,6 +68,7 @@ export async function listIncompleteUploads(s3: S3Port, bucket: string, prefix: 
         const listed = await listAllParts(listPartsCaller(s3, { bucket, key: u.key, uploadId: u.uploadId }, req));
         row.parts = listed.parts.length;
         row.bytes = listed.parts.reduce((a, p) => a + Math.max(0, p.size), 0);
+        if (listed.abortDate) row.abortDate = listed.abortDate;
       } catch (err) {
         if (!(err instanceof S3RequestError)) throw err;
         // Finished or aborted between the two calls, or not allowed: say which, never "0 parts".

@@ -139,7 +139,48 @@ export async function removeStaleTemps(path: string): Promise<void> {
 
 export async function deleteJournal(path: string): Promise<void> {
   await rm(path, { force: true });
+  await removeIntent(path);
   await removeStaleTemps(path);
+}
+
+/**
+ * Written before CreateMultipartUpload, removed once the journal names the upload: a process
+ * stopped in between leaves this, so the next run knows to look for (and adopt) the upload it
+ * created. It holds no secret: bucket, key and a time.
+ */
+export interface Intent {
+  bucket: string;
+  key: string;
+  createdAt: string;
+}
+
+const intentPath = (journalPath: string) => `${journalPath}.intent`;
+
+export async function writeIntent(journalPath: string, intent: Intent): Promise<void> {
+  const p = intentPath(journalPath);
+  await mkdir(join(p, '..'), { recursive: true, mode: 0o700 });
+  const tmp = `${p}.tmp-${process.pid}`;
+  const fh = await open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(JSON.stringify(intent));
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, p);
+}
+
+export async function readIntent(journalPath: string): Promise<Intent | undefined> {
+  try {
+    const raw = JSON.parse(await readFile(intentPath(journalPath), 'utf8')) as Intent;
+    return typeof raw.createdAt === 'string' && typeof raw.key === 'string' ? raw : undefined;
+  } catch {
+    return undefined; // absent, or torn by a crash mid-write: no intent
+  }
+}
+
+export async function removeIntent(journalPath: string): Promise<void> {
+  await rm(intentPath(journalPath), { force: true });
 }
 
 /**

@@ -9,6 +9,10 @@ export interface ListAllResult {
    * are simply treated as missing and re-uploaded (an upload of an existing part number replaces it).
    */
   stoppedEarly: boolean;
+  /** what the first page said of the upload */
+  checksumAlgorithm?: string;
+  checksumType?: string;
+  abortDate?: Date;
 }
 
 /** S3's page size cap for ListParts. */
@@ -25,9 +29,15 @@ export async function listAllParts(
   const byNumber = new Map<number, RemotePart>();
   let marker: number | undefined;
   let pages = 0;
+  const about: Pick<ListAllResult, 'checksumAlgorithm' | 'checksumType' | 'abortDate'> = {};
   for (;;) {
     const page = await call(marker);
     pages++;
+    if (pages === 1) {
+      if (page.checksumAlgorithm) about.checksumAlgorithm = page.checksumAlgorithm;
+      if (page.checksumType) about.checksumType = page.checksumType;
+      if (page.abortDate) about.abortDate = page.abortDate;
+    }
     let highest = marker ?? 0;
     for (const p of page.parts) {
       if (p.partNumber > (marker ?? 0)) byNumber.set(p.partNumber, p); // ignore repeats of earlier pages
@@ -37,11 +47,11 @@ export async function listAllParts(
     const next = Math.max(page.nextPartNumberMarker ?? 0, highest);
     if (next <= (marker ?? 0) || next >= 10_000) {
       // Nothing to gain from asking again (or nothing can follow part 10,000).
-      return { parts: sorted(byNumber), pages, stoppedEarly: next < 10_000 };
+      return { parts: sorted(byNumber), pages, stoppedEarly: next < 10_000, ...about };
     }
     marker = next;
   }
-  return { parts: sorted(byNumber), pages, stoppedEarly: false };
+  return { parts: sorted(byNumber), pages, stoppedEarly: false, ...about };
 }
 
 function sorted(m: Map<number, RemotePart>): RemotePart[] {

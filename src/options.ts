@@ -42,6 +42,14 @@ export interface EngineOptions extends RequestOptions {
   streamPartsAbove?: number;
   /** abort any journaled upload for this file and destination and start over */
   fresh?: boolean;
+  /**
+   * With no journal, look for uploads of this key already on the server and adopt the one proven
+   * to hold this file (default false in the library, on in the CLI). An upload this machine was
+   * creating when it was stopped is looked for whatever this says.
+   */
+  discover?: boolean;
+  /** adopt this upload (with the same proof as discovery) instead of starting one */
+  uploadId?: string;
   contentType?: string;
   metadata?: Record<string, string>;
   /** test hook: randomness for retry jitter */

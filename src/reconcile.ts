@@ -9,6 +9,8 @@ export interface RemotePart {
   etag: string;
   /** base64 checksum of the upload's algorithm, when the server lists one */
   checksum?: string;
+  /** which algorithm that checksum is (as the listing names it) */
+  checksumAlgorithm?: ChecksumAlgorithm;
 }
 
 /** The evidence a part was verified by. */

@@ -275,7 +275,10 @@ export class SdkS3Port implements S3Port {
       const rp: RemotePart = { partNumber: p.PartNumber ?? -1, size: p.Size ?? -1, etag: p.ETag ?? '' };
       const sums = readChecksums(p);
       const alg = CHECKSUM_ALGORITHMS.find((a) => sums[a] !== undefined);
-      if (alg) rp.checksum = sums[alg]!;
+      if (alg) {
+        rp.checksum = sums[alg]!;
+        rp.checksumAlgorithm = alg;
+      }
       return rp;
     });
     const next = out.NextPartNumberMarker !== undefined ? Number(out.NextPartNumberMarker) : undefined;
@@ -284,6 +287,8 @@ export class SdkS3Port implements S3Port {
       isTruncated: out.IsTruncated === true,
       ...(next !== undefined && Number.isFinite(next) ? { nextPartNumberMarker: next } : {}),
       ...(out.ChecksumAlgorithm ? { checksumAlgorithm: out.ChecksumAlgorithm } : {}),
+      ...(out.ChecksumType ? { checksumType: out.ChecksumType } : {}),
+      ...(out.AbortDate ? { abortDate: out.AbortDate } : {}),
     };
   }
 

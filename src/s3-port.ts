@@ -72,6 +72,9 @@ export interface ListPartsOutput {
   isTruncated: boolean;
   nextPartNumberMarker?: number;
   checksumAlgorithm?: string;
+  checksumType?: string;
+  /** when a lifecycle rule will abort the upload (x-amz-abort-date), if one applies */
+  abortDate?: Date;
 }
 
 export interface CompleteInput extends UploadRef {

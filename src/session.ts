@@ -9,7 +9,7 @@ import type { EngineContext } from './context.ts';
 import { JournalMismatchError, RemotePartsInconsistentError, UploadGoneError, isNoSuchUpload, type ErrorContext } from './errors.ts';
 import { assertSourceUnchanged, type SourceFingerprint } from './file-source.ts';
 import type { LocalDigest } from './hashing.ts';
-import { JOURNAL_SCHEMA, writeJournalAtomic, type JournalData, type JournalPart } from './journal.ts';
+import { JOURNAL_SCHEMA, removeIntent, writeIntent, writeJournalAtomic, type JournalData, type JournalPart } from './journal.ts';
 import { listAllParts, listPartsCaller, type ListAllResult } from './list-parts.ts';
 import { sseKeyMd5, wantedAlgorithm, type EngineOptions } from './options.ts';
 import { partAt, planParts, type PartPlan, type PlannedPart } from './planner.ts';
@@ -50,6 +50,8 @@ export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPat
   const wanted = wantedAlgorithm(o);
   const alg = wanted === undefined ? DEFAULT_CHECKSUM_ALGORITHM : wanted;
   const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
+  // Recorded before Create: a stop between Create and the journal leaves a trail to the upload.
+  await writeIntent(journalPath, { bucket: o.bucket, key: o.key, createdAt: new Date().toISOString() });
   const created = await cx.retry(() =>
     cx.s3.createMultipartUpload(
       {
@@ -86,6 +88,7 @@ export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPat
   };
   // On disk before the first part: a crash from here on leaves a resumable upload.
   await writeJournalAtomic(journalPath, journal);
+  await removeIntent(journalPath);
   cx.emit('plan', {
     bucket: o.bucket,
     key: o.key,
@@ -109,10 +112,14 @@ export interface RemoteVerification {
   stoppedEarly: boolean;
 }
 
-/** Every part the server lists, every page, re-hashed from the local file on worker threads, then reconciled. */
-export async function verifyAgainstServer(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint): Promise<RemoteVerification> {
+/** Every part the server lists for the journal's upload, every page (with the stuck-marker guard). */
+export function listRemote(cx: EngineContext, j: Pick<JournalData, 'bucket' | 'key' | 'uploadId'>): Promise<ListAllResult> {
   const call = listPartsCaller(cx.s3, { bucket: j.bucket, key: j.key, uploadId: j.uploadId }, cx.req, cx.signal);
-  const listed: ListAllResult = await listAllParts((marker) => cx.retry(() => call(marker)));
+  return listAllParts((marker) => cx.retry(() => call(marker)));
+}
+
+/** The listed parts re-hashed from the local file on worker threads, then reconciled against the plan. */
+export async function verifyListed(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint, listed: ListAllResult): Promise<RemoteVerification> {
   const toHash: PlannedPart[] = [];
   for (const r of listed.parts) {
     if (r.partNumber < 1 || r.partNumber > plan.partCount) continue;
@@ -141,11 +148,17 @@ export async function verifyAgainstServer(cx: EngineContext, j: JournalData, pla
   return { report, local, remote: new Map(listed.parts.map((r) => [r.partNumber, r])), stoppedEarly: listed.stoppedEarly };
 }
 
+/** Every part the server lists, every page, re-hashed from the local file on worker threads, then reconciled. */
+export async function verifyAgainstServer(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint): Promise<RemoteVerification> {
+  return verifyListed(cx, j, plan, fp, await listRemote(cx, j));
+}
+
 /**
  * Resume from a journal. `repair`: the second look after Complete said BadDigest/InvalidPart
  * (no plan event, no part-skip events: those parts were already counted).
  */
-export async function resume(cx: EngineContext, j: JournalData, fp: SourceFingerprint, journalPath: string, repair = false): Promise<Opened> {
+export async function resume(cx: EngineContext, j: JournalData, fp: SourceFingerprint, journalPath: string, opts: { repair?: boolean; verified?: RemoteVerification; adopted?: boolean } = {}): Promise<Opened> {
+  const repair = opts.repair === true;
   const o = cx.o;
   checkJournalBelongs(o, j, journalPath);
   const ctx: ErrorContext = cx.errorContext({ uploadId: j.uploadId, journalPath });
@@ -159,11 +172,22 @@ export async function resume(cx: EngineContext, j: JournalData, fp: SourceFinger
     if (wanted !== undefined && wanted !== j.checksumAlgorithm) {
       cx.emit('warning', { code: 'CHECKSUM_KEPT', message: `resuming with the upload's checksum ${j.checksumAlgorithm ?? 'none'}, not the requested ${wanted ?? 'none'}` });
     }
-    cx.emit('plan', { bucket: j.bucket, key: j.key, uploadId: j.uploadId, fileSize: fp.size, partSize: plan.partSize, partCount: plan.partCount, checksumAlgorithm: j.checksumAlgorithm, resumed: true, journalPath });
+    cx.emit('plan', {
+      bucket: j.bucket,
+      key: j.key,
+      uploadId: j.uploadId,
+      fileSize: fp.size,
+      partSize: plan.partSize,
+      partCount: plan.partCount,
+      checksumAlgorithm: j.checksumAlgorithm,
+      resumed: true,
+      journalPath,
+      ...(opts.adopted ? { adopted: true } : {}),
+    });
   }
   let verified: RemoteVerification;
   try {
-    verified = await verifyAgainstServer(cx, j, plan, fp);
+    verified = opts.verified ?? (await verifyAgainstServer(cx, j, plan, fp));
   } catch (err) {
     if (!isNoSuchUpload(err)) throw err;
     // The upload is gone: completed by a run that died before it could say so, aborted, or
@@ -194,4 +218,11 @@ export async function resume(cx: EngineContext, j: JournalData, fp: SourceFinger
   j.parts = parts;
   await writeJournalAtomic(journalPath, { ...j, updatedAt: new Date().toISOString() });
   return { kind: 'session', session: { journalPath, journal: j, plan, alg: j.checksumAlgorithm, digests, resumed: true, toUpload: report.toUpload, report } };
+}
+
+/** Takes over an upload discovery proved to be this file's: its journal is written, then it resumes. */
+export async function adopt(cx: EngineContext, a: { journal: JournalData; verified: RemoteVerification }, fp: SourceFingerprint, journalPath: string): Promise<Opened> {
+  await writeJournalAtomic(journalPath, a.journal);
+  await removeIntent(journalPath);
+  return resume(cx, a.journal, fp, journalPath, { verified: a.verified, adopted: true });
 }

@@ -89,6 +89,8 @@ export interface EmulatorOptions {
   repeatCompleteSucceeds?: boolean;
   /** false: HeadObject / GetObject never report checksums (as some S3-compatible servers) */
   headChecksums?: boolean;
+  /** a lifecycle rule (AbortIncompleteMultipartUpload): ListParts reports x-amz-abort-date this long after initiation */
+  abortAfterMs?: number;
 }
 
 export interface LoggedRequest {
@@ -145,6 +147,13 @@ export class S3Emulator {
 
   count(op: OpName, partNumber?: number): number {
     return this.log.filter((l) => l.op === op && (partNumber === undefined || l.partNumber === partNumber)).length;
+  }
+
+  /** Moves an upload's initiation time back (as if started that long ago). */
+  backdate(uploadId: string, ms: number): void {
+    const u = this.uploads.get(uploadId);
+    if (!u) throw new Error(`no upload ${uploadId}`);
+    u.initiated = new Date(u.initiated.getTime() - ms);
   }
 
   /** Lifecycle expiry, or an abort by someone else. */
@@ -334,7 +343,9 @@ export class S3Emulator {
         const parts = page
           .map(([n, p]) => `<Part>${el('PartNumber', n)}${el('LastModified', p.lastModified.toISOString())}${el('ETag', `"${p.etag}"`)}${el('Size', p.data.length)}${u.algorithm && p.checksum ? el(`Checksum${u.algorithm}`, p.checksum) : ''}</Part>`)
           .join('');
+        const abortAfter = this.options.abortAfterMs;
         return {
+          ...(abortAfter !== undefined ? { headers: { 'x-amz-abort-date': new Date(u.initiated.getTime() + abortAfter).toUTCString(), 'x-amz-abort-rule-id': 'expire-incomplete' } } : {}),
           body:
             `<ListPartsResult>${el('Bucket', u.bucket)}${el('Key', u.key)}${el('UploadId', u.uploadId)}${el('PartNumberMarker', marker)}` +
             `${el('NextPartNumberMarker', page.at(-1)?.[0] ?? 0)}${el('MaxParts', max)}${el('IsTruncated', truncated)}${parts}` +

@@ -1,0 +1,176 @@
+/**
+ * Discovery: with no journal, find the multipart uploads already open for exactly this key, prove
+ * which (if any) holds this file's bytes with the same evidence a resume uses, and adopt it. A
+ * candidate with a part that does not match is never adopted; one with no parts is adopted only
+ * when this machine recorded, before CreateMultipartUpload, that it was about to create it.
+ */
+import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, etagsAreMd5, isChecksumAlgorithm, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
+import type { EngineContext } from './context.ts';
+import { S3RequestError, isNoSuchUpload } from './errors.ts';
+import type { SourceFingerprint } from './file-source.ts';
+import { JOURNAL_SCHEMA, type JournalData } from './journal.ts';
+import type { ListAllResult } from './list-parts.ts';
+import { sseKeyMd5, wantedAlgorithm } from './options.ts';
+import { planParts, type PartPlan } from './planner.ts';
+import type { RemotePart } from './reconcile.ts';
+import type { IncompleteUpload } from './s3-port.ts';
+import { listRemote, verifyListed, type RemoteVerification } from './session.ts';
+
+export type CandidateStatus = 'match' | 'stale' | 'expired' | 'unprovable';
+
+export interface CandidateReport {
+  uploadId: string;
+  initiated?: Date;
+  abortDate?: Date;
+  parts: number;
+  status: CandidateStatus;
+  /** why, in words: what proved it, or what ruled it out */
+  why: string;
+  partSize?: number;
+}
+
+export interface DiscoveryReport {
+  key: string;
+  candidates: CandidateReport[];
+  /** the upload adopted (or, for status, that would be) */
+  chosen?: string;
+  why: string;
+}
+
+export interface Adoption {
+  journal: JournalData;
+  plan: PartPlan;
+  verified: RemoteVerification;
+}
+
+/** Every in-progress upload of exactly `key` (the listing's prefix is only a prefix), every page. */
+export async function uploadsOfKey(cx: EngineContext, bucket: string, key: string): Promise<IncompleteUpload[]> {
+  const out: IncompleteUpload[] = [];
+  let keyMarker: string | undefined;
+  let uploadIdMarker: string | undefined;
+  for (let page = 0; page < 10_000; page++) {
+    const res = await cx.retry(() =>
+      cx.s3.listMultipartUploads({ bucket, prefix: key, ...(keyMarker ? { keyMarker } : {}), ...(uploadIdMarker ? { uploadIdMarker } : {}) }, cx.req, cx.signal),
+    );
+    out.push(...res.uploads.filter((u) => u.key === key));
+    if (!res.isTruncated || (!res.nextKeyMarker && !res.nextUploadIdMarker)) break;
+    if (res.nextKeyMarker === keyMarker && res.nextUploadIdMarker === uploadIdMarker) break; // marker stuck
+    if (res.nextKeyMarker !== undefined && res.nextKeyMarker > key) break; // sorted by key: past ours
+    keyMarker = res.nextKeyMarker;
+    uploadIdMarker = res.nextUploadIdMarker;
+  }
+  return out;
+}
+
+/**
+ * The part size an upload was made with, from its listed parts: every part but the file's last has
+ * the part size; the last has the rest. Refused when the parts cannot be this file's layout.
+ */
+export function inferLayout(parts: readonly Pick<RemotePart, 'partNumber' | 'size'>[], fileSize: number): { partSize: number; partCount: number } | { why: string } {
+  if (parts.length === 0) return { why: 'it has no parts yet' };
+  const partSize = Math.max(...parts.map((p) => p.size));
+  if (partSize <= 0) return { why: 'its parts are empty' };
+  const partCount = Math.max(1, Math.ceil(fileSize / partSize));
+  const lastSize = fileSize - (partCount - 1) * partSize;
+  for (const p of parts) {
+    if (p.partNumber > partCount) return { why: `part ${p.partNumber} is beyond the ${partCount} parts of ${partSize} bytes this file would have` };
+    const want = p.partNumber === partCount ? lastSize : partSize;
+    if (p.size !== want) return { why: `part ${p.partNumber} has ${p.size} bytes; with ${partSize}-byte parts this file's part ${p.partNumber} has ${want}` };
+  }
+  return { partSize, partCount };
+}
+
+interface Evaluated {
+  report: CandidateReport;
+  adoption?: Adoption;
+}
+
+function journalFor(cx: EngineContext, fp: SourceFingerprint, uploadId: string, plan: PartPlan, listed: ListAllResult, endpoint: string): JournalData {
+  const o = cx.o;
+  const named = listed.checksumAlgorithm ?? listed.parts.find((p) => p.checksumAlgorithm)?.checksumAlgorithm;
+  const alg: ChecksumAlgorithm | null = isChecksumAlgorithm(named) ? named : listed.parts.length === 0 ? (wantedAlgorithm(o) === undefined ? DEFAULT_CHECKSUM_ALGORITHM : wantedAlgorithm(o)!) : null;
+  const type: ChecksumType | null = alg ? (listed.checksumType === 'COMPOSITE' || listed.checksumType === 'FULL_OBJECT' ? listed.checksumType : (o.checksumType ?? checksumTypeFor(alg))) : null;
+  const now = new Date().toISOString();
+  return {
+    schema: JOURNAL_SCHEMA,
+    bucket: o.bucket,
+    key: o.key,
+    uploadId,
+    endpoint,
+    partSize: plan.partSize,
+    partCount: plan.partCount,
+    checksumAlgorithm: alg,
+    checksumType: type,
+    etagIsMd5: etagsAreMd5({ serverSideEncryption: o.serverSideEncryption, sseCustomerAlgorithm: o.sseCustomerKey ? 'AES256' : undefined, etag: listed.parts[0]?.etag }),
+    source: fp,
+    sseCustomerKeyMd5: sseKeyMd5(o),
+    createdAt: now,
+    updatedAt: now,
+    parts: [],
+  };
+}
+
+async function evaluate(cx: EngineContext, fp: SourceFingerprint, u: IncompleteUpload, endpoint: string, intentSince: number | undefined): Promise<Evaluated | undefined> {
+  const base = { uploadId: u.uploadId, ...(u.initiated ? { initiated: u.initiated } : {}) };
+  let listed: ListAllResult;
+  try {
+    listed = await listRemote(cx, { bucket: cx.o.bucket, key: cx.o.key, uploadId: u.uploadId });
+  } catch (err) {
+    if (isNoSuchUpload(err)) return undefined; // finished or aborted meanwhile
+    if (err instanceof S3RequestError) return { report: { ...base, parts: 0, status: 'unprovable', why: `its parts cannot be listed (${err.s3Code})` } };
+    throw err;
+  }
+  const report = { ...base, parts: listed.parts.length, ...(listed.abortDate ? { abortDate: listed.abortDate } : {}) };
+  if (listed.abortDate && listed.abortDate.getTime() <= Date.now()) {
+    return { report: { ...report, status: 'expired', why: `a lifecycle rule aborts it (abort date ${listed.abortDate.toISOString()} has passed)` } };
+  }
+  let plan: PartPlan;
+  if (listed.parts.length === 0) {
+    // Nothing to prove it by; only this machine's record of creating it makes it ours.
+    const ours = intentSince !== undefined && (intentSince === -Infinity || (u.initiated !== undefined && u.initiated.getTime() >= intentSince));
+    if (!ours) return { report: { ...report, status: 'unprovable', why: 'it has no parts to prove it holds this file' } };
+    const o = cx.o;
+    plan = planParts(fp.size, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}) });
+  } else {
+    const layout = inferLayout(listed.parts, fp.size);
+    if ('why' in layout) return { report: { ...report, status: 'stale', why: `its parts are not this file's layout: ${layout.why}` } };
+    plan = { fileSize: fp.size, ...layout };
+  }
+  const journal = journalFor(cx, fp, u.uploadId, plan, listed, endpoint);
+  const verified = await verifyListed(cx, journal, plan, fp, listed);
+  const r = verified.report;
+  if (r.extraParts.length) return { report: { ...report, status: 'stale', why: `it has parts ${r.extraParts.join(', ')} beyond this file's ${plan.partCount}` } };
+  const listedNumbers = new Set(listed.parts.map((p) => p.partNumber));
+  const bad = r.parts.find((p) => listedNumbers.has(p.partNumber) && p.status !== 'verified');
+  if (bad) {
+    const status: CandidateStatus = bad.status === 'unverifiable' ? 'unprovable' : 'stale';
+    return { report: { ...report, status, partSize: plan.partSize, why: `part ${bad.partNumber}: ${bad.status}${bad.detail ? ` (${bad.detail})` : ''}` } };
+  }
+  const why = listed.parts.length ? `all ${listed.parts.length} of its parts match this file (${[...new Set(r.parts.flatMap((p) => p.basis))].join(' and ')})` : 'this machine created it and was stopped before its journal was written';
+  return { report: { ...report, status: 'match', partSize: plan.partSize, why }, adoption: { journal, plan, verified } };
+}
+
+/**
+ * Finds and proves the uploads of this key. `uploadId`: only that one (adopt it or say why not).
+ * `intentSince`: this machine recorded, at that time, that it was about to create an upload.
+ */
+export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoint: string, opts: { uploadId?: string; intentSince?: number } = {}): Promise<{ report: DiscoveryReport; adoption?: Adoption }> {
+  const key = cx.o.key;
+  const uploads = opts.uploadId ? [{ key, uploadId: opts.uploadId }] : await uploadsOfKey(cx, cx.o.bucket, key);
+  // Named explicitly, an upload with no parts yet is the caller's to adopt.
+  const intentSince = opts.uploadId ? -Infinity : opts.intentSince;
+  // Newest first: when several match, the most recent is adopted.
+  uploads.sort((a, b) => (b.initiated?.getTime() ?? 0) - (a.initiated?.getTime() ?? 0));
+  const evaluated: Evaluated[] = [];
+  for (const u of uploads) {
+    const e = await evaluate(cx, fp, u, endpoint, intentSince);
+    if (e) evaluated.push(e);
+  }
+  const chosen = evaluated.find((e) => e.adoption);
+  const candidates = evaluated.map((e) => e.report);
+  const report: DiscoveryReport = chosen
+    ? { key, candidates, chosen: chosen.report.uploadId, why: `adopting upload ${chosen.report.uploadId}: ${chosen.report.why}` }
+    : { key, candidates, why: candidates.length ? `none of the ${candidates.length} open upload(s) of this key is proven to hold this file` : 'no upload of this key is open on the server' };
+  cx.emit('discover', report);
+  return chosen?.adoption ? { report, adoption: chosen.adoption } : { report };
+}
