@@ -7,7 +7,8 @@
 import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, etagsAreMd5, isChecksumAlgorithm, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
 import type { EngineContext } from './context.ts';
 import { S3RequestError, isNoSuchUpload } from './errors.ts';
-import type { SourceFingerprint } from './file-source.ts';
+import { fingerprint, type SourceFingerprint } from './file-source.ts';
+import { verifyObject, type VerifyObjectResult } from './inspect.ts';
 import { JOURNAL_SCHEMA, type JournalData } from './journal.ts';
 import type { ListAllResult } from './list-parts.ts';
 import { sseKeyMd5, wantedAlgorithm } from './options.ts';
@@ -173,4 +174,21 @@ export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoin
     : { key, candidates, why: candidates.length ? `none of the ${candidates.length} open upload(s) of this key is proven to hold this file` : 'no upload of this key is open on the server' };
   cx.emit('discover', report);
   return chosen?.adoption ? { report, adoption: chosen.adoption } : { report };
+}
+
+/**
+ * No upload to adopt: is the object at the key already this file (a run stopped after it forgot
+ * its journal, or the same file uploaded before)? Only a same-size object is hashed, and only
+ * identifying evidence counts.
+ */
+export async function alreadyThere(cx: EngineContext): Promise<VerifyObjectResult & { etag: string } | undefined> {
+  const o = cx.o;
+  const head = await cx.retry(() => cx.s3.headObject({ bucket: o.bucket, key: o.key }, cx.req, cx.signal)).catch((err: unknown) => {
+    if (err instanceof S3RequestError && (err.httpStatus === 403 || err.s3Code === 'AccessDenied')) return undefined; // cannot look: upload
+    throw err;
+  });
+  const fp = await fingerprint(o.file);
+  if (!head || head.size !== fp.size) return undefined;
+  const r = await verifyObject(cx.s3, { file: o.file, bucket: o.bucket, key: o.key, req: cx.req, signal: cx.signal, ...(o.hashWorkers !== undefined ? { hashWorkers: o.hashWorkers } : {}) });
+  return r.proven ? { ...r, etag: head.etag } : undefined;
 }

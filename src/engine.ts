@@ -20,7 +20,7 @@ import { ProgressTracker } from './progress.ts';
 import type { ReconcileReport } from './reconcile.ts';
 import { sendParts } from './send.ts';
 import { adopt, begin, checkJournalBelongs, planFromJournal, resume, verifyAgainstServer } from './session.ts';
-import { discover, type DiscoveryReport } from './discover.ts';
+import { alreadyThere, discover, type DiscoveryReport } from './discover.ts';
 import type { PartPlan } from './planner.ts';
 
 export type { EngineOptions } from './options.ts';
@@ -117,7 +117,30 @@ export class Upload extends EventEmitter<UploadEvents> {
       await removeStaleTemps(journalPath);
       const existing = await this.existingJournal(journalPath);
       const opened = existing ? await resume(this.cx, existing, fp, journalPath) : await this.adoptOrBegin(fp, journalPath, endpoint);
-      if (opened.kind === 'finished') {
+      if (opened.kind === 'present') {
+        const p = opened.present;
+        this.cx.emit('warning', { code: 'ALREADY_COMPLETE', message: `the object at the key is already this file (${p.checks.join(', ')}); nothing sent` });
+        outcome = {
+          ok: true,
+          result: {
+            bucket: this.options.bucket,
+            key: this.options.key,
+            uploadId: '',
+            etag: stripQuotes(p.etag),
+            size: fp.size,
+            partCount: p.partCount,
+            partsUploaded: 0,
+            partsSkipped: p.partCount,
+            bytesSent: 0,
+            retries: this.cx.stats.retries,
+            resumed: false,
+            alreadyComplete: true,
+            checksumAlgorithm: p.checksumAlgorithm,
+            verification: { level: p.level, checks: p.checks },
+            durationMs: Date.now() - t0,
+          },
+        };
+      } else if (opened.kind === 'finished') {
         this.cx.emit('warning', { code: 'ALREADY_COMPLETE', message: `a previous run completed upload ${opened.journal.uploadId}; the object is proven to be the file: ${opened.proof.judgement.checks.join(', ')}` });
         outcome = { ok: true, result: this.result(opened.journal, opened.plan, opened.proof, t0, { resumed: true, alreadyComplete: true, partsSkipped: opened.plan.partCount }) };
       } else {
@@ -182,6 +205,10 @@ export class Upload extends EventEmitter<UploadEvents> {
       const found = await discover(this.cx, fp, endpoint, { ...(o.uploadId ? { uploadId: o.uploadId } : {}), ...(intentSince !== undefined ? { intentSince } : {}) });
       if (found.adoption) return adopt(this.cx, found.adoption, fp, journalPath);
       if (o.uploadId) throw new UploadNotAdoptableError(this.cx.errorContext({ uploadId: o.uploadId }), found.report.candidates[0]?.why ?? 'the server does not know it');
+      if (o.discover) {
+        const present = await alreadyThere(this.cx);
+        if (present) return { kind: 'present' as const, present };
+      }
     }
     return begin(this.cx, fp, journalPath, endpoint);
   }

@@ -136,13 +136,13 @@ export interface VerifyObjectResult {
  */
 export async function verifyObject(
   s3: S3Port,
-  args: { file: string; bucket: string; key: string; req?: RequestOptions; hashWorkers?: number; onBytes?: (n: number) => void },
+  args: { file: string; bucket: string; key: string; req?: RequestOptions; hashWorkers?: number; onBytes?: (n: number) => void; signal?: AbortSignal },
 ): Promise<VerifyObjectResult> {
   await loadHashers();
   const req = args.req ?? {};
   const ctx = { bucket: args.bucket, key: args.key };
   const fp = await fingerprint(args.file);
-  const head = await s3.headObject({ bucket: args.bucket, key: args.key }, req);
+  const head = await s3.headObject({ bucket: args.bucket, key: args.key }, req, args.signal);
   if (!head) throw new ObjectVerificationError(ctx, ['the object does not exist']);
   const alg = CHECKSUM_ALGORITHMS.find((a) => head.checksums[a] !== undefined) ?? null;
   const base = { partSize: fp.size, partCount: 1, checksumAlgorithm: alg, bytesHashed: 0 };
@@ -175,6 +175,7 @@ export async function verifyObject(
   let bytesHashed = 0;
   const digests = await hashPartsInWorkers(fp.path, parts, alg ?? undefined, {
     ...(args.hashWorkers !== undefined ? { workers: args.hashWorkers } : {}),
+    ...(args.signal ? { signal: args.signal } : {}),
     onBytes: (n) => {
       bytesHashed += n;
       args.onBytes?.(n);

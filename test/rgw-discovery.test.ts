@@ -153,6 +153,31 @@ describe('discovery against the local RADOS Gateway', () => {
     assert.deepEqual(await openUploads(key), [first.uploadId], 'left for `partwise ls` / abort');
   });
 
+  test('no journal, no upload to adopt, and the object at the key already is this file: "already complete", nothing sent (--fresh sends it anyway)', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 2 * partSize + 5);
+    const key = 'adopt/already-there';
+    const env = cliEnv(dir);
+    const first = await runCli(['upload', f.path, `s3://${bucket}/${key}`, '--part-size', '5MiB', '--json'], env);
+    assert.equal(first.code, 0, first.stderr);
+    const again = await runCli(['upload', f.path, `s3://${bucket}/${key}`, '--json'], env);
+    assert.equal(again.code, 0, again.stderr);
+    const last = jsonLines(again.stdout).at(-1)!;
+    assert.equal(last.event, 'complete');
+    assert.equal(last.alreadyComplete, true);
+    assert.equal(last.bytesSent, 0);
+    assert.equal(last.verificationLevel, 'full-object-checksum');
+    assert.equal(jsonLines(again.stdout).filter((e) => e.event === 'part-start').length, 0);
+    // Another file of the same size at that key is not "already there".
+    const other = await randomFile(dir, 2 * partSize + 5, 'other.bin');
+    const o = await runCli(['upload', other.path, `s3://${bucket}/${key}`, '--json'], env);
+    assert.equal(o.code, 0, o.stderr);
+    assert.equal(jsonLines(o.stdout).at(-1)!.alreadyComplete, false);
+    assert.equal(sha256(await getObjectBytes(bucket, key)), other.sha256);
+    const fresh = await runCli(['upload', other.path, `s3://${bucket}/${key}`, '--fresh', '--json'], env);
+    assert.equal(jsonLines(fresh.stdout).at(-1)!.alreadyComplete, false, '--fresh uploads anyway');
+  });
+
   test('abort --older-than: a dry run first, then only the old uploads under the prefix go; young ones stay', async () => {
     const dir = await tempDir();
     const f = await randomFile(dir, partSize + 5);
