@@ -78,10 +78,16 @@ type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extend
 class UsageError extends Error {}
 
 const EXIT = { ok: 0, failure: 1, usage: 2, mismatch: 3, unverified: 4, interrupted: 130 } as const;
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 function parseS3Url(url: string | undefined, needKey: boolean): { bucket: string; key: string } {
   const m = url ? /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(url) : null;
   if (!m || (needKey && !m[2])) throw new UsageError(`expected s3://<bucket>/${needKey ? '<key>' : '[<prefix>]'}, got ${url ?? 'nothing'}`);
+  // S3's rules, loosened only for legacy names some servers still hold (capitals, underscores).
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$/.test(m[1]!) || /\.\./.test(m[1]!)) {
+    throw new UsageError(`${JSON.stringify(m[1])} is not a valid bucket name (3 to 255 letters, digits, dots, hyphens; starting and ending with a letter or digit)`);
+  }
+  if (m[2] !== undefined && Buffer.byteLength(m[2]) > 1024) throw new UsageError('the key is longer than S3 allows (1,024 bytes)');
   return { bucket: m[1]!, key: m[2] ?? '' };
 }
 
@@ -217,8 +223,8 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
       process.exit(EXIT.interrupted);
     }
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // Ctrl-C, a kill, or the terminal closing: stop cleanly, the upload resumable.
+  for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
 
   const up = new Upload(engineOptions(v, file, bucket, key, ac.signal));
   let latest: ProgressSnapshot | undefined;
@@ -263,8 +269,7 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
     stop();
     return reportError(err, argv, out);
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
   }
 }
 

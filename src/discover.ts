@@ -157,7 +157,15 @@ async function evaluate(cx: EngineContext, fp: SourceFingerprint, u: IncompleteU
  */
 export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoint: string, opts: { uploadId?: string; intentSince?: number } = {}): Promise<{ report: DiscoveryReport; adoption?: Adoption }> {
   const key = cx.o.key;
-  const uploads = opts.uploadId ? [{ key, uploadId: opts.uploadId }] : await uploadsOfKey(cx, cx.o.bucket, key);
+  let uploads: IncompleteUpload[];
+  try {
+    uploads = opts.uploadId ? [{ key, uploadId: opts.uploadId }] : await uploadsOfKey(cx, cx.o.bucket, key);
+  } catch (err) {
+    if (!(err instanceof S3RequestError && (err.httpStatus === 403 || err.s3Code === 'AccessDenied'))) throw err;
+    // Without s3:ListBucketMultipartUploads nothing can be found; say so and go on.
+    cx.emit('warning', { code: 'DISCOVERY_SKIPPED', message: `cannot list the uploads of this key (${err.s3Code}: needs s3:ListBucketMultipartUploads); starting a new upload` });
+    uploads = [];
+  }
   // Named explicitly, an upload with no parts yet is the caller's to adopt.
   const intentSince = opts.uploadId ? -Infinity : opts.intentSince;
   // Newest first: when several match, the most recent is adopted.

@@ -114,6 +114,8 @@ export class Upload extends EventEmitter<UploadEvents> {
     let fh: FileHandle | undefined;
     let outcome: Outcome;
     try {
+      // Local things first: a file that cannot be read is refused before anything exists on the server.
+      fh = await openSource(this.options.file);
       await removeStaleTemps(journalPath);
       const existing = await this.existingJournal(journalPath);
       const opened = existing ? await resume(this.cx, existing, fp, journalPath) : await this.adoptOrBegin(fp, journalPath, endpoint);
@@ -145,7 +147,6 @@ export class Upload extends EventEmitter<UploadEvents> {
         outcome = { ok: true, result: this.result(opened.journal, opened.plan, opened.proof, t0, { resumed: true, alreadyComplete: true, partsSkipped: opened.plan.partCount }) };
       } else {
         let session = opened.session;
-        fh = await openSource(this.options.file);
         await sendParts(this.cx, session, fh);
         let finished;
         try {

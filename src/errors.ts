@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'OBJECT_UNVERIFIED'
   | 'UNVERIFIABLE'
   | 'UPLOAD_NOT_ADOPTABLE'
+  | 'STATE_UNWRITABLE'
   | 'UNEXPECTED';
 
 export interface ErrorContext {
@@ -59,7 +60,9 @@ export class FileTooLargeError extends PartwiseError {
 
 export class SourceUnreadableError extends PartwiseError {
   constructor(path: string, cause: unknown) {
-    super('SOURCE_UNREADABLE', `Cannot read ${path}: ${(cause as Error)?.message ?? String(cause)}. Check the path and its permissions.`, { cause });
+    const code = (cause as NodeJS.ErrnoException)?.code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENOTDIR' ? 'a part of the path is not a folder' : ((cause as Error)?.message ?? String(cause));
+    super('SOURCE_UNREADABLE', `Cannot read ${path}: ${why}. Check the path and its permissions; nothing was sent.`, { cause });
   }
 }
 
@@ -130,7 +133,7 @@ export class PartFailedError extends PartwiseError {
   constructor(context: ErrorContext, cause: unknown) {
     super(
       'PART_FAILED',
-      `Part ${context.partNumber} of upload ${context.uploadId} failed after retries: ${describeCause(cause)}. The journal keeps every finished part; run the same upload again to resume.`,
+      `Part ${context.partNumber} of upload ${context.uploadId} failed: ${describeCause(cause)}. The journal keeps every finished part; run the same upload again to resume.`,
       { context, cause, resumable: true },
     );
   }
@@ -190,6 +193,19 @@ export class UploadNotAdoptableError extends PartwiseError {
   }
 }
 
+/** The state folder (journals and locks) cannot be written: read-only, full, or not ours. */
+export class StateUnwritableError extends PartwiseError {
+  constructor(path: string, cause: unknown, context: ErrorContext = {}) {
+    const code = (cause as NodeJS.ErrnoException)?.code;
+    const why = code === 'ENOSPC' ? 'the disk is full' : code === 'EROFS' ? 'it is on a read-only file system' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : ((cause as Error)?.message ?? String(cause));
+    super(
+      'STATE_UNWRITABLE',
+      `Cannot write the state folder ${path} (${why}). ${context.uploadId ? 'The journal on disk still holds every part recorded so far; free space or fix the folder, then run the same upload again to resume' : 'Nothing was sent; free space or fix the folder, or choose another with --state-dir / PARTWISE_STATE_DIR'}.`,
+      { context, cause, resumable: true },
+    );
+  }
+}
+
 /** A failure partwise has no name for (a bug, or the environment: disk, permissions). The journal is kept. */
 export class UnexpectedError extends PartwiseError {
   constructor(cause: unknown, context: ErrorContext) {
@@ -209,9 +225,10 @@ export class S3RequestError extends PartwiseError {
   readonly requestId: string | undefined;
 
   constructor(args: { operation: string; s3Code: string; httpStatus?: number; requestId?: string; message?: string; context?: ErrorContext; cause?: unknown }) {
+    const detail = args.message && args.message !== 'UnknownError' && args.message !== args.s3Code ? ` (${args.message})` : '';
     super(
       'S3_REQUEST_FAILED',
-      `${args.operation} failed: ${args.s3Code}${args.httpStatus ? ` (HTTP ${args.httpStatus})` : ''}${args.message ? `: ${args.message}` : ''}`,
+      `${args.operation} failed: ${args.s3Code}${args.httpStatus ? ` (HTTP ${args.httpStatus})` : ''}${detail}: ${s3Advice(args.s3Code, args.httpStatus, args.operation)}`,
       { context: args.context, cause: args.cause },
     );
     this.operation = args.operation;
@@ -227,7 +244,78 @@ export function isNoSuchUpload(err: unknown): boolean {
 }
 
 function describeCause(cause: unknown): string {
-  if (cause instanceof S3RequestError) return `${cause.s3Code}${cause.httpStatus ? ` (HTTP ${cause.httpStatus})` : ''}`;
+  if (cause instanceof S3RequestError) return `${cause.s3Code}${cause.httpStatus ? ` (HTTP ${cause.httpStatus})` : ''}: ${s3Advice(cause.s3Code, cause.httpStatus, cause.operation)}`;
   if (cause instanceof Error) return cause.message;
   return String(cause);
+}
+
+/** The IAM permission each operation needs, for AccessDenied messages. */
+const PERMISSION: Record<string, string> = {
+  CreateMultipartUpload: 's3:PutObject',
+  UploadPart: 's3:PutObject',
+  CompleteMultipartUpload: 's3:PutObject',
+  ListParts: 's3:ListMultipartUploadParts',
+  AbortMultipartUpload: 's3:AbortMultipartUpload',
+  HeadObject: 's3:GetObject',
+  GetObjectAttributes: 's3:GetObjectAttributes',
+  ListMultipartUploads: 's3:ListBucketMultipartUploads',
+};
+
+/**
+ * What an S3 or network failure means, in words, and what to do next. One table, so every message
+ * that names a failure (a request, a part, Complete) gives the same advice.
+ */
+export function s3Advice(code: string, status: number | undefined, operation: string): string {
+  switch (code) {
+    case 'NoSuchBucket':
+      return 'the bucket does not exist (or these credentials cannot see it): create it, or check its name, the endpoint and the region';
+    case 'InvalidBucketName':
+      return 'the bucket name is not valid: check it';
+    case 'AccessDenied':
+    case 'AllAccessDisabled':
+      return `these credentials may not do ${operation} here (it needs ${PERMISSION[operation] ?? 'a permission they lack'}): grant it, or use other credentials`;
+    case 'InvalidAccessKeyId':
+      return 'the server does not know this access key: check AWS_ACCESS_KEY_ID or the profile (AWS_PROFILE), and the endpoint';
+    case 'SignatureDoesNotMatch':
+      return 'the secret key does not match the access key: check AWS_SECRET_ACCESS_KEY or the profile';
+    case 'ExpiredToken':
+    case 'ExpiredTokenException':
+    case 'TokenRefreshRequired':
+    case 'RequestExpired':
+      return 'the credentials expired: refresh them, then run the same command to resume';
+    case 'InsufficientCapacity':
+      return 'the server is out of space: free space on it (or ask its operator), then run the same command to resume';
+    case 'QuotaExceeded':
+      return 'a quota on the bucket or the user is used up: raise it or free space, then run the same command to resume';
+    case 'RegionMissing':
+      return 'no region is configured: set AWS_REGION, a region in the profile, or pass --region';
+    case 'NoSuchUpload':
+      return 'the server no longer has this multipart upload';
+    case 'ECONNREFUSED':
+      return 'nothing answers at the endpoint: check --endpoint / AWS_ENDPOINT_URL and that the server is up, then run the same command';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return "the endpoint's host name does not resolve: check --endpoint / AWS_ENDPOINT_URL and the network";
+    case 'ETIMEDOUT':
+    case 'TimeoutError':
+    case 'RequestTimeout':
+    case 'RequestTimeoutException':
+      return 'the server did not answer in time: check the network, then run the same command to resume';
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'ECONNABORTED':
+    case 'UND_ERR_SOCKET':
+      return 'the connection was cut: run the same command to resume';
+    case 'SlowDown':
+    case 'Throttling':
+    case 'TooManyRequests':
+      return 'the server kept asking to slow down: run the same command to resume (with a lower --concurrency)';
+    case 'BadDigest':
+    case 'PartChecksumMismatch':
+    case 'PartETagMismatch':
+      return 'the server kept storing other bytes than were sent: check the network and the server, then run the same command to resume';
+  }
+  if (status !== undefined && status >= 500) return `the server failed: run the same command to resume (later, if it persists)`;
+  if (status === 403) return `the request was refused (it needs ${PERMISSION[operation] ?? 'a permission these credentials lack'}): check the credentials and the bucket policy`;
+  return `the server refused the request${status ? '' : ' (no HTTP answer)'}`;
 }

@@ -30,7 +30,9 @@ export type WarningCode =
   /** the object could not be read back (no s3:GetObject); Complete's own response was judged */
   | 'NO_READ_ACCESS'
   /** an unreadable journal was moved aside (--fresh) and kept for inspection */
-  | 'JOURNAL_SET_ASIDE';
+  | 'JOURNAL_SET_ASIDE'
+  /** uploads of the key could not be listed (no s3:ListBucketMultipartUploads): none adopted */
+  | 'DISCOVERY_SKIPPED';
 
 export interface WarningEvent {
   code: WarningCode;

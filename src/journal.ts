@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { link, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { chmod, link, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { isChecksumAlgorithm, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
-import { JournalCorruptError, UploadLockedError, type ErrorContext } from './errors.ts';
+import { JournalCorruptError, StateUnwritableError, UploadLockedError, type ErrorContext } from './errors.ts';
 import type { SourceFingerprint } from './file-source.ts';
 import type { LocalDigest } from './hashing.ts';
 
@@ -106,21 +106,43 @@ function validate(path: string, raw: unknown): JournalData {
  */
 export async function writeJournalAtomic(path: string, data: JournalData): Promise<void> {
   const dir = join(path, '..');
-  await mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const fh = await open(tmp, 'w', 0o600);
   try {
-    await fh.writeFile(JSON.stringify(data, null, 1) + '\n');
-    await fh.sync();
-  } finally {
-    await fh.close();
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(data, null, 1) + '\n');
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+    const dh = await open(dir, 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+  } catch (err) {
+    // The journal on disk is still the previous one, whole: the upload stays resumable.
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw new StateUnwritableError(dir, err, { bucket: data.bucket, key: data.key, uploadId: data.uploadId, journalPath: path });
   }
-  await rename(tmp, path);
-  const dh = await open(dir, 'r');
+}
+
+/**
+ * The state folder exists and is private: created 0700; one that already existed with group or
+ * other access is narrowed to 0700 when it is ours and not a shared folder (sticky, like /tmp).
+ */
+export async function prepareStateDir(dir: string): Promise<void> {
   try {
-    await dh.sync();
-  } finally {
-    await dh.close();
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const st = await stat(dir);
+    const mine = typeof process.getuid !== 'function' || st.uid === process.getuid();
+    const shared = (st.mode & 0o1000) !== 0;
+    if ((st.mode & 0o077) !== 0 && mine && !shared) await chmod(dir, 0o700);
+  } catch (err) {
+    throw new StateUnwritableError(dir, err);
   }
 }
 
@@ -158,16 +180,20 @@ const intentPath = (journalPath: string) => `${journalPath}.intent`;
 
 export async function writeIntent(journalPath: string, intent: Intent): Promise<void> {
   const p = intentPath(journalPath);
-  await mkdir(join(p, '..'), { recursive: true, mode: 0o700 });
   const tmp = `${p}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w', 0o600);
   try {
-    await fh.writeFile(JSON.stringify(intent));
-    await fh.sync();
-  } finally {
-    await fh.close();
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(intent));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, p);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw new StateUnwritableError(join(p, '..'), err, { bucket: intent.bucket, key: intent.key });
   }
-  await rename(tmp, p);
 }
 
 export async function readIntent(journalPath: string): Promise<Intent | undefined> {
@@ -329,14 +355,19 @@ async function replaceStale(path: string, stale: Holder, mine: string, me: LockI
  */
 export async function acquireLock(journalPath: string, context: ErrorContext): Promise<() => Promise<void>> {
   const lockPath = `${journalPath}.lock`;
-  await mkdir(join(lockPath, '..'), { recursive: true, mode: 0o700 });
+  await prepareStateDir(join(lockPath, '..'));
   const me: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), nonce: randomBytes(12).toString('hex') };
   const mine = `${lockPath}.new-${me.nonce}`;
-  const fh = await open(mine, 'wx', 0o600);
   try {
-    await fh.writeFile(JSON.stringify(me));
-  } finally {
-    await fh.close();
+    const fh = await open(mine, 'wx', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(me));
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    await rm(mine, { force: true }).catch(() => undefined);
+    throw new StateUnwritableError(join(lockPath, '..'), err, context);
   }
   const release = async () => unlinkIfTag(lockPath, me.nonce);
   try {

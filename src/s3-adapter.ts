@@ -161,6 +161,7 @@ export function toS3RequestError(operation: string, err: unknown): S3RequestErro
   let code = e.Code ?? e.name ?? 'UnknownError';
   if ((code === 'Error' || code === 'UnknownError' || code === 'TypeError') && e.code && NETWORK_CODE.test(e.code)) code = e.code;
   if (code === 'Error' && e.message === 'socket hang up') code = 'ECONNRESET';
+  if (/region is missing/i.test(e.message ?? '')) code = 'RegionMissing';
   const args: ConstructorParameters<typeof S3RequestError>[0] = { operation, s3Code: code, cause: err };
   if (status !== undefined) args.httpStatus = status;
   if (e.$metadata?.requestId) args.requestId = e.$metadata.requestId;
@@ -177,11 +178,13 @@ export class SdkS3Port implements S3Port {
    * because the journal's identity depends on it.
    */
   async describeEndpoint(): Promise<string> {
+    // The region is resolved here first (every request needs it): a missing one is said in words.
+    const region = await this.call('ResolveRegion', () => this.client.config.region());
     const ep = this.client.config.endpoint ? await this.client.config.endpoint() : undefined;
     if (ep) return `${ep.protocol}//${ep.hostname}${ep.port ? `:${ep.port}` : ''}${ep.path && ep.path !== '/' ? ep.path : ''}`;
     const fromEnv = process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
     if (fromEnv) return fromEnv.replace(/\/+$/, '');
-    return `aws:${await this.client.config.region()}`;
+    return `aws:${region}`;
   }
 
   async clientMaxAttempts(): Promise<number> {

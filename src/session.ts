@@ -9,6 +9,7 @@ import type { EngineContext } from './context.ts';
 import { JournalMismatchError, RemotePartsInconsistentError, UploadGoneError, isNoSuchUpload, type ErrorContext } from './errors.ts';
 import { assertSourceUnchanged, type SourceFingerprint } from './file-source.ts';
 import type { LocalDigest } from './hashing.ts';
+import { classifyError } from './retry.ts';
 import { JOURNAL_SCHEMA, removeIntent, writeIntent, writeJournalAtomic, type JournalData, type JournalPart } from './journal.ts';
 import { listAllParts, listPartsCaller, type ListAllResult } from './list-parts.ts';
 import { sseKeyMd5, wantedAlgorithm, type EngineOptions } from './options.ts';
@@ -44,6 +45,16 @@ export function planFromJournal(j: JournalData, fp: SourceFingerprint): PartPlan
   return { fileSize: fp.size, partSize: j.partSize, partCount: fp.size === 0 ? 1 : Math.ceil(fp.size / j.partSize) };
 }
 
+/** Create, forgetting the intent when the server refused for certain (a lost answer keeps it). */
+async function createUpload<T>(cx: EngineContext, journalPath: string, create: () => Promise<T>): Promise<T> {
+  try {
+    return await cx.retry(create);
+  } catch (err) {
+    if (classifyError(err) === 'fatal' && !cx.signal.aborted) await removeIntent(journalPath);
+    throw err;
+  }
+}
+
 export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPath: string, endpoint: string): Promise<Opened> {
   const o = cx.o;
   const plan = planParts(fp.size, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}) });
@@ -52,7 +63,7 @@ export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPat
   const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
   // Recorded before Create: a stop between Create and the journal leaves a trail to the upload.
   await writeIntent(journalPath, { bucket: o.bucket, key: o.key, createdAt: new Date().toISOString() });
-  const created = await cx.retry(() =>
+  const created = await createUpload(cx, journalPath, () =>
     cx.s3.createMultipartUpload(
       {
         bucket: o.bucket,
