@@ -161,7 +161,7 @@ export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoin
   try {
     uploads = opts.uploadId ? [{ key, uploadId: opts.uploadId }] : await uploadsOfKey(cx, cx.o.bucket, key);
   } catch (err) {
-    if (!(err instanceof S3RequestError && (err.httpStatus === 403 || err.s3Code === 'AccessDenied'))) throw err;
+    if (!(err instanceof S3RequestError && err.s3Code === 'AccessDenied')) throw err;
     // Without s3:ListBucketMultipartUploads nothing can be found; say so and go on.
     cx.emit('warning', { code: 'DISCOVERY_SKIPPED', message: `cannot list the uploads of this key (${err.s3Code}: needs s3:ListBucketMultipartUploads); starting a new upload` });
     uploads = [];

@@ -157,6 +157,15 @@ function orderedParts(s: Session, ctx: ReturnType<EngineContext['errorContext']>
   return ordered;
 }
 
+/**
+ * Whether running the upload again can finish it after Complete failed: yes, unless the server
+ * refused the part list itself (a rerun would send the same one). A denied permission, a part
+ * stored wrong (the resume re-verifies and resends it), a server error: all worth a rerun.
+ */
+function completeRetryable(err: unknown): boolean {
+  return !(err instanceof S3RequestError && ['EntityTooSmall', 'InvalidPartOrder', 'MalformedXML', 'InvalidArgument'].includes(err.s3Code));
+}
+
 export interface Finished {
   proof: Proof;
   completed?: CompleteOutput;
@@ -204,7 +213,7 @@ export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
       return { proof };
     }
     if (isNoSuchUpload(err)) throw new UploadGoneError(ctx, err, proof.why);
-    throw new CompleteFailedError(ctx, err, classifyError(err) !== 'fatal', proof.why);
+    throw new CompleteFailedError(ctx, err, completeRetryable(err), proof.why);
   }
   const proof = await proveObject(cx, j, expected, completed);
   if (proof.judgement.mismatches.length) throw new ObjectVerificationError(ctx, proof.judgement.mismatches);
