@@ -104,12 +104,18 @@ export interface PreparedPart {
  * the part size. The server checks what it receives against the precomputed MD5 and checksum, so a
  * change between the passes cannot slip through.
  */
-export async function preparePart(fh: FileHandle, part: PlannedPart, alg: ChecksumAlgorithm | null, streamAbove: number, reuse?: PreparedPart): Promise<PreparedPart> {
+export async function preparePart(
+  fh: FileHandle,
+  part: PlannedPart,
+  alg: ChecksumAlgorithm | null,
+  streamAbove: number,
+  from: { reuse?: PreparedPart; alloc?: (size: number) => Buffer } = {},
+): Promise<PreparedPart> {
   if (part.size > streamAbove) {
     return { body: fileRangeBody(fh, part.offset, part.size), digest: await digestFileRange(fh, part.offset, part.size, alg ?? undefined) };
   }
-  const prior = reuse && Buffer.isBuffer(reuse.body) && reuse.body.length === part.size ? reuse.body : undefined;
-  const buf = await readRange(fh, part.offset, part.size, prior);
+  const prior = from.reuse && Buffer.isBuffer(from.reuse.body) && from.reuse.body.length === part.size ? from.reuse.body : undefined;
+  const buf = await readRange(fh, part.offset, part.size, prior ?? from.alloc?.(part.size));
   return { body: buf, digest: digestBuffer(buf, alg ?? undefined) };
 }
 

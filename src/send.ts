@@ -9,6 +9,7 @@ import type { EngineContext } from './context.ts';
 import { PartFailedError, PartwiseError, PausedError, S3RequestError, SourceChangedError, UnverifiableError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import { assertSourceUnchanged, preparePart, sameDigest, type PreparedPart } from './file-source.ts';
 import { JournalWriter, type JournalPart } from './journal.ts';
+import { poolFor } from './buffer-pool.ts';
 import { DEFAULT_STREAM_PARTS_ABOVE } from './options.ts';
 import { partAt } from './planner.ts';
 import type { S3Port, UploadPartOutput } from './s3-port.ts';
@@ -52,7 +53,8 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
   const part = partAt(s.plan, n);
   const streamAbove = cx.o.streamPartsAbove ?? DEFAULT_STREAM_PARTS_ABOVE;
   // Read inside the concurrency slot: memory stays near concurrency × min(part size, streamAbove).
-  let prepared: PreparedPart = await preparePart(fh, part, s.alg, streamAbove);
+  const pool = poolFor(cx.limiter);
+  let prepared: PreparedPart = await preparePart(fh, part, s.alg, streamAbove, { alloc: (size) => pool.take(size, Math.min(s.plan.partSize, streamAbove)) });
   const digest = prepared.digest;
   const checksum = s.alg && digest.checksum ? digest.checksum.toString('base64') : undefined;
   let attempts = 0;
@@ -61,7 +63,7 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
       attempts++;
       if (attempts > 1) {
         // A retry sends the part from the file again, and the file must still hold the same bytes.
-        prepared = await preparePart(fh, part, s.alg, streamAbove, prepared);
+        prepared = await preparePart(fh, part, s.alg, streamAbove, { reuse: prepared });
         if (!sameDigest(prepared.digest, digest)) {
           throw new SourceChangedError(cx.o.file, [`the bytes of part ${n} changed during the upload`], cx.errorContext({ uploadId: s.journal.uploadId, partNumber: n }));
         }
@@ -90,6 +92,8 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
       replayable: prepared.body.length === 0,
     },
   );
+  // Acknowledged: no request holds the bytes any more, so the next part may read into them.
+  if (Buffer.isBuffer(prepared.body) && prepared.body.length > 0) pool.give(prepared.body);
   const etag = stripQuotes(out.etag);
   const jp: JournalPart = { partNumber: n, size: part.size, etag, md5: digest.md5Hex, ...(checksum ? { checksum } : {}) };
   s.journal.parts = s.journal.parts.filter((p) => p.partNumber !== n);
