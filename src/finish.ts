@@ -143,6 +143,24 @@ export async function proveFinished(cx: EngineContext, j: JournalData, plan: Par
   return judgeLook(cx, j, look, expectedObject(plan, j.checksumAlgorithm, j.etagIsMd5, digests));
 }
 
+/**
+ * RGW refuses a Complete body over `rgw_max_put_param_size` (1 MiB by default): 10,000 parts with
+ * a checksum each exceed it. Above this, a FULL_OBJECT upload sends the part list without part
+ * checksums; the server still checks the whole-object checksum it is given against its own part
+ * checksums (the same evidence), and the part ETags identify the parts.
+ */
+export const COMPLETE_BODY_LIMIT = 1024 * 1024;
+
+/** The size of Complete's XML body, as the SDK writes it (tags per part, plus the envelope). */
+export function completeBodyBytes(parts: readonly JournalPart[], alg: string | null): number {
+  let n = 200;
+  for (const p of parts) {
+    n += '<Part><ETag></ETag><PartNumber></PartNumber></Part>'.length + stripQuotes(p.etag).length + String(p.partNumber).length;
+    if (alg && p.checksum) n += 2 * `<Checksum${alg}>`.length + 1 + p.checksum.length;
+  }
+  return n;
+}
+
 /** Parts 1..N in order, with no gap and sizes adding up to the file: what Complete will be given. */
 function orderedParts(s: Session, ctx: ReturnType<EngineContext['errorContext']>): JournalPart[] {
   const byNumber = new Map(s.journal.parts.map((p) => [p.partNumber, p]));
@@ -181,19 +199,27 @@ export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
   const expected = expectedObject(s.plan, s.alg, j.etagIsMd5, s.digests);
   const values = expectedValues(expected);
   const type = s.alg ? (j.checksumType ?? checksumTypeFor(s.alg)) : undefined;
-  const input: Parameters<S3Port['completeMultipartUpload']>[0] = {
+  const fullObjectChecksum = type === 'FULL_OBJECT' ? values.fullObject : undefined;
+  const input = (withPartChecksums: boolean): Parameters<S3Port['completeMultipartUpload']>[0] => ({
     bucket: j.bucket,
     key: j.key,
     uploadId: j.uploadId,
-    parts: ordered.map((p) => ({ partNumber: p.partNumber, etag: stripQuotes(p.etag), ...(p.checksum ? { checksum: p.checksum } : {}) })),
+    parts: ordered.map((p) => ({ partNumber: p.partNumber, etag: stripQuotes(p.etag), ...(withPartChecksums && p.checksum ? { checksum: p.checksum } : {}) })),
     objectSize: s.plan.fileSize,
     ...(s.alg && type ? { checksumAlgorithm: s.alg, checksumType: type } : {}),
-    ...(type === 'FULL_OBJECT' && values.fullObject ? { fullObjectChecksum: values.fullObject } : {}),
-  };
+    ...(fullObjectChecksum ? { fullObjectChecksum } : {}),
+  });
+  const compact = fullObjectChecksum !== undefined && completeBodyBytes(ordered, s.alg) > COMPLETE_BODY_LIMIT;
 
   let completed: CompleteOutput;
   try {
-    completed = await cx.retry(() => cx.s3.completeMultipartUpload(input, cx.req, cx.signal));
+    try {
+      completed = await cx.retry(() => cx.s3.completeMultipartUpload(input(!compact), cx.req, cx.signal));
+    } catch (err) {
+      // A server that wants every part's checksum after all: the whole list, once.
+      if (!compact || cx.signal.aborted || !(err instanceof S3RequestError && ['InvalidRequest', 'InvalidPart', 'MalformedXML'].includes(err.s3Code))) throw err;
+      completed = await cx.retry(() => cx.s3.completeMultipartUpload(input(true), cx.req, cx.signal));
+    }
   } catch (err) {
     if (cx.signal.aborted) throw new PausedError(ctx, err);
     // An earlier attempt may have succeeded with its response lost: the object decides, but only

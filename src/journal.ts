@@ -74,7 +74,62 @@ export async function readJournal(path: string): Promise<JournalData | undefined
   } catch {
     throw new JournalCorruptError(path, 'not valid JSON');
   }
-  return validate(path, raw);
+  return replayLog(path, validate(path, raw));
+}
+
+/**
+ * The part log beside the journal: one line per acknowledged part, appended (so a part costs the
+ * same to record whether it is the 1st or the 10,000th), each line with a hash of itself. The
+ * journal proper is rewritten whole only at begin, resume and adoption (compaction), which also
+ * empties the log.
+ */
+const logPath = (journalPath: string) => `${journalPath}.log`;
+
+interface LogRecord {
+  /** the upload the record belongs to (a log left by another upload is ignored) */
+  u: string;
+  part: JournalPart;
+  /** false once the server's ETags proved not to be MD5s */
+  etagIsMd5: boolean;
+}
+
+const lineHash = (json: string) => createHash('sha256').update(json).digest('hex').slice(0, 16);
+
+export function logLine(r: LogRecord): string {
+  const json = JSON.stringify(r);
+  return `${json}\t${lineHash(json)}\n`;
+}
+
+/**
+ * The journal plus every whole record of its log. A line whose hash does not match (a write torn
+ * by a crash, which can only be the last) ends the replay: the parts before it are the journal.
+ */
+async function replayLog(path: string, j: JournalData): Promise<JournalData> {
+  let text: string;
+  try {
+    text = await readFile(logPath(path), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return j;
+    throw err;
+  }
+  const parts = new Map(j.parts.map((p) => [p.partNumber, p]));
+  let etagIsMd5 = j.etagIsMd5;
+  for (const line of text.split('\n')) {
+    const tab = line.lastIndexOf('\t');
+    if (tab < 0 || lineHash(line.slice(0, tab)) !== line.slice(tab + 1)) break;
+    let r: LogRecord;
+    try {
+      r = JSON.parse(line.slice(0, tab)) as LogRecord;
+    } catch {
+      break;
+    }
+    if (r.u !== j.uploadId) continue;
+    const q = r.part as unknown as Record<string, unknown>;
+    if (!Number.isSafeInteger(q.partNumber) || !Number.isSafeInteger(q.size) || typeof q.etag !== 'string' || typeof q.md5 !== 'string') break;
+    parts.set(r.part.partNumber, r.part);
+    if (r.etagIsMd5 === false) etagIsMd5 = false;
+  }
+  return { ...j, etagIsMd5, parts: [...parts.values()].sort((a, b) => a.partNumber - b.partNumber) };
 }
 
 function validate(path: string, raw: unknown): JournalData {
@@ -123,6 +178,8 @@ export async function writeJournalAtomic(path: string, data: JournalData): Promi
     } finally {
       await dh.close();
     }
+    // Compacted: the journal holds every part now. A crash before this leaves records it already has.
+    await rm(logPath(path), { force: true });
   } catch (err) {
     // The journal on disk is still the previous one, whole: the upload stays resumable.
     await rm(tmp, { force: true }).catch(() => undefined);
@@ -161,6 +218,7 @@ export async function removeStaleTemps(path: string): Promise<void> {
 
 export async function deleteJournal(path: string): Promise<void> {
   await rm(path, { force: true });
+  await rm(logPath(path), { force: true });
   await removeIntent(path);
   await removeStaleTemps(path);
 }
@@ -216,35 +274,39 @@ export async function removeIntent(journalPath: string): Promise<void> {
 export async function setJournalAside(path: string): Promise<string> {
   const aside = `${path}.unreadable-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   await rename(path, aside);
+  await rename(logPath(path), `${aside}.log`).catch(() => undefined);
   return aside;
 }
 
 /**
- * Serializes journal writes: after every part the latest state is written, but a burst of parts
- * finishing together costs one extra write, not one each.
+ * Records acknowledged parts in the part log: appended and synced, with parts that finish together
+ * written in one append. The cost of a part is its own line, whatever the part count.
  */
 export class JournalWriter {
+  private queue: string[] = [];
   private writing: Promise<void> | undefined;
-  private dirty = false;
   private failure: unknown;
 
   constructor(
     readonly path: string,
-    private readonly snapshot: () => JournalData,
+    private readonly context: { bucket: string; key: string; uploadId: string },
   ) {}
 
-  /** Schedules a write of the current state; resolves when a write that includes it is on disk. */
-  save(): Promise<void> {
-    this.dirty = true;
+  /** Schedules the record; resolves when a write that includes it is on disk. */
+  record(part: JournalPart, etagIsMd5: boolean): Promise<void> {
+    this.queue.push(logLine({ u: this.context.uploadId, part, etagIsMd5 }));
     if (!this.writing) this.writing = this.drain();
     return this.writing;
   }
 
   private async drain(): Promise<void> {
     try {
-      while (this.dirty) {
-        this.dirty = false;
-        await writeJournalAtomic(this.path, this.snapshot());
+      while (this.queue.length) {
+        const lines = this.queue.join('');
+        this.queue = [];
+        await appendSynced(logPath(this.path), lines).catch((err: unknown) => {
+          throw new StateUnwritableError(join(this.path, '..'), err, { ...this.context, journalPath: this.path });
+        });
       }
     } catch (err) {
       this.failure = err;
@@ -257,6 +319,16 @@ export class JournalWriter {
   async flush(): Promise<void> {
     while (this.writing) await this.writing.catch(() => undefined);
     if (this.failure) throw this.failure;
+  }
+}
+
+async function appendSynced(path: string, text: string): Promise<void> {
+  const fh = await open(path, 'a', 0o600);
+  try {
+    await fh.writeFile(text);
+    await fh.datasync();
+  } finally {
+    await fh.close();
   }
 }
 

@@ -19,7 +19,7 @@ const md5b64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
 
 /** Uploads every part in `s.toUpload`; the journal follows each acknowledged part. */
 export async function sendParts(cx: EngineContext, s: Session, fh: FileHandle): Promise<void> {
-  const writer = new JournalWriter(s.journalPath, () => ({ ...s.journal, updatedAt: new Date().toISOString() }));
+  const writer = new JournalWriter(s.journalPath, { bucket: s.journal.bucket, key: s.journal.key, uploadId: s.journal.uploadId });
   cx.emit('phase', { phase: 'upload' });
   let failure: { partNumber: number; error: unknown } | undefined;
   await Promise.all(
@@ -102,7 +102,7 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
   cx.stats.partsSent++;
   cx.stats.bytesSent += part.size;
   cx.emit('part-done', { partNumber: n, size: part.size, etag, attempts });
-  await writer.save();
+  await writer.record(jp, s.journal.etagIsMd5);
 }
 
 /**

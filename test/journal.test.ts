@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { JournalCorruptError, UploadLockedError } from '../src/errors.ts';
-import { JOURNAL_SCHEMA, JournalWriter, acquireLock, journalPathFor, readJournal, removeStaleTemps, writeJournalAtomic, type JournalData } from '../src/journal.ts';
+import { JOURNAL_SCHEMA, JournalWriter, acquireLock, journalPathFor, logLine, readJournal, removeStaleTemps, writeJournalAtomic, type JournalData } from '../src/journal.ts';
 import { tempDir } from './helpers/s3.ts';
 
 function sample(uploadId = 'up-1', parts = 0): JournalData {
@@ -96,19 +96,78 @@ test('journal: garbage and unknown schemas are typed errors', async () => {
   assert.equal(await readJournal(join(dir, 'absent.json')), undefined);
 });
 
-test('JournalWriter: coalesces a burst of saves and ends with the latest state', async () => {
+const part = (n: number, etag = `e${n}`) => ({ partNumber: n, size: 5, etag, md5: `m${n}` });
+
+test('part log: a burst of records is appended (coalesced), replayed over the journal, and compacted by the next full write', async () => {
   const dir = await tempDir();
   const p = join(dir, 'j.json');
-  let state = sample('w', 0);
-  const w = new JournalWriter(p, () => state);
-  const saves: Promise<void>[] = [];
-  for (let i = 1; i <= 20; i++) {
-    state = sample('w', i);
-    saves.push(w.save());
-  }
-  await Promise.all(saves);
+  await writeJournalAtomic(p, sample('w', 0));
+  const w = new JournalWriter(p, { bucket: 'b', key: 'k', uploadId: 'w' });
+  await Promise.all(Array.from({ length: 20 }, (_, i) => w.record(part(i + 1), true)));
   await w.flush();
-  assert.equal((await readJournal(p))!.parts.length, 20);
+  const j = (await readJournal(p))!;
+  assert.deepEqual(j.parts.map((x) => x.partNumber), Array.from({ length: 20 }, (_, i) => i + 1));
+  assert.equal((await stat(`${p}.log`)).mode & 0o777, 0o600);
+  // A part sent again is recorded again: the latest record wins.
+  await w.record(part(3, 'again'), false);
+  const k = (await readJournal(p))!;
+  assert.equal(k.parts.find((x) => x.partNumber === 3)!.etag, 'again');
+  assert.equal(k.etagIsMd5, false, 'a record can only turn ETag trust off');
+  await writeJournalAtomic(p, k);
+  assert.deepEqual((await readdir(dir)).sort(), ['j.json'], 'compaction empties the log');
+  assert.deepEqual(await readJournal(p), k);
+});
+
+test('part log: a torn last line (a crash mid-append) is ignored; records of another upload are ignored', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  await writeJournalAtomic(p, sample('w', 0));
+  const lines = [logLine({ u: 'w', part: part(1), etagIsMd5: true }), logLine({ u: 'other', part: part(2), etagIsMd5: false }), logLine({ u: 'w', part: part(3), etagIsMd5: true })];
+  const torn = logLine({ u: 'w', part: part(4), etagIsMd5: true }).slice(0, 30);
+  await writeFile(`${p}.log`, lines.join('') + torn);
+  const j = (await readJournal(p))!;
+  assert.deepEqual(j.parts.map((x) => x.partNumber), [1, 3]);
+  assert.equal(j.etagIsMd5, true);
+  // A line altered on disk (its hash no longer matches) ends the replay there.
+  await writeFile(`${p}.log`, lines[0]! + lines[2]!.replace('"m3"', '"mX"'));
+  assert.deepEqual((await readJournal(p))!.parts.map((x) => x.partNumber), [1]);
+});
+
+test('part log: a process killed in the middle of appending leaves a readable journal with a prefix of the parts', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  await writeJournalAtomic(p, sample('k', 0));
+  const script = `
+    import { JournalWriter } from ${JSON.stringify(new URL('../src/journal.ts', import.meta.url).href)};
+    const w = new JournalWriter(${JSON.stringify(p)}, { bucket: 'b', key: 'k', uploadId: 'k' });
+    for (let n = 1; ; n++) {
+      await w.record({ partNumber: n, size: 5, etag: 'e' + n, md5: 'm' + n }, true);
+      if (n === 20) process.stdout.write('writing');
+    }
+  `;
+  for (let round = 0; round < 3; round++) {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await once(child.stdout!, 'data');
+    await new Promise((r) => setTimeout(r, 30 + round * 41));
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    const j = (await readJournal(p))!;
+    const numbers = j.parts.map((x) => x.partNumber);
+    assert.ok(numbers.length >= 20);
+    assert.deepEqual(numbers, Array.from({ length: numbers.length }, (_, i) => i + 1), 'a prefix, no hole');
+    await writeJournalAtomic(p, sample('k', 0)); // the next round starts from a compacted journal
+  }
+});
+
+test('part log: recording 10,000 parts costs the same per part, and writes a few MiB in all (not O(parts²))', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  await writeJournalAtomic(p, { ...sample('big', 0), partCount: 10_000 });
+  const w = new JournalWriter(p, { bucket: 'b', key: 'k', uploadId: 'big' });
+  for (let n = 1; n <= 10_000; n++) await w.record({ partNumber: n, size: 65536, etag: 'd41d8cd98f00b204e9800998ecf8427e', md5: 'd41d8cd98f00b204e9800998ecf8427e', checksum: 'AAAAAA==' }, true);
+  const bytes = (await stat(`${p}.log`)).size;
+  assert.ok(bytes < 4 * 1024 * 1024, `${bytes} bytes written for 10,000 parts`);
+  assert.equal((await readJournal(p))!.parts.length, 10_000);
 });
 
 test('lock: a second holder is refused; a lock left by a dead process is taken over', async () => {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFile, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { before, test } from 'node:test';
 import { ListMultipartUploadsCommand, ListPartsCommand } from '@aws-sdk/client-s3';
 import { MiB, createUpload } from '../src/index.ts';
+import { readJournal } from '../src/journal.ts';
 import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
 
 let bucket: string;
@@ -44,7 +45,7 @@ test('SIGKILL part-way, then a new process resumes: byte-identical, and no part 
 
   // The journal on disk is valid and never claims a part the server does not hold.
   const jf = (await readdir(dir)).find((n) => n.endsWith('.json'))!;
-  const journal = JSON.parse(await readFile(`${dir}/${jf}`, 'utf8'));
+  const journal = (await readJournal(`${dir}/${jf}`))!; // the file and its part log
   assert.equal(journal.uploadId, uploadId);
   for (const p of journal.parts as { partNumber: number }[]) assert.ok(onServer.includes(p.partNumber));
 

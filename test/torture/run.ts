@@ -30,7 +30,7 @@ export interface RoundResult {
   /** kills × concurrency × part size */
   resendBound: number;
   openUploadsLeft: number;
-  /** journal-write kills that left a temp file behind: proof the kill landed mid-write */
+  /** journal-write kills sent the instant a journal write was seen under way (a temp file, or the log growing) */
   midWriteKills: number;
   error?: string;
 }
@@ -67,8 +67,9 @@ function runChild(args: Record<string, unknown>, kill: Moment | undefined, state
       reached = true;
       p.kill('SIGKILL');
     };
-    // During a journal write: the moment a temp file appears beside the journal, before its rename.
-    const watcher = kill === 'journal-write' ? watch(stateDir, (_e, name) => name && name.includes('.json.tmp-') && die()) : undefined;
+    // During a journal write: the moment a temp file appears beside the journal (a full write,
+    // before its rename) or the part log grows (an append, before its sync returns).
+    const watcher = kill === 'journal-write' ? watch(stateDir, (_e, name) => name && (name.includes('.json.tmp-') || name.endsWith('.json.log')) && die()) : undefined;
     createInterface({ input: p.stdout! }).on('line', (line) => {
       if (line.startsWith('start ')) bytesStarted += Number(line.split(' ')[2]);
       if (line === `at ${kill}`) die();
@@ -124,7 +125,7 @@ export async function runTorture(o: TortureOptions): Promise<RoundResult[]> {
         r.runs++;
         started += out.bytesStarted;
         if (out.reached) r.killsLanded++;
-        if (k === 'journal-write' && (await readdir(dir)).some((n) => n.includes('.json.tmp-'))) r.midWriteKills++;
+        if (k === 'journal-write' && out.reached) r.midWriteKills++;
         r.unreadableJournals += await journalsReadable(dir);
         // The moment never came (the upload finished first): the round is over, as for a user.
         if (out.code === 0) {
@@ -216,7 +217,7 @@ export function renderFigures(f: Figures, meta: string): string {
     `| bytes sent again, all rounds | ${f.bytesResent} (bound: ${f.resendBound} = kills × concurrency × part size) |`,
     `| rounds over the bound | ${f.roundsOverBound} |`,
     `| multipart uploads left open | ${f.openUploadsLeft} |`,
-    `| journal-write kills that left a temp file (landed mid-write) | ${f.midWriteKills} of ${f.killsByMoment['journal-write']?.landed ?? 0} |`,
+    `| journal-write kills sent the instant a write was seen under way | ${f.midWriteKills} of ${f.killsByMoment['journal-write']?.landed ?? 0} |`,
     `| errors | ${f.errors.length ? f.errors.join('; ') : 'none'} |`,
     ``,
     `| kill moment | planned | landed |`,
