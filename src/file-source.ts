@@ -109,14 +109,15 @@ export async function preparePart(
   part: PlannedPart,
   alg: ChecksumAlgorithm | null,
   streamAbove: number,
-  from: { reuse?: PreparedPart; alloc?: (size: number) => Buffer } = {},
+  from: { reuse?: PreparedPart; alloc?: (size: number) => Buffer; md5?: boolean } = {},
 ): Promise<PreparedPart> {
+  const md5 = from.md5 !== false;
   if (part.size > streamAbove) {
-    return { body: fileRangeBody(fh, part.offset, part.size), digest: await digestFileRange(fh, part.offset, part.size, alg ?? undefined) };
+    return { body: fileRangeBody(fh, part.offset, part.size), digest: await digestFileRange(fh, part.offset, part.size, alg ?? undefined, undefined, undefined, md5) };
   }
   const prior = from.reuse && Buffer.isBuffer(from.reuse.body) && from.reuse.body.length === part.size ? from.reuse.body : undefined;
   const buf = await readRange(fh, part.offset, part.size, prior ?? from.alloc?.(part.size));
-  return { body: buf, digest: digestBuffer(buf, alg ?? undefined) };
+  return { body: buf, digest: digestBuffer(buf, alg ?? undefined, md5) };
 }
 
 export function sameDigest(a: LocalDigest, b: LocalDigest): boolean {

@@ -13,11 +13,13 @@ export interface HashJob {
   offset: number;
   length: number;
   alg: ChecksumAlgorithm | undefined;
+  /** false: the checksum alone (the server's part checksums are the evidence) */
+  md5: boolean;
 }
 
 export type HashReply =
   | { id: number; type: 'progress'; bytes: number }
-  | { id: number; type: 'done'; md5Hex: string; checksum?: Uint8Array }
+  | { id: number; type: 'done'; md5Hex?: string; checksum?: Uint8Array }
   | { id: number; type: 'error'; message: string };
 
 const port = parentPort;
@@ -44,15 +46,23 @@ port.on('message', (job: HashJob | 'close') => {
         handles.set(job.path, fh);
       }
       let pending = 0;
-      const d = await digestFileRange(fh, job.offset, job.length, job.alg, buf, (n) => {
+      const d = await digestFileRange(
+        fh,
+        job.offset,
+        job.length,
+        job.alg,
+        buf,
+        (n) => {
         pending += n;
         if (pending >= 16 * 1024 * 1024) {
           port.postMessage({ id: job.id, type: 'progress', bytes: pending } satisfies HashReply);
           pending = 0;
         }
-      });
+      },
+        job.md5,
+      );
       if (pending) port.postMessage({ id: job.id, type: 'progress', bytes: pending } satisfies HashReply);
-      const reply: HashReply = d.checksum ? { id: job.id, type: 'done', md5Hex: d.md5Hex, checksum: d.checksum } : { id: job.id, type: 'done', md5Hex: d.md5Hex };
+      const reply: HashReply = { id: job.id, type: 'done', ...(d.md5Hex ? { md5Hex: d.md5Hex } : {}), ...(d.checksum ? { checksum: d.checksum } : {}) };
       port.postMessage(reply);
     } catch (err) {
       port.postMessage({ id: job.id, type: 'error', message: (err as Error).message } satisfies HashReply);

@@ -1,17 +1,24 @@
 import type { FileHandle } from 'node:fs/promises';
 import { createHasher, type ChecksumAlgorithm } from './checksums.ts';
 
-/** What partwise knows about one part's bytes: MD5 (for Content-MD5 and ETags) and the upload's checksum. */
+/**
+ * What partwise knows about one part's bytes: MD5 (for Content-MD5 and MD5 ETags) and the upload's
+ * checksum. MD5 is left out where the server's part checksums are the evidence: it is the slowest
+ * hash in the process, and the checksum alone then proves the part.
+ */
 export interface LocalDigest {
-  md5Hex: string;
+  md5Hex?: string;
   /** raw digest of the upload's checksum algorithm; absent when checksums are off */
   checksum?: Buffer;
 }
 
-export function digestBuffer(data: Uint8Array, alg: ChecksumAlgorithm | undefined): LocalDigest {
-  const md5 = createHasher('MD5');
-  md5.update(data);
-  const out: LocalDigest = { md5Hex: md5.digest().toString('hex') };
+export function digestBuffer(data: Uint8Array, alg: ChecksumAlgorithm | undefined, withMd5 = true): LocalDigest {
+  const out: LocalDigest = {};
+  if (withMd5 || !alg) {
+    const md5 = createHasher('MD5');
+    md5.update(data);
+    out.md5Hex = md5.digest().toString('hex');
+  }
   if (alg) {
     const h = createHasher(alg);
     h.update(data);
@@ -33,8 +40,9 @@ export async function digestFileRange(
   alg: ChecksumAlgorithm | undefined,
   buf: Buffer = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(1, length))),
   onBytes?: (n: number) => void,
+  withMd5 = true,
 ): Promise<LocalDigest> {
-  const md5 = createHasher('MD5');
+  const md5 = withMd5 || !alg ? createHasher('MD5') : undefined;
   const h = alg ? createHasher(alg) : undefined;
   let done = 0;
   while (done < length) {
@@ -42,12 +50,12 @@ export async function digestFileRange(
     const { bytesRead } = await fh.read(buf, 0, want, offset + done);
     if (bytesRead === 0) throw new Error(`unexpected end of file at offset ${offset + done} (the file shrank)`);
     const view = buf.subarray(0, bytesRead);
-    md5.update(view);
+    md5?.update(view);
     h?.update(view);
     done += bytesRead;
     onBytes?.(bytesRead);
   }
-  const out: LocalDigest = { md5Hex: md5.digest().toString('hex') };
+  const out: LocalDigest = md5 ? { md5Hex: md5.digest().toString('hex') } : {};
   if (h) out.checksum = h.digest();
   return out;
 }

@@ -14,8 +14,8 @@ export interface JournalPart {
   partNumber: number;
   size: number;
   etag: string;
-  /** hex MD5 of the bytes we sent (the server checked it against Content-MD5) */
-  md5: string;
+  /** hex MD5 of the bytes we sent (the server checked it against Content-MD5); absent when the checksum was the evidence */
+  md5?: string;
   /** base64 checksum of the upload's algorithm */
   checksum?: string;
 }
@@ -36,6 +36,8 @@ export interface JournalData {
   checksumType: ChecksumType | null;
   /** false once we know part ETags are not MD5s (SSE-KMS, SSE-C, some servers) */
   etagIsMd5: boolean;
+  /** true once the server echoed a part's checksum: it stores and checks them, so MD5 is not needed */
+  serverChecksums?: boolean;
   source: SourceFingerprint;
   sseCustomerKeyMd5: string | null;
   createdAt: string;
@@ -45,7 +47,7 @@ export interface JournalData {
 
 /** What this machine recorded of each part it uploaded: enough to know the object without re-reading the file. */
 export function digestsFromJournal(j: JournalData): Map<number, LocalDigest> {
-  return new Map(j.parts.map((p) => [p.partNumber, p.checksum ? { md5Hex: p.md5, checksum: Buffer.from(p.checksum, 'base64') } : { md5Hex: p.md5 }]));
+  return new Map(j.parts.map((p) => [p.partNumber, { ...(p.md5 ? { md5Hex: p.md5 } : {}), ...(p.checksum ? { checksum: Buffer.from(p.checksum, 'base64') } : {}) }]));
 }
 
 export function defaultStateDir(): string {
@@ -91,6 +93,8 @@ interface LogRecord {
   part: JournalPart;
   /** false once the server's ETags proved not to be MD5s */
   etagIsMd5: boolean;
+  /** true once the server echoed a part checksum */
+  sc?: boolean;
 }
 
 const lineHash = (json: string) => createHash('sha256').update(json).digest('hex').slice(0, 16);
@@ -114,6 +118,7 @@ async function replayLog(path: string, j: JournalData): Promise<JournalData> {
   }
   const parts = new Map(j.parts.map((p) => [p.partNumber, p]));
   let etagIsMd5 = j.etagIsMd5;
+  let serverChecksums = j.serverChecksums === true;
   for (const line of text.split('\n')) {
     const tab = line.lastIndexOf('\t');
     if (tab < 0 || lineHash(line.slice(0, tab)) !== line.slice(tab + 1)) break;
@@ -125,11 +130,12 @@ async function replayLog(path: string, j: JournalData): Promise<JournalData> {
     }
     if (r.u !== j.uploadId) continue;
     const q = r.part as unknown as Record<string, unknown>;
-    if (!Number.isSafeInteger(q.partNumber) || !Number.isSafeInteger(q.size) || typeof q.etag !== 'string' || typeof q.md5 !== 'string') break;
+    if (!Number.isSafeInteger(q.partNumber) || !Number.isSafeInteger(q.size) || typeof q.etag !== 'string' || (q.md5 !== undefined && typeof q.md5 !== 'string')) break;
     parts.set(r.part.partNumber, r.part);
     if (r.etagIsMd5 === false) etagIsMd5 = false;
+    if (r.sc === true) serverChecksums = true;
   }
-  return { ...j, etagIsMd5, parts: [...parts.values()].sort((a, b) => a.partNumber - b.partNumber) };
+  return { ...j, etagIsMd5, ...(serverChecksums ? { serverChecksums } : {}), parts: [...parts.values()].sort((a, b) => a.partNumber - b.partNumber) };
 }
 
 function validate(path: string, raw: unknown): JournalData {
@@ -150,7 +156,7 @@ function validate(path: string, raw: unknown): JournalData {
   if (!Array.isArray(j.parts)) bad('parts missing');
   for (const p of j.parts as unknown[]) {
     const q = p as Record<string, unknown>;
-    if (!Number.isSafeInteger(q.partNumber) || !Number.isSafeInteger(q.size) || typeof q.etag !== 'string' || typeof q.md5 !== 'string') bad('a part entry is invalid');
+    if (!Number.isSafeInteger(q.partNumber) || !Number.isSafeInteger(q.size) || typeof q.etag !== 'string' || (q.md5 !== undefined && typeof q.md5 !== 'string')) bad('a part entry is invalid');
   }
   return j as unknown as JournalData;
 }
@@ -293,8 +299,8 @@ export class JournalWriter {
   ) {}
 
   /** Schedules the record; resolves when a write that includes it is on disk. */
-  record(part: JournalPart, etagIsMd5: boolean): Promise<void> {
-    this.queue.push(logLine({ u: this.context.uploadId, part, etagIsMd5 }));
+  record(part: JournalPart, etagIsMd5: boolean, serverChecksums = false): Promise<void> {
+    this.queue.push(logLine({ u: this.context.uploadId, part, etagIsMd5, ...(serverChecksums ? { sc: true } : {}) }));
     if (!this.writing) this.writing = this.drain();
     return this.writing;
   }

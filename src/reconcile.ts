@@ -37,6 +37,8 @@ export interface ReconcileReport {
   counts: Record<PartStatus, number>;
   bytesVerified: number;
   bytesToUpload: number;
+  /** the verification phase: bytes of the file hashed, how long it took, whether MD5 was computed */
+  hashing?: { bytes: number; ms: number; md5: boolean };
 }
 
 export interface ReconcileInput {
@@ -48,7 +50,7 @@ export interface ReconcileInput {
   /** whether part ETags are MD5s of the part (not under SSE-KMS / SSE-C) */
   etagIsMd5: boolean;
   /** what this machine recorded when it uploaded each part (ETag and MD5 of the bytes sent) */
-  journal?: ReadonlyMap<number, { etag: string; md5: string }>;
+  journal?: ReadonlyMap<number, { etag: string; md5?: string | undefined }>;
 }
 
 /**
@@ -82,7 +84,7 @@ export function reconcile(input: ReconcileInput): ReconcileReport {
       basis.push('checksum');
     }
     const etag = stripQuotes(r.etag).toLowerCase();
-    if (input.etagIsMd5) {
+    if (input.etagIsMd5 && local.md5Hex !== undefined) {
       if (etag !== local.md5Hex) return v('etag-mismatch', [], `server ETag ${etag}, local MD5 ${local.md5Hex}`);
       basis.push('etag');
     }
@@ -90,7 +92,7 @@ export function reconcile(input: ReconcileInput): ReconcileReport {
       // Opaque ETag and no checksum: trust only a part this machine uploaded (the server checked
       // its Content-MD5 then) whose ETag has not changed since, and whose bytes still hash the same.
       const j = input.journal?.get(p.partNumber);
-      if (j && stripQuotes(j.etag).toLowerCase() === etag && j.md5 === local.md5Hex) basis.push('journal');
+      if (j && j.md5 !== undefined && stripQuotes(j.etag).toLowerCase() === etag && j.md5 === local.md5Hex) basis.push('journal');
     }
     if (basis.length === 0) return v('unverifiable', [], 'the server lists no checksum and its ETag is not an MD5');
     return v('verified', basis);

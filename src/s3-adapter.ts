@@ -239,7 +239,7 @@ export class SdkS3Port implements S3Port {
       PartNumber: input.partNumber,
       Body: countingBody(input.body, input.onBytesSent),
       ContentLength: input.body.length,
-      ContentMD5: input.contentMd5,
+      ...(input.contentMd5 ? { ContentMD5: input.contentMd5 } : {}),
       ...commonParams(req),
       ...sseCParams(req),
       // Value *and* algorithm: with the value alone RGW skips validating CRC64NVME, and with both

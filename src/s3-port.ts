@@ -48,7 +48,8 @@ export type PartBody = Buffer | { length: number; chunks(): AsyncIterable<Buffer
 export interface UploadPartInput extends UploadRef {
   partNumber: number;
   body: PartBody;
-  contentMd5: string; // base64
+  /** base64 MD5 of the body; left out when the checksum is the evidence */
+  contentMd5?: string;
   checksum?: { algorithm: ChecksumAlgorithm; value: string };
   /** called as body bytes are handed to the HTTP layer */
   onBytesSent?: (n: number) => void;

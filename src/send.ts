@@ -54,7 +54,10 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
   const streamAbove = cx.o.streamPartsAbove ?? DEFAULT_STREAM_PARTS_ABOVE;
   // Read inside the concurrency slot: memory stays near concurrency × min(part size, streamAbove).
   const pool = poolFor(cx.limiter);
-  let prepared: PreparedPart = await preparePart(fh, part, s.alg, streamAbove, { alloc: (size) => pool.take(size, Math.min(s.plan.partSize, streamAbove)) });
+  // Cheapest sufficient evidence: once the server has shown it stores and checks part checksums,
+  // the checksum proves the part and MD5 (the slowest hash here) is not computed at all.
+  const md5 = !s.alg || s.journal.serverChecksums !== true;
+  let prepared: PreparedPart = await preparePart(fh, part, s.alg, streamAbove, { alloc: (size) => pool.take(size, Math.min(s.plan.partSize, streamAbove)), md5 });
   const digest = prepared.digest;
   const checksum = s.alg && digest.checksum ? digest.checksum.toString('base64') : undefined;
   let attempts = 0;
@@ -63,7 +66,7 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
       attempts++;
       if (attempts > 1) {
         // A retry sends the part from the file again, and the file must still hold the same bytes.
-        prepared = await preparePart(fh, part, s.alg, streamAbove, { reuse: prepared });
+        prepared = await preparePart(fh, part, s.alg, streamAbove, { reuse: prepared, md5 });
         if (!sameDigest(prepared.digest, digest)) {
           throw new SourceChangedError(cx.o.file, [`the bytes of part ${n} changed during the upload`], cx.errorContext({ uploadId: s.journal.uploadId, partNumber: n }));
         }
@@ -75,7 +78,7 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
         uploadId: s.journal.uploadId,
         partNumber: n,
         body: prepared.body,
-        contentMd5: md5b64(digest.md5Hex),
+        ...(digest.md5Hex ? { contentMd5: md5b64(digest.md5Hex) } : {}),
         onBytesSent: (bytes) => cx.emit('part-sent', { partNumber: n, bytes }),
         ...(s.alg && checksum ? { checksum: { algorithm: s.alg, value: checksum } } : {}),
       };
@@ -95,14 +98,14 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
   // Acknowledged: no request holds the bytes any more, so the next part may read into them.
   if (Buffer.isBuffer(prepared.body) && prepared.body.length > 0) pool.give(prepared.body);
   const etag = stripQuotes(out.etag);
-  const jp: JournalPart = { partNumber: n, size: part.size, etag, md5: digest.md5Hex, ...(checksum ? { checksum } : {}) };
+  const jp: JournalPart = { partNumber: n, size: part.size, etag, ...(digest.md5Hex ? { md5: digest.md5Hex } : {}), ...(checksum ? { checksum } : {}) };
   s.journal.parts = s.journal.parts.filter((p) => p.partNumber !== n);
   s.journal.parts.push(jp);
   s.digests.set(n, digest);
   cx.stats.partsSent++;
   cx.stats.bytesSent += part.size;
   cx.emit('part-done', { partNumber: n, size: part.size, etag, attempts });
-  await writer.record(jp, s.journal.etagIsMd5);
+  await writer.record(jp, s.journal.etagIsMd5, s.journal.serverChecksums === true);
 }
 
 /**
@@ -110,11 +113,13 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
  * are MD5s. A disagreement is an error the retry loop resends on, and that fails the part if it
  * persists; trust in ETags is withdrawn only on positive evidence that they are not MD5s.
  */
-function checkAnswer(cx: EngineContext, s: Session, r: UploadPartOutput, md5Hex: string, checksum: string | undefined): void {
+function checkAnswer(cx: EngineContext, s: Session, r: UploadPartOutput, md5Hex: string | undefined, checksum: string | undefined): void {
   if (checksum && r.checksum && r.checksum !== checksum) {
     throw new S3RequestError({ operation: 'UploadPart', s3Code: 'PartChecksumMismatch', message: `server stored ${r.checksum}, sent ${checksum}` });
   }
-  if (!s.journal.etagIsMd5) return;
+  // The server echoed the checksum it computed: it stores part checksums (and lists them on resume).
+  if (checksum && r.checksum === checksum) s.journal.serverChecksums = true;
+  if (!s.journal.etagIsMd5 || md5Hex === undefined) return;
   if (!etagsAreMd5({ serverSideEncryption: r.serverSideEncryption, sseCustomerAlgorithm: r.sseCustomerAlgorithm, etag: r.etag })) {
     if (!s.alg) throw new UnverifiableError(cx.errorContext({ uploadId: s.journal.uploadId }), `the server's part ETags are not MD5s (${stripQuotes(r.etag)}) and the upload has no checksum`);
     s.journal.etagIsMd5 = false;

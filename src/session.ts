@@ -142,7 +142,11 @@ export async function verifyListed(cx: EngineContext, j: JournalData, plan: Part
   let bytesHashed = 0;
   let partsHashed = 0;
   const progress = () => cx.emit('verify-progress', { bytesHashed, bytesToHash, partsHashed, partsToHash: toHash.length });
+  // The server's listed checksums are the evidence where it stores them: MD5 is then not computed.
+  const md5 = !(j.checksumAlgorithm && j.serverChecksums === true && listed.parts.every((p) => p.checksum !== undefined));
+  const t0 = Date.now();
   const local = await hashPartsInWorkers(fp.path, toHash, j.checksumAlgorithm ?? undefined, {
+    md5,
     signal: cx.signal,
     onBytes: (n) => {
       bytesHashed += n;
@@ -156,6 +160,7 @@ export async function verifyListed(cx: EngineContext, j: JournalData, plan: Part
   });
   const journalMap = new Map(j.parts.map((p) => [p.partNumber, { etag: p.etag, md5: p.md5 }]));
   const report = reconcile({ plan, remote: listed.parts, local, algorithm: j.checksumAlgorithm, etagIsMd5: j.etagIsMd5, journal: journalMap });
+  report.hashing = { bytes: bytesToHash, ms: Date.now() - t0, md5 };
   return { report, local, remote: new Map(listed.parts.map((r) => [r.partNumber, r])), stoppedEarly: listed.stoppedEarly };
 }
 
@@ -223,7 +228,7 @@ export async function resume(cx: EngineContext, j: JournalData, fp: SourceFinger
     if (v.status !== 'verified') continue;
     const d = local.get(v.partNumber)!;
     digests.set(v.partNumber, d);
-    parts.push({ partNumber: v.partNumber, size: v.size, etag: stripQuotes(remote.get(v.partNumber)!.etag), md5: d.md5Hex, ...(d.checksum ? { checksum: d.checksum.toString('base64') } : {}) });
+    parts.push({ partNumber: v.partNumber, size: v.size, etag: stripQuotes(remote.get(v.partNumber)!.etag), ...(d.md5Hex ? { md5: d.md5Hex } : {}), ...(d.checksum ? { checksum: d.checksum.toString('base64') } : {}) });
     if (!repair) cx.emit('part-skip', { partNumber: v.partNumber, size: v.size, basis: v.basis });
   }
   j.parts = parts;

@@ -30,10 +30,11 @@ export function expectedObject(plan: PartPlan, algorithm: ChecksumAlgorithm | nu
     const d = digests.get(n);
     if (!d) throw new Error(`no digest for part ${n}`);
     partDigests.push({ size: n < plan.partCount ? plan.partSize : plan.fileSize - (plan.partCount - 1) * plan.partSize, checksum: d.checksum ?? Buffer.alloc(0) });
-    md5s.push(d.md5Hex);
+    if (d.md5Hex !== undefined) md5s.push(d.md5Hex);
   }
   const e: ExpectedObject = { size: plan.fileSize, algorithm, partDigests };
-  if (etagIsMd5) e.partMd5Hex = md5s;
+  // The multipart ETag needs every part's MD5; parts proven by their checksum alone have none.
+  if (etagIsMd5 && md5s.length === plan.partCount) e.partMd5Hex = md5s;
   return e;
 }
 

@@ -11,6 +11,8 @@ export interface HashPartsOptions {
   onBytes?: (bytes: number) => void;
   onPart?: (partNumber: number) => void;
   signal?: AbortSignal;
+  /** compute MD5 too (default true); false when the server's part checksums are the evidence */
+  md5?: boolean;
 }
 
 const fromSource = import.meta.url.endsWith('.ts');
@@ -48,7 +50,7 @@ export async function hashPartsInWorkers(path: string, parts: PlannedPart[], alg
           worker.postMessage('close');
           return;
         }
-        worker.postMessage({ id: current.partNumber, path, offset: current.offset, length: current.size, alg } satisfies HashJob);
+        worker.postMessage({ id: current.partNumber, path, offset: current.offset, length: current.size, alg, md5: opts.md5 !== false } satisfies HashJob);
       };
       worker.on('message', (m: HashReply) => {
         if (m.type === 'progress') opts.onBytes?.(m.bytes);
@@ -56,7 +58,7 @@ export async function hashPartsInWorkers(path: string, parts: PlannedPart[], alg
           firstError ??= new Error(`hashing part ${m.id}: ${m.message}`);
           next();
         } else {
-          result.set(m.id, m.checksum ? { md5Hex: m.md5Hex, checksum: Buffer.from(m.checksum) } : { md5Hex: m.md5Hex });
+          result.set(m.id, { ...(m.md5Hex ? { md5Hex: m.md5Hex } : {}), ...(m.checksum ? { checksum: Buffer.from(m.checksum) } : {}) });
           opts.onPart?.(m.id);
           next();
         }

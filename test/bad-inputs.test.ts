@@ -278,8 +278,9 @@ describe('bad inputs on the local RADOS Gateway', () => {
       const args = ['upload', f.path, `s3://${bucket}/bad/full-state`, '--part-size', '5MiB', '--concurrency', '1'];
       const filler = join(state, 'filler');
       const r = await drive(args, env, (e) => {
-        // Fill the folder once the upload is under way: the next journal write hits ENOSPC.
-        if (e.event === 'part-done' && e.partNumber === 1) execFileSync('sh', ['-c', `dd if=/dev/zero of='${filler}' bs=4k 2>/dev/null || true`]);
+        // Fill the folder once the journal is written, before the first part is recorded: that
+        // record (the part log's first block) hits ENOSPC while parts are on their way.
+        if (e.event === 'plan') execFileSync('sh', ['-c', `dd if=/dev/zero of='${filler}' bs=4k 2>/dev/null || true`]);
       });
       assert.equal(r.code, 1, r.stderr);
       oneClearLine(r, /STATE_UNWRITABLE: Cannot write the state folder .*the disk is full.*resume/);

@@ -8,7 +8,7 @@ import { MiB, PausedError, Upload, createUpload, type ProgressSnapshot } from '.
 import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
 import { readJournal } from '../src/journal.ts';
 import { uploadThenPause } from './helpers/pause.ts';
-import { concurrencyProbe, slowParts } from './helpers/ports.ts';
+import { concurrencyProbe, slowParts, wrapPort } from './helpers/ports.ts';
 import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
 
 describe('uploads against the local RADOS Gateway', () => {
@@ -31,6 +31,35 @@ describe('uploads against the local RADOS Gateway', () => {
     assert.equal(r.verification.level, 'full-object-checksum');
     assert.ok(Math.max(...sent) <= 1 * MiB, 'sent in slices of at most 1 MiB');
     assert.equal(sent.reduce((a, b) => a + b, 0), f.bytes.length);
+  });
+
+  test('cheapest sufficient evidence: once RGW echoes part checksums, MD5 is not computed (no Content-MD5), and a resume verifies by checksum alone; with --checksum none MD5 stays', async () => {
+    for (const alg of ['CRC32C', 'none'] as const) {
+      const dir = await tempDir();
+      const f = await randomFile(dir, 4 * 5 * MiB + 77);
+      const key = `evidence/${alg}`;
+      const inner = new SdkS3Port(createS3Client());
+      const md5Sent: boolean[] = [];
+      const s3 = wrapPort(inner, {
+        uploadPart: (input, req, signal) => {
+          md5Sent.push(input.contentMd5 !== undefined);
+          return inner.uploadPart(input, req, signal);
+        },
+      });
+      const base = { s3, file: f.path, bucket, key, partSize: 5 * MiB, stateDir: dir, concurrency: 1, checksumAlgorithm: alg };
+      await uploadThenPause(base, 3);
+      if (alg === 'CRC32C') assert.deepEqual(md5Sent, [true, false, false], 'the first part learns that the server checks checksums');
+      else assert.deepEqual(md5Sent, [true, true, true]);
+      const up = new Upload(base);
+      let report: { hashing?: { md5: boolean }; verified: number[]; parts: { basis: string[] }[] } | undefined;
+      up.on('reconcile', (r) => (report = r));
+      const r = await up.done();
+      assert.deepEqual(report!.verified, [1, 2, 3]);
+      assert.equal(report!.hashing!.md5, alg === 'none', alg === 'none' ? 'MD5 is the only evidence' : 'checksums alone');
+      assert.deepEqual(report!.parts[1]!.basis, alg === 'none' ? ['etag'] : ['checksum']);
+      assert.equal(r.verification.level, alg === 'none' ? 'multipart-etag' : 'full-object-checksum');
+      assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256);
+    }
   });
 
   test('a fresh upload of several parts: byte-identical object, exact request counts, full-object checksum verified', async () => {
