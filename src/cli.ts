@@ -311,14 +311,16 @@ function reportError(err: unknown, argv: string[], out: Out): number {
 /** What discovery found, each stale upload with the command that removes it. */
 function describeDiscovery(d: DiscoveryReport, bucket: string): string {
   const lines = [d.chosen ? `Found ${d.why}` : `No journal; ${d.why}: starting a new upload.`];
+  for (const id of d.aborted ?? []) lines.push(`  upload ${id}: the empty upload this machine created before it was stopped; aborted (nothing to keep)`);
   for (const c of d.candidates) {
-    if (c.uploadId === d.chosen) continue;
+    if (c.uploadId === d.chosen || d.aborted?.includes(c.uploadId)) continue;
     lines.push(`  upload ${c.uploadId}${c.initiated ? ` (started ${c.initiated.toISOString()})` : ''}: ${c.status}: ${c.why}. Abort it with: partwise abort s3://${bucket}/${d.key} --upload-id ${c.uploadId}`);
   }
   return lines.join('\n');
 }
 
 function describeStatus(s: StatusReport, file: string, url: string, bucket: string): string {
+  if (!s.exists && s.alreadyComplete) return `No journal for ${file} → ${url}, and the object at the key is already this file (proven): an upload would send nothing.`;
   if (!s.exists && s.discovery) {
     const d = s.discovery;
     return `No journal for ${file} → ${url}.\n${d.chosen ? `An upload would adopt upload ${d.chosen}: ${d.why.replace(/^adopting upload \S+: /, '')}` : `An upload would start a new one: ${d.why}.`}${describeDiscovery(d, bucket).split('\n').slice(1).map((l) => `\n${l}`).join('')}`;

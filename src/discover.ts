@@ -1,23 +1,26 @@
 /**
  * Discovery: with no journal, find the multipart uploads already open for exactly this key, prove
  * which (if any) holds this file's bytes with the same evidence a resume uses, and adopt it. A
- * candidate with a part that does not match is never adopted; one with no parts is adopted only
- * when this machine recorded, before CreateMultipartUpload, that it was about to create it.
+ * candidate with a part that does not match is never adopted; one with no parts is never adopted
+ * either: if this machine recorded, just before CreateMultipartUpload, that it was creating one, the
+ * single empty upload started about then is aborted (no orphan), and a new one begins.
  */
-import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, etagsAreMd5, isChecksumAlgorithm, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
+import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, etagsAreMd5, isChecksumAlgorithm, stripQuotes, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
 import type { EngineContext } from './context.ts';
 import { S3RequestError, isNoSuchUpload } from './errors.ts';
 import { fingerprint, type SourceFingerprint } from './file-source.ts';
+import { abortMultipart } from './finish.ts';
 import { verifyObject, type VerifyObjectResult } from './inspect.ts';
 import { JOURNAL_SCHEMA, type JournalData } from './journal.ts';
 import type { ListAllResult } from './list-parts.ts';
 import { sseKeyMd5, wantedAlgorithm } from './options.ts';
-import { planParts, type PartPlan } from './planner.ts';
+import { S3_MAX_PARTS, type PartPlan } from './planner.ts';
 import type { RemotePart } from './reconcile.ts';
 import type { IncompleteUpload } from './s3-port.ts';
 import { listRemote, verifyListed, type RemoteVerification } from './session.ts';
 
-export type CandidateStatus = 'match' | 'stale' | 'expired' | 'unprovable';
+/** `ours-empty`: the upload this machine created and was stopped before journaling; it has no parts, so it is aborted (not adopted: nothing to keep, and its checksum settings cannot be read back). */
+export type CandidateStatus = 'match' | 'stale' | 'expired' | 'unprovable' | 'ours-empty';
 
 export interface CandidateReport {
   uploadId: string;
@@ -35,6 +38,8 @@ export interface DiscoveryReport {
   candidates: CandidateReport[];
   /** the upload adopted (or, for status, that would be) */
   chosen?: string;
+  /** empty uploads this machine created and was stopped before journaling: aborted (status: would be) */
+  aborted?: string[];
   why: string;
 }
 
@@ -72,6 +77,7 @@ export function inferLayout(parts: readonly Pick<RemotePart, 'partNumber' | 'siz
   const partSize = Math.max(...parts.map((p) => p.size));
   if (partSize <= 0) return { why: 'its parts are empty' };
   const partCount = Math.max(1, Math.ceil(fileSize / partSize));
+  if (partCount > S3_MAX_PARTS) return { why: `with ${partSize}-byte parts this file would need ${partCount} parts, over S3's 10,000` };
   const lastSize = fileSize - (partCount - 1) * partSize;
   for (const p of parts) {
     if (p.partNumber > partCount) return { why: `part ${p.partNumber} is beyond the ${partCount} parts of ${partSize} bytes this file would have` };
@@ -111,7 +117,10 @@ function journalFor(cx: EngineContext, fp: SourceFingerprint, uploadId: string, 
   };
 }
 
-async function evaluate(cx: EngineContext, fp: SourceFingerprint, u: IncompleteUpload, endpoint: string, intentSince: number | undefined): Promise<Evaluated | undefined> {
+/** How far the server's `initiated` may be from this machine's intent: S3's own clock-skew tolerance. */
+export const INTENT_WINDOW_MS = 15 * 60_000;
+
+async function evaluate(cx: EngineContext, fp: SourceFingerprint, u: IncompleteUpload, endpoint: string, intentAt: number | undefined): Promise<Evaluated | undefined> {
   const base = { uploadId: u.uploadId, ...(u.initiated ? { initiated: u.initiated } : {}) };
   let listed: ListAllResult;
   try {
@@ -127,11 +136,9 @@ async function evaluate(cx: EngineContext, fp: SourceFingerprint, u: IncompleteU
   }
   let plan: PartPlan;
   if (listed.parts.length === 0) {
-    // Nothing to prove it by; only this machine's record of creating it makes it ours.
-    const ours = intentSince !== undefined && (intentSince === -Infinity || (u.initiated !== undefined && u.initiated.getTime() >= intentSince));
-    if (!ours) return { report: { ...report, status: 'unprovable', why: 'it has no parts to prove it holds this file' } };
-    const o = cx.o;
-    plan = planParts(fp.size, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}) });
+    // Nothing to prove it by; only this machine's record of creating it, at about that time, makes it ours.
+    const ours = intentAt !== undefined && u.initiated !== undefined && Math.abs(u.initiated.getTime() - intentAt) <= INTENT_WINDOW_MS;
+    return { report: ours ? { ...report, status: 'ours-empty', why: 'this machine created it and was stopped before its journal was written; it has no parts' } : { ...report, status: 'unprovable', why: 'it has no parts to prove it holds this file' } };
   } else {
     const layout = inferLayout(listed.parts, fp.size);
     if ('why' in layout) return { report: { ...report, status: 'stale', why: `its parts are not this file's layout: ${layout.why}` } };
@@ -141,6 +148,11 @@ async function evaluate(cx: EngineContext, fp: SourceFingerprint, u: IncompleteU
   const verified = await verifyListed(cx, journal, plan, fp, listed);
   const r = verified.report;
   if (r.extraParts.length) return { report: { ...report, status: 'stale', why: `it has parts ${r.extraParts.join(', ')} beyond this file's ${plan.partCount}` } };
+  // Encryption must be what this run asks for: an ETag equal to the part's MD5 means the part is
+  // stored plain (SSE-KMS and SSE-C ETags are not MD5s).
+  const encrypted = cx.o.sseCustomerKey !== undefined || (cx.o.serverSideEncryption ?? '').startsWith('aws:kms');
+  const plainPart = listed.parts.find((p) => verified.local.get(p.partNumber)?.md5Hex === stripQuotes(p.etag).toLowerCase());
+  if (encrypted && plainPart) return { report: { ...report, status: 'stale', partSize: plan.partSize, why: `its parts are not encrypted as this upload asks (part ${plainPart.partNumber}'s ETag is its MD5)` } };
   const listedNumbers = new Set(listed.parts.map((p) => p.partNumber));
   const bad = r.parts.find((p) => listedNumbers.has(p.partNumber) && p.status !== 'verified');
   if (bad) {
@@ -153,9 +165,9 @@ async function evaluate(cx: EngineContext, fp: SourceFingerprint, u: IncompleteU
 
 /**
  * Finds and proves the uploads of this key. `uploadId`: only that one (adopt it or say why not).
- * `intentSince`: this machine recorded, at that time, that it was about to create an upload.
+ * `intentAt`: this machine recorded, at that time, that it was about to create an upload.
  */
-export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoint: string, opts: { uploadId?: string; intentSince?: number } = {}): Promise<{ report: DiscoveryReport; adoption?: Adoption }> {
+export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoint: string, opts: { uploadId?: string; intentAt?: number; dryRun?: boolean } = {}): Promise<{ report: DiscoveryReport; adoption?: Adoption }> {
   const key = cx.o.key;
   let uploads: IncompleteUpload[];
   try {
@@ -166,20 +178,24 @@ export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoin
     cx.emit('warning', { code: 'DISCOVERY_SKIPPED', message: `cannot list the uploads of this key (${err.s3Code}: needs s3:ListBucketMultipartUploads); starting a new upload` });
     uploads = [];
   }
-  // Named explicitly, an upload with no parts yet is the caller's to adopt.
-  const intentSince = opts.uploadId ? -Infinity : opts.intentSince;
   // Newest first: when several match, the most recent is adopted.
   uploads.sort((a, b) => (b.initiated?.getTime() ?? 0) - (a.initiated?.getTime() ?? 0));
   const evaluated: Evaluated[] = [];
   for (const u of uploads) {
-    const e = await evaluate(cx, fp, u, endpoint, intentSince);
+    const e = await evaluate(cx, fp, u, endpoint, opts.uploadId ? undefined : opts.intentAt);
     if (e) evaluated.push(e);
   }
   const chosen = evaluated.find((e) => e.adoption);
+  // Only one empty upload near the intent can be ours; two or more are ambiguous and left alone.
+  const empties = evaluated.filter((e) => e.report.status === 'ours-empty');
+  if (empties.length > 1) for (const e of empties) Object.assign(e.report, { status: 'unprovable', why: 'it has no parts, and more than one empty upload started about when this machine created one' });
+  const ownEmpty = empties.length === 1 ? empties[0]!.report.uploadId : undefined;
+  if (ownEmpty && !opts.dryRun) await abortMultipart(cx, { bucket: cx.o.bucket, key, uploadId: ownEmpty });
   const candidates = evaluated.map((e) => e.report);
   const report: DiscoveryReport = chosen
     ? { key, candidates, chosen: chosen.report.uploadId, why: `adopting upload ${chosen.report.uploadId}: ${chosen.report.why}` }
     : { key, candidates, why: candidates.length ? `none of the ${candidates.length} open upload(s) of this key is proven to hold this file` : 'no upload of this key is open on the server' };
+  if (ownEmpty) report.aborted = [ownEmpty];
   cx.emit('discover', report);
   return chosen?.adoption ? { report, adoption: chosen.adoption } : { report };
 }
@@ -189,14 +205,19 @@ export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoin
  * its journal, or the same file uploaded before)? Only a same-size object is hashed, and only
  * identifying evidence counts.
  */
-export async function alreadyThere(cx: EngineContext): Promise<VerifyObjectResult & { etag: string } | undefined> {
+export async function alreadyThere(cx: EngineContext): Promise<(VerifyObjectResult & { etag: string }) | undefined> {
   const o = cx.o;
   const head = await cx.retry(() => cx.s3.headObject({ bucket: o.bucket, key: o.key }, cx.req, cx.signal)).catch((err: unknown) => {
-    if (err instanceof S3RequestError && (err.httpStatus === 403 || err.s3Code === 'AccessDenied')) return undefined; // cannot look: upload
+    // Cannot look (no s3:GetObject, or an SSE-C object this run has no key for): just upload.
+    if (err instanceof S3RequestError && err.httpStatus !== undefined && err.httpStatus >= 400 && err.httpStatus < 500) return undefined;
     throw err;
   });
   const fp = await fingerprint(o.file);
   if (!head || head.size !== fp.size) return undefined;
+  // Stored as this run asks: the same encryption, or it is not "already there".
+  const wantC = o.sseCustomerKey !== undefined;
+  const wantKms = (o.serverSideEncryption ?? '').startsWith('aws:kms');
+  if (wantC !== Boolean(head.sseCustomerAlgorithm) || wantKms !== (head.serverSideEncryption ?? '').startsWith('aws:kms')) return undefined;
   const r = await verifyObject(cx.s3, { file: o.file, bucket: o.bucket, key: o.key, req: cx.req, signal: cx.signal, ...(o.hashWorkers !== undefined ? { hashWorkers: o.hashWorkers } : {}) });
   return r.proven ? { ...r, etag: head.etag } : undefined;
 }

@@ -8,12 +8,13 @@
 import type { FileHandle } from 'node:fs/promises';
 import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
-import { loadHashers, stripQuotes } from './checksums.ts';
+import { loadHashers } from './checksums.ts';
 import { EngineContext } from './context.ts';
 import { CompleteFailedError, JournalCorruptError, JournalMismatchError, UploadNotAdoptableError, ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { fingerprint, fingerprintDifferences, openSource, type SourceFingerprint } from './file-source.ts';
-import { abortMultipart, finish, proveFinished, type Proof } from './finish.ts';
+import { abortMultipart, finish, proveFinished } from './finish.ts';
+import { presentResult, uploadResult } from './result.ts';
 import { acquireLock, defaultStateDir, deleteJournal, journalPathFor, readIntent, readJournal, removeStaleTemps, setJournalAside, type JournalData } from './journal.ts';
 import { validateOptions, type EngineOptions } from './options.ts';
 import { ProgressTracker } from './progress.ts';
@@ -120,31 +121,11 @@ export class Upload extends EventEmitter<UploadEvents> {
       const existing = await this.existingJournal(journalPath);
       const opened = existing ? await resume(this.cx, existing, fp, journalPath) : await this.adoptOrBegin(fp, journalPath, endpoint);
       if (opened.kind === 'present') {
-        const p = opened.present;
-        this.cx.emit('warning', { code: 'ALREADY_COMPLETE', message: `the object at the key is already this file (${p.checks.join(', ')}); nothing sent` });
-        outcome = {
-          ok: true,
-          result: {
-            bucket: this.options.bucket,
-            key: this.options.key,
-            uploadId: '',
-            etag: stripQuotes(p.etag),
-            size: fp.size,
-            partCount: p.partCount,
-            partsUploaded: 0,
-            partsSkipped: p.partCount,
-            bytesSent: 0,
-            retries: this.cx.stats.retries,
-            resumed: false,
-            alreadyComplete: true,
-            checksumAlgorithm: p.checksumAlgorithm,
-            verification: { level: p.level, checks: p.checks },
-            durationMs: Date.now() - t0,
-          },
-        };
+        this.cx.emit('warning', { code: 'ALREADY_COMPLETE', message: `the object at the key is already this file (${opened.present.checks.join(', ')}); nothing sent` });
+        outcome = { ok: true, result: presentResult(this.options, fp.size, opened.present, this.cx.stats, t0) };
       } else if (opened.kind === 'finished') {
         this.cx.emit('warning', { code: 'ALREADY_COMPLETE', message: `a previous run completed upload ${opened.journal.uploadId}; the object is proven to be the file: ${opened.proof.judgement.checks.join(', ')}` });
-        outcome = { ok: true, result: this.result(opened.journal, opened.plan, opened.proof, t0, { resumed: true, alreadyComplete: true, partsSkipped: opened.plan.partCount }) };
+        outcome = { ok: true, result: uploadResult(opened.journal, opened.plan, opened.proof, this.cx.stats, t0, { resumed: true, alreadyComplete: true, partsSkipped: opened.plan.partCount }) };
       } else {
         let session = opened.session;
         await sendParts(this.cx, session, fh);
@@ -166,7 +147,7 @@ export class Upload extends EventEmitter<UploadEvents> {
         }
         outcome = {
           ok: true,
-          result: this.result(session.journal, session.plan, finished.proof, t0, {
+          result: uploadResult(session.journal, session.plan, finished.proof, this.cx.stats, t0, {
             resumed: session.resumed,
             alreadyComplete: false,
             partsSkipped: opened.session.report?.verified.length ?? 0,
@@ -201,9 +182,7 @@ export class Upload extends EventEmitter<UploadEvents> {
     const intent = await readIntent(journalPath);
     // --fresh means a new upload: nothing is adopted (an upload this machine was creating included).
     if (!o.fresh && (o.discover || o.uploadId || intent)) {
-      // The server's clock stamps `initiated`: allow it a minute behind ours.
-      const intentSince = intent ? Date.parse(intent.createdAt) - 60_000 : undefined;
-      const found = await discover(this.cx, fp, endpoint, { ...(o.uploadId ? { uploadId: o.uploadId } : {}), ...(intentSince !== undefined ? { intentSince } : {}) });
+      const found = await discover(this.cx, fp, endpoint, { ...(o.uploadId ? { uploadId: o.uploadId } : {}), ...(intent ? { intentAt: Date.parse(intent.createdAt) } : {}) });
       if (found.adoption) return adopt(this.cx, found.adoption, fp, journalPath);
       if (o.uploadId) throw new UploadNotAdoptableError(this.cx.errorContext({ uploadId: o.uploadId }), found.report.candidates[0]?.why ?? 'the server does not know it');
       if (o.discover) {
@@ -235,38 +214,6 @@ export class Upload extends EventEmitter<UploadEvents> {
     return j;
   }
 
-  private result(
-    j: JournalData,
-    plan: PartPlan,
-    proof: Proof,
-    t0: number,
-    extra: { resumed: boolean; alreadyComplete: boolean; partsSkipped: number; reconcile?: ReconcileReport; completedEtag?: string },
-  ): UploadResult {
-    const alg = j.checksumAlgorithm;
-    const head = proof.head;
-    const checksum = alg ? head?.checksums[alg] : undefined;
-    return {
-      bucket: j.bucket,
-      key: j.key,
-      uploadId: j.uploadId,
-      etag: stripQuotes(head?.etag ?? extra.completedEtag ?? ''),
-      size: head?.size ?? plan.fileSize,
-      partCount: plan.partCount,
-      partsUploaded: this.cx.stats.partsSent,
-      partsSkipped: extra.partsSkipped,
-      bytesSent: this.cx.stats.bytesSent,
-      retries: this.cx.stats.retries,
-      resumed: extra.resumed,
-      alreadyComplete: extra.alreadyComplete,
-      checksumAlgorithm: alg,
-      ...(checksum ? { checksum } : {}),
-      ...(head?.checksumType ? { checksumType: head.checksumType } : {}),
-      verification: { level: proof.judgement.level, checks: proof.judgement.checks },
-      ...(extra.reconcile ? { reconcile: extra.reconcile } : {}),
-      durationMs: Date.now() - t0,
-    };
-  }
-
   /** What a resume would do, changing nothing: no lock, no part sent, the journal untouched. */
   async status(): Promise<StatusReport> {
     await loadHashers();
@@ -275,10 +222,10 @@ export class Upload extends EventEmitter<UploadEvents> {
     if (!j) {
       const intent = await readIntent(journalPath);
       if (!this.options.discover && !this.options.uploadId && !intent) return { journalPath, exists: false };
-      const intentSince = intent ? Date.parse(intent.createdAt) - 60_000 : undefined;
       const { endpoint } = await this.locate();
-      const found = await discover(this.cx, fp, endpoint, { ...(this.options.uploadId ? { uploadId: this.options.uploadId } : {}), ...(intentSince !== undefined ? { intentSince } : {}) });
-      return { journalPath, exists: false, discovery: found.report };
+      const found = await discover(this.cx, fp, endpoint, { dryRun: true, ...(this.options.uploadId ? { uploadId: this.options.uploadId } : {}), ...(intent ? { intentAt: Date.parse(intent.createdAt) } : {}) });
+      const present = !found.adoption && this.options.discover ? await alreadyThere(this.cx) : undefined;
+      return { journalPath, exists: false, discovery: found.report, ...(present ? { alreadyComplete: true } : {}) };
     }
     checkJournalBelongs(this.options, j, journalPath);
     const plan = planFromJournal(j, fp);

@@ -317,5 +317,5 @@ export function s3Advice(code: string, status: number | undefined, operation: st
   }
   if (status !== undefined && status >= 500) return `the server failed: run the same command to resume (later, if it persists)`;
   if (status === 403) return `the request was refused (it needs ${PERMISSION[operation] ?? 'a permission these credentials lack'}): check the credentials and the bucket policy`;
-  return `the server refused the request${status ? '' : ' (no HTTP answer)'}`;
+  return `the server refused the request${status ? '' : ' (no HTTP answer)'}: not a passing fault, so check the options, the bucket and the server's limits, then run the same command again`;
 }

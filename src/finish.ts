@@ -90,7 +90,7 @@ export async function proveObject(cx: EngineContext, j: JournalData, expected: E
 }
 
 /** AbortMultipartUpload, tolerating an upload already gone. */
-export async function abortMultipart(cx: EngineContext, j: JournalData): Promise<void> {
+export async function abortMultipart(cx: EngineContext, j: Pick<JournalData, 'bucket' | 'key' | 'uploadId'>): Promise<void> {
   try {
     await cx.retry(() => cx.s3.abortMultipartUpload({ bucket: j.bucket, key: j.key, uploadId: j.uploadId }, cx.req));
   } catch (err) {

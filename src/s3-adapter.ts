@@ -162,7 +162,11 @@ export function toS3RequestError(operation: string, err: unknown): S3RequestErro
   if ((code === 'Error' || code === 'UnknownError' || code === 'TypeError') && e.code && NETWORK_CODE.test(e.code)) code = e.code;
   if (code === 'Error' && e.message === 'socket hang up') code = 'ECONNRESET';
   if (/region is missing/i.test(e.message ?? '')) code = 'RegionMissing';
-  const args: ConstructorParameters<typeof S3RequestError>[0] = { operation, s3Code: code, cause: err };
+  // Not the SDK's exception itself: it carries every field of the error body (AWS echoes the
+  // canonical request there, headers and all: session token, SSE-C key), which a caller logging
+  // the error would print. Only its name and message are kept.
+  const cause = new Error(`${e.name ?? 'Error'}${e.message ? `: ${e.message}` : ''}`);
+  const args: ConstructorParameters<typeof S3RequestError>[0] = { operation, s3Code: code, cause };
   if (status !== undefined) args.httpStatus = status;
   if (e.$metadata?.requestId) args.requestId = e.$metadata.requestId;
   if (e.message && e.message !== code) args.message = e.message;

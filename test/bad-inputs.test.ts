@@ -88,7 +88,7 @@ describe('bad inputs on the local RADOS Gateway', () => {
 
   test('bad input: an invalid s3:// URL or bucket name → usage error (exit 2)', async () => {
     const env = cliEnv(await tempDir());
-    for (const url of ['s3:/x/y', 'http://b/k', 's3://b', 's3://-bad-/k', 's3://a..b/k', 's3://x/k']) {
+    for (const url of ['s3:/x/y', 'http://b/k', 's3://b', 's3://-bad-/k', 's3://a..b/k', 's3://x/k', `s3://bucket/${'k'.repeat(1025)}`]) {
       const r = await runCli(['upload', '/etc/hostname', url], env);
       assert.equal(r.code, 2, `${url}: ${r.stderr}`);
       assert.match(r.stderr, /^partwise: /);
@@ -351,6 +351,7 @@ describe('bad inputs the gateway will not produce on demand (S3 emulator)', () =
     for (const row of rows) {
       const f = await file();
       const key = `denied/${row.op}`;
+      const before = new Set(await readdir(f.dir));
       if (row.first) {
         // ListParts (resume) and Abort (--fresh) need an upload to exist first.
         const p = await drive(up(f, key), env(f.dir), (e, c) => e.event === 'part-done' && c.kill('SIGINT'));
@@ -360,6 +361,10 @@ describe('bad inputs the gateway will not produce on demand (S3 emulator)', () =
       const r = await withFault(denied(row.op), () => runCli(args, env(f.dir)));
       assert.equal(r.code, row.code, `${row.op}: ${r.stderr}`);
       oneClearLine(r, row.want);
+      if (row.op === 'CreateMultipartUpload') {
+        const left = (await readdir(f.dir)).filter((n) => !before.has(n) && !n.endsWith('.lock'));
+        assert.deepEqual(left, [], 'a refused Create leaves no journal and no intent');
+      }
     }
     // What partwise can do without: reading the object back, listing uploads, part attributes.
     const f = await file();
@@ -406,4 +411,34 @@ describe('bad inputs the gateway will not produce on demand (S3 emulator)', () =
     const again = await runCli(up(f, 'gone/upload'), env(f.dir));
     assert.equal(again.code, 0, again.stderr);
   });
+});
+
+test('bad input: an S3 error body echoing the request (as AWS does for SignatureDoesNotMatch) never carries a secret into the error, even to a caller who logs the whole object', async () => {
+  const { createServer } = await import('node:http');
+  const { inspect } = await import('node:util');
+  const { Upload: Up } = await import('../src/index.ts');
+  const { SdkS3Port, createS3Client } = await import('../src/s3-adapter.ts');
+  const token = `token-${randomBytes(12).toString('hex')}`;
+  const sseKey = randomBytes(32);
+  const server = createServer((req, res) => {
+    // Echo every request header back, the way AWS's CanonicalRequest element does.
+    const canonical = Object.entries(req.headers).map(([k, v]) => `${k}:${String(v)}`).join('\n');
+    res.writeHead(403, { 'content-type': 'application/xml' });
+    res.end(`<?xml version="1.0"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message><CanonicalRequest>${canonical}</CanonicalRequest></Error>`);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const port = (server.address() as { port: number }).port;
+    const dir = await tempDir();
+    const path = join(dir, 'f.bin');
+    await writeFile(path, randomBytes(1000));
+    const s3 = new SdkS3Port(createS3Client({ endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret-example', sessionToken: token } }));
+    const err = await new Up({ s3, file: path, bucket: 'bucket', key: 'k', stateDir: dir, sseCustomerKey: sseKey }).done().catch((e: unknown) => e);
+    const everything = inspect(err, { depth: 20, showHidden: true });
+    assert.match(everything, /SignatureDoesNotMatch/);
+    assert.ok(!everything.includes(token), 'no session token anywhere in the error');
+    assert.ok(!everything.includes(sseKey.toString('base64')), 'no SSE-C key anywhere in the error');
+  } finally {
+    server.close();
+  }
 });

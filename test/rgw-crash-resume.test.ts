@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { before, test } from 'node:test';
 import { ListMultipartUploadsCommand, ListPartsCommand } from '@aws-sdk/client-s3';
@@ -115,12 +115,43 @@ for (const moment of ['after-create', 'mid-part', 'complete-in-flight', 'after-c
     if (moment === 'complete-in-flight') assert.equal(counts.UploadPart, undefined, 'every part was on the server: nothing sent again');
     if (moment === 'after-create') {
       // No journal was written, but the intent recorded before Create was: this run finds the
-      // upload it created and adopts it, instead of leaving it open for ever.
-      assert.equal(r.uploadId, killedId);
-      assert.equal(counts.CreateMultipartUpload, undefined, 'no second upload created');
-      assert.equal(counts.UploadPart, r.partCount, 'every part sent once (it had none)');
+      // empty upload it created and aborts it (nothing to keep), instead of leaving it open for ever.
+      assert.notEqual(r.uploadId, killedId);
+      assert.equal(counts.AbortMultipartUpload, 1, 'the orphan was aborted');
+      assert.equal(counts.CreateMultipartUpload, 1);
     }
     const open = await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
     assert.deepEqual((open.Uploads ?? []).map((u) => u.UploadId), [], 'no multipart upload left open for the key');
   });
 }
+
+test('SIGKILL mid-upload and the journal lost with it: the next run (discovery on) adopts the upload and sends only what the server lacks', async () => {
+  const dir = await tempDir();
+  const partSize = 5 * MiB;
+  const f = await randomFile(dir, 4 * partSize + 99); // 5 parts
+  const key = 'crash-at/journal-lost.bin';
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/upload-child.ts', import.meta.url).pathname], {
+    env: { ...process.env, PARTWISE_CHILD_ARGS: JSON.stringify({ file: f.path, bucket, key, stateDir: dir, partSize, delayMs: 150, concurrency: 2 }) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let killedId = '';
+  let done = 0;
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  for await (const line of createInterface({ input: child.stdout! })) {
+    if (line.startsWith('plan ')) killedId = line.slice(5);
+    if (line.startsWith('done ') && ++done === 2) {
+      child.kill('SIGKILL');
+      break;
+    }
+  }
+  await exited;
+  for (const n of await readdir(dir)) if (n.includes('.json')) await rm(`${dir}/${n}`);
+  const held = (await plainClient().send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: killedId }))).Parts ?? [];
+  assert.ok(held.length >= 1, 'some parts landed before the kill');
+  const { client, counts } = countingClient();
+  const r = await createUpload({ client, file: f.path, bucket, key, stateDir: dir, discover: true }).done();
+  assert.equal(r.uploadId, killedId);
+  assert.equal(counts.CreateMultipartUpload, undefined);
+  assert.equal(counts.UploadPart, 5 - held.length);
+  assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256);
+});

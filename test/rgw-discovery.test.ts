@@ -236,4 +236,89 @@ describe('discovery and lifecycle abort dates (emulator: RGW reports none)', () 
     assert.equal(report!.candidates[0]!.status, 'expired');
     assert.match(report!.candidates[0]!.why, /abort date .* has passed/);
   });
+
+  const emuPort = () => new SdkS3Port(createS3Client({ endpoint: emu.endpoint, region: 'us-east-1', credentials }));
+  const emptyUpload = async (key: string) => (await emuPort().createMultipartUpload({ bucket: Bucket, key }, {})).uploadId;
+  const fileIn = async (dir: string, size = 5 * KiB + 3) => {
+    const path = join(dir, 'f.bin');
+    await writeFile(path, randomBytes(size));
+    return path;
+  };
+  const intentFor = async (dir: string, path: string, key: string, createdAt: Date) => {
+    const { journalPathFor } = await import('../src/journal.ts');
+    const { realpath } = await import('node:fs/promises');
+    const jp = journalPathFor(dir, { endpoint: emu.endpoint, bucket: Bucket, key, sourcePath: await realpath(path) });
+    await writeFile(`${jp}.intent`, JSON.stringify({ bucket: Bucket, key, createdAt: createdAt.toISOString() }));
+  };
+
+  test('an empty upload is adopted by nobody: without an intent it is left alone; with one, only the single one started about then is ours (aborted), whatever the clock skew within 15 minutes', async () => {
+    // Someone else's empty upload, and no intent here: left alone.
+    const dir = await tempDir();
+    const path = await fileIn(dir);
+    const foreign = await emptyUpload('empty/foreign');
+    const a = new Upload({ s3: emuPort(), file: path, bucket: Bucket, key: 'empty/foreign', partSize: 1024, minPartSize: 1, stateDir: dir, discover: true });
+    const ra = await a.done();
+    assert.notEqual(ra.uploadId, foreign);
+    assert.ok(emu.uploadIds().includes(foreign), "another's empty upload is not touched");
+    // An intent from a day ago does not make a new foreign upload ours.
+    const dir2 = await tempDir();
+    const path2 = await fileIn(dir2);
+    const foreign2 = await emptyUpload('empty/old-intent');
+    await intentFor(dir2, path2, 'empty/old-intent', new Date(Date.now() - 86_400_000));
+    await new Upload({ s3: emuPort(), file: path2, bucket: Bucket, key: 'empty/old-intent', partSize: 1024, minPartSize: 1, stateDir: dir2 }).done();
+    assert.ok(emu.uploadIds().includes(foreign2));
+    // Ours, with the server's clock two minutes behind: found and aborted, no orphan.
+    const dir3 = await tempDir();
+    const path3 = await fileIn(dir3);
+    await intentFor(dir3, path3, 'empty/skewed', new Date());
+    const ours = await emptyUpload('empty/skewed');
+    emu.backdate(ours, 120_000);
+    const c = new Upload({ s3: emuPort(), file: path3, bucket: Bucket, key: 'empty/skewed', partSize: 1024, minPartSize: 1, stateDir: dir3 });
+    let report: DiscoveryReport | undefined;
+    c.on('discover', (d) => (report = d));
+    await c.done();
+    assert.deepEqual(report!.aborted, [ours]);
+    assert.ok(!emu.uploadIds().includes(ours), 'our orphan aborted');
+    // Two empty uploads near the intent: ambiguous, neither touched.
+    const dir4 = await tempDir();
+    const path4 = await fileIn(dir4);
+    await intentFor(dir4, path4, 'empty/two', new Date());
+    const [x, y] = [await emptyUpload('empty/two'), await emptyUpload('empty/two')];
+    await new Upload({ s3: emuPort(), file: path4, bucket: Bucket, key: 'empty/two', partSize: 1024, minPartSize: 1, stateDir: dir4 }).done();
+    assert.ok(emu.uploadIds().includes(x) && emu.uploadIds().includes(y));
+  });
+
+  test('discovery looks at exactly this key (not keys it is a prefix of), and never adopts parts stored unencrypted for an encrypted upload', async () => {
+    const dir = await tempDir();
+    const path = await fileIn(dir);
+    const s3 = emuPort();
+    const o = { s3, file: path, bucket: Bucket, partSize: 1024, minPartSize: 1, stateDir: dir };
+    const longer = await uploadThenPause({ ...o, key: 'prefix/k2' }, 2);
+    const mine = await uploadThenPause({ ...o, key: 'prefix/k' }, 2);
+    for (const n of await readdir(dir)) if (n.endsWith('.json')) await rm(join(dir, n));
+    const up = new Upload({ ...o, key: 'prefix/k', discover: true });
+    let report: DiscoveryReport | undefined;
+    up.on('discover', (d) => (report = d));
+    const r = await up.done();
+    assert.deepEqual(report!.candidates.map((c) => c.uploadId), [mine.uploadId], 'prefix/k2 is not a candidate for prefix/k');
+    assert.equal(r.uploadId, mine.uploadId);
+    assert.ok(emu.uploadIds().includes(longer.uploadId));
+    // A plain upload, then the same file asked for with SSE-C: not adopted, and a plain object already there is not "already there".
+    const dir2 = await tempDir();
+    const path2 = await fileIn(dir2);
+    const plain = await uploadThenPause({ s3, file: path2, bucket: Bucket, key: 'sse/plain', partSize: 1024, minPartSize: 1, stateDir: dir2 }, 2);
+    for (const n of await readdir(dir2)) if (n.endsWith('.json')) await rm(join(dir2, n));
+    const sseCustomerKey = randomBytes(32);
+    const enc = new Upload({ s3, file: path2, bucket: Bucket, key: 'sse/plain', partSize: 1024, minPartSize: 1, stateDir: dir2, discover: true, sseCustomerKey });
+    let d2: DiscoveryReport | undefined;
+    enc.on('discover', (d) => (d2 = d));
+    const r2 = await enc.done();
+    assert.notEqual(r2.uploadId, plain.uploadId);
+    assert.match(d2!.candidates[0]!.why, /not encrypted as this upload asks/);
+    const dir3 = await tempDir();
+    const path3 = await fileIn(dir3);
+    await new Upload({ s3, file: path3, bucket: Bucket, key: 'sse/present', partSize: 1024, minPartSize: 1, stateDir: dir3 }).done();
+    const again = await new Upload({ s3, file: path3, bucket: Bucket, key: 'sse/present', partSize: 1024, minPartSize: 1, stateDir: dir3, discover: true, sseCustomerKey }).done();
+    assert.equal(again.alreadyComplete, false, 'a plain object is not the encrypted upload asked for');
+  });
 });

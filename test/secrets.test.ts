@@ -75,6 +75,13 @@ test('no secret in any state file, output or error; state files 0600, the state 
       130,
     );
     await snapshotState();
+    // 1b. Create failing over and over (a lost answer is possible): the intent stays; look at it.
+    const intentRule = { op: 'CreateMultipartUpload' as const, times: 1000, action: { type: 'error' as const, status: 500, code: 'InternalError' } };
+    emu.faults.push(intentRule);
+    assert.equal(await run(['upload', file, 's3://sec/other.bin', '--sse-c-key-file', keyFile, '--json']), 1);
+    emu.faults.splice(emu.faults.indexOf(intentRule), 1);
+    await snapshotState();
+    assert.ok([...seenFiles.keys()].some((k) => k.includes('.intent')), 'the intent was seen');
     // 2. A failure with an error message (AccessDenied on a part).
     emu.faults.push({ op: 'UploadPart', times: 1, action: { type: 'error', status: 403, code: 'AccessDenied' } });
     assert.equal(await run(args), 1);

@@ -69,8 +69,11 @@ function runChild(args: Record<string, unknown>, kill: Moment | undefined, state
     };
     // During a journal write: the moment a temp file appears beside the journal (a full write,
     // before its rename) or the part log grows (an append, before its sync returns).
-    const watcher = kill === 'journal-write' ? watch(stateDir, (_e, name) => name && (name.includes('.json.tmp-') || name.endsWith('.json.log')) && die()) : undefined;
+    // Only once the upload is under way (after its plan): the very first write is begin's.
+    let planned = false;
+    const watcher = kill === 'journal-write' ? watch(stateDir, (_e, name) => planned && name && (name.includes('.json.tmp-') || name.endsWith('.json.log')) && die()) : undefined;
     createInterface({ input: p.stdout! }).on('line', (line) => {
+      if (line.startsWith('plan ')) planned = true;
       if (line.startsWith('start ')) bytesStarted += Number(line.split(' ')[2]);
       if (line === `at ${kill}`) die();
       if (kill === 'random' && line.startsWith('plan ')) setTimeout(die, Math.floor(random() * 200));
