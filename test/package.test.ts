@@ -73,6 +73,11 @@ describe('the published package, from a consumer project', () => {
     };
     walk(JSON.parse(r.stdout).dependencies);
     assert.deepEqual([...versions], [CONSUMER_SDK]);
+    // And because it is a peer, not merely deduplicated: the shipped manifest says so.
+    const manifest = JSON.parse(run('tar', ['xzf', tarball, '-O', 'package/package.json']).stdout);
+    assert.equal(manifest.peerDependencies?.['@aws-sdk/client-s3'], '^3.1150.0');
+    assert.equal(manifest.dependencies?.['@aws-sdk/client-s3'], undefined);
+    for (const testOnly of ['@aws-crypto/sha256-js', '@aws-crypto/crc32c']) assert.equal(manifest.dependencies?.[testOnly], undefined, `${testOnly} is a test reference only`);
     assert.equal(run('npm', ['ls', '@aws-crypto/sha256-js', '@aws-crypto/crc32c', '--json'], { cwd: consumer }).stdout.includes('"version"'), false, 'test-only packages are not installed');
   });
 
