@@ -218,6 +218,6 @@ export async function alreadyThere(cx: EngineContext): Promise<(VerifyObjectResu
   const wantC = o.sseCustomerKey !== undefined;
   const wantKms = (o.serverSideEncryption ?? '').startsWith('aws:kms');
   if (wantC !== Boolean(head.sseCustomerAlgorithm) || wantKms !== (head.serverSideEncryption ?? '').startsWith('aws:kms')) return undefined;
-  const r = await verifyObject(cx.s3, { file: o.file, bucket: o.bucket, key: o.key, req: cx.req, signal: cx.signal, ...(o.hashWorkers !== undefined ? { hashWorkers: o.hashWorkers } : {}) });
+  const r = await verifyObject(cx.s3, { file: o.file, bucket: o.bucket, key: o.key, req: cx.req, signal: cx.signal, head, ...(o.hashWorkers !== undefined ? { hashWorkers: o.hashWorkers } : {}) });
   return r.proven ? { ...r, etag: head.etag } : undefined;
 }

@@ -64,12 +64,19 @@ function proofOf(judgement: ObjectJudgement, head: HeadOutput | undefined, whyNo
  * (GetObjectAttributes) where HeadObject shows none, then Complete's own response when there is one
  * and the object could not be read or showed nothing that identifies it.
  */
+/** Nothing to judge at the key (no object, or none this run may read) and no Complete response. */
+function nothingToJudge(look: Exclude<Look, { kind: 'object' }>): Proof {
+  if (look.kind === 'absent') return { proven: false, judgement: { level: 'size', checks: [], mismatches: ['the object is not there'] }, why: 'there is no object at the key' };
+  return { proven: false, judgement: { level: 'size', checks: [], mismatches: [] }, why: unreadableWhy(look.error) };
+}
+
+const unreadableWhy = (e: S3RequestError) => `the object cannot be read (${e.s3Code}: no s3:GetObject?)`;
+
 async function judgeLook(cx: EngineContext, j: JournalData, look: Look, expected: ExpectedObject, completed?: CompleteOutput): Promise<Proof> {
   const values = expectedValues(expected);
-  if (look.kind === 'absent') return { proven: false, judgement: { level: 'size', checks: [], mismatches: ['the object is not there'] }, why: 'there is no object at the key' };
-  if (look.kind === 'unreadable') {
-    const why = `the object cannot be read (${look.error.s3Code}: no s3:GetObject?)`;
-    if (!completed) return { proven: false, judgement: { level: 'size', checks: [], mismatches: [] }, why };
+  if (look.kind !== 'object') {
+    if (look.kind === 'absent' || !completed) return nothingToJudge(look);
+    const why = unreadableWhy(look.error);
     cx.emit('warning', { code: 'NO_READ_ACCESS', message: "HeadObject was refused (no s3:GetObject?); judging the object by Complete's own response" });
     return proofOf(judgeCompleteResponse(j, completed, expected, values), undefined, `${why}, and Complete returned nothing that identifies it`);
   }
@@ -133,7 +140,7 @@ async function checkPartsByAttributes(cx: EngineContext, j: JournalData, expecte
  */
 export async function proveFinished(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint): Promise<Proof> {
   const look = await lookAtObject(cx, j);
-  if (look.kind !== 'object') return judgeLook(cx, j, look, expectedObject({ fileSize: 0, partSize: 1, partCount: 0 }, null, false, new Map()));
+  if (look.kind !== 'object') return nothingToJudge(look);
   const digests = digestsFromJournal(j);
   const missing = allParts(plan).filter((p) => !digests.has(p.partNumber) || (j.checksumAlgorithm !== null && !digests.get(p.partNumber)!.checksum));
   if (missing.length) {

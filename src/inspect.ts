@@ -11,7 +11,7 @@ import { acquireLock, deleteJournal, readJournal, type JournalData } from './jou
 import { listAllParts, listPartsCaller } from './list-parts.ts';
 import { allParts, type PartPlan } from './planner.ts';
 import type { VerificationLevel } from './events.ts';
-import type { RequestOptions, S3Port } from './s3-port.ts';
+import type { HeadOutput, RequestOptions, S3Port } from './s3-port.ts';
 import { hashPartsInWorkers } from './verify-pool.ts';
 import { expectedObject, expectedValues, judgeObject, provesBytes } from './verify-object.ts';
 
@@ -136,13 +136,14 @@ export interface VerifyObjectResult {
  */
 export async function verifyObject(
   s3: S3Port,
-  args: { file: string; bucket: string; key: string; req?: RequestOptions; hashWorkers?: number; onBytes?: (n: number) => void; signal?: AbortSignal },
+  args: { file: string; bucket: string; key: string; req?: RequestOptions; hashWorkers?: number; onBytes?: (n: number) => void; signal?: AbortSignal; head?: HeadOutput },
 ): Promise<VerifyObjectResult> {
   await loadHashers();
   const req = args.req ?? {};
   const ctx = { bucket: args.bucket, key: args.key };
   const fp = await fingerprint(args.file);
-  const head = await s3.headObject({ bucket: args.bucket, key: args.key }, req, args.signal);
+  // A caller that has just looked at the object passes what it saw: no second HEAD.
+  const head = args.head ?? (await s3.headObject({ bucket: args.bucket, key: args.key }, req, args.signal));
   if (!head) throw new ObjectVerificationError(ctx, ['the object does not exist']);
   const alg = CHECKSUM_ALGORITHMS.find((a) => head.checksums[a] !== undefined) ?? null;
   const base = { partSize: fp.size, partCount: 1, checksumAlgorithm: alg, bytesHashed: 0 };

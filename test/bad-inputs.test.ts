@@ -322,15 +322,7 @@ describe('bad inputs the gateway will not produce on demand (S3 emulator)', () =
   after(() => emu.close());
 
   const env = (dir: string): NodeJS.ProcessEnv => ({ ...process.env, AWS_ACCESS_KEY_ID: 'emulator', AWS_SECRET_ACCESS_KEY: 'emulator-secret', AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL: emu.endpoint, PARTWISE_STATE_DIR: dir });
-  async function withFault<T>(rule: FaultRule, fn: () => Promise<T>): Promise<T> {
-    emu.faults.push(rule);
-    try {
-      return await fn();
-    } finally {
-      const i = emu.faults.indexOf(rule);
-      if (i >= 0) emu.faults.splice(i, 1);
-    }
-  }
+  const withFault = <T>(rule: FaultRule, fn: () => Promise<T>) => emu.withFault(rule, fn);
   const file = async () => {
     const dir = await tempDir();
     const path = join(dir, 'f.bin');

@@ -16,7 +16,7 @@ import { listIncompleteUploads, verifyObject } from '../src/inspect.ts';
 import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
 import type { S3Port } from '../src/s3-port.ts';
 import { emulatorClient } from './emulator/client.ts';
-import { S3Emulator } from './emulator/server.ts';
+import { S3Emulator, type FaultRule } from './emulator/server.ts';
 import { runCli } from './helpers/cli.ts';
 import { uploadThenPause } from './helpers/pause.ts';
 import { wrapPort } from './helpers/ports.ts';
@@ -65,16 +65,7 @@ describe('no false success (engine issue defects, on the emulator)', () => {
   }
   const pauseAfterOnePart = (f: { dir: string; path: string }, key: string) =>
     uploadThenPause({ s3: port(), file: f.path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: f.dir, retry: fast }, 1);
-  /** Runs `fn` with fault `rule` installed, removing it afterwards whatever happens. */
-  async function withFault<T>(rule: (typeof emu.faults)[number], fn: () => Promise<T>, e: S3Emulator = emu): Promise<T> {
-    e.faults.push(rule);
-    try {
-      return await fn();
-    } finally {
-      const i = e.faults.indexOf(rule);
-      if (i >= 0) e.faults.splice(i, 1);
-    }
-  }
+  const withFault = <T>(rule: FaultRule, fn: () => Promise<T>, e: S3Emulator = emu) => e.withFault(rule, fn);
   const journals = async (dir: string) => (await readdir(dir)).filter((n) => n.endsWith('.json'));
   const warningsOf = (up: Upload) => {
     const w: string[] = [];

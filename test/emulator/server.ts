@@ -149,6 +149,17 @@ export class S3Emulator {
     return this.log.filter((l) => l.op === op && (partNumber === undefined || l.partNumber === partNumber)).length;
   }
 
+  /** Runs `fn` with fault `rule` installed, removing it afterwards whatever happens. */
+  async withFault<T>(rule: FaultRule, fn: () => Promise<T>): Promise<T> {
+    this.faults.push(rule);
+    try {
+      return await fn();
+    } finally {
+      const i = this.faults.indexOf(rule);
+      if (i >= 0) this.faults.splice(i, 1);
+    }
+  }
+
   /** Moves an upload's initiation time back (as if started that long ago). */
   backdate(uploadId: string, ms: number): void {
     const u = this.uploads.get(uploadId);

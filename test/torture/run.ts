@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { GetObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { readJournal } from '../../src/journal.ts';
+import { mulberry32 } from '../helpers/fault-proxy.ts';
 
 export const MOMENTS = ['after-create', 'mid-part', 'journal-write', 'verify', 'complete-in-flight', 'after-complete', 'random'] as const;
 export type Moment = (typeof MOMENTS)[number];
@@ -86,17 +87,6 @@ function runChild(args: Record<string, unknown>, kill: Moment | undefined, state
   });
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function journalsReadable(dir: string): Promise<number> {
   let bad = 0;
   for (const n of await readdir(dir)) {
@@ -110,7 +100,7 @@ export async function runTorture(o: TortureOptions): Promise<RoundResult[]> {
   const partSize = o.partSize ?? 1024 * 1024;
   const parts = o.parts ?? 10;
   const concurrency = o.concurrency ?? 3;
-  const random = rng(o.seed ?? 7);
+  const random = mulberry32(o.seed ?? 7);
   const results: RoundResult[] = [];
   for (const [i, kills] of o.plan.entries()) {
     const dir = await mkdtemp(join(tmpdir(), 'partwise-torture-'));
@@ -163,7 +153,7 @@ export async function runTorture(o: TortureOptions): Promise<RoundResult[]> {
 
 /** The default plan: every moment alone, then pairs (a second kill during the resume). */
 export function torturePlan(rounds: number, seed = 7): Moment[][] {
-  const random = rng(seed);
+  const random = mulberry32(seed);
   const plan: Moment[][] = [['after-create'], ['mid-part'], ['journal-write'], ['mid-part', 'verify'], ['complete-in-flight'], ['after-complete'], ['random']];
   const first: Moment[] = ['after-create', 'mid-part', 'journal-write', 'random', 'complete-in-flight', 'after-complete'];
   const second: Moment[] = ['verify', 'mid-part', 'journal-write', 'random', 'complete-in-flight', 'after-complete'];
