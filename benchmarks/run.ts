@@ -1,187 +1,455 @@
 /**
- * npm run bench: prints a table and writes it to benchmarks/RESULTS.md.
- * 1. Hash throughput on this machine: partwise's fast path against the @aws-crypto packages and the fallbacks.
- * 2. The resume verification phase: hashing a file's parts on worker threads.
- * 3. Uploads of one file to the local RGW: partwise against @aws-sdk/lib-storage, same server, same run,
- *    alternating order; each upload in its own process (CPU and peak RSS are that upload's own).
- * Machines here are shared and noisy: compare ratios within a run, not absolute numbers across runs.
+ * npm run bench: prints tables and writes them to benchmarks/RESULTS.md, with benchmarks/chart.svg.
+ * Against the local RGW, every client with the same part size and concurrency, rounds in
+ * alternating order, medians with min–max, ratios from this run only.
+ *   1. hash throughput on this machine (what each implementation does on one core)
+ *   2. full upload of 1 GiB at (4, 16 MiB) and (8, 64 MiB): MB/s, client CPU-s/GiB, peak RSS
+ *   3. resume after a kill at 50% and 90%: time to finish and bytes re-sent
+ *   4. resume verification (`partwise status`) next to this machine's hashing limit
+ *   5. 10,000 parts: per-1,000 time, journal bytes, ListParts requests on resume
+ *   6. where a partwise upload's CPU and memory go (--cpu-prof, heap snapshot)
+ * Each upload runs as its users run it, in its own process, under GNU time.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
-import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { join } from 'node:path';
+import { AbortMultipartUploadCommand, DeleteObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createCRC32 } from 'hash-wasm';
 import { activeImplementations, createHasher, loadHashers } from '../src/checksums.ts';
+import { createUpload } from '../src/index.ts';
+import { journalBytesWritten } from '../src/journal.ts';
 import { allParts, planParts } from '../src/planner.ts';
+import { uploadThenPause } from '../test/helpers/pause.ts';
 import { referenceDigest } from '../test/helpers/reference.ts';
-import { loadS3Env, makeBucket, plainClient, tempDir } from '../test/helpers/s3.ts';
+import { countingClient, loadS3Env, makeBucket, plainClient, tempDir } from '../test/helpers/s3.ts';
+import { chartSvg, type Panel } from './chart.ts';
+import { fmt, killAt, median, spread, timed, type Cost } from './measure.ts';
+import { summarizeCpu, summarizeHeap } from './profile-summary.ts';
+import { makeTools, type Setting } from './tools.ts';
 
-const MiB = 1024 * 1024;
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+const MiB = 2 ** 20;
+const GiB = 2 ** 30;
 const out: string[] = [];
 const print = (s = '') => {
   console.log(s);
   out.push(s);
 };
+const here = (p: string) => new URL(p, import.meta.url).pathname;
 
-async function throughput(name: string, fn: (buf: Buffer) => unknown | Promise<unknown>, buf: Buffer, runs = 5): Promise<number> {
-  await fn(buf); // warm-up
+execFileSync('bash', [here('./setup-peers.sh')], { stdio: 'inherit' });
+loadS3Env();
+await loadHashers();
+const uploadMiB = Number(process.env.BENCH_MIB ?? 1024);
+const verifyMiB = Number(process.env.BENCH_VERIFY_MIB ?? 2048);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const work = await tempDir('partwise-bench-');
+const stateDir = join(work, 'state');
+const tools = makeTools(work, stateDir);
+const tool = (name: string) => tools.find((t) => t.name === name)!;
+const s3: S3Client = plainClient();
+const bucket = await makeBucket('pw-bench');
+
+// ------------------------------------------------------------------ versions
+const req = createRequire(import.meta.url);
+const version = (cmd: string, args: string[]) => {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]!.trim();
+  } catch {
+    return 'unknown';
+  }
+};
+const rgwVersion = version('chroot', ['/var/lib/partwise/ceph-sid', 'radosgw', '--version']);
+print(`# partwise benchmarks`);
+print();
+print(`Run ${new Date().toISOString()} on ${cpus().length} × ${cpus()[0]?.model ?? '?'} (shared with the gateway), \`npm run bench\`.`);
+print(`MB/s = 10^6 bytes/s; GB/s = 10^9 bytes/s. ${rounds} rounds in alternating order (A B C … C B A …); medians, with min–max in brackets.`);
+print();
+print(`| component | version |`);
+print(`|---|---|`);
+print(`| partwise | ${(JSON.parse(readFileSync(here('../package.json'), 'utf8')) as { version: string }).version} (built, \`node dist/src/bin.js\`), Node ${process.version} |`);
+print(`| @aws-sdk/client-s3, @aws-sdk/lib-storage | ${(req('@aws-sdk/client-s3/package.json') as { version: string }).version}, ${(req('@aws-sdk/lib-storage/package.json') as { version: string }).version} |`);
+print(`| aws-cli (Debian) | ${version('/usr/bin/aws', ['--version'])} |`);
+print(`| rclone (Debian) | ${version('rclone', ['version'])} |`);
+print(`| s3cmd (Debian) | ${version('s3cmd', ['--version'])} |`);
+print(`| server | Ceph RADOS Gateway on 127.0.0.1 (memstore): ${rgwVersion} |`);
+print();
+const summaryAt = out.length; // the targets table goes here once measured
+
+// ------------------------------------------------------------------ files
+async function writeRandom(path: string, mib: number): Promise<void> {
+  const fh = await open(path, 'w');
+  for (let o = 0; o < mib; o += 16) await fh.write(randomBytes(16 * MiB));
+  await fh.close();
+}
+const file = join(work, 'upload.bin');
+const bigFile = join(work, 'verify.bin');
+await writeRandom(file, uploadMiB);
+await writeRandom(bigFile, verifyMiB);
+const size = uploadMiB * MiB;
+
+const gc = () => {
+  try {
+    execFileSync('chroot', ['/var/lib/partwise/ceph-sid', 'radosgw-admin', '-c', '/lab/partwise/ceph.conf', 'gc', 'process', '--include-all'], { stdio: 'ignore' });
+  } catch {
+    /* not our local server: nothing to collect */
+  }
+};
+/** The server holds a GiB per upload in memory: each object and any upload left open goes at once. */
+async function clean(key: string): Promise<void> {
+  await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+  const ups = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
+  for (const u of ups.Uploads ?? []) if (u.Key === key) await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: u.UploadId! }));
+  gc();
+}
+let seq = 0;
+const freshKey = (name: string) => `b/${name.replace(/\W+/g, '-')}-${seq++}`;
+
+// ------------------------------------------------------------------ 1. hashing
+print(`## 1. Hash throughput, one core, 64 MiB in memory`);
+print();
+print(`| algorithm | implementation | MB/s | vs @aws-crypto / SDK JS |`);
+print(`|---|---|---:|---:|`);
+async function throughput(fn: (b: Buffer) => unknown, b: Buffer, runs = 5): Promise<number> {
+  fn(b);
   const rates: number[] = [];
   for (let i = 0; i < runs; i++) {
     const t = performance.now();
-    await fn(buf);
-    rates.push(buf.length / 1e6 / ((performance.now() - t) / 1000));
+    fn(b);
+    rates.push(b.length / 1e6 / ((performance.now() - t) / 1000));
   }
   return median(rates);
 }
-
-await loadHashers();
-const sizeMiB = Number(process.env.BENCH_MIB ?? 512);
-print(`# partwise benchmarks`);
-print();
-print(`Run ${new Date().toISOString()} on ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Node ${process.version}. MB/s = 10^6 bytes/s. Medians of 5 runs unless noted.`);
-print();
-
-// 1. hashing
-print(`## Hash throughput, one thread, 64 MiB buffer`);
-print();
-print(`| algorithm | implementation | MB/s | vs @aws-crypto / reference JS |`);
-print(`|---|---|---:|---:|`);
 const buf = randomBytes(64 * MiB);
+const small = buf.subarray(0, 16 * MiB);
 const viaHasher = (alg: Parameters<typeof createHasher>[0]) => (b: Buffer) => {
   const h = createHasher(alg);
   for (let o = 0; o < b.length; o += MiB) h.update(b.subarray(o, o + MiB));
   return h.digest();
 };
-// The reference implementations are exactly the packages the rows name (@aws-crypto, the SDK's JS CRC64NVME).
-const awsSha = (b: Buffer) => referenceDigest('SHA256', b);
-const awsCrc32c = (b: Buffer) => referenceDigest('CRC32C', b);
-const awsCrc32 = (b: Buffer) => referenceDigest('CRC32', b);
-const sdkCrc64 = (b: Buffer) => referenceDigest('CRC64NVME', b);
 const wasmCrc32c = await createCRC32(0x82f63b78);
-const small = buf.subarray(0, 16 * MiB); // the slow JS implementations get less data
-const rows: [string, string, number, number | undefined][] = [];
-const refSha = await throughput('aws sha', awsSha, small, 3);
-const refC = await throughput('aws crc32c', awsCrc32c, small, 3);
-const refC32 = await throughput('aws crc32', awsCrc32, small, 3);
-const refC64 = await throughput('sdk crc64', sdkCrc64, small, 3);
-rows.push(['MD5', `${activeImplementations.MD5} (partwise)`, await throughput('md5', viaHasher('MD5'), buf), undefined]);
-rows.push(['SHA256', `${activeImplementations.SHA256} (partwise)`, await throughput('sha', viaHasher('SHA256'), buf), refSha]);
-rows.push(['SHA256', '@aws-crypto/sha256-js', refSha, refSha]);
-rows.push(['CRC32C', `${activeImplementations.CRC32C} (partwise)`, await throughput('crc32c', viaHasher('CRC32C'), buf), refC]);
-rows.push(['CRC32C', 'hash-wasm (fallback)', await throughput('wasm', (b) => (wasmCrc32c.init(), wasmCrc32c.update(b), wasmCrc32c.digest()), buf), refC]);
-rows.push(['CRC32C', '@aws-crypto/crc32c', refC, refC]);
-rows.push(['CRC32', `${activeImplementations.CRC32} (partwise)`, await throughput('crc32', viaHasher('CRC32'), buf), refC32]);
-rows.push(['CRC32', '@aws-crypto/crc32', refC32, refC32]);
-rows.push(['CRC64NVME', `${activeImplementations.CRC64NVME} (partwise)`, await throughput('crc64', viaHasher('CRC64NVME'), buf), refC64]);
-rows.push(['CRC64NVME', '@aws-sdk/checksums Crc64NvmeJs', refC64, refC64]);
-const both = (alg: 'CRC64NVME' | 'CRC32C') => (b: Buffer) => {
-  const m = createHasher('MD5');
-  const c = createHasher(alg);
-  for (let o = 0; o < b.length; o += MiB) {
-    m.update(b.subarray(o, o + MiB));
-    c.update(b.subarray(o, o + MiB));
-  }
-  return [m.digest(), c.digest()];
+const ref = {
+  SHA256: await throughput((b) => referenceDigest('SHA256', b), small, 3),
+  CRC32C: await throughput((b) => referenceDigest('CRC32C', b), small, 3),
+  CRC32: await throughput((b) => referenceDigest('CRC32', b), small, 3),
+  CRC64NVME: await throughput((b) => referenceDigest('CRC64NVME', b), small, 3),
 };
-rows.push(['MD5 + CRC32C', 'per part, partwise default', await throughput('both', both('CRC32C'), buf), undefined]);
-rows.push(['MD5 + CRC64NVME', 'per part', await throughput('both', both('CRC64NVME'), buf), undefined]);
-for (const [a, impl, rate, ref] of rows) print(`| ${a} | ${impl} | ${fmt(rate)} | ${ref ? `${fmt(rate / ref, 1)}×` : ''} |`);
+const crc32cRate = await throughput(viaHasher('CRC32C'), buf);
+const hashRows: [string, string, number, number | undefined][] = [
+  ['MD5', `${activeImplementations.MD5} (partwise)`, await throughput(viaHasher('MD5'), buf), undefined],
+  ['SHA256', `${activeImplementations.SHA256} (partwise)`, await throughput(viaHasher('SHA256'), buf), ref.SHA256],
+  ['SHA256', '@aws-crypto/sha256-js', ref.SHA256, ref.SHA256],
+  ['CRC32C', `${activeImplementations.CRC32C} (partwise default)`, crc32cRate, ref.CRC32C],
+  ['CRC32C', 'hash-wasm (fallback without the native addon)', await throughput((b) => (wasmCrc32c.init(), wasmCrc32c.update(b), wasmCrc32c.digest()), buf), ref.CRC32C],
+  ['CRC32C', '@aws-crypto/crc32c', ref.CRC32C, ref.CRC32C],
+  ['CRC32', `${activeImplementations.CRC32} (partwise)`, await throughput(viaHasher('CRC32'), buf), ref.CRC32],
+  ['CRC32', '@aws-crypto/crc32', ref.CRC32, ref.CRC32],
+  ['CRC64NVME', `${activeImplementations.CRC64NVME} (partwise)`, await throughput(viaHasher('CRC64NVME'), buf), ref.CRC64NVME],
+  ['CRC64NVME', '@aws-sdk SDK Crc64NvmeJs', ref.CRC64NVME, ref.CRC64NVME],
+];
+for (const [a, impl, rate, r] of hashRows) print(`| ${a} | ${impl} | ${fmt(rate)} | ${r ? `${fmt(rate / r, 1)}×` : ''} |`);
+print();
+print(`CRC32C is the default: it is the fastest checksum S3 stores per part, ${fmt(crc32cRate / hashRows[8]![2], 1)}× CRC64NVME's best implementation here, and with the server's stored part checksums it is the evidence on its own (MD5 is then not computed).`);
 print();
 
-// 2. verification phase
-const dir = await tempDir('partwise-bench-');
-const file = `${dir}/bench.bin`;
-{
-  const fh = await open(file, 'w');
-  for (let o = 0; o < sizeMiB * MiB; o += 16 * MiB) await fh.write(randomBytes(16 * MiB));
-  await fh.close();
-}
-print(`## Resume verification phase: re-hashing a ${sizeMiB} MiB file's 16 MiB parts, file in page cache, built code`);
-print();
-print('With MD5 where the ETag is the evidence; CRC32C alone where the server stores and lists part checksums (RGW, S3: what a resume of a default upload does now).');
-print();
-print(`| hashes | worker threads | MB/s | speed-up |`);
-print(`|---|---:|---:|---:|`);
-// The built worker pool (npm run bench builds first), as users run it: from source, each worker
-// would also pay for registering tsx at start-up.
-const { hashPartsInWorkers } = (await import(new URL('../dist/src/verify-pool.js', import.meta.url).href)) as typeof import('../src/verify-pool.ts');
-const parts = allParts(planParts(sizeMiB * MiB, { partSize: 16 * MiB }));
-for (const md5 of [true, false]) {
-  let one = 0;
-  for (const workers of [1, 2]) {
-    const rates: number[] = [];
-    for (let i = 0; i < 3; i++) {
-      const t = performance.now();
-      await hashPartsInWorkers(file, parts, 'CRC32C', { workers, md5 });
-      rates.push((sizeMiB * MiB) / 1e6 / ((performance.now() - t) / 1000));
+// ------------------------------------------------------------------ 2. full uploads
+const settings: Setting[] = [
+  { partMiB: 16, concurrency: 4 },
+  { partMiB: 64, concurrency: 8 },
+];
+const uploaders = tools;
+const full = new Map<string, Cost[]>();
+const fullKey = (s: Setting, t: string) => `${s.concurrency}x${s.partMiB}/${t}`;
+for (const s of settings) {
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 ? [...uploaders].reverse() : uploaders;
+    for (const t of order) {
+      const key = freshKey(t.name);
+      const c = timed(t.upload(file, bucket, key, s), work);
+      const list = full.get(fullKey(s, t.name)) ?? [];
+      list.push(c);
+      full.set(fullKey(s, t.name), list);
+      await clean(key);
     }
-    const r = median(rates);
-    if (workers === 1) one = r;
-    print(`| ${md5 ? 'MD5 + CRC32C' : 'CRC32C only'} | ${workers} | ${fmt(r)} | ${fmt(r / one, 2)}× |`);
+  }
+}
+const peers = uploaders.filter((t) => !t.name.startsWith('partwise'));
+const mbps = (c: Cost) => size / 1e6 / c.wallS;
+const cpuPerGiB = (c: Cost) => c.cpuS / (size / GiB);
+for (const s of settings) {
+  const bound = 100 + s.concurrency * s.partMiB;
+  print(`## 2. Full upload of ${uploadMiB} MiB: ${s.partMiB} MiB parts, concurrency ${s.concurrency}`);
+  print();
+  print(`Wall time includes process start. CPU-seconds and peak RSS are the client's own (GNU time); the gateway runs on the same ${cpus().length} cores, so MB/s mostly tracks total CPU.`);
+  print();
+  print(`| client | what it checks | MB/s | client CPU-s per GiB | peak RSS MiB |`);
+  print(`|---|---|---:|---:|---:|`);
+  for (const t of uploaders) {
+    const xs = full.get(fullKey(s, t.name))!;
+    print(`| ${t.name} | ${t.checks}${t.note ? `; ${t.note}` : ''} | ${spread(xs.map(mbps))} | ${spread(xs.map(cpuPerGiB), 2)} | ${fmt(Math.max(...xs.map((x) => x.rssMiB)))} |`);
+  }
+  print();
+  print(`Memory bound for partwise here: 100 MiB + concurrency × part size = ${bound} MiB.`);
+  print();
+}
+const med = (s: Setting, t: string, f: (c: Cost) => number) => median(full.get(fullKey(s, t))!.map(f));
+const s0 = settings[0]!;
+const fastestPeer = peers.reduce((a, b) => (med(s0, a.name, mbps) >= med(s0, b.name, mbps) ? a : b));
+const leanestPeer = peers.reduce((a, b) => (med(s0, a.name, (c) => c.cpuS) <= med(s0, b.name, (c) => c.cpuS) ? a : b));
+
+// ------------------------------------------------------------------ 3. resume after a kill
+interface ResumeRun {
+  held: number;
+  cost: Cost;
+  resent: number;
+}
+const resumers = [tool('partwise'), tool('s3cmd')];
+const resumeRuns = new Map<string, ResumeRun[]>();
+for (const fraction of [0.5, 0.9]) {
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 ? [...resumers].reverse() : resumers;
+    for (const t of order) {
+      const key = freshKey(`${t.name}-resume`);
+      const held = await killAt(t.upload(file, bucket, key, s0), s3, bucket, key, size, fraction);
+      const cost = timed(t.resume!(file, bucket, key, s0), work);
+      const list = resumeRuns.get(`${fraction}/${t.name}`) ?? [];
+      list.push({ held, cost, resent: t.resentBytes!(cost.stdout, cost.stderr, size, s0) });
+      resumeRuns.set(`${fraction}/${t.name}`, list);
+      await clean(key);
+    }
+  }
+}
+print(`## 3. Finishing after a kill (SIGKILL once ListParts shows the share of the file below), ${s0.partMiB} MiB parts, concurrency ${s0.concurrency}`);
+print();
+print(`"× full" divides the time to finish by the same client's own full-upload median from section 2 (same run). Clients without a resume start over: their time to finish is their full upload, and they send the whole file again.`);
+print();
+print(`| client | killed at | server held at the kill | time to finish, s | × full | re-sent MiB |`);
+print(`|---|---:|---:|---:|---:|---:|`);
+const resumeRatio = new Map<string, number>();
+for (const fraction of [0.5, 0.9]) {
+  for (const t of resumers) {
+    const xs = resumeRuns.get(`${fraction}/${t.name}`)!;
+    const ratio = median(xs.map((x) => x.cost.wallS)) / med(s0, t.name, (c) => c.wallS);
+    resumeRatio.set(`${fraction}/${t.name}`, ratio);
+    print(`| ${t.name}${t.name === 's3cmd' ? ' --continue-put' : ''} | ${fraction * 100}% | ${spread(xs.map((x) => (100 * x.held) / size))}% | ${spread(xs.map((x) => x.cost.wallS), 2)} | ${fmt(ratio, 2)} | ${spread(xs.map((x) => x.resent / MiB))} |`);
+  }
+  for (const t of peers.filter((p) => !resumers.includes(p))) {
+    print(`| ${t.name} (starts over) | ${fraction * 100}% | | ${fmt(med(s0, t.name, (c) => c.wallS), 2)} | 1.00 | ${fmt(uploadMiB)} |`);
   }
 }
 print();
 
-// 3. uploads against the local RGW
-loadS3Env();
-const bucket = await makeBucket('pw-bench');
-const s3 = plainClient();
-const gc = () => {
-  try {
-    execFileSync('chroot', ['/var/lib/partwise/ceph-sid', 'radosgw-admin', '-c', '/lab/partwise/ceph.conf', 'gc', 'process', '--include-all'], { stdio: 'ignore' });
-  } catch {
-    /* not our local server: skip GC */
-  }
-};
-const tools = ['partwise', 'partwise-crc64nvme', 'partwise-none', 'lib-storage', 'lib-storage-default'];
-const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
-const results = new Map<string, { mbps: number; cpuS: number; rss: number }[]>();
-for (let round = 0; round < rounds; round++) {
-  const order = round % 2 ? [...tools].reverse() : tools;
-  for (const tool of order) {
-    const key = `bench/${tool}-${round}`;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', new URL('./upload-one.ts', import.meta.url).pathname, tool, file, bucket, key, '16', '4', `${dir}/state`], { encoding: 'utf8', env: process.env });
-    if (r.status !== 0) throw new Error(`${tool} failed: ${r.stderr}`);
-    const m = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { ms: number; cpuMs: number; maxRssMiB: number };
-    const list = results.get(tool) ?? [];
-    list.push({ mbps: (sizeMiB * MiB) / 1e6 / (m.ms / 1000), cpuS: m.cpuMs / 1000, rss: m.maxRssMiB });
-    results.set(tool, list);
-    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
-    gc();
+// ------------------------------------------------------------------ 4. verification
+print(`## 4. Resume verification: \`partwise status\` on a ${verifyMiB} MiB file with ~90% of its parts on the server, file in page cache`);
+print();
+const vKey = freshKey('verify');
+const vHeld = await killAt(tool('partwise').upload(bigFile, bucket, vKey, s0), s3, bucket, vKey, verifyMiB * MiB, 0.9);
+const statusCmd = tool('partwise').upload(bigFile, bucket, vKey, s0);
+statusCmd.args[1] = 'status';
+const statusRuns: { wallS: number; hashedBytes: number; hashMs: number; md5: boolean }[] = [];
+for (let i = 0; i < rounds; i++) {
+  const c = timed(statusCmd, work);
+  const line = c.stdout.trim().split('\n').find((l) => l.includes('"event":"status"'))!;
+  const r = JSON.parse(line) as { reconcile: { bytesVerified: number; hashing: { bytes: number; ms: number; md5: boolean } } };
+  statusRuns.push({ wallS: c.wallS, hashedBytes: r.reconcile.hashing.bytes, hashMs: r.reconcile.hashing.ms, md5: r.reconcile.hashing.md5 });
+}
+await clean(vKey);
+// This machine's limit for the same work: read the page-cached file and CRC32C it, on every core.
+// Read rate: a plain synchronous loop of 8 MiB reads in a fresh process, the cheapest way Node reads.
+const readRate = (() => {
+  const rate = execFileSync(process.execPath, ['-e', `
+    const fs = require('fs'); const b = Buffer.allocUnsafe(8 << 20); const fd = fs.openSync(${JSON.stringify(bigFile)}, 'r');
+    let n = 0, o = 0; const t = process.hrtime.bigint();
+    while ((n = fs.readSync(fd, b, 0, b.length, o)) > 0) o += n;
+    process.stdout.write(String(o / 1e6 / (Number(process.hrtime.bigint() - t) / 1e9)));
+  `], { encoding: 'utf8' });
+  return Number(rate);
+})();
+const perCore = 1 / (1 / readRate + 1 / crc32cRate);
+const limit = (perCore * cpus().length) / 1000;
+const e2e = statusRuns.map((r) => r.hashedBytes / 1e9 / r.wallS);
+const hashing = statusRuns.map((r) => r.hashedBytes / 1e6 / r.hashMs);
+print(`| measure | GB/s | of the machine's limit |`);
+print(`|---|---:|---:|`);
+print(`| machine limit: read (${fmt(readRate)} MB/s per core) then CRC32C (${fmt(crc32cRate)} MB/s per core), on ${cpus().length} cores | ${fmt(limit, 2)} | 100% |`);
+print(`| partwise verification phase (workers start to last digest; the \`reconcile\` event's \`hashing\`) | ${spread(hashing, 2)} | ${fmt((100 * median(hashing)) / limit)}% |`);
+print(`| \`partwise status\` end to end (process start, journal, ListParts, hashing, report) | ${spread(e2e, 2)} | ${fmt((100 * median(e2e)) / limit)}% |`);
+print();
+print(`Parts on the server at the kill: ${fmt((100 * vHeld) / (verifyMiB * MiB))}% (${fmt(statusRuns[0]!.hashedBytes / MiB)} MiB hashed per run); MD5 computed: ${statusRuns[0]!.md5 ? 'yes' : 'no (the server stores and lists CRC32C part checksums)'}.`);
+print();
+print(`Worker threads for the verification phase, the same file's first ${Math.min(verifyMiB, 1024)} MiB (built code):`);
+print();
+print(`| hashes | worker threads | GB/s | speed-up |`);
+print(`|---|---:|---:|---:|`);
+{
+  const { hashPartsInWorkers } = (await import(new URL('../dist/src/verify-pool.js', import.meta.url).href)) as typeof import('../src/verify-pool.ts');
+  const vParts = allParts(planParts(Math.min(verifyMiB, 1024) * MiB, { partSize: 16 * MiB }));
+  for (const md5 of [false, true]) {
+    let one = 0;
+    for (const workers of [1, 2]) {
+      const rates: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const t = performance.now();
+        await hashPartsInWorkers(bigFile, vParts, 'CRC32C', { workers, md5 });
+        rates.push((Math.min(verifyMiB, 1024) * MiB) / 1e9 / ((performance.now() - t) / 1000));
+      }
+      const r = median(rates);
+      if (workers === 1) one = r;
+      print(`| ${md5 ? 'MD5 + CRC32C (servers without part checksums, or --checksum none)' : 'CRC32C only (the default on RGW and S3)'} | ${workers} | ${fmt(r, 2)} | ${fmt(r / one, 2)}× |`);
+    }
   }
 }
-print(`## Upload of a ${sizeMiB} MiB file to the local RGW: 16 MiB parts, concurrency 4, ${rounds} rounds in alternating order`);
 print();
-print(`On 2 cores shared with the gateway, single uploads vary by ±20% from run to run; read the medians and ranges together, and compare rows of one run only.`);
+
+// ------------------------------------------------------------------ 5. 10,000 parts
+let tenResults: { per: number[]; fullJournal: number; listParts: number; overheadS: number } | undefined;
+print(`## 5. 10,000 parts of 64 KiB through the library (concurrency 16; the local server allows parts under 5 MiB)`);
 print();
-print(`Each upload runs in its own process (wall time includes process start). Client CPU-seconds and peak RSS are that process's own.`);
-print(`The client and the gateway share the machine's ${cpus().length} cores, so MB/s mostly tracks total CPU.`);
-print();
-print(`| client | what it checks | MB/s (median) | MB/s range | vs lib-storage | client CPU-s | peak RSS MiB |`);
-print(`|---|---|---:|---:|---:|---:|---:|`);
-const what: Record<string, string> = {
-  partwise: 'default: CRC32C per part (Content-MD5 too until the server echoes a checksum: part 1), object verified by HEAD',
-  'partwise-crc64nvme': 'CRC64NVME per part (Content-MD5 on part 1), object verified',
-  'partwise-none': 'Content-MD5 per part, multipart ETag verified',
-  'lib-storage': 'nothing (WHEN_REQUIRED, stream body)',
-  'lib-storage-default': "SDK default CRC32 trailer (aws-chunked)",
-};
-const base = median(results.get('lib-storage')!.map((x) => x.mbps));
-for (const tool of tools) {
-  const xs = results.get(tool)!;
-  const mb = median(xs.map((x) => x.mbps));
-  const rates = xs.map((x) => x.mbps);
-  print(`| ${tool} | ${what[tool]} | ${fmt(mb)} | ${fmt(Math.min(...rates))}–${fmt(Math.max(...rates))} | ${fmt(mb / base, 2)}× | ${fmt(median(xs.map((x) => x.cpuS)), 1)} | ${fmt(Math.max(...xs.map((x) => x.rss)))} |`);
+{
+  const tenDir = await tempDir('partwise-bench-10k-');
+  const tenFile = join(tenDir, 'tenk.bin');
+  writeFileSync(tenFile, randomBytes(10_000 * 64 * 1024));
+  const key = freshKey('tenk');
+  const opts = { file: tenFile, bucket, key, partSize: 64 * 1024, minPartSize: 1, stateDir: tenDir, concurrency: 16 };
+  const j0 = journalBytesWritten();
+  const t0 = performance.now();
+  const marks: number[] = [];
+  await uploadThenPause(opts, 9000);
+  // Per-1,000 times come from a second, uninterrupted run below.
+  const firstJournal = journalBytesWritten() - j0;
+  const pausedMs = performance.now() - t0;
+  const { client, counts } = countingClient();
+  const up = createUpload({ client, ...opts });
+  const tr = performance.now();
+  let toReconcile = 0;
+  let hashMs = 0;
+  up.on('reconcile', (r) => {
+    toReconcile = performance.now() - tr;
+    hashMs = r.hashing?.ms ?? 0;
+  });
+  const j1 = journalBytesWritten();
+  const r = await up.done();
+  const resumeMs = performance.now() - tr;
+  const resumeJournal = journalBytesWritten() - j1;
+  await clean(key);
+  // An uninterrupted 10,000-part upload, timed per 1,000 acknowledged parts.
+  const key2 = freshKey('tenk');
+  const up2 = createUpload({ ...opts, key: key2, stateDir: join(tenDir, 'b') });
+  const t2 = performance.now();
+  let done = 0;
+  up2.on('part-done', () => {
+    if (++done % 1000 === 0) marks.push(performance.now() - t2);
+  });
+  const j2 = journalBytesWritten();
+  await up2.done();
+  const fullJournal = journalBytesWritten() - j2;
+  await clean(key2);
+  await rm(tenDir, { recursive: true, force: true });
+  const per = marks.map((m, i) => (m - (i ? marks[i - 1]! : 0)) / 1000);
+  print(`| measure | figure | target |`);
+  print(`|---|---:|---|`);
+  print(`| time per 1,000 parts, uninterrupted upload: first, median, last | ${fmt(per[0]!, 2)} s, ${fmt(median(per), 2)} s, ${fmt(per.at(-1)!, 2)} s | flat |`);
+  print(`| journal bytes written, whole uninterrupted upload | ${fmt(fullJournal / MiB, 2)} MiB (${fmt(fullJournal / 10_000)} bytes per part) | ≤ 64 MiB in all |`);
+  print(`| journal bytes written: run paused at 9,000 parts, then the resume (compaction) | ${fmt(firstJournal / MiB, 2)} + ${fmt(resumeJournal / MiB, 2)} MiB | |`);
+  print(`| ListParts requests on the resume | ${counts.ListParts ?? 0} | 10 |`);
+  print(`| resume: journal load + ListParts pages, excluding hashing (start to the \`reconcile\` event, minus the hashing phase) | ${fmt((toReconcile - hashMs) / 1000, 2)} s | < 1 s |`);
+  print(`| resume to completion (hashing ${fmt(hashMs / 1000, 2)} s; ${r.partsUploaded} parts sent) | ${fmt(resumeMs / 1000, 2)} s | |`);
+  print(`| Complete on RGW defaults | ${r.partCount} parts, ETag …${r.etag.slice(-6)}, ${r.verification.level} | succeeds |`);
+  print();
+  print(`The paused run took ${fmt(pausedMs / 1000, 1)} s for 9,000 parts.`);
+  print();
+  tenResults = { per, fullJournal, listParts: counts.ListParts ?? 0, overheadS: (toReconcile - hashMs) / 1000 };
 }
+
+// ------------------------------------------------------------------ 6. profile
+print(`## 6. Where a partwise upload's CPU and memory go (${uploadMiB} MiB, ${s0.partMiB} MiB parts, concurrency ${s0.concurrency})`);
 print();
-print(`Memory bound by design: partwise holds at most concurrency × part size of file data (4 × 16 MiB = 64 MiB here) plus the runtime.`);
-writeFileSync(new URL('./RESULTS.md', import.meta.url), out.join('\n') + '\n');
-await rm(dir, { recursive: true, force: true });
+{
+  const profDir = join(work, 'prof');
+  const profKey = freshKey('prof');
+  const c = tool('partwise').upload(file, bucket, profKey, s0);
+  c.args.unshift('--cpu-prof', `--cpu-prof-dir=${profDir}`);
+  const cost = timed(c, work);
+  await clean(profKey);
+  const prof = summarizeCpu(join(profDir, readdirSync(profDir)[0]!), 10);
+  const busy = prof.byGroup.filter(([g]) => !g.startsWith('idle')).reduce((a, [, ms]) => a + ms, 0);
+  print(`\`node --cpu-prof\` of the CLI upload: ${fmt(prof.totalMs / 1000, 2)} s of wall time, of which the main thread was busy ${fmt(busy / 1000, 2)} s (GNU time: ${fmt(cost.cpuS, 2)} CPU-s, which adds the kernel's share of socket and file I/O and libuv's threads).`);
+  print();
+  print(`| self time by group | ms | share of busy |`);
+  print(`|---|---:|---:|`);
+  for (const [g, ms] of prof.byGroup) if (!g.startsWith('idle')) print(`| ${g} | ${fmt(ms)} | ${fmt((100 * ms) / busy)}% |`);
+  print();
+  print(`| top functions by self time | ms |`);
+  print(`|---|---:|`);
+  for (const [f, ms] of prof.byFunction) print(`| \`${f}\` | ${fmt(ms, 1)} |`);
+  print();
+  const snap = join(work, 'upload.heapsnapshot');
+  const heapKey = freshKey('heap');
+  const h = spawnSync(process.execPath, [here('./heap-child.mjs'), file, bucket, heapKey, String(s0.partMiB), String(s0.concurrency), join(work, 'heap-state'), snap], { encoding: 'utf8' });
+  if (h.status !== 0) throw new Error(`heap child failed: ${h.stderr}`);
+  await clean(heapKey);
+  const hm = JSON.parse(h.stdout.trim().split('\n').at(-1)!) as { usage: NodeJS.MemoryUsage; maxRssMiB: number };
+  const heap = summarizeHeap(snap, 8);
+  const mib = (n: number) => fmt(n / MiB, 1);
+  print(`Memory at 50% acknowledged (library upload, \`process.memoryUsage()\`): RSS ${mib(hm.usage.rss)} MiB = V8 heap ${mib(hm.usage.heapTotal)} MiB (used ${mib(hm.usage.heapUsed)}) + ArrayBuffers ${mib(hm.usage.arrayBuffers)} MiB (part buffers: ${s0.concurrency} × ${s0.partMiB} MiB = ${s0.concurrency * s0.partMiB} MiB) + code, stacks and the runtime. Peak RSS of that process: ${fmt(hm.maxRssMiB)} MiB.`);
+  print();
+  print(`| heap snapshot: self size by constructor | MiB |`);
+  print(`|---|---:|`);
+  for (const [n, m] of heap.byName) print(`| ${n} | ${fmt(m, 2)} |`);
+  print();
+}
+
+// ------------------------------------------------------------------ targets
+const pw = (s: Setting, f: (c: Cost) => number) => med(s, 'partwise', f);
+const ten = tenResults!;
+const targets: [string, string, string, boolean][] = [
+  [`resume verification, \`partwise status\` end to end (section 4)`, `${fmt(median(e2e), 2)} GB/s`, '≥ 1.5 GB/s', median(e2e) >= 1.5],
+  [`finishing after a kill at 90% (section 3)`, `${fmt(resumeRatio.get('0.9/partwise')!, 2)} × its own full upload`, '≤ 0.2 ×', resumeRatio.get('0.9/partwise')! <= 0.2],
+  [`throughput of a full upload vs the fastest peer, ${fastestPeer.name} (section 2)`, `${fmt(pw(s0, mbps) / med(s0, fastestPeer.name, mbps), 2)} ×`, '≥ 1 ×', pw(s0, mbps) >= med(s0, fastestPeer.name, mbps)],
+  [`client CPU of a full upload vs the leanest peer, ${leanestPeer.name} (section 2)`, `${fmt(pw(s0, (c) => c.cpuS) / med(s0, leanestPeer.name, (c) => c.cpuS), 2)} ×`, '≤ 0.6 ×', pw(s0, (c) => c.cpuS) <= 0.6 * med(s0, leanestPeer.name, (c) => c.cpuS)],
+  ...settings.map((s): [string, string, string, boolean] => {
+    const rss = Math.max(...full.get(fullKey(s, 'partwise'))!.map((c) => c.rssMiB));
+    return [`peak RSS of a full upload at (${s.concurrency}, ${s.partMiB} MiB) (section 2)`, `${fmt(rss)} MiB`, `≤ ${100 + s.concurrency * s.partMiB} MiB`, rss <= 100 + s.concurrency * s.partMiB];
+  }),
+  [`10,000 parts: journal bytes written (section 5)`, `${fmt(ten.fullJournal / MiB, 2)} MiB`, '≤ 64 MiB', ten.fullJournal <= 64 * MiB],
+  [`10,000 parts: ListParts requests on resume; resume excluding hashing (section 5)`, `${ten.listParts}; ${fmt(ten.overheadS, 2)} s`, '10; < 1 s', ten.listParts === 10 && ten.overheadS < 1],
+];
+const summary = [
+  `## Targets (issue 10), from this run`,
+  '',
+  `| measure | partwise | target | met |`,
+  `|---|---:|---|---|`,
+  ...targets.map(([m, v, t, ok]) => `| ${m} | ${v} | ${t} | ${ok ? 'yes' : '**no**'} |`),
+  '',
+  '![benchmark chart](chart.svg)',
+  '',
+];
+out.splice(summaryAt, 0, ...summary);
+for (const l of summary) console.log(l);
+
+// ------------------------------------------------------------------ chart
+const bars = (f: (c: Cost) => number) =>
+  uploaders.map((t) => {
+    const xs = full.get(fullKey(s0, t.name))!.map(f);
+    return { label: t.name, median: median(xs), min: Math.min(...xs), max: Math.max(...xs), highlight: t.name.startsWith('partwise') };
+  });
+const panels: Panel[] = [
+  { title: `Full upload of ${uploadMiB} MiB (${s0.partMiB} MiB parts, concurrency ${s0.concurrency})`, unit: 'MB/s', better: 'higher', bars: bars(mbps) },
+  { title: 'Client CPU for the same upload', unit: 'CPU-seconds per GiB', better: 'lower', bars: bars(cpuPerGiB) },
+  { title: 'Peak memory for the same upload', unit: 'RSS MiB', better: 'lower', bars: bars((c) => c.rssMiB) },
+  {
+    title: 'Time to finish after a kill at 90%',
+    unit: 'seconds',
+    better: 'lower',
+    bars: uploaders.map((t) => {
+      const xs = resumeRuns.get(`0.9/${t.name}`)?.map((x) => x.cost.wallS) ?? full.get(fullKey(s0, t.name))!.map((c) => c.wallS);
+      return { label: resumeRuns.has(`0.9/${t.name}`) ? t.name : `${t.name} (starts over)`, median: median(xs), min: Math.min(...xs), max: Math.max(...xs), highlight: t.name.startsWith('partwise') };
+    }),
+  },
+];
+writeFileSync(here('./chart.svg'), chartSvg('partwise against its peers on a local Ceph RGW', `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model ?? '?'} shared with the server; medians of ${rounds} alternating rounds, whiskers min–max`, panels));
+writeFileSync(here('./RESULTS.md'), out.join('\n') + '\n');
+await rm(work, { recursive: true, force: true });

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import * as zlib from 'node:zlib';
-import { createCRC32, createCRC64, createMD5 } from 'hash-wasm';
 
 /** S3 additional checksum algorithms partwise can use for a multipart upload. */
 export const CHECKSUM_ALGORITHMS = ['CRC64NVME', 'CRC32C', 'CRC32', 'SHA256', 'SHA1'] as const;
@@ -97,43 +96,71 @@ interface WasmHasher {
 }
 
 const factories = new Map<string, HasherFactory>();
-let loading: Promise<void> | undefined;
+const loading = new Map<string, Promise<void>>();
+type HashName = ChecksumAlgorithm | 'MD5';
+const ALL_HASHES: readonly HashName[] = ['MD5', ...CHECKSUM_ALGORITHMS];
+
+// hash-wasm is imported only when a WASM implementation is needed (CRC64NVME, or a fallback): its
+// modules and the instances made up front cost a verification worker ~50 ms at start.
+let hashWasm: Promise<typeof import('hash-wasm')> | undefined;
+const wasm = () => (hashWasm ??= import('hash-wasm'));
+
+function set(name: string, impl: string, f: HasherFactory): void {
+  factories.set(name, f);
+  activeImplementations[name] = impl;
+}
+
+async function loadOne(name: HashName): Promise<void> {
+  const rs = name === 'CRC32' || name === 'CRC32C' ? loadNodeRs() : undefined;
+  switch (name) {
+    case 'MD5': {
+      const md5 = nodeCryptoHasher('md5');
+      if (md5) set('MD5', 'node:crypto', md5);
+      else set('MD5', 'hash-wasm', await wasmFactory(async () => (await wasm()).createMD5() as Promise<WasmHasher>));
+      return;
+    }
+    case 'SHA256':
+    case 'SHA1': {
+      const f = nodeCryptoHasher(name.toLowerCase());
+      if (!f) throw new Error(`node:crypto has no ${name.toLowerCase()}`);
+      set(name, 'node:crypto', f);
+      return;
+    }
+    case 'CRC32C':
+      if (rs) set('CRC32C', '@node-rs/crc32', numberCrcHasher((d, p) => rs.crc32c(d, p)));
+      else set('CRC32C', 'hash-wasm', await wasmFactory(async () => (await wasm()).createCRC32(0x82f63b78) as Promise<WasmHasher>));
+      return;
+    case 'CRC32': {
+      const zcrc = (zlib as unknown as { crc32?: (d: Uint8Array, v?: number) => number }).crc32;
+      if (rs) set('CRC32', '@node-rs/crc32', numberCrcHasher((d, p) => rs.crc32(d, p)));
+      else if (typeof zcrc === 'function') set('CRC32', 'node:zlib', numberCrcHasher((d, p) => zcrc(d, p)));
+      else set('CRC32', 'hash-wasm', await wasmFactory(async () => (await wasm()).createCRC32() as Promise<WasmHasher>));
+      return;
+    }
+    case 'CRC64NVME':
+      // The reflected NVMe polynomial; hash-wasm's default CRC-64 is a different one (ECMA/XZ).
+      set('CRC64NVME', 'hash-wasm', await wasmFactory(async () => (await wasm()).createCRC64('9a6c9329ac4bc9b5') as Promise<WasmHasher>));
+      return;
+  }
+}
 
 /**
  * Picks the fastest working implementation of each hash (measured in benchmarks/RESULTS.md): node:crypto for MD5/SHA, @node-rs/crc32 for CRC32/CRC32C, hash-wasm for
- * CRC64NVME; each with a fallback that needs no native code.
+ * CRC64NVME; each with a fallback that needs no native code. Loads the named hashes (default: all);
+ * each is loaded once.
  */
-export function loadHashers(): Promise<void> {
-  loading ??= (async () => {
-    const rs = loadNodeRs();
-    const set = (name: string, impl: string, f: HasherFactory) => {
-      factories.set(name, f);
-      activeImplementations[name] = impl;
-    };
-
-    const md5 = nodeCryptoHasher('md5');
-    if (md5) set('MD5', 'node:crypto', md5);
-    else set('MD5', 'hash-wasm', await wasmFactory(() => createMD5() as Promise<WasmHasher>));
-
-    for (const [name, osslName] of [['SHA256', 'sha256'], ['SHA1', 'sha1']] as const) {
-      const f = nodeCryptoHasher(osslName);
-      if (!f) throw new Error(`node:crypto has no ${osslName}`);
-      set(name, 'node:crypto', f);
+export async function loadHashers(names: Iterable<HashName | undefined> = ALL_HASHES): Promise<void> {
+  const waits: Promise<void>[] = [];
+  for (const name of names) {
+    if (!name) continue;
+    let p = loading.get(name);
+    if (!p) {
+      p = loadOne(name);
+      loading.set(name, p);
     }
-
-    if (rs) {
-      set('CRC32C', '@node-rs/crc32', numberCrcHasher((d, p) => rs.crc32c(d, p)));
-      set('CRC32', '@node-rs/crc32', numberCrcHasher((d, p) => rs.crc32(d, p)));
-    } else {
-      set('CRC32C', 'hash-wasm', await wasmFactory(() => createCRC32(0x82f63b78) as Promise<WasmHasher>));
-      const zcrc = (zlib as unknown as { crc32?: (d: Uint8Array, v?: number) => number }).crc32;
-      if (typeof zcrc === 'function') set('CRC32', 'node:zlib', numberCrcHasher((d, p) => zcrc(d, p)));
-      else set('CRC32', 'hash-wasm', await wasmFactory(() => createCRC32() as Promise<WasmHasher>));
-    }
-    // The reflected NVMe polynomial; hash-wasm's default CRC-64 is a different one (ECMA/XZ).
-    set('CRC64NVME', 'hash-wasm', await wasmFactory(() => createCRC64('9a6c9329ac4bc9b5') as Promise<WasmHasher>));
-  })();
-  return loading;
+    waits.push(p);
+  }
+  await Promise.all(waits);
 }
 
 /**

@@ -11,6 +11,7 @@ import { Upload, type EngineOptions, type StatusReport } from './engine.ts';
 import { ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, UnexpectedError } from './errors.ts';
 import { abortUploads, listIncompleteUploads, verifyObject } from './inspect.ts';
 import { defaultStateDir } from './journal.ts';
+import { settingsProblems, type CannedAcl, type ObjectLockMode, type ObjectSettingOptions, type StorageClass } from './object-settings.ts';
 import type { ProgressSnapshot } from './events.ts';
 import type { ReconcileReport } from './reconcile.ts';
 import { SdkS3Port, createS3Client } from './s3-adapter.ts';
@@ -29,10 +30,22 @@ Usage:
 Upload options:
   --part-size SIZE        part size, e.g. 8MiB, 64MiB, 1GiB (default 16MiB; raised to fit 10,000 parts)
   --concurrency N         parallel part uploads (default 4)
+  --max-rate RATE         cap the bytes per second sent, e.g. 50MiB/s, 20MB/s (smooth, not bursts)
   --checksum ALG          crc32c (default) | crc64nvme | crc32 | sha256 | sha1 | none
   --fresh                 abort the journaled upload for this file and destination, and start over
   --upload-id ID          adopt this upload already on the server (its parts are verified against the file first)
   --no-discover           with no journal, do not look for an upload of this key to adopt (the default looks)
+  --no-overwrite          never replace an object at the key (checked first, and If-None-Match on Complete)
+Object settings (fixed when the upload is created; a resume must give the same ones):
+  --storage-class CLASS   STANDARD, STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR, GLACIER, DEEP_ARCHIVE, ...
+  --tag KEY=VALUE         object tag (repeatable, at most 10)
+  --metadata KEY=VALUE    user metadata, x-amz-meta-KEY (repeatable)
+  --content-type TYPE     default: guessed from the file's extension (application/octet-stream if unknown)
+  --cache-control VALUE   --content-encoding VALUE   --content-disposition VALUE
+  --acl CANNED            private, public-read, bucket-owner-full-control, ...
+  --sse aws:kms|AES256    server-side encryption; --sse-kms-key-id ID picks the KMS key
+  --object-lock-mode GOVERNANCE|COMPLIANCE --object-lock-retain-until ISO-DATE
+  --legal-hold            Object Lock legal hold ON
 Connection and state:
   --endpoint URL          S3 endpoint (default: AWS_ENDPOINT_URL, or AWS)
   --region REGION         region (default: AWS_REGION or the profile's)
@@ -52,6 +65,7 @@ AWS_PROFILE, shared config and credentials files, ...).`;
 
 const OPTIONS = {
   'part-size': { type: 'string' },
+  'max-rate': { type: 'string' },
   concurrency: { type: 'string' },
   checksum: { type: 'string' },
   fresh: { type: 'boolean' },
@@ -65,6 +79,20 @@ const OPTIONS = {
   'upload-id': { type: 'string' },
   all: { type: 'boolean' },
   'no-discover': { type: 'boolean' },
+  'storage-class': { type: 'string' },
+  tag: { type: 'string', multiple: true },
+  metadata: { type: 'string', multiple: true },
+  'content-type': { type: 'string' },
+  'cache-control': { type: 'string' },
+  'content-encoding': { type: 'string' },
+  'content-disposition': { type: 'string' },
+  acl: { type: 'string' },
+  sse: { type: 'string' },
+  'sse-kms-key-id': { type: 'string' },
+  'object-lock-mode': { type: 'string' },
+  'object-lock-retain-until': { type: 'string' },
+  'legal-hold': { type: 'boolean' },
+  'no-overwrite': { type: 'boolean' },
   'older-than': { type: 'string' },
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
@@ -73,7 +101,7 @@ const OPTIONS = {
   version: { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
-type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
+type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K] extends { multiple: true } ? string[] : (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
 
 class UsageError extends Error {}
 
@@ -113,7 +141,48 @@ function requestOptions(v: Values): RequestOptions {
   if (v['request-payer']) r.requestPayer = 'requester';
   if (v['expected-bucket-owner']) r.expectedBucketOwner = v['expected-bucket-owner'];
   if (v['sse-c-key-file']) r.sseCustomerKey = readSseKey(v['sse-c-key-file']);
+  if (v.sse) {
+    if (v.sse !== 'aws:kms' && v.sse !== 'AES256' && v.sse !== 'aws:kms:dsse') throw new UsageError(`--sse must be aws:kms, aws:kms:dsse or AES256; got ${v.sse}`);
+    r.serverSideEncryption = v.sse;
+  }
+  if (v['sse-kms-key-id']) {
+    if (!r.serverSideEncryption?.startsWith('aws:kms')) throw new UsageError('--sse-kms-key-id goes with --sse aws:kms');
+    r.sseKmsKeyId = v['sse-kms-key-id'];
+  }
   return r;
+}
+
+/** `k=v` pairs of a repeatable flag; the first "=" splits, so values may hold "=". */
+function pairs(flag: string, items: string[] | undefined): Record<string, string> | undefined {
+  if (!items?.length) return undefined;
+  const out: Record<string, string> = {};
+  for (const item of items) {
+    const i = item.indexOf('=');
+    if (i <= 0) throw new UsageError(`--${flag} takes key=value; got ${JSON.stringify(item)}`);
+    out[item.slice(0, i)] = item.slice(i + 1);
+  }
+  return out;
+}
+
+/** The object settings flags, as the library's options (checked there, reported as usage errors here). */
+function objectSettingFlags(v: Values): ObjectSettingOptions {
+  const o: ObjectSettingOptions = {};
+  if (v['storage-class']) o.storageClass = v['storage-class'].toUpperCase() as StorageClass;
+  const tags = pairs('tag', v.tag);
+  if (tags) o.tags = tags;
+  const meta = pairs('metadata', v.metadata);
+  if (meta) o.metadata = meta;
+  if (v['content-type']) o.contentType = v['content-type'];
+  if (v['cache-control']) o.cacheControl = v['cache-control'];
+  if (v['content-encoding']) o.contentEncoding = v['content-encoding'];
+  if (v['content-disposition']) o.contentDisposition = v['content-disposition'];
+  if (v.acl) o.acl = v.acl as CannedAcl;
+  if (v['object-lock-mode']) o.objectLockMode = v['object-lock-mode'].toUpperCase() as ObjectLockMode;
+  if (v['object-lock-retain-until']) o.objectLockRetainUntil = new Date(v['object-lock-retain-until']);
+  if (v['legal-hold']) o.legalHold = true;
+  const problems = settingsProblems(o);
+  if (problems.length) throw new UsageError(problems.map((p) => p.replace(/^storage class/, '--storage-class').replace(/^acl/, '--acl')).join('; '));
+  return o;
 }
 
 function port(v: Values): S3Port {
@@ -127,7 +196,8 @@ function port(v: Values): S3Port {
 }
 
 function engineOptions(v: Values, file: string, bucket: string, key: string, signal?: AbortSignal): EngineOptions {
-  const o: EngineOptions = { file, bucket, key, s3: port(v), ...requestOptions(v), stateDir: v['state-dir'] ?? defaultStateDir() };
+  const o: EngineOptions = { file, bucket, key, s3: port(v), ...requestOptions(v), ...objectSettingFlags(v), stateDir: v['state-dir'] ?? defaultStateDir() };
+  if (v['no-overwrite']) o.noOverwrite = true;
   if (v['part-size']) {
     try {
       o.partSize = parseSize(v['part-size']);
@@ -145,6 +215,16 @@ function engineOptions(v: Values, file: string, bucket: string, key: string, sig
     if (alg === 'NONE') o.checksumAlgorithm = 'none';
     else if (isChecksumAlgorithm(alg)) o.checksumAlgorithm = alg as ChecksumAlgorithm;
     else throw new UsageError(`--checksum must be crc64nvme, crc32c, crc32, sha256, sha1 or none; got ${v.checksum}`);
+  }
+  if (v['max-rate']) {
+    let rate: number;
+    try {
+      rate = parseSize(v['max-rate'].replace(/\s*\/\s*s(ec)?\s*$/i, ''));
+    } catch {
+      throw new UsageError(`--max-rate must be a rate such as 50MiB/s, 20MB/s or 500KiB/s; got ${v['max-rate']}`);
+    }
+    if (rate < 64 * 1024) throw new UsageError(`--max-rate must be at least 64KiB/s; got ${v['max-rate']}`);
+    o.maxBytesPerSecond = rate;
   }
   if (v.fresh) o.fresh = true;
   // The command looks for an upload of this key to adopt when it has no journal; the library opts in.
@@ -203,6 +283,7 @@ function compactReport(r: ReconcileReport) {
     bytesVerified: r.bytesVerified,
     bytesToUpload: r.bytesToUpload,
     notVerified: r.parts.filter((p) => p.status !== 'verified'),
+    ...(r.hashing ? { hashing: r.hashing } : {}),
   };
 }
 
@@ -248,7 +329,8 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
     });
     up.on('reconcile', (r) => {
       const bad = r.parts.filter((p) => p.status !== 'verified' && p.status !== 'missing');
-      const msg = `Verified ${r.verified.length} of ${r.parts.length} parts on the server (${formatBytes(r.bytesVerified)}); ${r.toUpload.length} to upload (${formatBytes(r.bytesToUpload)})`;
+      const rate = r.hashing && r.hashing.bytes > 0 ? `, hashed at ${r.hashing.gbPerSecond.toFixed(2)} GB/s` : '';
+      const msg = `Verified ${r.verified.length} of ${r.parts.length} parts on the server (${formatBytes(r.bytesVerified)}${rate}); ${r.toUpload.length} to upload (${formatBytes(r.bytesToUpload)})`;
       out.say((out.tty ? '\r\x1b[2K' : '') + msg + bad.map((p) => `\n  part ${p.partNumber}: ${p.status}${p.detail ? ` (${p.detail})` : ''}`).join(''));
     });
   }

@@ -8,6 +8,7 @@ import type { Emit } from './events.ts';
 import { requestOptions, retryPolicy, type EngineOptions } from './options.ts';
 import { engineAttempts, retrying, type RetryPolicy } from './retry.ts';
 import type { RequestOptions, S3Port } from './s3-port.ts';
+import { RateLimiter } from './rate-limit.ts';
 import { Throttle } from './throttle.ts';
 
 export interface RetryInfo {
@@ -29,6 +30,8 @@ export class EngineContext {
   readonly policy: RetryPolicy;
   readonly throttle: Throttle;
   readonly stats: RunStats = { partsSent: 0, bytesSent: 0, retries: 0 };
+  /** the bandwidth cap, shared when the caller passed one limiter to several uploads */
+  readonly rate: RateLimiter | undefined;
 
   constructor(
     readonly o: EngineOptions,
@@ -40,6 +43,7 @@ export class EngineContext {
     this.req = requestOptions(o);
     this.policy = retryPolicy(o);
     this.throttle = Throttle.for(limiter, o.now);
+    this.rate = o.rateLimiter ?? (o.maxBytesPerSecond !== undefined ? new RateLimiter(o.maxBytesPerSecond) : undefined);
   }
 
   errorContext(extra: ErrorContext = {}): ErrorContext {

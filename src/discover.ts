@@ -206,18 +206,27 @@ export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoin
  * identifying evidence counts.
  */
 export async function alreadyThere(cx: EngineContext): Promise<(VerifyObjectResult & { etag: string }) | undefined> {
+  return (await lookAtKey(cx)).present;
+}
+
+/**
+ * What is at the key: `exists` when HEAD found an object, `present` when that object is proven to
+ * be this file. A HEAD this run may not make (4xx) counts as nothing seen.
+ */
+export async function lookAtKey(cx: EngineContext): Promise<{ exists: boolean; present?: VerifyObjectResult & { etag: string } }> {
   const o = cx.o;
   const head = await cx.retry(() => cx.s3.headObject({ bucket: o.bucket, key: o.key }, cx.req, cx.signal)).catch((err: unknown) => {
     // Cannot look (no s3:GetObject, or an SSE-C object this run has no key for): just upload.
     if (err instanceof S3RequestError && err.httpStatus !== undefined && err.httpStatus >= 400 && err.httpStatus < 500) return undefined;
     throw err;
   });
+  if (!head) return { exists: false };
   const fp = await fingerprint(o.file);
-  if (!head || head.size !== fp.size) return undefined;
+  if (head.size !== fp.size) return { exists: true };
   // Stored as this run asks: the same encryption, or it is not "already there".
   const wantC = o.sseCustomerKey !== undefined;
   const wantKms = (o.serverSideEncryption ?? '').startsWith('aws:kms');
-  if (wantC !== Boolean(head.sseCustomerAlgorithm) || wantKms !== (head.serverSideEncryption ?? '').startsWith('aws:kms')) return undefined;
+  if (wantC !== Boolean(head.sseCustomerAlgorithm) || wantKms !== (head.serverSideEncryption ?? '').startsWith('aws:kms')) return { exists: true };
   const r = await verifyObject(cx.s3, { file: o.file, bucket: o.bucket, key: o.key, req: cx.req, signal: cx.signal, head, ...(o.hashWorkers !== undefined ? { hashWorkers: o.hashWorkers } : {}) });
-  return r.proven ? { ...r, etag: head.etag } : undefined;
+  return r.proven ? { exists: true, present: { ...r, etag: head.etag } } : { exists: true };
 }

@@ -5,12 +5,13 @@
  * them and decides the two things that are about the whole run: when the upload is over (the
  * journal forgotten) and what an unknown failure becomes.
  */
+import { setMaxListeners } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
 import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { loadHashers } from './checksums.ts';
 import { EngineContext } from './context.ts';
-import { CompleteFailedError, JournalCorruptError, JournalMismatchError, UploadNotAdoptableError, ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload } from './errors.ts';
+import { CompleteFailedError, JournalCorruptError, JournalMismatchError, UploadNotAdoptableError, ObjectExistsError, ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { fingerprint, fingerprintDifferences, openSource, type SourceFingerprint } from './file-source.ts';
 import { abortMultipart, finish, proveFinished } from './finish.ts';
@@ -21,7 +22,8 @@ import { ProgressTracker } from './progress.ts';
 import type { ReconcileReport } from './reconcile.ts';
 import { sendParts } from './send.ts';
 import { adopt, begin, checkJournalBelongs, planFromJournal, resume, verifyAgainstServer } from './session.ts';
-import { alreadyThere, discover, type DiscoveryReport } from './discover.ts';
+import { hasExplicitSettings } from './object-settings.ts';
+import { alreadyThere, discover, lookAtKey, type DiscoveryReport } from './discover.ts';
 import type { PartPlan } from './planner.ts';
 
 export type { EngineOptions } from './options.ts';
@@ -72,6 +74,9 @@ export class Upload extends EventEmitter<UploadEvents> {
     super();
     validateOptions(options);
     this.options = options;
+    // Every request in flight listens on this signal: at high concurrency that is many listeners by
+    // design, and Node's "possible leak" warning would land on the host process's stderr.
+    setMaxListeners(0, this.stop.signal);
     const s = options.signal;
     if (s?.aborted) this.stop.abort(s.reason);
     else s?.addEventListener('abort', () => this.stop.abort(s.reason), { once: true });
@@ -109,8 +114,10 @@ export class Upload extends EventEmitter<UploadEvents> {
 
   private async run(): Promise<UploadResult> {
     const t0 = Date.now();
-    await loadHashers();
+    // Loaded while the file and the journal are looked at: the WASM ones take tens of milliseconds.
+    const hashers = loadHashers();
     const { fp, journalPath, endpoint } = await this.locate();
+    await hashers;
     const release = await acquireLock(journalPath, this.cx.errorContext({ journalPath }));
     let fh: FileHandle | undefined;
     let outcome: Outcome;
@@ -180,15 +187,24 @@ export class Upload extends EventEmitter<UploadEvents> {
   private async adoptOrBegin(fp: SourceFingerprint, journalPath: string, endpoint: string) {
     const o = this.options;
     const intent = await readIntent(journalPath);
+    const explicit = hasExplicitSettings(o);
     // --fresh means a new upload: nothing is adopted (an upload this machine was creating included).
     if (!o.fresh && (o.discover || o.uploadId || intent)) {
       const found = await discover(this.cx, fp, endpoint, { ...(o.uploadId ? { uploadId: o.uploadId } : {}), ...(intent ? { intentAt: Date.parse(intent.createdAt) } : {}) });
-      if (found.adoption) return adopt(this.cx, found.adoption, fp, journalPath);
-      if (o.uploadId) throw new UploadNotAdoptableError(this.cx.errorContext({ uploadId: o.uploadId }), found.report.candidates[0]?.why ?? 'the server does not know it');
-      if (o.discover) {
-        const present = await alreadyThere(this.cx);
-        if (present) return { kind: 'present' as const, present };
+      if (found.adoption && !explicit) return adopt(this.cx, found.adoption, fp, journalPath);
+      if (found.adoption) {
+        this.cx.emit('warning', {
+          code: 'NOT_ADOPTED',
+          message: `upload ${found.adoption.journal.uploadId} of this key holds this file's parts, but this run asks for object settings it cannot be checked for; a new upload begins (remove the old one with: partwise abort s3://${o.bucket}/${o.key} --upload-id ${found.adoption.journal.uploadId})`,
+        });
       }
+      if (o.uploadId) throw new UploadNotAdoptableError(this.cx.errorContext({ uploadId: o.uploadId }), found.report.candidates[0]?.why ?? 'the server does not know it');
+    }
+    if ((o.discover && !o.fresh) || o.noOverwrite) {
+      const look = await lookAtKey(this.cx);
+      if (look.present && !o.fresh && !explicit) return { kind: 'present' as const, present: look.present };
+      // Refused before anything is sent; Complete's If-None-Match covers a writer that comes later.
+      if (look.exists && o.noOverwrite) throw new ObjectExistsError(this.cx.errorContext(), 'before');
     }
     return begin(this.cx, fp, journalPath, endpoint);
   }

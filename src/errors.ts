@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'UNVERIFIABLE'
   | 'UPLOAD_NOT_ADOPTABLE'
   | 'STATE_UNWRITABLE'
+  | 'OBJECT_EXISTS'
+  | 'SETTINGS_DIFFER'
   | 'UNEXPECTED';
 
 export interface ErrorContext {
@@ -116,6 +118,31 @@ export class JournalMismatchError extends PartwiseError {
     super('JOURNAL_MISMATCH', `The journal ${path} belongs to a different upload (${reason}). Run again with the fresh option to start over.`, {
       context: { ...context, journalPath: path },
     });
+  }
+}
+
+/** --no-overwrite: the key already holds an object that is not this file. */
+export class ObjectExistsError extends PartwiseError {
+  constructor(context: ErrorContext, when: 'before' | 'at-complete', cause?: unknown) {
+    const s3url = `s3://${context.bucket ?? '?'}/${context.key ?? '?'}`;
+    super(
+      'OBJECT_EXISTS',
+      when === 'before'
+        ? `${s3url} already holds an object that is not this file, and overwriting was refused (no-overwrite). Choose another key, or run without no-overwrite to replace it.`
+        : `Another writer created ${s3url} while this upload ran; Complete was refused (If-None-Match), so nothing was replaced. Upload ${context.uploadId ?? '?'} is kept: run again without no-overwrite to replace the object, or abort it with partwise abort ${s3url} --upload-id ${context.uploadId ?? '?'}.`,
+      { context, cause, resumable: when === 'at-complete' },
+    );
+  }
+}
+
+/** A resume asked for object settings other than those the upload was created with (fixed at Create). */
+export class SettingsDifferError extends PartwiseError {
+  constructor(context: ErrorContext, readonly differences: string[]) {
+    super(
+      'SETTINGS_DIFFER',
+      `Upload ${context.uploadId ?? '?'} was created with other object settings than this run asks for (they are fixed when an upload is created): ${differences.join('; ')}. Run again with the upload's settings to resume it, or with the fresh option to start over with the new ones.`,
+      { context },
+    );
   }
 }
 

@@ -13,6 +13,8 @@ export type Phase = 'prepare' | 'verify' | 'upload' | 'complete' | 'done';
 export type WarningCode =
   /** the server asked to slow down: the shared concurrency was lowered */
   | 'SLOW_DOWN'
+  /** an upload of this key holds the file's parts, but the run asks for object settings it cannot be checked for */
+  | 'NOT_ADOPTED'
   /** a resume keeps the upload's own part size, not the one asked for */
   | 'PART_SIZE_KEPT'
   /** a resume keeps the upload's own checksum algorithm */

@@ -6,7 +6,7 @@
  */
 import { checksumTypeFor, stripQuotes } from './checksums.ts';
 import type { EngineContext } from './context.ts';
-import { CompleteFailedError, ObjectUnverifiedError, ObjectVerificationError, PausedError, S3RequestError, UploadGoneError, isNoSuchUpload } from './errors.ts';
+import { CompleteFailedError, ObjectExistsError, ObjectUnverifiedError, ObjectVerificationError, PausedError, S3RequestError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import { assertSourceUnchanged, type SourceFingerprint } from './file-source.ts';
 import { digestsFromJournal, type JournalData, type JournalPart } from './journal.ts';
 import { listAllParts } from './list-parts.ts';
@@ -215,6 +215,7 @@ export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
     objectSize: s.plan.fileSize,
     ...(s.alg && type ? { checksumAlgorithm: s.alg, checksumType: type } : {}),
     ...(fullObjectChecksum ? { fullObjectChecksum } : {}),
+    ...(cx.o.noOverwrite ? { ifNoneMatch: true } : {}),
   });
   const compact = fullObjectChecksum !== undefined && completeBodyBytes(ordered, s.alg) > COMPLETE_BODY_LIMIT;
 
@@ -246,6 +247,8 @@ export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
       return { proof };
     }
     if (isNoSuchUpload(err)) throw new UploadGoneError(ctx, err, proof.why);
+    // If-None-Match refused: another object is at the key, and it is not this file (proven above).
+    if (cx.o.noOverwrite && err instanceof S3RequestError && (err.s3Code === 'PreconditionFailed' || err.httpStatus === 412)) throw new ObjectExistsError(ctx, 'at-complete', err);
     throw new CompleteFailedError(ctx, err, completeRetryable(err), proof.why);
   }
   const proof = await proveObject(cx, j, expected, completed);

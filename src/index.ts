@@ -39,4 +39,5 @@ export { reconcile, type ReconcileReport, type PartVerdict, type PartStatus, typ
 export { DEFAULT_RETRY_POLICY, decideRetry, classifyError, type RetryPolicy } from './retry.ts';
 export { CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
 export { defaultStateDir, type JournalData } from './journal.ts';
+export { RateLimiter } from './rate-limit.ts';
 export type { UploadEvents, UploadResult, ProgressSnapshot, PlanEvent, VerificationLevel, WarningCode, WarningEvent, Phase } from './events.ts';

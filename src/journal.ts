@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { ObjectSettings } from './object-settings.ts';
 import { chmod, link, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +41,8 @@ export interface JournalData {
   serverChecksums?: boolean;
   source: SourceFingerprint;
   sseCustomerKeyMd5: string | null;
+  /** what the object was created with (fixed at Create); absent in journals from before 0.2 */
+  settings?: ObjectSettings;
   createdAt: string;
   updatedAt: string;
   parts: JournalPart[];
@@ -161,6 +164,13 @@ function validate(path: string, raw: unknown): JournalData {
   return j as unknown as JournalData;
 }
 
+let written = 0;
+
+/** Bytes this process has written to journals and part logs: the cost per part the benchmark reports. */
+export function journalBytesWritten(): number {
+  return written;
+}
+
 /**
  * Atomic replace: write a temp file beside the journal, fsync it, rename over the journal, fsync
  * the directory. A crash at any instant leaves either the old or the new journal, never a torn one.
@@ -172,7 +182,9 @@ export async function writeJournalAtomic(path: string, data: JournalData): Promi
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const fh = await open(tmp, 'w', 0o600);
     try {
-      await fh.writeFile(JSON.stringify(data, null, 1) + '\n');
+      const text = JSON.stringify(data, null, 1) + '\n';
+      await fh.writeFile(text);
+      written += Buffer.byteLength(text);
       await fh.sync();
     } finally {
       await fh.close();
@@ -332,6 +344,7 @@ async function appendSynced(path: string, text: string): Promise<void> {
   const fh = await open(path, 'a', 0o600);
   try {
     await fh.writeFile(text);
+    written += Buffer.byteLength(text);
     await fh.datasync();
   } finally {
     await fh.close();

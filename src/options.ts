@@ -4,10 +4,12 @@ import type { LimitFunction } from 'p-limit';
 import { DEFAULT_CHECKSUM_ALGORITHM, isChecksumAlgorithm, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
 import { InvalidOptionsError } from './errors.ts';
 import { S3_MAX_PART_SIZE } from './planner.ts';
+import { PACED_SLICE, type RateLimiter } from './rate-limit.ts';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry.ts';
+import { hasExplicitSettings, settingsProblems, type ObjectSettingOptions } from './object-settings.ts';
 import type { RequestOptions, S3Port } from './s3-port.ts';
 
-export interface EngineOptions extends RequestOptions {
+export interface EngineOptions extends RequestOptions, ObjectSettingOptions {
   file: string;
   bucket: string;
   key: string;
@@ -20,6 +22,13 @@ export interface EngineOptions extends RequestOptions {
   concurrency?: number;
   /** one p-limit limiter shared by several uploads, so a backup tool bounds all of them at once */
   limiter?: LimitFunction;
+  /**
+   * Bandwidth cap in bytes per second for this upload's part bodies (at least 64 KiB/s). To cap
+   * several uploads together (the whole process), pass one `rateLimiter` to all of them instead.
+   */
+  maxBytesPerSecond?: number;
+  /** one `new RateLimiter(bytesPerSecond)` shared by several uploads; wins over maxBytesPerSecond */
+  rateLimiter?: RateLimiter;
   /** additional checksum (default CRC32C); 'none' relies on Content-MD5 and MD5 ETags only */
   checksumAlgorithm?: ChecksumAlgorithm | 'none';
   /**
@@ -50,8 +59,12 @@ export interface EngineOptions extends RequestOptions {
   discover?: boolean;
   /** adopt this upload (with the same proof as discovery) instead of starting one */
   uploadId?: string;
-  contentType?: string;
-  metadata?: Record<string, string>;
+  /**
+   * Never replace an object at the key: refused before anything is sent when one is there (unless
+   * it is proven to be this file), and Complete is sent with If-None-Match so a writer that got
+   * there meanwhile is not replaced either.
+   */
+  noOverwrite?: boolean;
   /** test hook: randomness for retry jitter */
   random?: () => number;
   /** test hook: the clock the throttle reads */
@@ -78,6 +91,15 @@ export function validateOptions(o: EngineOptions): void {
   if (o.checksumAlgorithm === 'none' && (o.sseCustomerKey || o.serverSideEncryption?.startsWith('aws:kms'))) {
     // Under SSE-KMS and SSE-C ETags are not MD5s: without a checksum nothing could prove the object.
     throw new InvalidOptionsError('checksumAlgorithm none cannot be used with SSE-KMS or SSE-C: their ETags are not MD5s, so nothing could verify the upload; use a checksum (CRC32C is the default)');
+  }
+  if (o.maxBytesPerSecond !== undefined && !(Number.isFinite(o.maxBytesPerSecond) && o.maxBytesPerSecond >= PACED_SLICE)) {
+    // Below one slice per second a part's request would sit silent long enough to time out.
+    throw new InvalidOptionsError(`maxBytesPerSecond must be at least ${PACED_SLICE} (64 KiB/s); got ${o.maxBytesPerSecond}`);
+  }
+  const settings = settingsProblems(o);
+  if (settings.length) throw new InvalidOptionsError(settings.join('; '));
+  if (o.uploadId && hasExplicitSettings(o)) {
+    throw new InvalidOptionsError('uploadId cannot be combined with object settings: an upload started elsewhere cannot be checked for its tags, ACL, storage class or Object Lock; start a new upload instead');
   }
   if (o.streamPartsAbove !== undefined && (!Number.isSafeInteger(o.streamPartsAbove) || o.streamPartsAbove < 1 || o.streamPartsAbove > S3_MAX_PART_SIZE)) {
     throw new InvalidOptionsError(`streamPartsAbove must be a whole number of bytes from 1 to 5 GiB; got ${o.streamPartsAbove}`);

@@ -37,8 +37,11 @@ export interface ReconcileReport {
   counts: Record<PartStatus, number>;
   bytesVerified: number;
   bytesToUpload: number;
-  /** the verification phase: bytes of the file hashed, how long it took, whether MD5 was computed */
-  hashing?: { bytes: number; ms: number; md5: boolean };
+  /**
+   * The verification phase: bytes of the file hashed, how long it took (worker start-up included),
+   * the rate in 10^9 bytes per second, and whether MD5 was computed.
+   */
+  hashing?: { bytes: number; ms: number; gbPerSecond: number; md5: boolean };
 }
 
 export interface ReconcileInput {

@@ -27,6 +27,8 @@ import {
 import { CHECKSUM_ALGORITHMS, type ChecksumAlgorithm } from './checksums.ts';
 import { S3RequestError } from './errors.ts';
 import type { RemotePart } from './reconcile.ts';
+import { taggingHeader, type ObjectSettings } from './object-settings.ts';
+import { PACED_SLICE } from './rate-limit.ts';
 import type { AttributesOutput, HeadOutput, ListUploadsOutput, PartBody, RequestOptions, S3Port } from './s3-port.ts';
 
 export interface ClientOptions {
@@ -109,6 +111,23 @@ function commonParams(req: RequestOptions): { RequestPayer?: 'requester'; Expect
   return { ...(req.requestPayer ? { RequestPayer: req.requestPayer } : {}), ...(req.expectedBucketOwner ? { ExpectedBucketOwner: req.expectedBucketOwner } : {}) };
 }
 
+/** The object's settings as CreateMultipartUpload's typed fields. */
+function settingsParams(s: ObjectSettings) {
+  return {
+    ...(s.contentType ? { ContentType: s.contentType } : {}),
+    ...(s.metadata ? { Metadata: s.metadata } : {}),
+    ...(s.storageClass ? { StorageClass: s.storageClass } : {}),
+    ...(s.tags ? { Tagging: taggingHeader(s.tags) } : {}),
+    ...(s.cacheControl ? { CacheControl: s.cacheControl } : {}),
+    ...(s.contentEncoding ? { ContentEncoding: s.contentEncoding } : {}),
+    ...(s.contentDisposition ? { ContentDisposition: s.contentDisposition } : {}),
+    ...(s.acl ? { ACL: s.acl } : {}),
+    ...(s.objectLockMode ? { ObjectLockMode: s.objectLockMode } : {}),
+    ...(s.objectLockRetainUntil ? { ObjectLockRetainUntilDate: new Date(s.objectLockRetainUntil) } : {}),
+    ...(s.legalHold !== undefined ? { ObjectLockLegalHoldStatus: s.legalHold ? ('ON' as const) : ('OFF' as const) } : {}),
+  } satisfies Partial<CreateMultipartUploadCommandInput>;
+}
+
 function sseCParams(req: RequestOptions): { SSECustomerAlgorithm?: string; SSECustomerKey?: string } {
   if (!req.sseCustomerKey) return {};
   // The SDK's SSE-C middleware decodes a valid base64 key and adds the key MD5 header itself.
@@ -117,17 +136,32 @@ function sseCParams(req: RequestOptions): { SSECustomerAlgorithm?: string; SSECu
 
 /**
  * Bytes go out in 1 MiB slices: small slices cost RGW and the client CPU; the count feeds progress.
- * A streamed part is read from its source afresh for each request.
+ * Under a bandwidth cap they go out in 64 KiB slices, each paid for just before it is handed over,
+ * so the rate is smooth. A streamed part is read from its source afresh for each request.
  */
-function countingBody(body: PartBody, onBytes?: (n: number) => void): Readable | Buffer {
+function countingBody(body: PartBody, onBytes?: (n: number) => void, pace?: (n: number) => Promise<void>): Readable | Buffer {
+  const count = (s: Buffer) => onBytes?.(s.length);
   if (Buffer.isBuffer(body)) {
-    if (!onBytes || body.length === 0) return body;
-    const SLICE = 1024 * 1024;
+    if ((!onBytes && !pace) || body.length === 0) return body;
+    const SLICE = pace ? PACED_SLICE : 1024 * 1024;
+    if (!pace) {
+      return Readable.from(
+        (function* () {
+          for (let off = 0; off < body.length; off += SLICE) {
+            const s = body.subarray(off, Math.min(body.length, off + SLICE));
+            count(s);
+            yield s;
+          }
+        })(),
+        { objectMode: false },
+      );
+    }
     return Readable.from(
-      (function* () {
+      (async function* () {
         for (let off = 0; off < body.length; off += SLICE) {
           const s = body.subarray(off, Math.min(body.length, off + SLICE));
-          onBytes(s.length);
+          await pace(s.length);
+          count(s);
           yield s;
         }
       })(),
@@ -136,9 +170,13 @@ function countingBody(body: PartBody, onBytes?: (n: number) => void): Readable |
   }
   return Readable.from(
     (async function* () {
-      for await (const s of body.chunks()) {
-        onBytes?.(s.length);
-        yield s;
+      for await (const chunk of body.chunks()) {
+        for (let off = 0; off < chunk.length; off += pace ? PACED_SLICE : chunk.length) {
+          const s = pace ? chunk.subarray(off, Math.min(chunk.length, off + PACED_SLICE)) : chunk;
+          if (pace) await pace(s.length);
+          count(s);
+          yield s;
+        }
       }
     })(),
     { objectMode: false },
@@ -220,8 +258,7 @@ export class SdkS3Port implements S3Port {
       ...sseCParams(req),
       ...(input.checksumAlgorithm ? { ChecksumAlgorithm: input.checksumAlgorithm } : {}),
       ...(input.checksumType ? { ChecksumType: input.checksumType } : {}),
-      ...(input.contentType ? { ContentType: input.contentType } : {}),
-      ...(input.metadata ? { Metadata: input.metadata } : {}),
+      ...settingsParams(input.settings ?? {}),
       ...(req.serverSideEncryption ? { ServerSideEncryption: req.serverSideEncryption } : {}),
       ...(req.sseKmsKeyId ? { SSEKMSKeyId: req.sseKmsKeyId } : {}),
     } satisfies CreateMultipartUploadCommandInput;
@@ -241,7 +278,7 @@ export class SdkS3Port implements S3Port {
       Key: input.key,
       UploadId: input.uploadId,
       PartNumber: input.partNumber,
-      Body: countingBody(input.body, input.onBytesSent),
+      Body: countingBody(input.body, input.onBytesSent, input.pace),
       ContentLength: input.body.length,
       ...(input.contentMd5 ? { ContentMD5: input.contentMd5 } : {}),
       ...commonParams(req),
@@ -308,6 +345,7 @@ export class SdkS3Port implements S3Port {
       UploadId: input.uploadId,
       MultipartUpload: { Parts: parts },
       MpuObjectSize: input.objectSize,
+      ...(input.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
       ...commonParams(req),
       ...sseCParams(req),
       ...(alg && input.checksumType ? { ChecksumType: input.checksumType } : {}),

@@ -1,4 +1,5 @@
 import type { ChecksumAlgorithm, ChecksumType } from './checksums.ts';
+import type { ObjectSettings } from './object-settings.ts';
 import type { RemotePart } from './reconcile.ts';
 
 /**
@@ -27,8 +28,7 @@ export interface UploadRef extends ObjectRef {
 export interface CreateInput extends ObjectRef {
   checksumAlgorithm?: ChecksumAlgorithm;
   checksumType?: ChecksumType;
-  contentType?: string;
-  metadata?: Record<string, string>;
+  settings?: ObjectSettings;
 }
 
 export interface CreateOutput {
@@ -53,6 +53,8 @@ export interface UploadPartInput extends UploadRef {
   checksum?: { algorithm: ChecksumAlgorithm; value: string };
   /** called as body bytes are handed to the HTTP layer */
   onBytesSent?: (n: number) => void;
+  /** the bandwidth cap: resolves when the next slice of `n` bytes may be handed over */
+  pace?: (n: number) => Promise<void>;
 }
 
 export interface UploadPartOutput {
@@ -85,6 +87,8 @@ export interface CompleteInput extends UploadRef {
   /** whole-object value, sent so S3 checks it (FULL_OBJECT only) */
   fullObjectChecksum?: string;
   objectSize: number;
+  /** If-None-Match: *: fail (412) rather than replace an object at the key */
+  ifNoneMatch?: boolean;
 }
 
 export interface CompleteOutput {

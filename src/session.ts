@@ -6,12 +6,13 @@
  */
 import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, etagsAreMd5, stripQuotes, type ChecksumAlgorithm } from './checksums.ts';
 import type { EngineContext } from './context.ts';
-import { JournalMismatchError, RemotePartsInconsistentError, UploadGoneError, isNoSuchUpload, type ErrorContext } from './errors.ts';
+import { JournalMismatchError, RemotePartsInconsistentError, SettingsDifferError, UploadGoneError, isNoSuchUpload, type ErrorContext } from './errors.ts';
 import { assertSourceUnchanged, type SourceFingerprint } from './file-source.ts';
 import type { LocalDigest } from './hashing.ts';
 import { classifyError } from './retry.ts';
 import { JOURNAL_SCHEMA, removeIntent, writeIntent, writeJournalAtomic, type JournalData, type JournalPart } from './journal.ts';
 import { listAllParts, listPartsCaller, type ListAllResult } from './list-parts.ts';
+import { objectSettings, settingsDiff } from './object-settings.ts';
 import { sseKeyMd5, wantedAlgorithm, type EngineOptions } from './options.ts';
 import { partAt, planParts, type PartPlan, type PlannedPart } from './planner.ts';
 import { reconcile, type ReconcileReport, type RemotePart } from './reconcile.ts';
@@ -38,6 +39,11 @@ export function checkJournalBelongs(o: EngineOptions, j: JournalData, journalPat
   const ctx = { bucket: o.bucket, key: o.key, uploadId: j.uploadId };
   if (j.bucket !== o.bucket || j.key !== o.key) throw new JournalMismatchError(journalPath, `it is for s3://${j.bucket}/${j.key}`, ctx);
   if (j.sseCustomerKeyMd5 !== sseKeyMd5(o)) throw new JournalMismatchError(journalPath, 'the SSE-C key differs from the one the upload was started with', ctx);
+  // Fixed at Create: resuming under other settings would give an object other than the one asked for.
+  if (j.settings) {
+    const diff = settingsDiff(j.settings, objectSettings(o, o.file));
+    if (diff.length) throw new SettingsDifferError({ ...ctx, journalPath }, diff);
+  }
 }
 
 /** A resume keeps the upload's own part size (the fingerprint check guarantees the same file size). */
@@ -61,6 +67,7 @@ export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPat
   const wanted = wantedAlgorithm(o);
   const alg = wanted === undefined ? DEFAULT_CHECKSUM_ALGORITHM : wanted;
   const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
+  const settings = objectSettings(o, o.file);
   // Recorded before Create: a stop between Create and the journal leaves a trail to the upload.
   await writeIntent(journalPath, { bucket: o.bucket, key: o.key, createdAt: new Date().toISOString() });
   const created = await createUpload(cx, journalPath, () =>
@@ -69,8 +76,7 @@ export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPat
         bucket: o.bucket,
         key: o.key,
         ...(alg && type ? { checksumAlgorithm: alg, checksumType: type } : {}),
-        ...(o.contentType ? { contentType: o.contentType } : {}),
-        ...(o.metadata ? { metadata: o.metadata } : {}),
+        settings,
       },
       cx.req,
       cx.signal,
@@ -93,6 +99,7 @@ export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPat
     }),
     source: fp,
     sseCustomerKeyMd5: sseKeyMd5(o),
+    settings,
     createdAt: now,
     updatedAt: now,
     parts: [],
@@ -160,7 +167,8 @@ export async function verifyListed(cx: EngineContext, j: JournalData, plan: Part
   });
   const journalMap = new Map(j.parts.map((p) => [p.partNumber, { etag: p.etag, md5: p.md5 }]));
   const report = reconcile({ plan, remote: listed.parts, local, algorithm: j.checksumAlgorithm, etagIsMd5: j.etagIsMd5, journal: journalMap });
-  report.hashing = { bytes: bytesToHash, ms: Date.now() - t0, md5 };
+  const ms = Date.now() - t0;
+  report.hashing = { bytes: bytesToHash, ms, gbPerSecond: bytesToHash / 1e6 / Math.max(ms, 1), md5 };
   return { report, local, remote: new Map(listed.parts.map((r) => [r.partNumber, r])), stoppedEarly: listed.stoppedEarly };
 }
 
