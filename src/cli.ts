@@ -2,7 +2,8 @@
  * The partwise command. Exit codes: 0 success, 1 failure, 2 usage error, 3 verification mismatch,
  * 4 not verified (nothing the server reports identifies the object), 130 interrupted (resumable).
  */
-import { readFileSync } from 'node:fs';
+import { fstatSync, readFileSync } from 'node:fs';
+import type { EventEmitter } from 'eventemitter3';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isChecksumAlgorithm, type ChecksumAlgorithm } from './checksums.ts';
 import { formatAge, formatBytes, parseAge, parseSize, renderProgress, renderSummary } from './cli-render.ts';
@@ -12,15 +13,18 @@ import { ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedEr
 import { abortUploads, listIncompleteUploads, verifyObject } from './inspect.ts';
 import { defaultStateDir } from './journal.ts';
 import { settingsProblems, type CannedAcl, type ObjectLockMode, type ObjectSettingOptions, type StorageClass } from './object-settings.ts';
-import type { ProgressSnapshot } from './events.ts';
+import type { ProgressSnapshot, UploadEvents, UploadResult } from './events.ts';
 import type { ReconcileReport } from './reconcile.ts';
 import { SdkS3Port, createS3Client } from './s3-adapter.ts';
+import { StreamUpload, type StreamUploadOptions } from './stream-upload.ts';
 import type { RequestOptions, S3Port } from './s3-port.ts';
 
 const USAGE = `partwise: resumable S3 multipart uploads that verify every part before trusting it
 
 Usage:
   partwise upload <file> s3://<bucket>/<key> [options]   upload, or resume (verify first, then send what is missing)
+  partwise upload - s3://<bucket>/<key> [--expected-size SIZE]   upload standard input (a pipe); cannot be resumed:
+                          every part and the object are verified, and on failure the upload is aborted
   partwise status <file> s3://<bucket>/<key> [options]   dry run: what a resume would do, changing nothing
   partwise ls s3://<bucket>[/<prefix>] [options]         incomplete multipart uploads: start, age, parts, abort date
   partwise abort s3://<bucket>/<key> [--upload-id ID | --all] [options]
@@ -35,6 +39,8 @@ Upload options:
   --fresh                 abort the journaled upload for this file and destination, and start over
   --upload-id ID          adopt this upload already on the server (its parts are verified against the file first)
   --no-discover           with no journal, do not look for an upload of this key to adopt (the default looks)
+  --expected-size SIZE    with upload -: the stream's size or an upper bound, so the part size fits 10,000 parts
+                          (without it a stream over 10,000 × part size fails when it gets there)
   --no-overwrite          never replace an object at the key (checked first, and If-None-Match on Complete)
 Object settings (fixed when the upload is created; a resume must give the same ones):
   --storage-class CLASS   STANDARD, STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR, GLACIER, DEEP_ARCHIVE, ...
@@ -93,6 +99,7 @@ const OPTIONS = {
   'object-lock-retain-until': { type: 'string' },
   'legal-hold': { type: 'boolean' },
   'no-overwrite': { type: 'boolean' },
+  'expected-size': { type: 'string' },
   'older-than': { type: 'string' },
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
@@ -234,6 +241,25 @@ function engineOptions(v: Values, file: string, bucket: string, key: string, sig
   return o;
 }
 
+/** `upload -`: standard input, read once; no journal, so the options that concern one are refused. */
+function streamOptions(v: Values, bucket: string, key: string, signal: AbortSignal): StreamUploadOptions {
+  for (const flag of ['fresh', 'upload-id'] as const) if (v[flag]) throw new UsageError(`--${flag} cannot be used with a stream (upload -): a stream cannot be resumed`);
+  const { file: _file, discover: _d, stateDir: _s, ...o } = engineOptions(v, '-', bucket, key, signal);
+  let expectedSize: number | undefined;
+  if (v['expected-size']) {
+    try {
+      expectedSize = parseSize(v['expected-size']);
+    } catch (err) {
+      throw new UsageError(`--expected-size: ${(err as Error).message}`);
+    }
+  } else {
+    // Standard input redirected from a file has a size: plan for it.
+    const st = fstatSync(0);
+    if (st.isFile()) expectedSize = st.size;
+  }
+  return { ...o, source: process.stdin, ...(expectedSize !== undefined ? { expectedSize } : {}) };
+}
+
 interface Out {
   json: boolean;
   quiet: boolean;
@@ -296,7 +322,7 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
   const onSignal = () => {
     signals++;
     if (signals === 1) {
-      if (!out.json) process.stderr.write('\npartwise: stopping; finished parts stay recorded in the journal (Ctrl-C again to quit at once)\n');
+      if (!out.json) process.stderr.write(file === '-' ? '\npartwise: stopping; the stream\'s upload will be aborted (Ctrl-C again to quit at once)\n' : '\npartwise: stopping; finished parts stay recorded in the journal (Ctrl-C again to quit at once)\n');
       ac.abort(new Error('interrupted'));
     } else {
       // The journal is replaced atomically, so it is valid at any instant.
@@ -307,7 +333,7 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
   // Ctrl-C, a kill, or the terminal closing: stop cleanly, the upload resumable.
   for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
 
-  const up = new Upload(engineOptions(v, file, bucket, key, ac.signal));
+  const up: EventEmitter<UploadEvents> & { done(): Promise<UploadResult> } = file === '-' ? new StreamUpload(streamOptions(v, bucket, key, ac.signal)) : new Upload(engineOptions(v, file, bucket, key, ac.signal));
   let latest: ProgressSnapshot | undefined;
   up.on('progress', (s) => (latest = s));
   if (out.json) {

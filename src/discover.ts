@@ -213,7 +213,7 @@ export async function alreadyThere(cx: EngineContext): Promise<(VerifyObjectResu
  * What is at the key: `exists` when HEAD found an object, `present` when that object is proven to
  * be this file. A HEAD this run may not make (4xx) counts as nothing seen.
  */
-export async function lookAtKey(cx: EngineContext): Promise<{ exists: boolean; present?: VerifyObjectResult & { etag: string } }> {
+export async function lookAtKey(cx: EngineContext, opts: { existsOnly?: boolean } = {}): Promise<{ exists: boolean; present?: VerifyObjectResult & { etag: string } }> {
   const o = cx.o;
   const head = await cx.retry(() => cx.s3.headObject({ bucket: o.bucket, key: o.key }, cx.req, cx.signal)).catch((err: unknown) => {
     // Cannot look (no s3:GetObject, or an SSE-C object this run has no key for): just upload.
@@ -221,6 +221,7 @@ export async function lookAtKey(cx: EngineContext): Promise<{ exists: boolean; p
     throw err;
   });
   if (!head) return { exists: false };
+  if (opts.existsOnly) return { exists: true };
   const fp = await fingerprint(o.file);
   if (head.size !== fp.size) return { exists: true };
   // Stored as this run asks: the same encryption, or it is not "already there".

@@ -23,6 +23,8 @@ export type ErrorCode =
   | 'STATE_UNWRITABLE'
   | 'OBJECT_EXISTS'
   | 'SETTINGS_DIFFER'
+  | 'STREAM_TOO_LARGE'
+  | 'STREAM_FAILED'
   | 'UNEXPECTED';
 
 export interface ErrorContext {
@@ -143,6 +145,28 @@ export class SettingsDifferError extends PartwiseError {
       `Upload ${context.uploadId ?? '?'} was created with other object settings than this run asks for (they are fixed when an upload is created): ${differences.join('; ')}. Run again with the upload's settings to resume it, or with the fresh option to start over with the new ones.`,
       { context },
     );
+  }
+}
+
+/** A stream without an expected size outgrew 10,000 parts of the planned size. */
+export class StreamTooLargeError extends PartwiseError {
+  constructor(context: ErrorContext, maxParts: number, partSize: number) {
+    super(
+      'STREAM_TOO_LARGE',
+      `The stream is longer than ${maxParts} parts of ${partSize} bytes (S3's part limit); the multipart upload was aborted. Give its size (or an upper bound) with expected-size, so the part size is planned for it, or a larger part size, and run the pipeline again.`,
+      { context },
+    );
+  }
+}
+
+/** Uploading a stream failed: its multipart upload was aborted, since a stream cannot be read again. */
+export class StreamFailedError extends PartwiseError {
+  constructor(
+    context: ErrorContext,
+    readonly causeCode: ErrorCode,
+    cause: Error,
+  ) {
+    super('STREAM_FAILED', `Uploading the stream failed (${causeCode}: ${cause.message}). Multipart upload ${context.uploadId ?? '?'} was aborted, as a stream cannot be resumed: run the whole pipeline again.`, { context, cause });
   }
 }
 

@@ -15,6 +15,8 @@ export type WarningCode =
   | 'SLOW_DOWN'
   /** an upload of this key holds the file's parts, but the run asks for object settings it cannot be checked for */
   | 'NOT_ADOPTED'
+  /** a stream's length differed from its expected size */
+  | 'SIZE_NOT_EXPECTED'
   /** a resume keeps the upload's own part size, not the one asked for */
   | 'PART_SIZE_KEPT'
   /** a resume keeps the upload's own checksum algorithm */

@@ -2,6 +2,7 @@
  * partwise: resumable S3 multipart uploads that verify every part before trusting it.
  */
 import { Upload } from './engine.ts';
+import { StreamUpload, type StreamUploadOptions } from './stream-upload.ts';
 import type { EngineOptions } from './options.ts';
 import { SdkS3Port, createS3Client, type ClientOptions } from './s3-adapter.ts';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -15,13 +16,20 @@ export type UploadOptions = Omit<EngineOptions, 's3'> &
 /** Creates an upload; subscribe to its events, then `await upload.done()`. */
 export function createUpload(options: UploadOptions): Upload {
   const { client, endpoint, region, forcePathStyle, credentials, requestTimeoutMs, ...rest } = options;
-  const clientOpts: ClientOptions = {};
-  if (endpoint !== undefined) clientOpts.endpoint = endpoint;
-  if (region !== undefined) clientOpts.region = region;
-  if (forcePathStyle !== undefined) clientOpts.forcePathStyle = forcePathStyle;
-  if (credentials !== undefined) clientOpts.credentials = credentials;
-  if (requestTimeoutMs !== undefined) clientOpts.requestTimeoutMs = requestTimeoutMs;
-  return new Upload({ ...rest, s3: new SdkS3Port(client ?? createS3Client(clientOpts)) });
+  return new Upload({ ...rest, s3: new SdkS3Port(client ?? createS3Client(clientOptions({ endpoint, region, forcePathStyle, credentials, requestTimeoutMs }))) });
+}
+
+/** The client options that were given (exactOptionalPropertyTypes: no undefined members). */
+function clientOptions(o: { [K in keyof ClientOptions]?: ClientOptions[K] | undefined }): ClientOptions {
+  const out: ClientOptions = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}
+
+/** Creates an upload of a stream (read once, not resumable; aborted on failure). */
+export function createStreamUpload(options: Omit<StreamUploadOptions, 's3'> & ClientOptions & { client?: S3Client }): StreamUpload {
+  const { client, endpoint, region, forcePathStyle, credentials, requestTimeoutMs, ...rest } = options;
+  return new StreamUpload({ ...rest, s3: new SdkS3Port(client ?? createS3Client(clientOptions({ endpoint, region, forcePathStyle, credentials, requestTimeoutMs }))) });
 }
 
 /** Uploads (or resumes) a file and resolves when the object is complete and verified. */
@@ -40,4 +48,5 @@ export { DEFAULT_RETRY_POLICY, decideRetry, classifyError, type RetryPolicy } fr
 export { CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
 export { defaultStateDir, type JournalData } from './journal.ts';
 export { RateLimiter } from './rate-limit.ts';
+export { StreamUpload, type StreamUploadOptions } from './stream-upload.ts';
 export type { UploadEvents, UploadResult, ProgressSnapshot, PlanEvent, VerificationLevel, WarningCode, WarningEvent, Phase } from './events.ts';

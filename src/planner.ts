@@ -21,6 +21,8 @@ export interface PlanOptions {
    * smaller parts (RGW `rgw multipart min part size`), e.g. to test >1,000-part uploads cheaply.
    */
   minPartSize?: number;
+  /** S3's 10,000 (a test hook) */
+  maxParts?: number;
 }
 
 export interface PlannedPart {
@@ -56,7 +58,7 @@ export function planParts(fileSize: number, opts: PlanOptions = {}): PartPlan {
 
   let partSize = requested;
   let adjustedFrom: number | undefined;
-  const needed = Math.ceil(fileSize / S3_MAX_PARTS);
+  const needed = Math.ceil(fileSize / (opts.maxParts ?? S3_MAX_PARTS));
   if (needed > partSize) {
     adjustedFrom = requested;
     // Round up to a whole MiB (friendlier numbers, same part count), but never past 5 GiB.

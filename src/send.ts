@@ -4,11 +4,11 @@
  * what the server answers, and journaled.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { etagsAreMd5, stripQuotes } from './checksums.ts';
+import { etagsAreMd5, stripQuotes, type ChecksumAlgorithm } from './checksums.ts';
 import type { EngineContext } from './context.ts';
 import { PartFailedError, PartwiseError, PausedError, S3RequestError, SourceChangedError, UnverifiableError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import { assertSourceUnchanged, preparePart, sameDigest, type PreparedPart } from './file-source.ts';
-import { JournalWriter, type JournalPart } from './journal.ts';
+import { JournalWriter, type JournalData, type JournalPart } from './journal.ts';
 import { poolFor } from './buffer-pool.ts';
 import { DEFAULT_STREAM_PARTS_ABOVE } from './options.ts';
 import { partAt } from './planner.ts';
@@ -84,7 +84,7 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
         ...(s.alg && checksum ? { checksum: { algorithm: s.alg, value: checksum } } : {}),
       };
       const r = await cx.s3.uploadPart(input, cx.req, cx.signal);
-      checkAnswer(cx, s, r, digest.md5Hex, checksum);
+      checkAnswer(cx, s.journal, s.alg, r, digest.md5Hex, checksum);
       return r;
     },
     {
@@ -114,17 +114,17 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
  * are MD5s. A disagreement is an error the retry loop resends on, and that fails the part if it
  * persists; trust in ETags is withdrawn only on positive evidence that they are not MD5s.
  */
-function checkAnswer(cx: EngineContext, s: Session, r: UploadPartOutput, md5Hex: string | undefined, checksum: string | undefined): void {
+export function checkAnswer(cx: EngineContext, j: JournalData, alg: ChecksumAlgorithm | null, r: UploadPartOutput, md5Hex: string | undefined, checksum: string | undefined): void {
   if (checksum && r.checksum && r.checksum !== checksum) {
     throw new S3RequestError({ operation: 'UploadPart', s3Code: 'PartChecksumMismatch', message: `server stored ${r.checksum}, sent ${checksum}` });
   }
   // The server echoed the checksum it computed: it stores part checksums (and lists them on resume).
-  if (checksum && r.checksum === checksum) s.journal.serverChecksums = true;
-  if (!s.journal.etagIsMd5 || md5Hex === undefined) return;
+  if (checksum && r.checksum === checksum) j.serverChecksums = true;
+  if (!j.etagIsMd5 || md5Hex === undefined) return;
   if (!etagsAreMd5({ serverSideEncryption: r.serverSideEncryption, sseCustomerAlgorithm: r.sseCustomerAlgorithm, etag: r.etag })) {
-    if (!s.alg) throw new UnverifiableError(cx.errorContext({ uploadId: s.journal.uploadId }), `the server's part ETags are not MD5s (${stripQuotes(r.etag)}) and the upload has no checksum`);
-    s.journal.etagIsMd5 = false;
-    cx.emit('warning', { code: 'ETAG_NOT_MD5', message: `part ETags are not MD5s here (${stripQuotes(r.etag)}); verifying by ${s.alg ?? 'the journal'} instead` });
+    if (!alg) throw new UnverifiableError(cx.errorContext({ uploadId: j.uploadId }), `the server's part ETags are not MD5s (${stripQuotes(r.etag)}) and the upload has no checksum`);
+    j.etagIsMd5 = false;
+    cx.emit('warning', { code: 'ETAG_NOT_MD5', message: `part ETags are not MD5s here (${stripQuotes(r.etag)}); verifying by ${alg ?? 'the journal'} instead` });
     return;
   }
   if (stripQuotes(r.etag).toLowerCase() !== md5Hex) {

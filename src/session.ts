@@ -16,6 +16,7 @@ import { objectSettings, settingsDiff } from './object-settings.ts';
 import { sseKeyMd5, wantedAlgorithm, type EngineOptions } from './options.ts';
 import { partAt, planParts, type PartPlan, type PlannedPart } from './planner.ts';
 import { reconcile, type ReconcileReport, type RemotePart } from './reconcile.ts';
+import type { CreateOutput } from './s3-port.ts';
 import { proveFinished, type Proof } from './finish.ts';
 import { hashPartsInWorkers } from './verify-pool.ts';
 
@@ -31,6 +32,8 @@ export interface Session {
   /** parts to send, ascending */
   toUpload: number[];
   report?: ReconcileReport;
+  /** a stream's upload: no file to re-check, no journal on disk */
+  stream?: boolean;
 }
 
 export type Opened = { kind: 'session'; session: Session } | { kind: 'finished'; journal: JournalData; plan: PartPlan; proof: Proof };
@@ -61,6 +64,30 @@ async function createUpload<T>(cx: EngineContext, journalPath: string, create: (
   }
 }
 
+/** The journal of an upload just created: what the server said of its encryption decides whether ETags are MD5s. */
+export function newJournal(
+  o: EngineOptions,
+  created: CreateOutput,
+  f: Pick<JournalData, 'endpoint' | 'partSize' | 'partCount' | 'checksumAlgorithm' | 'checksumType' | 'source' | 'settings'>,
+): JournalData {
+  const now = new Date().toISOString();
+  return {
+    schema: JOURNAL_SCHEMA,
+    bucket: o.bucket,
+    key: o.key,
+    uploadId: created.uploadId,
+    ...f,
+    etagIsMd5: etagsAreMd5({
+      serverSideEncryption: created.serverSideEncryption ?? o.serverSideEncryption,
+      sseCustomerAlgorithm: created.sseCustomerAlgorithm ?? (o.sseCustomerKey ? 'AES256' : undefined),
+    }),
+    sseCustomerKeyMd5: sseKeyMd5(o),
+    createdAt: now,
+    updatedAt: now,
+    parts: [],
+  };
+}
+
 export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPath: string, endpoint: string): Promise<Opened> {
   const o = cx.o;
   const plan = planParts(fp.size, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}) });
@@ -82,28 +109,7 @@ export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPat
       cx.signal,
     ),
   );
-  const now = new Date().toISOString();
-  const journal: JournalData = {
-    schema: JOURNAL_SCHEMA,
-    bucket: o.bucket,
-    key: o.key,
-    uploadId: created.uploadId,
-    endpoint,
-    partSize: plan.partSize,
-    partCount: plan.partCount,
-    checksumAlgorithm: alg,
-    checksumType: type,
-    etagIsMd5: etagsAreMd5({
-      serverSideEncryption: created.serverSideEncryption ?? o.serverSideEncryption,
-      sseCustomerAlgorithm: created.sseCustomerAlgorithm ?? (o.sseCustomerKey ? 'AES256' : undefined),
-    }),
-    source: fp,
-    sseCustomerKeyMd5: sseKeyMd5(o),
-    settings,
-    createdAt: now,
-    updatedAt: now,
-    parts: [],
-  };
+  const journal = newJournal(o, created, { endpoint, partSize: plan.partSize, partCount: plan.partCount, checksumAlgorithm: alg, checksumType: type, source: fp, settings });
   // On disk before the first part: a crash from here on leaves a resumable upload.
   await writeJournalAtomic(journalPath, journal);
   await removeIntent(journalPath);

@@ -1,0 +1,236 @@
+/**
+ * Uploading a stream (standard input, a pipe from tar or a database dump): read once, in parts of a
+ * planned size, each hashed and sent with its checksum and checked against the server's echo, then
+ * Complete with the whole-object checksum and the object proven, as for a file.
+ *
+ * A stream cannot be read again, so it cannot be resumed: there is no journal, and on any failure
+ * (or a stop) the multipart upload is aborted, so no orphan is left. Memory is bounded by design:
+ * the reader takes a part buffer from a pool of `concurrency` before it reads, so it never runs
+ * more than `concurrency` parts ahead of the server's acknowledgements.
+ */
+import { setMaxListeners } from 'node:events';
+import { EventEmitter } from 'eventemitter3';
+import pLimit from 'p-limit';
+import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, loadHashers, stripQuotes } from './checksums.ts';
+import { EngineContext } from './context.ts';
+import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, S3RequestError, StreamFailedError, StreamTooLargeError } from './errors.ts';
+import type { UploadEvents, UploadResult } from './events.ts';
+import { finish } from './finish.ts';
+import { digestBuffer, type LocalDigest } from './hashing.ts';
+import type { JournalData } from './journal.ts';
+import { lookAtKey } from './discover.ts';
+import { objectSettings } from './object-settings.ts';
+import { validateOptions, wantedAlgorithm, type EngineOptions } from './options.ts';
+import { planParts, S3_MAX_PARTS, type PartPlan } from './planner.ts';
+import { ProgressTracker } from './progress.ts';
+import { uploadResult } from './result.ts';
+import { checkAnswer } from './send.ts';
+import { newJournal, type Session } from './session.ts';
+
+export interface StreamUploadOptions extends Omit<EngineOptions, 'file' | 'fresh' | 'discover' | 'uploadId' | 'stateDir' | 'hashWorkers' | 'streamPartsAbove'> {
+  /** the bytes: any async iterable of chunks (process.stdin, a Readable, a generator) */
+  source: AsyncIterable<Uint8Array>;
+  /**
+   * The stream's size if known (or an upper bound): the part size is raised so it fits 10,000
+   * parts. Without it, a stream longer than 10,000 × part size fails when it gets there.
+   */
+  expectedSize?: number;
+  /** test hook: S3's 10,000-part limit */
+  maxParts?: number;
+}
+
+export class StreamUpload extends EventEmitter<UploadEvents> {
+  private readonly stop = new AbortController();
+  private readonly cx: EngineContext;
+  private running: Promise<UploadResult> | undefined;
+
+  constructor(readonly options: StreamUploadOptions) {
+    super();
+    const eo: EngineOptions = { ...options, file: '-' };
+    validateOptions(eo);
+    if (options.expectedSize !== undefined && !(Number.isSafeInteger(options.expectedSize) && options.expectedSize >= 0)) {
+      throw new PartwiseError('INVALID_OPTIONS', `expectedSize must be a whole number of bytes; got ${options.expectedSize}`);
+    }
+    setMaxListeners(0, this.stop.signal);
+    const s = options.signal;
+    if (s?.aborted) this.stop.abort(s.reason);
+    else s?.addEventListener('abort', () => this.stop.abort(s.reason), { once: true });
+    ProgressTracker.follow(this);
+    this.cx = new EngineContext(eo, options.limiter ?? pLimit(options.concurrency ?? 4), this.stop.signal, this.emit.bind(this));
+  }
+
+  abort(reason?: unknown): void {
+    this.stop.abort(reason ?? new Error('stopped'));
+  }
+
+  done(): Promise<UploadResult> {
+    this.running ??= this.run();
+    return this.running;
+  }
+
+  private async run(): Promise<UploadResult> {
+    const t0 = Date.now();
+    const o = this.options;
+    const cx = this.cx;
+    const maxParts = o.maxParts ?? S3_MAX_PARTS;
+    const sized = planParts(o.expectedSize ?? 0, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}), maxParts });
+    const partSize = sized.partSize;
+    const wanted = wantedAlgorithm(cx.o);
+    const alg = wanted === undefined ? DEFAULT_CHECKSUM_ALGORITHM : wanted;
+    const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
+    await loadHashers([alg ?? undefined, 'MD5']);
+    if (o.noOverwrite && (await lookAtKey(cx, { existsOnly: true })).exists) throw new ObjectExistsError(cx.errorContext(), 'before');
+    const settings = objectSettings(o, undefined);
+    const created = await cx.retry(() =>
+      cx.s3.createMultipartUpload({ bucket: o.bucket, key: o.key, ...(alg && type ? { checksumAlgorithm: alg, checksumType: type } : {}), settings }, cx.req, cx.signal),
+    );
+    // The journal's shape, kept in memory only: a stream cannot be resumed.
+    const j = newJournal(cx.o, created, { endpoint: '', partSize, partCount: 0, checksumAlgorithm: alg, checksumType: type, source: { path: '-', size: 0, mtimeMs: 0, ctimeMs: 0, ino: 0, dev: 0 }, settings });
+    const ctx = cx.errorContext({ uploadId: j.uploadId });
+    cx.emit('plan', { bucket: o.bucket, key: o.key, uploadId: j.uploadId, fileSize: o.expectedSize ?? 0, partSize, partCount: o.expectedSize !== undefined ? sized.partCount : 0, checksumAlgorithm: alg, resumed: false, journalPath: '' });
+    const digests = new Map<number, LocalDigest>();
+    try {
+      const total = await this.sendAll(j, digests, maxParts);
+      const plan: PartPlan = { fileSize: total, partSize, partCount: Math.max(1, j.parts.length) };
+      j.partCount = plan.partCount;
+      if (o.expectedSize !== undefined && total !== o.expectedSize) {
+        cx.emit('warning', { code: 'SIZE_NOT_EXPECTED', message: `the stream had ${total} bytes, not the ${o.expectedSize} expected (the part size was planned from the expected size)` });
+      }
+      const session: Session = { journalPath: '', journal: j, plan, alg, digests, resumed: false, toUpload: [], stream: true };
+      const finished = await finish(cx, session);
+      cx.emit('phase', { phase: 'done' });
+      const result = uploadResult(j, plan, finished.proof, cx.stats, t0, { resumed: false, alreadyComplete: false, partsSkipped: 0 });
+      this.emit('complete', result);
+      return result;
+    } catch (err) {
+      // Nothing can resume a stream: the upload goes, whatever stopped it.
+      await cx.s3.abortMultipartUpload({ bucket: j.bucket, key: j.key, uploadId: j.uploadId }, cx.req).catch(() => undefined);
+      if (err instanceof StreamTooLargeError) throw err;
+      const e = cx.signal.aborted && !(err instanceof PartwiseError) ? new PausedError(ctx, err) : err;
+      const code = e instanceof PartwiseError ? e.code : 'UNEXPECTED';
+      throw new StreamFailedError(ctx, code, e instanceof Error ? e : new Error(String(e)));
+    }
+  }
+
+  /** Reads the source into part buffers (at most `concurrency` alive) and sends each; returns the byte count. */
+  private async sendAll(j: JournalData, digests: Map<number, LocalDigest>, maxParts: number): Promise<number> {
+    const cx = this.cx;
+    const free: Buffer[] = [];
+    let alive = 0;
+    // As many buffers as the limiter runs parts at once (a shared limiter's whole budget at most).
+    const slots = Math.max(1, cx.limiter.concurrency);
+    let waiter: (() => void) | undefined;
+    const take = async (): Promise<Buffer> => {
+      while (!free.length && alive >= slots) await new Promise<void>((r) => (waiter = r));
+      if (free.length) return free.pop()!;
+      alive++;
+      return Buffer.allocUnsafe(j.partSize);
+    };
+    const give = (b: Buffer) => {
+      free.push(b);
+      waiter?.();
+      waiter = undefined;
+    };
+    let failure: unknown;
+    const sends: Promise<void>[] = [];
+    let total = 0;
+    let n = 0;
+    const it = this.options.source[Symbol.asyncIterator]();
+    let carry: Uint8Array | undefined;
+    let ended = false;
+    while (!ended && !failure && !cx.signal.aborted) {
+      const buf = await take();
+      let filled = 0;
+      while (filled < buf.length) {
+        let chunk = carry;
+        carry = undefined;
+        if (!chunk) {
+          const r = await it.next();
+          if (r.done) {
+            ended = true;
+            break;
+          }
+          chunk = r.value;
+        }
+        const k = Math.min(chunk.length, buf.length - filled);
+        buf.set(chunk.subarray(0, k), filled);
+        filled += k;
+        if (k < chunk.length) carry = chunk.subarray(k);
+      }
+      if (filled === 0 && (n > 0 || !ended)) {
+        give(buf);
+        continue;
+      }
+      n++;
+      if (n > maxParts) {
+        failure = new StreamTooLargeError(cx.errorContext({ uploadId: j.uploadId }), maxParts, j.partSize);
+        give(buf);
+        break;
+      }
+      total += filled;
+      const partNumber = n;
+      const body = buf.subarray(0, filled);
+      sends.push(
+        cx
+          .limiter(() => this.sendPart(j, partNumber, body, digests))
+          .then(
+            () => give(buf),
+            (err: unknown) => {
+              // As for files: an S3 failure of one part is that part's failure.
+              failure ??= err instanceof PartwiseError && !(err instanceof S3RequestError) ? err : new PartFailedError(cx.errorContext({ uploadId: j.uploadId, partNumber }), err);
+              give(buf);
+            },
+          ),
+      );
+    }
+    await Promise.all(sends);
+    if (failure) throw failure;
+    if (cx.signal.aborted) throw new PausedError(cx.errorContext({ uploadId: j.uploadId }), cx.signal.reason);
+    return total;
+  }
+
+  private async sendPart(j: JournalData, n: number, body: Buffer, digests: Map<number, LocalDigest>): Promise<void> {
+    const cx = this.cx;
+    if (cx.signal.aborted) return;
+    const alg = j.checksumAlgorithm;
+    // Cheapest sufficient evidence, as for files: MD5 only until the server has echoed a checksum.
+    const digest = digestBuffer(body, alg ?? undefined, !alg || j.serverChecksums !== true);
+    const checksum = alg && digest.checksum ? digest.checksum.toString('base64') : undefined;
+    let attempts = 0;
+    const out = await cx.retry(
+      async () => {
+        attempts++;
+        cx.emit('part-start', { partNumber: n, size: body.length, attempt: attempts });
+        const r = await cx.s3.uploadPart(
+          {
+            bucket: j.bucket,
+            key: j.key,
+            uploadId: j.uploadId,
+            partNumber: n,
+            body,
+            ...(digest.md5Hex ? { contentMd5: Buffer.from(digest.md5Hex, 'hex').toString('base64') } : {}),
+            ...(alg && checksum ? { checksum: { algorithm: alg, value: checksum } } : {}),
+            onBytesSent: (bytes) => cx.emit('part-sent', { partNumber: n, bytes }),
+            ...(cx.rate ? { pace: (bytes: number) => cx.rate!.take(bytes, cx.signal) } : {}),
+          },
+          cx.req,
+          cx.signal,
+        );
+        checkAnswer(cx, j, alg, r, digest.md5Hex, checksum);
+        return r;
+      },
+      {
+        onRetry: (i) => {
+          cx.stats.retries++;
+          cx.emit('part-retry', { partNumber: n, attempt: i.attempt, delayMs: i.delayMs, error: (i.error as Error).message, throttled: i.throttled });
+        },
+      },
+    );
+    const etag = stripQuotes(out.etag);
+    j.parts.push({ partNumber: n, size: body.length, etag, ...(digest.md5Hex ? { md5: digest.md5Hex } : {}), ...(checksum ? { checksum } : {}) });
+    digests.set(n, digest);
+    cx.stats.partsSent++;
+    cx.stats.bytesSent += body.length;
+    cx.emit('part-done', { partNumber: n, size: body.length, etag, attempts });
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * Streams (`upload -`): read once, every part and the object verified by checksum, memory bounded
+ * by concurrency × part size, no orphan on failure, and a stream too long for 10,000 parts refused
+ * with its upload aborted. On the local RGW.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { test } from 'node:test';
+import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { StreamUpload } from '../src/index.ts';
+import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { S3RequestError } from '../src/errors.ts';
+import { BIN, cliEnv, jsonLines } from './helpers/cli.ts';
+import { wrapPort } from './helpers/ports.ts';
+import { getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
+
+const MiB = 1024 * 1024;
+
+/** Yields `data` in 64 KiB chunks (as a pipe does) and records how far the reader has pulled. */
+function piped(data: Buffer): { source: AsyncIterable<Buffer>; pulled: () => number } {
+  let pulled = 0;
+  return {
+    pulled: () => pulled,
+    source: (async function* () {
+      for (let o = 0; o < data.length; o += 64 * 1024) {
+        const c = data.subarray(o, Math.min(data.length, o + 64 * 1024));
+        pulled += c.length;
+        yield c;
+      }
+    })(),
+  };
+}
+
+async function openUploads(bucket: string): Promise<number> {
+  return (await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length ?? 0;
+}
+
+test('a stream uploads part by part, verified by checksum, never reading more than concurrency parts ahead of the acknowledgements', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream');
+  const data = randomBytes(23 * MiB + 17);
+  const { source, pulled } = piped(data);
+  const up = new StreamUpload({ s3: new SdkS3Port(createS3Client()), source, bucket, key: 'dump.bin', partSize: 5 * MiB, concurrency: 2 });
+  let acked = 0;
+  let maxAhead = 0;
+  up.on('part-done', (e) => (acked += e.size));
+  up.on('part-start', () => (maxAhead = Math.max(maxAhead, pulled() - acked)));
+  const r = await up.done();
+  assert.equal(r.size, data.length);
+  assert.equal(r.partCount, 5);
+  assert.equal(r.bytesSent, data.length);
+  assert.equal(r.verification.level, 'full-object-checksum');
+  assert.match(r.verification.checks.join(' '), /full-object CRC32C/);
+  assert.equal(sha256(await getObjectBytes(bucket, 'dump.bin')), sha256(data));
+  // Two buffers in flight plus the chunk the reader holds: never a third part read ahead.
+  assert.ok(maxAhead <= 2 * 5 * MiB + 64 * 1024, `read ${(maxAhead / MiB).toFixed(1)} MiB ahead of the acknowledgements`);
+});
+
+test('an empty stream is one empty part; a stream ending on a part boundary adds no empty part', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream');
+  const s3 = new SdkS3Port(createS3Client());
+  const empty = await new StreamUpload({ s3, source: piped(Buffer.alloc(0)).source, bucket, key: 'empty', partSize: 5 * MiB }).done();
+  assert.equal(empty.size, 0);
+  assert.equal(empty.partCount, 1);
+  assert.equal((await getObjectBytes(bucket, 'empty')).length, 0);
+  const exact = randomBytes(10 * MiB);
+  const r = await new StreamUpload({ s3, source: piped(exact).source, bucket, key: 'exact', partSize: 5 * MiB }).done();
+  assert.equal(r.partCount, 2);
+  assert.equal(sha256(await getObjectBytes(bucket, 'exact')), sha256(exact));
+});
+
+test('a failed part aborts the stream\'s upload: no orphan, STREAM_FAILED, not resumable', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream');
+  const inner = new SdkS3Port(createS3Client());
+  const s3 = wrapPort(inner, {
+    uploadPart: async (input, req, signal) => {
+      if (input.partNumber === 3) throw new S3RequestError({ operation: 'UploadPart', s3Code: 'AccessDenied', httpStatus: 403, message: 'denied' });
+      return inner.uploadPart(input, req, signal);
+    },
+  });
+  const up = new StreamUpload({ s3, source: piped(randomBytes(16 * MiB)).source, bucket, key: 'fails', partSize: 5 * MiB, concurrency: 1 });
+  await assert.rejects(up.done(), (e: { code?: string; causeCode?: string; resumable?: boolean; message?: string }) => {
+    assert.equal(e.code, 'STREAM_FAILED');
+    assert.equal(e.causeCode, 'PART_FAILED');
+    assert.equal(e.resumable, false);
+    assert.match(e.message!, /was aborted/);
+    return true;
+  });
+  assert.equal(await openUploads(bucket), 0, 'the upload was aborted');
+});
+
+test('a stream longer than 10,000 parts of the planned size fails when it gets there, aborted; --expected-size plans a part size that fits', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream');
+  const s3 = new SdkS3Port(createS3Client());
+  const data = randomBytes(5 * MiB + 1);
+  // 4 parts stand in for S3's 10,000 (a test hook), 1 MiB parts for 16 MiB ones.
+  const tooLong = new StreamUpload({ s3, source: piped(data).source, bucket, key: 'long', partSize: MiB, minPartSize: 1, maxParts: 4 });
+  await assert.rejects(tooLong.done(), (e: { code?: string; message?: string }) => e.code === 'STREAM_TOO_LARGE' && /expected-size/.test(e.message ?? ''));
+  assert.equal(await openUploads(bucket), 0);
+  const planned = new StreamUpload({ s3, source: piped(data).source, bucket, key: 'long', partSize: MiB, minPartSize: 1, maxParts: 4, expectedSize: data.length });
+  const r = await planned.done();
+  assert.ok(r.partCount <= 4, `${r.partCount} parts`);
+  assert.equal(sha256(await getObjectBytes(bucket, 'long')), sha256(data));
+});
+
+test('CLI: `cat file | partwise upload - s3://…` uploads standard input and verifies it; --fresh is refused for a stream', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream-cli');
+  const dir = await tempDir();
+  const f = await randomFile(dir, 12 * MiB + 3);
+  const env = cliEnv(dir);
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.stdin.on('error', () => undefined); // a usage error exits before reading: EPIPE is expected
+      createReadStream(f.path).pipe(child.stdin); // a pipe: no size to plan from
+      child.on('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+  const r = await run(['upload', '-', `s3://${bucket}/piped.bin`, '--part-size', '5MiB', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const done = jsonLines(r.stdout).at(-1)!;
+  assert.equal(done.event, 'complete');
+  assert.equal(done.size, f.bytes.length);
+  assert.equal(done.verificationLevel, 'full-object-checksum');
+  assert.equal(sha256(await getObjectBytes(bucket, 'piped.bin')), f.sha256);
+  const bad = await run(['upload', '-', `s3://${bucket}/x`, '--fresh']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /cannot be used with a stream/);
+});
+
+test('a part whose checksum echo disagrees with what was sent fails the stream (aborted), even when the object would complete', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream');
+  const inner = new SdkS3Port(createS3Client());
+  const s3 = wrapPort(inner, {
+    uploadPart: async (input, req, signal) => {
+      const out = await inner.uploadPart(input, req, signal);
+      return input.partNumber === 2 ? { ...out, checksum: 'AAAAAA==' } : out;
+    },
+  });
+  const up = new StreamUpload({ s3, source: piped(randomBytes(11 * MiB)).source, bucket, key: 'echo', partSize: 5 * MiB, retry: { maxAttempts: 2, baseDelayMs: 1 } });
+  await assert.rejects(up.done(), (e: { code?: string; causeCode?: string }) => e.code === 'STREAM_FAILED' && e.causeCode === 'PART_FAILED');
+  assert.equal(await openUploads(bucket), 0);
+});
