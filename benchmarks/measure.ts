@@ -43,10 +43,12 @@ export async function serverPartBytes(s3: S3Client, bucket: string, key: string,
 }
 
 /**
- * Starts the client and SIGKILLs its process group once ListParts shows at least `fraction` of
- * `size` acknowledged. Returns the bytes the server held at the kill.
+ * Starts the client and SIGKILLs its process group so that about `fraction` of `size` is on the
+ * server: the kill comes when ListParts shows `fraction` less half of what the client has in flight
+ * (parts already on the wire still land). Returns what the server holds once the client is gone:
+ * the state a resume starts from.
  */
-export async function killAt(c: Command, s3: S3Client, bucket: string, key: string, size: number, fraction: number): Promise<number> {
+export async function killAt(c: Command, s3: S3Client, bucket: string, key: string, size: number, fraction: number, inFlight = 0): Promise<number> {
   const child = spawn(c.cmd, c.args, { env: c.env, stdio: 'ignore', detached: true });
   let exited = false;
   const gone = new Promise<void>((resolve) => child.on('exit', () => ((exited = true), resolve())));
@@ -56,13 +58,15 @@ export async function killAt(c: Command, s3: S3Client, bucket: string, key: stri
   while (!exited) {
     uploadId ??= await uploadIdOf(s3, bucket, key);
     held = uploadId ? await serverPartBytes(s3, bucket, key, uploadId).catch(() => 0) : 0;
-    if (held >= fraction * size) break;
+    if (held >= fraction * size - inFlight / 2) break;
     await new Promise((r) => setTimeout(r, uploadId ? 5 : 20));
   }
   if (exited) throw new Error(`${c.cmd} finished before the kill at ${fraction * 100}%`);
   process.kill(-child.pid!, 'SIGKILL');
   await gone;
-  return held;
+  // What was on the wire lands (or is dropped) within moments of the kill.
+  await new Promise((r) => setTimeout(r, 300));
+  return uploadId ? serverPartBytes(s3, bucket, key, uploadId) : 0;
 }
 
 export const median = (xs: number[]) => {

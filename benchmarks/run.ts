@@ -12,12 +12,12 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdir, open, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { AbortMultipartUploadCommand, DeleteObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, DeleteObjectCommand, DeleteObjectsCommand, ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { createCRC32 } from 'hash-wasm';
 import { activeImplementations, createHasher, loadHashers } from '../src/checksums.ts';
 import { createUpload } from '../src/index.ts';
@@ -29,7 +29,7 @@ import { countingClient, loadS3Env, makeBucket, plainClient, tempDir } from '../
 import { chartSvg, type Panel } from './chart.ts';
 import { fmt, killAt, median, spread, timed, type Cost } from './measure.ts';
 import { summarizeCpu, summarizeHeap } from './profile-summary.ts';
-import { makeTools, type Setting } from './tools.ts';
+import { makeTools, type Command, type Setting } from './tools.ts';
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
@@ -47,6 +47,8 @@ const uploadMiB = Number(process.env.BENCH_MIB ?? 1024);
 const verifyMiB = Number(process.env.BENCH_VERIFY_MIB ?? 2048);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const work = await tempDir('partwise-bench-');
+// The work folder holds GiBs of data and the peers' config (s3cmd's holds the secret key): gone even on failure.
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 const stateDir = join(work, 'state');
 const tools = makeTools(work, stateDir);
 const tool = (name: string) => tools.find((t) => t.name === name)!;
@@ -99,6 +101,15 @@ const gc = () => {
   }
 };
 /** The server holds a GiB per upload in memory: each object and any upload left open goes at once. */
+async function cleanPrefix(prefix: string): Promise<void> {
+  for (;;) {
+    const l = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+    const keys = (l.Contents ?? []).map((o) => ({ Key: o.Key! }));
+    if (!keys.length) break;
+    await s3.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }));
+  }
+  gc();
+}
 async function clean(key: string): Promise<void> {
   await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
   const ups = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
@@ -197,8 +208,6 @@ for (const s of settings) {
 }
 const med = (s: Setting, t: string, f: (c: Cost) => number) => median(full.get(fullKey(s, t))!.map(f));
 const s0 = settings[0]!;
-const fastestPeer = peers.reduce((a, b) => (med(s0, a.name, mbps) >= med(s0, b.name, mbps) ? a : b));
-const leanestPeer = peers.reduce((a, b) => (med(s0, a.name, (c) => c.cpuS) <= med(s0, b.name, (c) => c.cpuS) ? a : b));
 
 // ------------------------------------------------------------------ 3. resume after a kill
 interface ResumeRun {
@@ -213,7 +222,8 @@ for (const fraction of [0.5, 0.9]) {
     const order = round % 2 ? [...resumers].reverse() : resumers;
     for (const t of order) {
       const key = freshKey(`${t.name}-resume`);
-      const held = await killAt(t.upload(file, bucket, key, s0), s3, bucket, key, size, fraction);
+      const inFlight = (t.name === 's3cmd' ? 1 : s0.concurrency) * s0.partMiB * MiB;
+      const held = await killAt(t.upload(file, bucket, key, s0), s3, bucket, key, size, fraction, inFlight);
       const cost = timed(t.resume!(file, bucket, key, s0), work);
       const list = resumeRuns.get(`${fraction}/${t.name}`) ?? [];
       list.push({ held, cost, resent: t.resentBytes!(cost.stdout, cost.stderr, size, s0) });
@@ -222,11 +232,13 @@ for (const fraction of [0.5, 0.9]) {
     }
   }
 }
-print(`## 3. Finishing after a kill (SIGKILL once ListParts shows the share of the file below), ${s0.partMiB} MiB parts, concurrency ${s0.concurrency}`);
+print(`## 3. Finishing after a SIGKILL at 50% and 90%, ${s0.partMiB} MiB parts, concurrency ${s0.concurrency}`);
+print();
+print(`The kill comes when ListParts shows the share less half of what the client has in flight; "server held" is what ListParts shows once the client is gone, the state the resume starts from.`);
 print();
 print(`"× full" divides the time to finish by the same client's own full-upload median from section 2 (same run). Clients without a resume start over: their time to finish is their full upload, and they send the whole file again.`);
 print();
-print(`| client | killed at | server held at the kill | time to finish, s | × full | re-sent MiB |`);
+print(`| client | killed at | server held after the kill | time to finish, s | × full | re-sent MiB |`);
 print(`|---|---:|---:|---:|---:|---:|`);
 const resumeRatio = new Map<string, number>();
 for (const fraction of [0.5, 0.9]) {
@@ -246,7 +258,7 @@ print();
 print(`## 4. Resume verification: \`partwise status\` on a ${verifyMiB} MiB file with ~90% of its parts on the server, file in page cache`);
 print();
 const vKey = freshKey('verify');
-const vHeld = await killAt(tool('partwise').upload(bigFile, bucket, vKey, s0), s3, bucket, vKey, verifyMiB * MiB, 0.9);
+const vHeld = await killAt(tool('partwise').upload(bigFile, bucket, vKey, s0), s3, bucket, vKey, verifyMiB * MiB, 0.9, s0.concurrency * s0.partMiB * MiB);
 const statusCmd = tool('partwise').upload(bigFile, bucket, vKey, s0);
 statusCmd.args[1] = 'status';
 const statusRuns: { wallS: number; hashedBytes: number; hashMs: number; md5: boolean }[] = [];
@@ -364,6 +376,60 @@ print();
   tenResults = { per, fullJournal, listParts: counts.ListParts ?? 0, overheadS: (toReconcile - hashMs) / 1000 };
 }
 
+// ------------------------------------------------------------------ 7. many small files
+const manyFiles = Number(process.env.BENCH_FILES ?? 1000);
+let manyResult: { partwise: number; aws: number } | undefined;
+{
+  const tree = join(work, 'tree');
+  let bytes = 0;
+  for (let i = 0; i < manyFiles; i++) {
+    const sizeKiB = 64 + Math.floor(((i * 7919) % 1000) / 1000 * (4096 - 64)); // 64 KiB to 4 MiB, spread evenly
+    const d = join(tree, `d${i % 10}`);
+    if (i < 10) await mkdir(d, { recursive: true });
+    writeFileSync(join(d, `f${i}.bin`), randomBytes(sizeKiB * 1024));
+    bytes += sizeKiB * 1024;
+  }
+  const e = process.env;
+  const conc = s0.concurrency;
+  const folderTools: { name: string; run: (prefix: string) => Command }[] = [
+    { name: 'partwise (folder job)', run: (prefix) => ({ cmd: process.execPath, args: [here('../dist/src/bin.js'), 'upload', tree, `s3://${bucket}/${prefix}/`, '--concurrency', String(conc), '--state-dir', join(work, 'state-many'), '--quiet'], env: { ...e } }) },
+    { name: 'aws s3 cp --recursive', run: (prefix) => tool('aws-cli').upload(tree, bucket, prefix, { partMiB: 16, concurrency: conc }) },
+    { name: 'rclone copy', run: (prefix) => ({ ...tool('rclone').upload(tree, bucket, prefix, { partMiB: 16, concurrency: conc }), args: ['copy', '-q', '--transfers', String(conc), '--s3-upload-cutoff', '16M', '--s3-chunk-size', '16M', tree, `pwb:${bucket}/${prefix}`] }) },
+  ];
+  // aws-cli takes a folder with --recursive
+  const awsRecursive = folderTools[1]!;
+  const awsRun = awsRecursive.run;
+  awsRecursive.run = (prefix) => {
+    const c = awsRun(prefix);
+    return { ...c, args: [...c.args.slice(0, -2), '--recursive', tree, `s3://${bucket}/${prefix}/`] };
+  };
+  const times = new Map<string, Cost[]>();
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 ? [...folderTools].reverse() : folderTools;
+    for (const t of order) {
+      const prefix = freshKey(`many-${t.name}`);
+      await rm(join(work, 'state-many'), { recursive: true, force: true });
+      const c = timed(t.run(prefix), work);
+      const list = times.get(t.name) ?? [];
+      list.push(c);
+      times.set(t.name, list);
+      await cleanPrefix(`${prefix}/`);
+    }
+  }
+  print(`## 7. A folder of ${fmt(manyFiles)} files of 64 KiB to 4 MiB (${fmt(bytes / MiB)} MiB), concurrency ${conc}`);
+  print();
+  print(`| client | files/s | MB/s | client CPU-s | peak RSS MiB |`);
+  print(`|---|---:|---:|---:|---:|`);
+  for (const t of folderTools) {
+    const xs = times.get(t.name)!;
+    print(`| ${t.name} | ${spread(xs.map((c) => manyFiles / c.wallS))} | ${spread(xs.map((c) => bytes / 1e6 / c.wallS))} | ${spread(xs.map((c) => c.cpuS), 1)} | ${fmt(Math.max(...xs.map((c) => c.rssMiB)))} |`);
+  }
+  print();
+  print(`partwise sends each file under its part size as one PutObject with Content-MD5 and CRC32C, proven by the server's checksum echo, and records it in the job journal (one fsync per batch of finished files).`);
+  print();
+  manyResult = { partwise: median(times.get(folderTools[0]!.name)!.map((c) => c.wallS)), aws: median(times.get(folderTools[1]!.name)!.map((c) => c.wallS)) };
+}
+
 // ------------------------------------------------------------------ 6. profile
 print(`## 6. Where a partwise upload's CPU and memory go (${uploadMiB} MiB, ${s0.partMiB} MiB parts, concurrency ${s0.concurrency})`);
 print();
@@ -408,13 +474,20 @@ const ten = tenResults!;
 const targets: [string, string, string, boolean][] = [
   [`resume verification, \`partwise status\` end to end (section 4)`, `${fmt(median(e2e), 2)} GB/s`, '≥ 1.5 GB/s', median(e2e) >= 1.5],
   [`finishing after a kill at 90% (section 3)`, `${fmt(resumeRatio.get('0.9/partwise')!, 2)} × its own full upload`, '≤ 0.2 ×', resumeRatio.get('0.9/partwise')! <= 0.2],
-  [`throughput of a full upload vs the fastest peer, ${fastestPeer.name} (section 2)`, `${fmt(pw(s0, mbps) / med(s0, fastestPeer.name, mbps), 2)} ×`, '≥ 1 ×', pw(s0, mbps) >= med(s0, fastestPeer.name, mbps)],
-  [`client CPU of a full upload vs the leanest peer, ${leanestPeer.name} (section 2)`, `${fmt(pw(s0, (c) => c.cpuS) / med(s0, leanestPeer.name, (c) => c.cpuS), 2)} ×`, '≤ 0.6 ×', pw(s0, (c) => c.cpuS) <= 0.6 * med(s0, leanestPeer.name, (c) => c.cpuS)],
+  ...settings.flatMap((s): [string, string, string, boolean][] => {
+    const fastest = peers.reduce((a, b) => (med(s, a.name, mbps) >= med(s, b.name, mbps) ? a : b));
+    const leanest = peers.reduce((a, b) => (med(s, a.name, (c) => c.cpuS) <= med(s, b.name, (c) => c.cpuS) ? a : b));
+    return [
+      [`throughput of a full upload at (${s.concurrency}, ${s.partMiB} MiB) vs the fastest peer, ${fastest.name} (section 2)`, `${fmt(pw(s, mbps) / med(s, fastest.name, mbps), 2)} ×`, '≥ 1 ×', pw(s, mbps) >= med(s, fastest.name, mbps)],
+      [`client CPU of a full upload at (${s.concurrency}, ${s.partMiB} MiB) vs the leanest peer, ${leanest.name} (section 2)`, `${fmt(pw(s, (c) => c.cpuS) / med(s, leanest.name, (c) => c.cpuS), 2)} ×`, '≤ 0.6 ×', pw(s, (c) => c.cpuS) <= 0.6 * med(s, leanest.name, (c) => c.cpuS)],
+    ];
+  }),
   ...settings.map((s): [string, string, string, boolean] => {
     const rss = Math.max(...full.get(fullKey(s, 'partwise'))!.map((c) => c.rssMiB));
     return [`peak RSS of a full upload at (${s.concurrency}, ${s.partMiB} MiB) (section 2)`, `${fmt(rss)} MiB`, `≤ ${100 + s.concurrency * s.partMiB} MiB`, rss <= 100 + s.concurrency * s.partMiB];
   }),
   [`10,000 parts: journal bytes written (section 5)`, `${fmt(ten.fullJournal / MiB, 2)} MiB`, '≤ 64 MiB', ten.fullJournal <= 64 * MiB],
+  [`${fmt(manyFiles)} small files vs aws s3 cp --recursive (section 7)`, `${fmt(manyResult!.aws / manyResult!.partwise, 2)} × its speed`, '≥ 1 ×', manyResult!.partwise <= manyResult!.aws],
   [`10,000 parts: ListParts requests on resume; resume excluding hashing (section 5)`, `${ten.listParts}; ${fmt(ten.overheadS, 2)} s`, '10; < 1 s', ten.listParts === 10 && ten.overheadS < 1],
 ];
 const summary = [
@@ -444,7 +517,7 @@ const panels: Panel[] = [
     title: 'Time to finish after a kill at 90%',
     unit: 'seconds',
     better: 'lower',
-    bars: uploaders.map((t) => {
+    bars: uploaders.filter((t) => resumers.includes(t) || !t.name.startsWith('partwise')).map((t) => {
       const xs = resumeRuns.get(`0.9/${t.name}`)?.map((x) => x.cost.wallS) ?? full.get(fullKey(s0, t.name))!.map((c) => c.wallS);
       return { label: resumeRuns.has(`0.9/${t.name}`) ? t.name : `${t.name} (starts over)`, median: median(xs), min: Math.min(...xs), max: Math.max(...xs), highlight: t.name.startsWith('partwise') };
     }),

@@ -2,7 +2,7 @@
  * The partwise command. Exit codes: 0 success, 1 failure, 2 usage error, 3 verification mismatch,
  * 4 not verified (nothing the server reports identifies the object), 130 interrupted (resumable).
  */
-import { fstatSync, readFileSync } from 'node:fs';
+import { fstatSync, readFileSync, statSync } from 'node:fs';
 import type { EventEmitter } from 'eventemitter3';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isChecksumAlgorithm, type ChecksumAlgorithm } from './checksums.ts';
@@ -17,12 +17,15 @@ import type { ProgressSnapshot, UploadEvents, UploadResult } from './events.ts';
 import type { ReconcileReport } from './reconcile.ts';
 import { SdkS3Port, createS3Client } from './s3-adapter.ts';
 import { StreamUpload, type StreamUploadOptions } from './stream-upload.ts';
+import { FolderJob, type JobProgress } from './folder-job.ts';
 import type { RequestOptions, S3Port } from './s3-port.ts';
 
 const USAGE = `partwise: resumable S3 multipart uploads that verify every part before trusting it
 
 Usage:
   partwise upload <file> s3://<bucket>/<key> [options]   upload, or resume (verify first, then send what is missing)
+  partwise upload <folder> s3://<bucket>/[<prefix>/] [--exclude GLOB] [--fail-fast]
+                          the folder as one resumable job: rerun to continue; finished files are not sent again
   partwise upload - s3://<bucket>/<key> [--expected-size SIZE]   upload standard input (a pipe); cannot be resumed:
                           every part and the object are verified, and on failure the upload is aborted
   partwise status <file> s3://<bucket>/<key> [options]   dry run: what a resume would do, changing nothing
@@ -41,6 +44,8 @@ Upload options:
   --no-discover           with no journal, do not look for an upload of this key to adopt (the default looks)
   --expected-size SIZE    with upload -: the stream's size or an upper bound, so the part size fits 10,000 parts
                           (without it a stream over 10,000 × part size fails when it gets there)
+  --exclude GLOB          folder: skip matching paths (repeatable): *.tmp, .git, logs/**
+  --fail-fast             folder: stop starting files after the first failure (exit 5 when any file failed)
   --no-overwrite          never replace an object at the key (checked first, and If-None-Match on Complete)
 Object settings (fixed when the upload is created; a resume must give the same ones):
   --storage-class CLASS   STANDARD, STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR, GLACIER, DEEP_ARCHIVE, ...
@@ -100,6 +105,8 @@ const OPTIONS = {
   'legal-hold': { type: 'boolean' },
   'no-overwrite': { type: 'boolean' },
   'expected-size': { type: 'string' },
+  exclude: { type: 'string', multiple: true },
+  'fail-fast': { type: 'boolean' },
   'older-than': { type: 'string' },
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
@@ -112,7 +119,7 @@ type Values = { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K] extends { mult
 
 class UsageError extends Error {}
 
-const EXIT = { ok: 0, failure: 1, usage: 2, mismatch: 3, unverified: 4, interrupted: 130 } as const;
+const EXIT = { ok: 0, failure: 1, usage: 2, mismatch: 3, unverified: 4, someFilesFailed: 5, interrupted: 130 } as const;
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 function parseS3Url(url: string | undefined, needKey: boolean): { bucket: string; key: string } {
@@ -381,6 +388,73 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
   }
 }
 
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** `upload <dir> s3://bucket/prefix/`: the folder as one resumable job. */
+async function cmdFolder(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
+  if (pos.length !== 2) throw new UsageError('upload takes <folder> s3://<bucket>/[<prefix>/]');
+  for (const flag of ['upload-id', 'expected-size'] as const) if (v[flag]) throw new UsageError(`--${flag} does not apply to a folder`);
+  const { bucket, key: prefix } = parseS3Url(pos[1], false);
+  const ac = new AbortController();
+  const onSignal = () => {
+    if (!out.json) process.stderr.write('\npartwise: stopping; finished files and parts stay recorded (run the same command to continue)\n');
+    ac.abort(new Error('interrupted'));
+  };
+  for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
+  const { file: _f, key: _k, signal: _s, ...o } = engineOptions(v, pos[0]!, bucket, prefix || '-', ac.signal);
+  const job = new FolderJob({ ...o, dir: pos[0]!, prefix: prefix ?? '', exclude: v.exclude ?? [], signal: ac.signal, ...(v['fail-fast'] ? { failFast: true } : {}) });
+  let latest: JobProgress | undefined;
+  const t0 = Date.now();
+  job.on('job-progress', (p) => (latest = p));
+  if (out.json) {
+    job.on('job-plan', (e) => out.line({ event: 'job-plan', ...e }));
+    job.on('file-start', (e) => out.line({ event: 'file-start', ...e }));
+    job.on('file-done', (e) => out.line({ event: 'file-done', ...e }));
+    job.on('file-event', (e) => out.line({ event: e.event, file: e.file, key: e.key, ...(e.data as object) }));
+    job.on('job-progress', (e) => out.line({ event: 'job-progress', ...e }));
+    job.on('warning', (e) => out.line({ event: 'warning', ...e }));
+  } else if (!out.quiet) {
+    job.on('warning', (e) => process.stderr.write(`\npartwise: warning: ${e.file ? `${e.file}: ` : ''}${e.message}\n`));
+    job.on('file-done', (e) => {
+      if (e.status === 'failed') out.say(`${out.tty ? '\r\x1b[2K' : ''}failed: ${e.file}: ${e.error?.code}: ${e.error?.message}`);
+    });
+  }
+  const stop = out.tty
+    ? ticker(() => {
+        if (!latest) return undefined;
+        const rate = latest.bytesSent / Math.max(0.001, (Date.now() - t0) / 1000);
+        return `files ${latest.filesDone}/${latest.files}  ${formatBytes(Math.min(latest.bytesDone, latest.bytesTotal))} of ${formatBytes(latest.bytesTotal)}  ${formatBytes(rate)}/s`;
+      })
+    : () => undefined;
+  try {
+    const r = await job.done();
+    stop();
+    if (out.json) out.line({ event: 'job-complete', ...r });
+    else if (!out.quiet) {
+      const lines = [
+        r.uploaded === 0 && r.failed === 0 ? `Nothing to send: all ${r.files} files are already uploaded (each confirmed by its stored checksum).` : `Uploaded ${r.uploaded} of ${r.files} files (${formatBytes(r.bytesSent)} sent); ${r.skipped} already there; ${r.failed} failed.`,
+        ...r.outcomes.filter((x) => x.status === 'failed').map((x) => `  failed: ${x.file}: ${x.error?.code}: ${x.error?.message}`),
+        ...r.notRead.map((x) => `  not read: ${x.path}: ${x.why}`),
+      ];
+      if (ac.signal.aborted) lines.push(`Stopped; continue with: ${rerunCommand(argv)}`);
+      out.say(lines.join('\n'));
+    }
+    if (ac.signal.aborted) return EXIT.interrupted;
+    return r.failed > 0 ? EXIT.someFilesFailed : EXIT.ok;
+  } catch (err) {
+    stop();
+    return reportError(err, argv, out);
+  } finally {
+    for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
+  }
+}
+
 function nextStep(err: PartwiseError, argv: string[]): string {
   const again = rerunCommand(argv);
   switch (err.code) {
@@ -600,7 +674,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'upload':
-        return await cmdUpload(pos, v, argv, out);
+        return pos[0] !== undefined && pos[0] !== '-' && isDirectory(pos[0]) ? await cmdFolder(pos, v, argv, out) : await cmdUpload(pos, v, argv, out);
       case 'status':
         return await cmdStatus(pos, v, out);
       case 'ls':

@@ -32,6 +32,11 @@ export class EngineContext {
   readonly stats: RunStats = { partsSent: 0, bytesSent: 0, retries: 0 };
   /** the bandwidth cap, shared when the caller passed one limiter to several uploads */
   readonly rate: RateLimiter | undefined;
+  /**
+   * Waits for the cap before a slice goes out. Never rejects: a stop aborts the request itself,
+   * and a body that failed after the SDK let go of it would be an unhandled error (a crash).
+   */
+  readonly pace: ((bytes: number) => Promise<void>) | undefined;
 
   constructor(
     readonly o: EngineOptions,
@@ -44,6 +49,8 @@ export class EngineContext {
     this.policy = retryPolicy(o);
     this.throttle = Throttle.for(limiter, o.now);
     this.rate = o.rateLimiter ?? (o.maxBytesPerSecond !== undefined ? new RateLimiter(o.maxBytesPerSecond) : undefined);
+    const rate = this.rate;
+    this.pace = rate ? (bytes) => rate.take(bytes, signal).catch(() => undefined) : undefined;
   }
 
   errorContext(extra: ErrorContext = {}): ErrorContext {

@@ -227,7 +227,9 @@ export async function lookAtKey(cx: EngineContext, opts: { existsOnly?: boolean 
   // Stored as this run asks: the same encryption, or it is not "already there".
   const wantC = o.sseCustomerKey !== undefined;
   const wantKms = (o.serverSideEncryption ?? '').startsWith('aws:kms');
-  if (wantC !== Boolean(head.sseCustomerAlgorithm) || wantKms !== (head.serverSideEncryption ?? '').startsWith('aws:kms')) return { exists: true };
+  const wantS3 = o.serverSideEncryption === 'AES256';
+  const headKms = (head.serverSideEncryption ?? '').startsWith('aws:kms');
+  if (wantC !== Boolean(head.sseCustomerAlgorithm) || wantKms !== headKms || (wantS3 && head.serverSideEncryption !== 'AES256')) return { exists: true };
   const r = await verifyObject(cx.s3, { file: o.file, bucket: o.bucket, key: o.key, req: cx.req, signal: cx.signal, head, ...(o.hashWorkers !== undefined ? { hashWorkers: o.hashWorkers } : {}) });
   return r.proven ? { exists: true, present: { ...r, etag: head.etag } } : { exists: true };
 }

@@ -126,6 +126,7 @@ export class Upload extends EventEmitter<UploadEvents> {
       fh = await openSource(this.options.file);
       await removeStaleTemps(journalPath);
       const existing = await this.existingJournal(journalPath);
+      if (existing && this.options.noOverwrite) await this.refuseOverwrite();
       const opened = existing ? await resume(this.cx, existing, fp, journalPath) : await this.adoptOrBegin(fp, journalPath, endpoint);
       if (opened.kind === 'present') {
         this.cx.emit('warning', { code: 'ALREADY_COMPLETE', message: `the object at the key is already this file (${opened.present.checks.join(', ')}); nothing sent` });
@@ -209,6 +210,15 @@ export class Upload extends EventEmitter<UploadEvents> {
     return begin(this.cx, fp, journalPath, endpoint);
   }
 
+  /**
+   * noOverwrite on a resume: refused before a part is sent when the key holds an object that is not
+   * proven to be this file (with settings asked for, no object can be: they are not all in HEAD).
+   */
+  private async refuseOverwrite(): Promise<void> {
+    const look = await lookAtKey(this.cx);
+    if (look.exists && (!look.present || hasExplicitSettings(this.options))) throw new ObjectExistsError(this.cx.errorContext(), 'before');
+  }
+
   /** The journal for this file and destination, if any; `fresh` abandons it (set aside if unreadable). */
   private async existingJournal(journalPath: string): Promise<JournalData | undefined> {
     let j: JournalData | undefined;
@@ -240,6 +250,10 @@ export class Upload extends EventEmitter<UploadEvents> {
       if (!this.options.discover && !this.options.uploadId && !intent) return { journalPath, exists: false };
       const { endpoint } = await this.locate();
       const found = await discover(this.cx, fp, endpoint, { dryRun: true, ...(this.options.uploadId ? { uploadId: this.options.uploadId } : {}), ...(intent ? { intentAt: Date.parse(intent.createdAt) } : {}) });
+      // As upload decides: with object settings asked for, nothing on the server is taken as this run's.
+      if (hasExplicitSettings(this.options)) {
+        return { journalPath, exists: false, discovery: { key: found.report.key, candidates: found.report.candidates, why: 'object settings are asked for, which an upload or object already on the server cannot be checked for: a new upload would begin' } };
+      }
       const present = !found.adoption && this.options.discover ? await alreadyThere(this.cx) : undefined;
       return { journalPath, exists: false, discovery: found.report, ...(present ? { alreadyComplete: true } : {}) };
     }

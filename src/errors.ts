@@ -130,7 +130,7 @@ export class ObjectExistsError extends PartwiseError {
     super(
       'OBJECT_EXISTS',
       when === 'before'
-        ? `${s3url} already holds an object that is not this file, and overwriting was refused (no-overwrite). Choose another key, or run without no-overwrite to replace it.`
+        ? `${s3url} already holds an object (not proven to be this file with the settings asked for), and overwriting was refused (no-overwrite). Choose another key, or run without no-overwrite to replace it.`
         : `Another writer created ${s3url} while this upload ran; Complete was refused (If-None-Match), so nothing was replaced. Upload ${context.uploadId ?? '?'} is kept: run again without no-overwrite to replace the object, or abort it with partwise abort ${s3url} --upload-id ${context.uploadId ?? '?'}.`,
       { context, cause, resumable: when === 'at-complete' },
     );

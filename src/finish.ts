@@ -6,6 +6,7 @@
  */
 import { checksumTypeFor, stripQuotes } from './checksums.ts';
 import type { EngineContext } from './context.ts';
+import { hasExplicitSettings } from './object-settings.ts';
 import { CompleteFailedError, ObjectExistsError, ObjectUnverifiedError, ObjectVerificationError, PausedError, S3RequestError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import { assertSourceUnchanged, type SourceFingerprint } from './file-source.ts';
 import { digestsFromJournal, type JournalData, type JournalPart } from './journal.ts';
@@ -239,6 +240,9 @@ export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
     } catch (lookErr) {
       if (cx.signal.aborted) throw new PausedError(ctx, lookErr);
       throw new CompleteFailedError(ctx, err, true, `it could not be checked: ${(lookErr as Error).message}`);
+    }
+    if (proof.proven && hasExplicitSettings(cx.o)) {
+      throw new CompleteFailedError(ctx, err, completeRetryable(err), 'the object at the key has these bytes, but whether it carries the requested object settings cannot be checked');
     }
     if (proof.proven) {
       // The object is the file; an upload still open (an identical object was there already) is closed.

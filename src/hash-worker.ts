@@ -39,7 +39,7 @@ port.on('message', (job: HashJob | 'close') => {
       return;
     }
     try {
-      await loadHashers([job.alg, job.md5 ? 'MD5' : undefined]);
+      await loadHashers([job.alg, job.md5 || !job.alg ? 'MD5' : undefined]);
       let fh = handles.get(job.path);
       if (!fh) {
         fh = await open(job.path, 'r');

@@ -49,4 +49,5 @@ export { CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, type ChecksumAlgorithm
 export { defaultStateDir, type JournalData } from './journal.ts';
 export { RateLimiter } from './rate-limit.ts';
 export { StreamUpload, type StreamUploadOptions } from './stream-upload.ts';
+export { FolderJob, listFolder, type FolderJobOptions, type JobEntry, type JobSummary, type FileOutcome, type JobProgress, type JobEvents } from './folder-job.ts';
 export type { UploadEvents, UploadResult, ProgressSnapshot, PlanEvent, VerificationLevel, WarningCode, WarningEvent, Phase } from './events.ts';

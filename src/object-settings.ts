@@ -29,6 +29,9 @@ export interface ObjectSettings {
   objectLockMode?: ObjectLockMode;
   objectLockRetainUntil?: string;
   legalHold?: boolean;
+  /** SSE-S3 or SSE-KMS, and the KMS key (an id, not a secret); SSE-C is checked by its key's MD5 */
+  serverSideEncryption?: 'AES256' | 'aws:kms' | 'aws:kms:dsse';
+  sseKmsKeyId?: string;
 }
 
 /** The options an upload takes for its object (the same names in the library and, dashed, on the command). */
@@ -115,16 +118,19 @@ export function objectSettings(o: ObjectSettingOptions, file: string | undefined
   if (o.objectLockMode) s.objectLockMode = o.objectLockMode;
   if (o.objectLockRetainUntil) s.objectLockRetainUntil = o.objectLockRetainUntil.toISOString();
   if (o.legalHold !== undefined) s.legalHold = o.legalHold;
+  if (o.serverSideEncryption) s.serverSideEncryption = o.serverSideEncryption;
+  if (o.sseKmsKeyId) s.sseKmsKeyId = o.sseKmsKeyId;
   return s;
 }
 
 /**
- * Settings asked for beyond the guessed Content-Type. An upload started elsewhere, or an object
- * already at the key, cannot be checked for them (tags, ACL, Object Lock are not in ListParts or
- * HEAD), so with any of these nothing found on the server is taken as this run's.
+ * Settings asked for beyond the guessed Content-Type and encryption. An upload started elsewhere,
+ * or an object already at the key, cannot be checked for them (tags and ACL are not in ListParts or
+ * HEAD), so with any of these nothing found on the server is taken as this run's. Encryption is
+ * not among them: HEAD and the parts' answers show it, and it is checked where it matters.
  */
 export function hasExplicitSettings(o: ObjectSettingOptions): boolean {
-  const { contentType, ...rest } = objectSettings(o, undefined);
+  const { contentType, serverSideEncryption: _sse, sseKmsKeyId: _kms, ...rest } = objectSettings(o, undefined);
   return contentType !== undefined || Object.keys(rest).length > 0;
 }
 

@@ -11,6 +11,7 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListPartsCommand,
+  PutObjectCommand,
   S3Client,
   UploadPartCommand,
   type AbortMultipartUploadCommandInput,
@@ -21,6 +22,7 @@ import {
   type HeadObjectCommandInput,
   type ListMultipartUploadsCommandInput,
   type ListPartsCommandInput,
+  type PutObjectCommandInput,
   type S3ClientConfig,
   type UploadPartCommandInput,
 } from '@aws-sdk/client-s3';
@@ -61,7 +63,10 @@ export function createS3Client(opts: ClientOptions = {}): S3Client {
     // reports every failure itself, as a typed error or a part-retry event.
     logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {} },
     // Without throwOnRequestTimeout the SDK only logs a warning and keeps waiting.
-    requestHandler: { requestTimeout: opts.requestTimeoutMs ?? 60_000, connectionTimeout: Math.min(opts.requestTimeoutMs ?? 10_000, 10_000), throwOnRequestTimeout: true },
+    // socketTimeout, not requestTimeout: the handler's requestTimeout is a deadline for the whole
+    // request, which a large part on a slow link (or under --max-rate) can never meet; what marks a
+    // stalled server is a socket with no traffic either way.
+    requestHandler: { socketTimeout: opts.requestTimeoutMs ?? 60_000, connectionTimeout: Math.min(opts.requestTimeoutMs ?? 10_000, 10_000) },
   };
   if (endpoint) config.endpoint = endpoint;
   if (opts.region) config.region = opts.region;
@@ -293,6 +298,32 @@ export class SdkS3Port implements S3Port {
     return {
       etag: out.ETag,
       ...(echo ? { checksum: echo } : {}),
+      ...(out.ServerSideEncryption ? { serverSideEncryption: out.ServerSideEncryption } : {}),
+      ...(out.SSECustomerAlgorithm ? { sseCustomerAlgorithm: out.SSECustomerAlgorithm } : {}),
+    };
+  }
+
+  async putObject(input: Parameters<S3Port['putObject']>[0], req: RequestOptions, signal?: AbortSignal) {
+    const alg = input.checksum?.algorithm;
+    const params = {
+      Bucket: input.bucket,
+      Key: input.key,
+      Body: countingBody(input.body, input.onBytesSent, input.pace),
+      ContentLength: input.body.length,
+      ...(input.contentMd5 ? { ContentMD5: input.contentMd5 } : {}),
+      ...(input.checksum ? { ChecksumAlgorithm: input.checksum.algorithm, ...checksumFields(input.checksum.algorithm, input.checksum.value) } : {}),
+      ...settingsParams(input.settings ?? {}),
+      ...(input.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+      ...commonParams(req),
+      ...sseCParams(req),
+      ...(req.serverSideEncryption ? { ServerSideEncryption: req.serverSideEncryption } : {}),
+      ...(req.sseKmsKeyId ? { SSEKMSKeyId: req.sseKmsKeyId } : {}),
+    } satisfies PutObjectCommandInput;
+    const out = await this.call('PutObject', () => this.client.send(new PutObjectCommand(params), this.opts(signal)));
+    const checksum = alg ? readChecksum(out, alg) : undefined;
+    return {
+      etag: String(out.ETag ?? ''),
+      ...(checksum ? { checksum } : {}),
       ...(out.ServerSideEncryption ? { serverSideEncryption: out.ServerSideEncryption } : {}),
       ...(out.SSECustomerAlgorithm ? { sseCustomerAlgorithm: out.SSECustomerAlgorithm } : {}),
     };

@@ -65,6 +65,18 @@ export interface UploadPartOutput {
   sseCustomerAlgorithm?: string;
 }
 
+/** A whole small object in one request, with its checksum (the server checks it on arrival). */
+export interface PutInput extends ObjectRef {
+  body: Buffer;
+  contentMd5?: string;
+  checksum?: { algorithm: ChecksumAlgorithm; value: string };
+  settings?: ObjectSettings;
+  /** If-None-Match: * */
+  ifNoneMatch?: boolean;
+  onBytesSent?: (n: number) => void;
+  pace?: (n: number) => Promise<void>;
+}
+
 export interface ListPartsInput extends UploadRef {
   maxParts: number;
   partNumberMarker?: number;
@@ -159,6 +171,8 @@ export interface S3Port {
   clientMaxAttempts(): Promise<number>;
   createMultipartUpload(input: CreateInput, req: RequestOptions, signal?: AbortSignal): Promise<CreateOutput>;
   uploadPart(input: UploadPartInput, req: RequestOptions, signal?: AbortSignal): Promise<UploadPartOutput>;
+  /** answers like UploadPart: the ETag and the server's checksum echo */
+  putObject(input: PutInput, req: RequestOptions, signal?: AbortSignal): Promise<UploadPartOutput>;
   listParts(input: ListPartsInput, req: RequestOptions, signal?: AbortSignal): Promise<ListPartsOutput>;
   completeMultipartUpload(input: CompleteInput, req: RequestOptions, signal?: AbortSignal): Promise<CompleteOutput>;
   abortMultipartUpload(input: UploadRef, req: RequestOptions, signal?: AbortSignal): Promise<void>;

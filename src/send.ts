@@ -80,7 +80,7 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
         body: prepared.body,
         ...(digest.md5Hex ? { contentMd5: md5b64(digest.md5Hex) } : {}),
         onBytesSent: (bytes) => cx.emit('part-sent', { partNumber: n, bytes }),
-        ...(cx.rate ? { pace: (bytes: number) => cx.rate!.take(bytes, cx.signal) } : {}),
+        ...(cx.pace ? { pace: cx.pace } : {}),
         ...(s.alg && checksum ? { checksum: { algorithm: s.alg, value: checksum } } : {}),
       };
       const r = await cx.s3.uploadPart(input, cx.req, cx.signal);

@@ -12,7 +12,7 @@ import type { LocalDigest } from './hashing.ts';
 import { classifyError } from './retry.ts';
 import { JOURNAL_SCHEMA, removeIntent, writeIntent, writeJournalAtomic, type JournalData, type JournalPart } from './journal.ts';
 import { listAllParts, listPartsCaller, type ListAllResult } from './list-parts.ts';
-import { objectSettings, settingsDiff } from './object-settings.ts';
+import { hasExplicitSettings, objectSettings, settingsDiff } from './object-settings.ts';
 import { sseKeyMd5, wantedAlgorithm, type EngineOptions } from './options.ts';
 import { partAt, planParts, type PartPlan, type PlannedPart } from './planner.ts';
 import { reconcile, type ReconcileReport, type RemotePart } from './reconcile.ts';
@@ -46,6 +46,9 @@ export function checkJournalBelongs(o: EngineOptions, j: JournalData, journalPat
   if (j.settings) {
     const diff = settingsDiff(j.settings, objectSettings(o, o.file));
     if (diff.length) throw new SettingsDifferError({ ...ctx, journalPath }, diff);
+  } else if (hasExplicitSettings(o)) {
+    // Adopted, or journaled by an older partwise: what the upload was created with is unknown.
+    throw new SettingsDifferError({ ...ctx, journalPath }, ['the upload\'s object settings are not recorded (it was adopted, or started by an older partwise), so they cannot be checked']);
   }
 }
 
@@ -223,6 +226,9 @@ export async function resume(cx: EngineContext, j: JournalData, fp: SourceFinger
     // The upload is gone: completed by a run that died before it could say so, aborted, or
     // expired. Only proof that the object at the key is this file counts as finished.
     const proof = await proveFinished(cx, j, plan, fp);
+    // The bytes are provable, the settings are not (tags, ACL, Object Lock are not in HEAD): with
+    // settings asked for, an identical object from elsewhere must not pass for this upload's.
+    if (proof.proven && hasExplicitSettings(o)) throw new UploadGoneError(ctx, err, 'the object at the key has these bytes, but whether it carries the requested object settings cannot be checked');
     if (proof.proven) return { kind: 'finished', journal: j, plan, proof };
     throw new UploadGoneError(ctx, err, proof.why);
   }

@@ -211,7 +211,7 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
             ...(digest.md5Hex ? { contentMd5: Buffer.from(digest.md5Hex, 'hex').toString('base64') } : {}),
             ...(alg && checksum ? { checksum: { algorithm: alg, value: checksum } } : {}),
             onBytesSent: (bytes) => cx.emit('part-sent', { partNumber: n, bytes }),
-            ...(cx.rate ? { pace: (bytes: number) => cx.rate!.take(bytes, cx.signal) } : {}),
+            ...(cx.pace ? { pace: cx.pace } : {}),
           },
           cx.req,
           cx.signal,

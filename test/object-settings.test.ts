@@ -6,8 +6,12 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CreateBucketCommand, GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { createUpload } from '../src/index.ts';
+import { AbortMultipartUploadCommand, CreateBucketCommand, GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { createUpload, Upload } from '../src/index.ts';
+import { S3RequestError } from '../src/errors.ts';
+import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { wrapPort } from './helpers/ports.ts';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { guessContentType, objectSettings, settingsDiff, settingsProblems, taggingHeader } from '../src/object-settings.ts';
 import { cliEnv, jsonLines, runCli } from './helpers/cli.ts';
 import { uploadThenPause } from './helpers/pause.ts';
@@ -244,4 +248,64 @@ test('CLI: object settings flags reach the object; bad ones are usage errors (ex
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, msg);
   }
+});
+
+test('with object settings asked for, nothing unprovable passes: an unrecorded journal, a failed Complete or a vanished upload next to an identical object, SSE changed on resume', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-settings');
+  const dir = await tempDir();
+  const f = await randomFile(dir, 11 * MiB);
+  const s3 = plainClient();
+  const base = { file: f.path, bucket, partSize: 5 * MiB };
+
+  // A journal without settings (adopted, or from before they were recorded) cannot resume with settings.
+  const old = { ...base, key: 'old', stateDir: join(dir, 'old') };
+  await uploadThenPause(old, 1);
+  const journalFile = (await readdir(old.stateDir)).find((n) => n.endsWith('.json'))!;
+  const jj = JSON.parse(await readFile(join(old.stateDir, journalFile), 'utf8')) as Record<string, unknown>;
+  delete jj.settings;
+  await writeFile(join(old.stateDir, journalFile), JSON.stringify(jj));
+  await assert.rejects(createUpload({ ...old, tags: { a: 'b' } }).done(), (e: { code?: string; message?: string }) => e.code === 'SETTINGS_DIFFER' && /not recorded/.test(e.message ?? ''));
+  // Encryption is a setting too: a journal that recorded none refuses a resume asking for SSE-S3.
+  const plain = { ...base, key: 'plain', stateDir: join(dir, 'plain') };
+  await uploadThenPause(plain, 1);
+  await assert.rejects(createUpload({ ...plain, serverSideEncryption: 'AES256' }).done(), (e: { code?: string; message?: string }) => e.code === 'SETTINGS_DIFFER' && /serverSideEncryption/.test(e.message ?? ''));
+
+  // Complete fails while an identical untagged object is at the key: not taken for this upload's.
+  await createUpload({ ...base, key: 'twin', stateDir: join(dir, 'twin0') }).done();
+  const inner = new SdkS3Port(createS3Client());
+  const denied = wrapPort(inner, {
+    completeMultipartUpload: async () => {
+      throw new S3RequestError({ operation: 'CompleteMultipartUpload', s3Code: 'AccessDenied', httpStatus: 403, message: 'denied' });
+    },
+  });
+  await assert.rejects(new Upload({ ...base, s3: denied, key: 'twin', stateDir: join(dir, 'twin1'), tags: { legal: 'hold' } }).done(), (e: { code?: string }) => e.code === 'COMPLETE_FAILED');
+
+  // The upload vanished (aborted) and an identical untagged object is at the key: not "already complete".
+  const gone = { ...base, key: 'twin', stateDir: join(dir, 'twin2'), tags: { retain: '7y' } };
+  const { uploadId } = await uploadThenPause(gone, 1);
+  await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'twin', UploadId: uploadId }));
+  await assert.rejects(createUpload(gone).done(), (e: { code?: string; message?: string }) => e.code === 'UPLOAD_GONE' && /settings cannot be checked/.test(e.message ?? ''));
+  const tags = (await s3.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'twin' }))).TagSet ?? [];
+  assert.deepEqual(tags, []);
+
+  // status says what upload would do: no adoption with settings asked for.
+  const adoptable = { ...base, key: 'adopt', stateDir: join(dir, 'a1') };
+  await uploadThenPause(adoptable, 1);
+  const st = await new Upload({ ...adoptable, s3: inner, stateDir: join(dir, 'a2'), discover: true, tags: { a: 'b' } }).status();
+  assert.equal(st.discovery?.chosen, undefined);
+});
+
+test('--no-overwrite on a resume: a foreign object at the key is refused before any part is sent', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-noover');
+  const dir = await tempDir();
+  const f = await randomFile(dir, 16 * MiB);
+  const opts = { file: f.path, bucket, key: 'k', stateDir: dir, partSize: 5 * MiB };
+  await uploadThenPause(opts, 1);
+  await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'foreign' }));
+  const { client, counts } = countingClient();
+  await assert.rejects(createUpload({ client, ...opts, noOverwrite: true }).done(), (e: { code?: string }) => e.code === 'OBJECT_EXISTS');
+  assert.equal(counts.UploadPart, undefined);
+  assert.equal((await getObjectBytes(bucket, 'k')).toString(), 'foreign');
 });

@@ -82,3 +82,35 @@ test('a 100 MiB upload capped at 20 MiB/s takes 5 s ± 10% on RGW, and the progr
   assert.ok(maxSentAhead <= 1.5 * MiB, `sent ${(maxSentAhead / MiB).toFixed(2)} MiB ahead of the cap at some point`);
   assert.ok(Math.abs(lastRate / (20 * MiB) - 1) < 0.15, `progress said ${(lastRate / MiB).toFixed(1)} MiB/s`);
 });
+
+test('a paced part that takes longer than the request timeout still completes: the timeout is for a silent socket, not a deadline', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-rate');
+  const dir = await tempDir();
+  const f = await randomFile(dir, 6 * MiB);
+  // 5 MiB at 1 MiB/s: ~5 s for the first part, against a 3 s timeout.
+  const up = createUpload({ file: f.path, bucket, key: 'slow.bin', stateDir: dir, partSize: 5 * MiB, concurrency: 1, maxBytesPerSecond: MiB, requestTimeoutMs: 3000 });
+  const r = await up.done();
+  assert.equal(r.retries, 0);
+  assert.equal(sha256(await getObjectBytes(bucket, 'slow.bin')), f.sha256);
+});
+
+test('stopping an upload while it waits for the cap pauses it cleanly (no unhandled error)', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-rate');
+  const dir = await tempDir();
+  const f = await randomFile(dir, 6 * MiB);
+  const crashes: unknown[] = [];
+  const onCrash = (e: unknown) => crashes.push(e);
+  process.on('uncaughtException', onCrash);
+  try {
+    const ac = new AbortController();
+    const up = createUpload({ file: f.path, bucket, key: 'stopped.bin', stateDir: dir, partSize: 5 * MiB, maxBytesPerSecond: 64 * 1024, signal: ac.signal });
+    setTimeout(() => ac.abort(new Error('stop')), 1500);
+    await assert.rejects(up.done(), (e: { code?: string }) => e.code === 'PAUSED');
+    await new Promise((r) => setTimeout(r, 500));
+  } finally {
+    process.off('uncaughtException', onCrash);
+  }
+  assert.deepEqual(crashes, []);
+});

@@ -9,7 +9,7 @@ type Method = Exclude<keyof S3Port, never>;
 /** Delegates every call to `inner`, except the methods given in `overrides`. */
 export function wrapPort(inner: S3Port, overrides: Partial<S3Port>): S3Port {
   const out = {} as Record<Method, unknown>;
-  for (const m of ['describeEndpoint', 'clientMaxAttempts', 'createMultipartUpload', 'uploadPart', 'listParts', 'completeMultipartUpload', 'abortMultipartUpload', 'headObject', 'listMultipartUploads', 'getObjectAttributes'] as const) {
+  for (const m of ['describeEndpoint', 'clientMaxAttempts', 'createMultipartUpload', 'uploadPart', 'putObject', 'listParts', 'completeMultipartUpload', 'abortMultipartUpload', 'headObject', 'listMultipartUploads', 'getObjectAttributes'] as const) {
     out[m] = overrides[m] ?? (inner[m].bind(inner) as unknown);
   }
   return out as unknown as S3Port;

@@ -1,0 +1,336 @@
+/**
+ * A folder (or a list of files) as one resumable job. Straight down: list the files, read the job
+ * journal, then for each file (under one concurrency budget for parts and files alike): confirm a
+ * finished one by the checksum the server stored, or send it: a small file as one PutObject with
+ * its checksum, a larger one through the single-file engine (resumable part by part). A failed
+ * file does not stop the others unless failFast.
+ *
+ * Folder rules: keys are the prefix plus the path relative to the folder, with `/` separators.
+ * Symbolic links are not followed and special files (sockets, FIFOs, devices) are not read: both
+ * are listed as skipped, with the reason. `exclude` patterns: see glob.ts.
+ */
+import { lstat, readdir, readFile } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
+import { EventEmitter } from 'eventemitter3';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { DEFAULT_CHECKSUM_ALGORITHM, etagsAreMd5, loadHashers, stripQuotes } from './checksums.ts';
+import { EngineContext } from './context.ts';
+import { Upload } from './engine.ts';
+import { ObjectExistsError, PartwiseError, S3RequestError, SourceChangedError, UnverifiableError } from './errors.ts';
+import type { UploadEvents, UploadResult } from './events.ts';
+import { fingerprint, type SourceFingerprint } from './file-source.ts';
+import { globMatcher } from './glob.ts';
+import { digestBuffer } from './hashing.ts';
+import { JobJournal, jobJournalPath, readDone, type DoneRecord } from './job-journal.ts';
+import { defaultStateDir } from './journal.ts';
+import { objectSettings } from './object-settings.ts';
+import { validateOptions, wantedAlgorithm, type EngineOptions } from './options.ts';
+import { DEFAULT_PART_SIZE } from './planner.ts';
+import { RateLimiter } from './rate-limit.ts';
+
+export interface JobEntry {
+  file: string;
+  key: string;
+}
+
+export interface FolderJobOptions extends Omit<EngineOptions, 'file' | 'key' | 'uploadId' | 'fresh' | 'signal'> {
+  /** a folder: every file below it, keys = prefix + relative path */
+  dir?: string;
+  /** key prefix for `dir` ("backups/2026-11-24/"); "" for the bucket's root */
+  prefix?: string;
+  exclude?: string[];
+  /** or an explicit list of files and keys (then dir, prefix and exclude are not used) */
+  entries?: JobEntry[];
+  /** stop starting files after the first failure (default: every file is tried) */
+  failFast?: boolean;
+  signal?: AbortSignal;
+}
+
+export type FileStatus = 'uploaded' | 'skipped' | 'failed';
+
+export interface FileOutcome {
+  file: string;
+  key: string;
+  size: number;
+  status: FileStatus;
+  /** how it was sent or why it was skipped */
+  how: string;
+  bytesSent: number;
+  error?: { code: string; message: string };
+}
+
+export interface JobSummary {
+  files: number;
+  bytesTotal: number;
+  uploaded: number;
+  skipped: number;
+  failed: number;
+  bytesSent: number;
+  outcomes: FileOutcome[];
+  /** entries of the folder not uploaded by rule (symbolic links, special files) */
+  notRead: { path: string; why: string }[];
+  journalPath: string;
+  durationMs: number;
+}
+
+export interface JobProgress {
+  files: number;
+  filesDone: number;
+  bytesTotal: number;
+  /** bytes of finished files (uploaded or confirmed) plus acknowledged parts of files in flight */
+  bytesDone: number;
+  bytesSent: number;
+}
+
+export interface JobEvents {
+  'job-plan': (e: { files: number; bytesTotal: number; notRead: JobSummary['notRead']; journalPath: string }) => void;
+  'file-start': (e: { file: string; key: string; size: number; multipart: boolean }) => void;
+  'file-done': (e: FileOutcome) => void;
+  /** a file's own engine event (multipart files), named with the file */
+  'file-event': (e: { file: string; key: string; event: keyof UploadEvents; data: unknown }) => void;
+  'job-progress': (p: JobProgress) => void;
+  warning: (e: { file?: string; code: string; message: string }) => void;
+}
+
+/** What sending one file came to: `sent` false when nothing had to go (it was there already). */
+interface Sent {
+  etag: string;
+  checksum?: string;
+  algorithm?: string;
+  sent: boolean;
+  bytesSent: number;
+  how: string;
+}
+
+interface Planned extends JobEntry {
+  fp: SourceFingerprint;
+}
+
+/** Walks a folder by the rules above. */
+export async function listFolder(dir: string, prefix: string, exclude: readonly string[]): Promise<{ entries: JobEntry[]; notRead: JobSummary['notRead'] }> {
+  const root = resolve(dir);
+  const excluded = globMatcher(exclude);
+  const entries: JobEntry[] = [];
+  const notRead: JobSummary['notRead'] = [];
+  const base = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
+  const walk = async (d: string): Promise<void> => {
+    const names = (await readdir(d)).sort();
+    for (const name of names) {
+      const full = join(d, name);
+      const rel = relative(root, full).split(sep).join('/');
+      if (excluded(rel)) continue;
+      const st = await lstat(full);
+      if (st.isSymbolicLink()) notRead.push({ path: rel, why: 'symbolic link (not followed)' });
+      else if (st.isDirectory()) await walk(full);
+      else if (st.isFile()) entries.push({ file: full, key: base + rel });
+      else notRead.push({ path: rel, why: 'special file (socket, FIFO or device)' });
+    }
+  };
+  await walk(root);
+  return { entries, notRead };
+}
+
+export class FolderJob extends EventEmitter<JobEvents> {
+  private readonly stop = new AbortController();
+  private readonly limiter: LimitFunction;
+  private readonly rate: RateLimiter | undefined;
+  private running: Promise<JobSummary> | undefined;
+  /** learned from the first answer: the server checks and echoes checksums, so MD5 is not needed */
+  private serverChecksums = false;
+  private progress: JobProgress = { files: 0, filesDone: 0, bytesTotal: 0, bytesDone: 0, bytesSent: 0 };
+
+  constructor(readonly options: FolderJobOptions) {
+    super();
+    if (!options.entries && !options.dir) throw new PartwiseError('INVALID_OPTIONS', 'a folder job needs dir or entries');
+    validateOptions({ ...options, file: '-', key: '-' });
+    this.limiter = options.limiter ?? pLimit(options.concurrency ?? 4);
+    this.rate = options.rateLimiter ?? (options.maxBytesPerSecond !== undefined ? new RateLimiter(options.maxBytesPerSecond) : undefined);
+    const s = options.signal;
+    if (s?.aborted) this.stop.abort(s.reason);
+    else s?.addEventListener('abort', () => this.stop.abort(s.reason), { once: true });
+  }
+
+  done(): Promise<JobSummary> {
+    this.running ??= this.run();
+    return this.running;
+  }
+
+  private async run(): Promise<JobSummary> {
+    const t0 = Date.now();
+    const o = this.options;
+    await loadHashers();
+    const listed = o.entries ? { entries: o.entries, notRead: [] } : await listFolder(o.dir!, o.prefix ?? '', o.exclude ?? []);
+    const planned: Planned[] = [];
+    for (const e of listed.entries) planned.push({ ...e, fp: await fingerprint(e.file) });
+    const endpoint = await o.s3.describeEndpoint();
+    const stateDir = o.stateDir ?? defaultStateDir();
+    const journalPath = jobJournalPath(stateDir, { endpoint, bucket: o.bucket, prefix: o.prefix ?? '', source: o.entries ? JSON.stringify(o.entries.map((e) => [resolve(e.file), e.key])) : resolve(o.dir!) });
+    const done = await readDone(journalPath);
+    const journal = new JobJournal(journalPath);
+    this.progress = { files: planned.length, filesDone: 0, bytesTotal: planned.reduce((a, p) => a + p.fp.size, 0), bytesDone: 0, bytesSent: 0 };
+    this.emit('job-plan', { files: planned.length, bytesTotal: this.progress.bytesTotal, notRead: listed.notRead, journalPath });
+    const outcomes: FileOutcome[] = [];
+    // Files start as budget allows: a file waits for a slot to start; its parts share the same limiter.
+    const fileSlots = pLimit(Math.max(1, this.limiter.concurrency));
+    await Promise.all(
+      planned.map((p) =>
+        fileSlots(async () => {
+          if (this.stop.signal.aborted) return;
+          const outcome = await this.oneFile(p, done.get(p.key), journal, stateDir);
+          outcomes.push(outcome);
+          this.progress.filesDone++;
+          this.emit('file-done', outcome);
+          this.emit('job-progress', { ...this.progress });
+          if (outcome.status === 'failed' && o.failFast) this.stop.abort(new Error('fail-fast'));
+        }),
+      ),
+    );
+    const order = new Map(planned.map((p, i) => [p.key, i]));
+    outcomes.sort((a, b) => order.get(a.key)! - order.get(b.key)!);
+    const count = (s: FileStatus) => outcomes.filter((x) => x.status === s).length;
+    return {
+      files: planned.length,
+      bytesTotal: this.progress.bytesTotal,
+      uploaded: count('uploaded'),
+      skipped: count('skipped'),
+      failed: count('failed') + (planned.length - outcomes.length),
+      bytesSent: outcomes.reduce((a, x) => a + x.bytesSent, 0),
+      outcomes,
+      notRead: listed.notRead,
+      journalPath,
+      durationMs: Date.now() - t0,
+    };
+  }
+
+  /** One file: confirmed as done, or sent; never throws (a failure is its outcome). */
+  private async oneFile(p: Planned, rec: DoneRecord | undefined, journal: JobJournal, stateDir: string): Promise<FileOutcome> {
+    const base = { file: p.file, key: p.key, size: p.fp.size };
+    try {
+      if (rec && (await this.confirmed(p, rec))) {
+        this.progress.bytesDone += p.fp.size;
+        return { ...base, status: 'skipped', how: 'already uploaded: the stored checksum matches the journal, and the file is unchanged', bytesSent: 0 };
+      }
+      const partSize = this.options.partSize ?? DEFAULT_PART_SIZE;
+      const multipart = p.fp.size >= partSize;
+      this.emit('file-start', { ...base, multipart });
+      const r = multipart ? await this.multipart(p, stateDir) : await this.single(p);
+      await journal.append({ key: p.key, file: p.file, size: p.fp.size, mtimeMs: p.fp.mtimeMs, ctimeMs: p.fp.ctimeMs, etag: r.etag, ...(r.checksum ? { checksum: r.checksum, algorithm: r.algorithm } : {}) });
+      if (!r.sent) return { ...base, status: 'skipped', how: r.how, bytesSent: 0 };
+      return { ...base, status: 'uploaded', how: r.how, bytesSent: r.bytesSent };
+    } catch (err) {
+      const e = err instanceof PartwiseError ? err : new PartwiseError('UNEXPECTED', (err as Error)?.message ?? String(err));
+      return { ...base, status: 'failed', how: 'failed', bytesSent: 0, error: { code: e.code, message: e.message } };
+    }
+  }
+
+  /** Done before, unchanged here, and the server still holds the object it stored then. */
+  private async confirmed(p: Planned, rec: DoneRecord): Promise<boolean> {
+    if (rec.file !== p.file || rec.size !== p.fp.size || rec.mtimeMs !== p.fp.mtimeMs || rec.ctimeMs !== p.fp.ctimeMs) return false;
+    const cx = this.context(p);
+    const head = await cx.retry(() => cx.s3.headObject({ bucket: this.options.bucket, key: p.key }, cx.req, cx.signal)).catch(() => undefined);
+    if (!head || head.size !== p.fp.size) return false;
+    // The stored checksum is the evidence; an ETag only where no checksum was recorded.
+    if (rec.checksum && rec.algorithm) return head.checksums[rec.algorithm as keyof typeof head.checksums] === rec.checksum;
+    return stripQuotes(head.etag) === stripQuotes(rec.etag) && rec.etag !== '';
+  }
+
+  private context(p: JobEntry): EngineContext {
+    const emit = ((event: keyof UploadEvents, data: unknown) => {
+      if (event === 'warning') this.emit('warning', { file: p.file, ...(data as { code: string; message: string }) });
+      return true;
+    }) as unknown as EngineContext['emit'];
+    return new EngineContext({ ...this.options, file: p.file, key: p.key, ...(this.rate ? { rateLimiter: this.rate } : {}) }, this.limiter, this.stop.signal, emit);
+  }
+
+  /** A small file: one PutObject with Content-MD5 and the checksum, proven by the server's answer. */
+  private async single(p: Planned): Promise<Sent> {
+    const o = this.options;
+    const cx = this.context(p);
+    const wanted = wantedAlgorithm(cx.o);
+    const alg = wanted === undefined ? DEFAULT_CHECKSUM_ALGORITHM : wanted;
+    const ctx = cx.errorContext();
+    return this.limiter(async () => {
+      const body = await readFile(p.file);
+      const after = await fingerprint(p.file);
+      if (body.length !== p.fp.size || after.mtimeMs !== p.fp.mtimeMs || after.ctimeMs !== p.fp.ctimeMs) {
+        throw new SourceChangedError(p.file, ['it changed while the job ran'], ctx);
+      }
+      // Cheapest sufficient evidence, as for parts: MD5 only until the server has echoed a checksum.
+      const d = digestBuffer(body, alg ?? undefined, !alg || !this.serverChecksums);
+      const checksum = alg && d.checksum ? d.checksum.toString('base64') : undefined;
+      let r;
+      try {
+        r = await cx.retry(() =>
+          cx.s3.putObject(
+            {
+              bucket: o.bucket,
+              key: p.key,
+              body,
+              ...(d.md5Hex ? { contentMd5: Buffer.from(d.md5Hex, 'hex').toString('base64') } : {}),
+              ...(alg && checksum ? { checksum: { algorithm: alg, value: checksum } } : {}),
+              settings: objectSettings(o, p.file),
+              ...(o.noOverwrite ? { ifNoneMatch: true } : {}),
+              ...(cx.pace ? { pace: cx.pace } : {}),
+            },
+            cx.req,
+            cx.signal,
+          ),
+        );
+      } catch (err) {
+        if (!(o.noOverwrite && err instanceof S3RequestError && err.httpStatus === 412)) throw err;
+        // Refused by If-None-Match: fine only if what is there is this file (a run stopped before its journal line).
+        const head = await cx.retry(() => cx.s3.headObject({ bucket: o.bucket, key: p.key }, cx.req, cx.signal)).catch(() => undefined);
+        if (alg && checksum && head?.size === body.length && head.checksums[alg] === checksum) {
+          return { etag: stripQuotes(head.etag), checksum, algorithm: alg, sent: false, bytesSent: 0, how: `already there: ${alg} ${checksum} matches` };
+        }
+        throw new ObjectExistsError(ctx, 'before', err);
+      }
+      // A small body goes out whole (no slicing for progress): counted when the server has it.
+      this.progress.bytesSent += body.length;
+      this.progress.bytesDone += body.length;
+      // The evidence: the server's checksum of what it stored, or (no checksum) an MD5 ETag.
+      if (checksum && r.checksum !== undefined) {
+        if (r.checksum !== checksum) throw new UnverifiableError(ctx, `the server stored checksum ${r.checksum}, not the ${checksum} sent`);
+        this.serverChecksums = true;
+        return { etag: stripQuotes(r.etag), checksum, algorithm: alg!, sent: true, bytesSent: body.length, how: `PutObject, ${alg} ${checksum} confirmed by the server` };
+      }
+      if (d.md5Hex && etagsAreMd5({ serverSideEncryption: r.serverSideEncryption, sseCustomerAlgorithm: r.sseCustomerAlgorithm, etag: r.etag }) && stripQuotes(r.etag).toLowerCase() === d.md5Hex) {
+        return { etag: stripQuotes(r.etag), sent: true, bytesSent: body.length, how: 'PutObject, MD5 ETag confirmed' };
+      }
+      throw new UnverifiableError(ctx, `the server answered neither a checksum nor an MD5 ETag for ${p.key} (ETag ${r.etag})`);
+    });
+  }
+
+  /** A file of a part size or more: the single-file engine, sharing the budget, its own journal. */
+  private async multipart(p: Planned, stateDir: string): Promise<Sent> {
+    const o = this.options;
+    const up = new Upload({ ...o, file: p.file, key: p.key, limiter: this.limiter, stateDir, discover: o.discover ?? true, signal: this.stop.signal, ...(this.rate ? { rateLimiter: this.rate } : {}) });
+    let counted = 0;
+    for (const event of ['plan', 'reconcile', 'part-done', 'part-retry', 'part-skip', 'warning', 'complete'] as const) {
+      up.on(event, (data: unknown) => {
+        this.emit('file-event', { file: p.file, key: p.key, event, data });
+        if (event === 'warning') this.emit('warning', { file: p.file, ...(data as { code: string; message: string }) });
+      });
+    }
+    const count = (n: number) => {
+      counted += n;
+      this.progress.bytesDone += n;
+    };
+    up.on('part-done', (e) => {
+      count(e.size);
+      this.emit('job-progress', { ...this.progress });
+    });
+    up.on('part-skip', (e) => count(e.size));
+    up.on('part-sent', (e) => (this.progress.bytesSent += e.bytes));
+    const r: UploadResult = await up.done();
+    // Bytes not counted part by part (an object already there, a finished run) count now.
+    count(Math.max(0, p.fp.size - counted));
+    return {
+      etag: r.etag,
+      ...(r.checksum && r.checksumAlgorithm ? { checksum: r.checksum, algorithm: r.checksumAlgorithm } : {}),
+      sent: r.partsUploaded > 0,
+      bytesSent: r.bytesSent,
+      how: r.alreadyComplete ? 'already complete on the server (proven)' : r.resumed ? `resumed: ${r.partsSkipped} parts verified on the server, ${r.partsUploaded} sent` : `multipart, ${r.partCount} parts, ${r.verification.level}`,
+    };
+  }
+}

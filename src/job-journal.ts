@@ -1,0 +1,96 @@
+/**
+ * A folder job's journal: one appended, synced line per finished file (what was sent and what the
+ * server stored), so a rerun knows which files are done without touching them again. Each line
+ * carries a hash of itself: a torn last line (a crash mid-append) is ignored, never misread.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { StateUnwritableError } from './errors.ts';
+
+export interface DoneRecord {
+  key: string;
+  file: string;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  etag: string;
+  /** the object's stored checksum (full-object or composite value) and its algorithm */
+  checksum?: string;
+  algorithm?: string;
+}
+
+const hashOf = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 16);
+
+export function jobJournalPath(stateDir: string, id: { endpoint: string; bucket: string; prefix: string; source: string }): string {
+  const h = createHash('sha256').update(JSON.stringify([id.endpoint, id.bucket, id.prefix, id.source])).digest('hex').slice(0, 32);
+  return join(stateDir, 'jobs', `${h}.jsonl`);
+}
+
+/** Finished files by key; the last record of a key wins. Lines that do not check out are skipped. */
+export async function readDone(path: string): Promise<Map<string, DoneRecord>> {
+  const out = new Map<string, DoneRecord>();
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return out;
+    throw err;
+  }
+  for (const line of text.split('\n')) {
+    const i = line.lastIndexOf(' ');
+    if (i < 0) continue;
+    const body = line.slice(0, i);
+    if (hashOf(body) !== line.slice(i + 1)) continue;
+    try {
+      const r = JSON.parse(body) as DoneRecord;
+      out.set(r.key, r);
+    } catch {
+      /* a line that hashed right but is not JSON cannot happen; skip it anyway */
+    }
+  }
+  return out;
+}
+
+/**
+ * Appends records, each synced before its promise resolves; records that arrive while a write is
+ * under way go together in the next one (one fsync for many small files).
+ */
+export class JobJournal {
+  private queue: string[] = [];
+  private writing: Promise<void> | undefined;
+
+  constructor(readonly path: string) {}
+
+  append(r: DoneRecord): Promise<void> {
+    const body = JSON.stringify(r);
+    this.queue.push(`${body} ${hashOf(body)}\n`);
+    this.writing ??= this.drain();
+    return this.writing;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      // Let the callers of this tick join the batch.
+      await new Promise((resolve) => setImmediate(resolve));
+      while (this.queue.length) {
+        const text = this.queue.join('');
+        this.queue = [];
+        try {
+          await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
+          const fh = await open(this.path, 'a', 0o600);
+          try {
+            await fh.writeFile(text);
+            await fh.datasync();
+          } finally {
+            await fh.close();
+          }
+        } catch (err) {
+          throw new StateUnwritableError(dirname(this.path), err, { journalPath: this.path });
+        }
+      }
+    } finally {
+      this.writing = undefined;
+    }
+  }
+}

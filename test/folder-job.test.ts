@@ -1,0 +1,210 @@
+/**
+ * Folders as one resumable job, on the local RGW: keys from relative paths, exclusions and the
+ * symlink rule, small files by PutObject and large ones by parts under one budget, a rerun that
+ * sends nothing, changed and new files picked up, a SIGKILL mid-job then a rerun with every object
+ * identical, failures that do not stop the others (exit 5) unless --fail-fast.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { FolderJob, listFolder } from '../src/index.ts';
+import { S3RequestError } from '../src/errors.ts';
+import { globMatcher } from '../src/glob.ts';
+import { SdkS3Port } from '../src/s3-adapter.ts';
+import { BIN, cliEnv, jsonLines, runCli } from './helpers/cli.ts';
+import { wrapPort } from './helpers/ports.ts';
+import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, sha256, tempDir } from './helpers/s3.ts';
+
+const MiB = 1024 * 1024;
+
+test('globMatcher: names at any depth without a slash, paths with one, ** across folders', () => {
+  const rows: [string[], string, boolean][] = [
+    [['*.tmp'], 'a.tmp', true],
+    [['*.tmp'], 'deep/down/a.tmp', true],
+    [['*.tmp'], 'a.tmpx', false],
+    [['.git'], 'src/.git', true],
+    [['logs/**'], 'logs/2026/x.log', true],
+    [['logs/**'], 'app/logs/x.log', false],
+    [['build/*.o'], 'build/a.o', true],
+    [['build/*.o'], 'build/sub/a.o', false],
+    [['**/cache/*'], 'a/b/cache/x', true],
+    [['**/cache/*'], 'cache/x', true],
+    [['file?.txt'], 'file1.txt', true],
+    [['file?.txt'], 'file10.txt', false],
+    [['[ab].bin'], 'a.bin', true],
+    [['[!ab].bin'], 'a.bin', false],
+    [['a+b(1).txt'], 'a+b(1).txt', true],
+  ];
+  for (const [patterns, path, want] of rows) assert.equal(globMatcher(patterns)(path), want, `${patterns} ~ ${path}`);
+});
+
+async function makeTree(root: string): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>([
+    ['a.txt', randomBytes(1000)],
+    ['empty.bin', Buffer.alloc(0)],
+    ['sub/b.json', randomBytes(70 * 1024)],
+    ['sub/deeper/c.bin', randomBytes(2 * MiB)],
+    ['sub/deeper/large.bin', randomBytes(11 * MiB + 5)],
+    ['big.tar', randomBytes(6 * MiB)],
+    ['skip/me.tmp', randomBytes(10)],
+    ['x.tmp', randomBytes(10)],
+  ]);
+  for (const [rel, data] of files) {
+    await mkdir(join(root, rel, '..'), { recursive: true });
+    await writeFile(join(root, rel), data);
+  }
+  await symlink(join(root, 'a.txt'), join(root, 'link-to-a'));
+  return files;
+}
+
+async function keysIn(bucket: string): Promise<string[]> {
+  return ((await plainClient().send(new ListObjectsV2Command({ Bucket: bucket }))).Contents ?? []).map((o) => o.Key!).sort();
+}
+
+test('listFolder: keys are prefix + relative path, exclusions prune, symlinks are listed as not read', async () => {
+  const dir = await tempDir();
+  await makeTree(dir);
+  const { entries, notRead } = await listFolder(dir, 'backups/day1', ['*.tmp']);
+  assert.deepEqual(entries.map((e) => e.key), ['backups/day1/a.txt', 'backups/day1/big.tar', 'backups/day1/empty.bin', 'backups/day1/sub/b.json', 'backups/day1/sub/deeper/c.bin', 'backups/day1/sub/deeper/large.bin']);
+  assert.deepEqual(notRead, [{ path: 'link-to-a', why: 'symbolic link (not followed)' }]);
+});
+
+test('a folder job: every file identical under its key, small ones by PutObject, large ones by parts; a rerun sends nothing; a changed and a new file are picked up', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-folder');
+  const dir = await tempDir();
+  const state = await tempDir();
+  const files = await makeTree(dir);
+  const run = async () => {
+    const { client, counts } = countingClient();
+    const job = new FolderJob({ s3: new SdkS3Port(client), dir, prefix: 'p/', exclude: ['*.tmp'], bucket, stateDir: state, partSize: 5 * MiB, concurrency: 3 });
+    return { r: await job.done(), counts };
+  };
+  const first = await run();
+  assert.equal(first.r.files, 6);
+  assert.equal(first.r.uploaded, 6);
+  assert.equal(first.r.failed, 0);
+  assert.equal(first.counts.PutObject, 4, 'a.txt, empty.bin, b.json, c.bin: one request each');
+  assert.equal(first.counts.CreateMultipartUpload, 2, 'big.tar and large.bin');
+  assert.deepEqual(await keysIn(bucket), ['p/a.txt', 'p/big.tar', 'p/empty.bin', 'p/sub/b.json', 'p/sub/deeper/c.bin', 'p/sub/deeper/large.bin']);
+  for (const [rel, data] of files) if (!rel.endsWith('.tmp')) assert.equal(sha256(await getObjectBytes(bucket, `p/${rel}`)), sha256(data), rel);
+  assert.ok(first.r.outcomes.find((o) => o.key === 'p/a.txt')!.how.includes('CRC32C'));
+
+  const again = await run();
+  assert.equal(again.r.uploaded, 0);
+  assert.equal(again.r.skipped, 6);
+  assert.equal(again.r.bytesSent, 0);
+  assert.equal(again.counts.PutObject, undefined);
+  assert.equal(again.counts.UploadPart, undefined);
+  assert.equal(again.counts.HeadObject, 6, 'each finished file confirmed by its stored checksum');
+
+  const changed = randomBytes(1000);
+  await writeFile(join(dir, 'a.txt'), changed);
+  await writeFile(join(dir, 'sub/new.txt'), 'new');
+  const third = await run();
+  assert.equal(third.r.uploaded, 2);
+  assert.equal(third.r.skipped, 5);
+  assert.equal(sha256(await getObjectBytes(bucket, 'p/a.txt')), sha256(changed));
+  assert.equal((await getObjectBytes(bucket, 'p/sub/new.txt')).toString(), 'new');
+
+  // Replaced on the server behind the job's back: the stored checksum no longer matches, so it goes again.
+  // (same size: only the checksum tells)
+  await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: 'p/sub/b.json', Body: randomBytes(70 * 1024) }));
+  const fourth = await run();
+  assert.equal(fourth.r.uploaded, 1);
+  assert.equal(sha256(await getObjectBytes(bucket, 'p/sub/b.json')), sha256(files.get('sub/b.json')!));
+});
+
+test('a small file whose stored checksum the server reports differently fails (not reported uploaded)', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-folder');
+  const dir = await tempDir();
+  await writeFile(join(dir, 'one.bin'), randomBytes(5000));
+  const inner = new SdkS3Port(countingClient().client);
+  const lying = wrapPort(inner, {
+    putObject: async (input, req, signal) => ({ ...(await inner.putObject(input, req, signal)), checksum: 'AAAAAA==' }),
+  });
+  const r = await new FolderJob({ s3: lying, dir, bucket, stateDir: await tempDir() }).done();
+  assert.equal(r.uploaded, 0);
+  assert.equal(r.failed, 1);
+  assert.equal(r.outcomes[0]!.error?.code, 'UNVERIFIABLE');
+});
+
+test('a failed file does not stop the others; failFast stops starting new ones', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-folder');
+  const dir = await tempDir();
+  for (let i = 0; i < 6; i++) await writeFile(join(dir, `f${i}.bin`), randomBytes(1000 + i));
+  const inner = new SdkS3Port(countingClient().client);
+  const failing = wrapPort(inner, {
+    putObject: async (input, req, signal) => {
+      if (input.key === 'f1.bin') throw new S3RequestError({ operation: 'PutObject', s3Code: 'AccessDenied', httpStatus: 403, message: 'denied' });
+      return inner.putObject(input, req, signal);
+    },
+  });
+  const r = await new FolderJob({ s3: failing, dir, bucket, stateDir: await tempDir(), concurrency: 1 }).done();
+  assert.equal(r.failed, 1);
+  assert.equal(r.uploaded, 5);
+  const bad = r.outcomes.find((o) => o.status === 'failed')!;
+  assert.equal(bad.key, 'f1.bin');
+  assert.equal(bad.error?.code, 'S3_REQUEST_FAILED');
+  const ff = await new FolderJob({ s3: failing, dir, bucket: await makeBucket('pw-folder'), stateDir: await tempDir(), concurrency: 1, failFast: true }).done();
+  assert.equal(ff.uploaded, 1, 'f0 only: f1 failed, nothing after it started');
+  assert.equal(ff.failed, 5);
+});
+
+test('CLI: a folder job killed mid-way (SIGKILL) and rerun: every object identical, nothing left open; a rerun says nothing to send; exit 5 when a file fails', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-folder-cli');
+  const dir = await tempDir();
+  const files = new Map<string, Buffer>();
+  for (let i = 0; i < 40; i++) files.set(`d${i % 4}/small${i}.bin`, randomBytes(200 * 1024 + i));
+  for (let i = 0; i < 3; i++) files.set(`large${i}.bin`, randomBytes(12 * MiB + i));
+  for (const [rel, data] of files) {
+    await mkdir(join(dir, rel, '..'), { recursive: true });
+    await writeFile(join(dir, rel), data);
+  }
+  const env = { ...cliEnv(await tempDir()) };
+  const args = ['upload', dir, `s3://${bucket}/job/`, '--part-size', '5MiB', '--concurrency', '2', '--max-rate', '20MiB/s', '--json'];
+  // Killed once a few files are done and a large one is under way.
+  await new Promise<void>((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let killed = false;
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (!killed && (out.match(/"event":"file-done"/g) ?? []).length >= 5 && out.includes('"event":"part-done"')) {
+        killed = true;
+        child.kill('SIGKILL');
+      }
+    });
+    child.on('exit', () => resolve());
+  });
+  const before = (await keysIn(bucket)).length;
+  assert.ok(before >= 5 && before < files.size, `${before} objects after the kill`);
+  const rerun = await runCli(args.filter((a) => a !== '--max-rate' && a !== '20MiB/s'), env);
+  assert.equal(rerun.code, 0, rerun.stderr);
+  const summary = jsonLines(rerun.stdout).at(-1)! as { event: string; uploaded: number; skipped: number; failed: number };
+  assert.equal(summary.event, 'job-complete');
+  assert.equal(summary.failed, 0);
+  assert.ok(summary.skipped >= 5, `${summary.skipped} finished files not sent again`);
+  for (const [rel, data] of files) assert.equal(sha256(await getObjectBytes(bucket, `job/${rel}`)), sha256(data), rel);
+  assert.equal((await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length ?? 0, 0, 'no upload left open');
+  const third = await runCli(['upload', dir, `s3://${bucket}/job/`, '--part-size', '5MiB'], env);
+  assert.equal(third.code, 0);
+  assert.match(third.stdout, /Nothing to send: all 43 files are already uploaded/);
+  // A file that cannot be read fails alone: exit 5, the rest fine.
+  await writeFile(join(dir, 'unreadable.bin'), 'x', { mode: 0o000 });
+  const fourth = await runCli(['upload', dir, `s3://${bucket}/job/`, '--part-size', '5MiB'], { ...env });
+  if (process.getuid?.() === 0) {
+    // root reads anything: the file uploads, so this run succeeds
+    assert.equal(fourth.code, 0, fourth.stderr);
+  } else {
+    assert.equal(fourth.code, 5, fourth.stderr);
+    assert.match(fourth.stdout, /failed: .*unreadable\.bin/);
+  }
+});
