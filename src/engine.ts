@@ -127,7 +127,8 @@ export class Upload extends EventEmitter<UploadEvents> {
       await removeStaleTemps(journalPath);
       const existing = await this.existingJournal(journalPath);
       if (existing && this.options.noOverwrite) await this.refuseOverwrite();
-      const opened = existing ? await resume(this.cx, existing, fp, journalPath) : await this.adoptOrBegin(fp, journalPath, endpoint);
+      const source = fh;
+      const opened = existing ? await resume(this.cx, existing, fp, journalPath, { sendEarly: (s) => sendParts(this.cx, s, source, { phases: false }) }) : await this.adoptOrBegin(fp, journalPath, endpoint);
       if (opened.kind === 'present') {
         this.cx.emit('warning', { code: 'ALREADY_COMPLETE', message: `the object at the key is already this file (${opened.present.checks.join(', ')}); nothing sent` });
         outcome = { ok: true, result: presentResult(this.options, fp.size, opened.present, this.cx.stats, t0) };

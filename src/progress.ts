@@ -50,6 +50,8 @@ export class ProgressTracker {
   }
 
   startPart(partNumber: number, size: number): void {
+    // Parts the server did not list go up during the verification phase: the rate counts from the first.
+    this.uploadStarted ??= Date.now();
     this.parts.set(partNumber, { size, sent: 0, acked: false });
     this.push(false);
   }

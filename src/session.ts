@@ -190,7 +190,13 @@ export async function verifyAgainstServer(cx: EngineContext, j: JournalData, pla
  * Resume from a journal. `repair`: the second look after Complete said BadDigest/InvalidPart
  * (no plan event, no part-skip events: those parts were already counted).
  */
-export async function resume(cx: EngineContext, j: JournalData, fp: SourceFingerprint, journalPath: string, opts: { repair?: boolean; verified?: RemoteVerification; adopted?: boolean } = {}): Promise<Opened> {
+export async function resume(
+  cx: EngineContext,
+  j: JournalData,
+  fp: SourceFingerprint,
+  journalPath: string,
+  opts: { repair?: boolean; verified?: RemoteVerification; adopted?: boolean; sendEarly?: (s: Session) => Promise<void> } = {},
+): Promise<Opened> {
   const repair = opts.repair === true;
   const o = cx.o;
   checkJournalBelongs(o, j, journalPath);
@@ -219,8 +225,18 @@ export async function resume(cx: EngineContext, j: JournalData, fp: SourceFinger
     });
   }
   let verified: RemoteVerification;
+  let early: Session | undefined;
   try {
-    verified = opts.verified ?? (await verifyAgainstServer(cx, j, plan, fp));
+    if (opts.verified) verified = opts.verified;
+    else {
+      const listed = await listRemote(cx, j);
+      early = opts.sendEarly ? unlistedSession(j, plan, journalPath, listed) : undefined;
+      // Parts the server does not list need no verifying: they go up while the listed ones are hashed.
+      const [v, sent] = await Promise.allSettled([verifyListed(cx, j, plan, fp, listed), early ? opts.sendEarly!(early) : undefined]);
+      if (v.status === 'rejected') throw v.reason;
+      if (sent.status === 'rejected') throw sent.reason;
+      verified = v.value;
+    }
   } catch (err) {
     if (!isNoSuchUpload(err)) throw err;
     // The upload is gone: completed by a run that died before it could say so, aborted, or
@@ -251,9 +267,26 @@ export async function resume(cx: EngineContext, j: JournalData, fp: SourceFinger
     parts.push({ partNumber: v.partNumber, size: v.size, etag: stripQuotes(remote.get(v.partNumber)!.etag), ...(d.md5Hex ? { md5: d.md5Hex } : {}), ...(d.checksum ? { checksum: d.checksum.toString('base64') } : {}) });
     if (!repair) cx.emit('part-skip', { partNumber: v.partNumber, size: v.size, basis: v.basis });
   }
-  j.parts = parts;
+  // Parts sent while verifying are on the server and journaled (sendPart added them to j.parts).
+  const sentEarly = early ? j.parts.filter((p) => early.digests.has(p.partNumber)) : [];
+  for (const p of sentEarly) digests.set(p.partNumber, early!.digests.get(p.partNumber)!);
+  j.parts = [...parts, ...sentEarly];
   await writeJournalAtomic(journalPath, { ...j, updatedAt: new Date().toISOString() });
-  return { kind: 'session', session: { journalPath, journal: j, plan, alg: j.checksumAlgorithm, digests, resumed: true, toUpload: report.toUpload, report } };
+  const toUpload = report.toUpload.filter((n) => !early?.digests.has(n));
+  return { kind: 'session', session: { journalPath, journal: j, plan, alg: j.checksumAlgorithm, digests, resumed: true, toUpload, report } };
+}
+
+/**
+ * The parts of the plan the server does not list, as a session of their own; none when the listing
+ * shows parts beyond the plan (another writer: nothing is sent before that is reported).
+ */
+function unlistedSession(j: JournalData, plan: PartPlan, journalPath: string, listed: ListAllResult): Session | undefined {
+  const onServer = new Set(listed.parts.map((p) => p.partNumber));
+  if (listed.parts.some((p) => p.partNumber < 1 || p.partNumber > plan.partCount)) return undefined;
+  const toUpload: number[] = [];
+  for (let n = 1; n <= plan.partCount; n++) if (!onServer.has(n)) toUpload.push(n);
+  if (!toUpload.length) return undefined;
+  return { journalPath, journal: j, plan, alg: j.checksumAlgorithm, digests: new Map(), resumed: true, toUpload };
 }
 
 /** Takes over an upload discovery proved to be this file's: its journal is written, then it resumes. */

@@ -62,6 +62,23 @@ describe('uploads against the local RADOS Gateway', () => {
     }
   });
 
+  test('cheapest evidence at concurrency: the other parts wait for the first part\'s answer, so only part 1 carries Content-MD5', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 6 * 5 * MiB);
+    const inner = new SdkS3Port(createS3Client());
+    const md5Sent = new Map<number, boolean>();
+    const s3 = wrapPort(inner, {
+      uploadPart: (input, req, signal) => {
+        md5Sent.set(input.partNumber, input.contentMd5 !== undefined);
+        return inner.uploadPart(input, req, signal);
+      },
+    });
+    const r = await new Upload({ s3, file: f.path, bucket, key: 'evidence/concurrent', partSize: 5 * MiB, stateDir: dir, concurrency: 6 }).done();
+    assert.equal(r.partCount, 6);
+    assert.deepEqual([...md5Sent].sort((a, b) => a[0] - b[0]).map(([, m]) => m), [true, false, false, false, false, false]);
+    assert.equal(sha256(await getObjectBytes(bucket, 'evidence/concurrent')), f.sha256);
+  });
+
   test('a fresh upload of several parts: byte-identical object, exact request counts, full-object checksum verified', async () => {
     const dir = await tempDir();
     const f = await randomFile(dir, 17 * MiB + 4321);
