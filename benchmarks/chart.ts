@@ -21,8 +21,8 @@ export interface Panel {
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 export function chartSvg(title: string, subtitle: string, panels: Panel[]): string {
-  const width = 760;
-  const labelW = 200;
+  const width = 820;
+  const labelW = 270;
   const barH = 18;
   const gap = 6;
   const plotW = width - labelW - 90;

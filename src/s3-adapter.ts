@@ -283,7 +283,8 @@ export class SdkS3Port implements S3Port {
       Key: input.key,
       UploadId: input.uploadId,
       PartNumber: input.partNumber,
-      Body: countingBody(input.body, input.onBytesSent, input.pace),
+      // Always a stream: a Buffer body makes the SDK sign the payload, a SHA-256 of every byte.
+      Body: countingBody(input.body, input.onBytesSent ?? (() => undefined), input.pace),
       ContentLength: input.body.length,
       ...(input.contentMd5 ? { ContentMD5: input.contentMd5 } : {}),
       ...commonParams(req),
@@ -308,7 +309,8 @@ export class SdkS3Port implements S3Port {
     const params = {
       Bucket: input.bucket,
       Key: input.key,
-      Body: countingBody(input.body, input.onBytesSent, input.pace),
+      // Always a stream: a Buffer body makes the SDK sign the payload, a SHA-256 of every byte.
+      Body: countingBody(input.body, input.onBytesSent ?? (() => undefined), input.pace),
       ContentLength: input.body.length,
       ...(input.contentMd5 ? { ContentMD5: input.contentMd5 } : {}),
       ...(input.checksum ? { ChecksumAlgorithm: input.checksum.algorithm, ...checksumFields(input.checksum.algorithm, input.checksum.value) } : {}),
