@@ -333,7 +333,7 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
       ac.abort(new Error('interrupted'));
     } else {
       // The journal is replaced atomically, so it is valid at any instant.
-      process.stderr.write(`partwise: interrupted; resume with: ${rerunCommand(argv)}\n`);
+      process.stderr.write(file === '-' ? `partwise: interrupted; a stream cannot be resumed. Remove what is left with: partwise abort s3://${bucket}/${key} --all\n` : `partwise: interrupted; resume with: ${rerunCommand(argv)}\n`);
       process.exit(EXIT.interrupted);
     }
   };

@@ -17,6 +17,10 @@ export type WarningCode =
   | 'NOT_ADOPTED'
   /** a stream's length differed from its expected size */
   | 'SIZE_NOT_EXPECTED'
+  /** a stream's multipart upload could not be aborted after a failure: the message gives the command */
+  | 'ABORT_FAILED'
+  /** folder job: a file changed since an interrupted run; its old upload is aborted and it starts over */
+  | 'FILE_CHANGED'
   /** a resume keeps the upload's own part size, not the one asked for */
   | 'PART_SIZE_KEPT'
   /** a resume keeps the upload's own checksum algorithm */

@@ -10,20 +10,21 @@
  * are listed as skipped, with the reason. `exclude` patterns: see glob.ts.
  */
 import { lstat, readdir, readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { DEFAULT_CHECKSUM_ALGORITHM, etagsAreMd5, loadHashers, stripQuotes } from './checksums.ts';
 import { EngineContext } from './context.ts';
 import { Upload } from './engine.ts';
-import { ObjectExistsError, PartwiseError, S3RequestError, SourceChangedError, UnverifiableError } from './errors.ts';
+import { ObjectExistsError, PartwiseError, S3RequestError, SourceChangedError, SourceUnreadableError, UnverifiableError } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { fingerprint, type SourceFingerprint } from './file-source.ts';
 import { globMatcher } from './glob.ts';
 import { digestBuffer } from './hashing.ts';
 import { JobJournal, jobJournalPath, readDone, type DoneRecord } from './job-journal.ts';
 import { defaultStateDir } from './journal.ts';
-import { objectSettings } from './object-settings.ts';
+import { hasExplicitSettings, objectSettings, settingsDiff } from './object-settings.ts';
 import { validateOptions, wantedAlgorithm, type EngineOptions } from './options.ts';
 import { DEFAULT_PART_SIZE } from './planner.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -41,8 +42,13 @@ export interface FolderJobOptions extends Omit<EngineOptions, 'file' | 'key' | '
   exclude?: string[];
   /** or an explicit list of files and keys (then dir, prefix and exclude are not used) */
   entries?: JobEntry[];
-  /** stop starting files after the first failure (default: every file is tried) */
+  /** stop starting files after the first failure (default: every file is tried); files in flight finish */
   failFast?: boolean;
+  /**
+   * The job's name: its journal. Default: the folder (with bucket and prefix), or for `entries` the
+   * list itself; give one when a backup tool passes a different list each run of the same job.
+   */
+  jobId?: string;
   signal?: AbortSignal;
 }
 
@@ -114,12 +120,26 @@ export async function listFolder(dir: string, prefix: string, exclude: readonly 
   const notRead: JobSummary['notRead'] = [];
   const base = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
   const walk = async (d: string): Promise<void> => {
-    const names = (await readdir(d)).sort();
+    let names: string[];
+    try {
+      names = (await readdir(d)).sort();
+    } catch (err) {
+      if (d === root) throw new SourceUnreadableError(dir, err);
+      notRead.push({ path: relative(root, d).split(sep).join('/'), why: `folder not readable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
+      return;
+    }
     for (const name of names) {
       const full = join(d, name);
       const rel = relative(root, full).split(sep).join('/');
-      if (excluded(rel)) continue;
-      const st = await lstat(full);
+      let st;
+      try {
+        st = await lstat(full);
+      } catch (err) {
+        // Gone since readdir (temp files come and go), or a name that is not valid UTF-8.
+        notRead.push({ path: rel, why: `could not be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
+        continue;
+      }
+      if (excluded(rel, st.isDirectory())) continue;
       if (st.isSymbolicLink()) notRead.push({ path: rel, why: 'symbolic link (not followed)' });
       else if (st.isDirectory()) await walk(full);
       else if (st.isFile()) entries.push({ file: full, key: base + rel });
@@ -137,12 +157,14 @@ export class FolderJob extends EventEmitter<JobEvents> {
   private running: Promise<JobSummary> | undefined;
   /** learned from the first answer: the server checks and echoes checksums, so MD5 is not needed */
   private serverChecksums = false;
+  private hashWorkers = 1;
   private progress: JobProgress = { files: 0, filesDone: 0, bytesTotal: 0, bytesDone: 0, bytesSent: 0 };
 
   constructor(readonly options: FolderJobOptions) {
     super();
     if (!options.entries && !options.dir) throw new PartwiseError('INVALID_OPTIONS', 'a folder job needs dir or entries');
     validateOptions({ ...options, file: '-', key: '-' });
+    globMatcher(options.exclude ?? []); // a bad pattern is refused here, before anything is listed or sent
     this.limiter = options.limiter ?? pLimit(options.concurrency ?? 4);
     this.rate = options.rateLimiter ?? (options.maxBytesPerSecond !== undefined ? new RateLimiter(options.maxBytesPerSecond) : undefined);
     const s = options.signal;
@@ -161,27 +183,43 @@ export class FolderJob extends EventEmitter<JobEvents> {
     await loadHashers();
     const listed = o.entries ? { entries: o.entries, notRead: [] } : await listFolder(o.dir!, o.prefix ?? '', o.exclude ?? []);
     const planned: Planned[] = [];
-    for (const e of listed.entries) planned.push({ ...e, fp: await fingerprint(e.file) });
+    // A file that vanished or cannot be read since it was listed fails alone, not the job.
+    const unreadable: FileOutcome[] = [];
+    for (const e of listed.entries) {
+      try {
+        planned.push({ ...e, fp: await fingerprint(e.file) });
+      } catch (err) {
+        const pe = err instanceof PartwiseError ? err : new SourceUnreadableError(e.file, err);
+        unreadable.push({ file: e.file, key: e.key, size: 0, status: 'failed', how: 'failed', bytesSent: 0, error: { code: pe.code, message: pe.message } });
+      }
+    }
     const endpoint = await o.s3.describeEndpoint();
     const stateDir = o.stateDir ?? defaultStateDir();
-    const journalPath = jobJournalPath(stateDir, { endpoint, bucket: o.bucket, prefix: o.prefix ?? '', source: o.entries ? JSON.stringify(o.entries.map((e) => [resolve(e.file), e.key])) : resolve(o.dir!) });
+    const source = o.jobId !== undefined ? `job:${o.jobId}` : o.entries ? JSON.stringify(o.entries.map((e) => [resolve(e.file), e.key])) : resolve(o.dir!);
+    const journalPath = jobJournalPath(stateDir, { endpoint, bucket: o.bucket, prefix: o.prefix ?? '', source });
     const done = await readDone(journalPath);
     const journal = new JobJournal(journalPath);
+    // Writable before anything is sent: a job that cannot record its files would send them every run.
+    await journal.open();
     this.progress = { files: planned.length, filesDone: 0, bytesTotal: planned.reduce((a, p) => a + p.fp.size, 0), bytesDone: 0, bytesSent: 0 };
     this.emit('job-plan', { files: planned.length, bytesTotal: this.progress.bytesTotal, notRead: listed.notRead, journalPath });
-    const outcomes: FileOutcome[] = [];
+    const outcomes: FileOutcome[] = [...unreadable];
+    for (const u of unreadable) this.emit('file-done', u);
     // Files start as budget allows: a file waits for a slot to start; its parts share the same limiter.
     const fileSlots = pLimit(Math.max(1, this.limiter.concurrency));
+    // Verification workers: the machine's cores shared by the files verifying at once.
+    this.hashWorkers = o.hashWorkers ?? Math.max(1, Math.floor(availableParallelism() / fileSlots.concurrency));
+    let stopStarting = unreadable.length > 0 && o.failFast === true;
     await Promise.all(
       planned.map((p) =>
         fileSlots(async () => {
-          if (this.stop.signal.aborted) return;
+          if (this.stop.signal.aborted || stopStarting) return;
           const outcome = await this.oneFile(p, done.get(p.key), journal, stateDir);
           outcomes.push(outcome);
           this.progress.filesDone++;
           this.emit('file-done', outcome);
           this.emit('job-progress', { ...this.progress });
-          if (outcome.status === 'failed' && o.failFast) this.stop.abort(new Error('fail-fast'));
+          if (outcome.status === 'failed' && o.failFast) stopStarting = true;
         }),
       ),
     );
@@ -189,11 +227,11 @@ export class FolderJob extends EventEmitter<JobEvents> {
     outcomes.sort((a, b) => order.get(a.key)! - order.get(b.key)!);
     const count = (s: FileStatus) => outcomes.filter((x) => x.status === s).length;
     return {
-      files: planned.length,
+      files: listed.entries.length,
       bytesTotal: this.progress.bytesTotal,
       uploaded: count('uploaded'),
       skipped: count('skipped'),
-      failed: count('failed') + (planned.length - outcomes.length),
+      failed: count('failed') + (listed.entries.length - outcomes.length),
       bytesSent: outcomes.reduce((a, x) => a + x.bytesSent, 0),
       outcomes,
       notRead: listed.notRead,
@@ -214,7 +252,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
       const multipart = p.fp.size >= partSize;
       this.emit('file-start', { ...base, multipart });
       const r = multipart ? await this.multipart(p, stateDir) : await this.single(p);
-      await journal.append({ key: p.key, file: p.file, size: p.fp.size, mtimeMs: p.fp.mtimeMs, ctimeMs: p.fp.ctimeMs, etag: r.etag, ...(r.checksum ? { checksum: r.checksum, algorithm: r.algorithm } : {}) });
+      await journal.append({ key: p.key, file: p.file, size: p.fp.size, mtimeMs: p.fp.mtimeMs, ctimeMs: p.fp.ctimeMs, etag: r.etag, ...(r.checksum ? { checksum: r.checksum, algorithm: r.algorithm } : {}), settings: settingsKey(this.options, p.file) });
       if (!r.sent) return { ...base, status: 'skipped', how: r.how, bytesSent: 0 };
       return { ...base, status: 'uploaded', how: r.how, bytesSent: r.bytesSent };
     } catch (err) {
@@ -226,6 +264,8 @@ export class FolderJob extends EventEmitter<JobEvents> {
   /** Done before, unchanged here, and the server still holds the object it stored then. */
   private async confirmed(p: Planned, rec: DoneRecord): Promise<boolean> {
     if (rec.file !== p.file || rec.size !== p.fp.size || rec.mtimeMs !== p.fp.mtimeMs || rec.ctimeMs !== p.fp.ctimeMs) return false;
+    // Sent with other object settings than this run asks for: sent again, with these.
+    if (rec.settings !== settingsKey(this.options, p.file)) return false;
     const cx = this.context(p);
     const head = await cx.retry(() => cx.s3.headObject({ bucket: this.options.bucket, key: p.key }, cx.req, cx.signal)).catch(() => undefined);
     if (!head || head.size !== p.fp.size) return false;
@@ -280,7 +320,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
         if (!(o.noOverwrite && err instanceof S3RequestError && err.httpStatus === 412)) throw err;
         // Refused by If-None-Match: fine only if what is there is this file (a run stopped before its journal line).
         const head = await cx.retry(() => cx.s3.headObject({ bucket: o.bucket, key: p.key }, cx.req, cx.signal)).catch(() => undefined);
-        if (alg && checksum && head?.size === body.length && head.checksums[alg] === checksum) {
+        if (alg && checksum && head?.size === body.length && head.checksums[alg] === checksum && !hasExplicitSettings(o)) {
           return { etag: stripQuotes(head.etag), checksum, algorithm: alg, sent: false, bytesSent: 0, how: `already there: ${alg} ${checksum} matches` };
         }
         throw new ObjectExistsError(ctx, 'before', err);
@@ -303,15 +343,25 @@ export class FolderJob extends EventEmitter<JobEvents> {
 
   /** A file of a part size or more: the single-file engine, sharing the budget, its own journal. */
   private async multipart(p: Planned, stateDir: string): Promise<Sent> {
-    const o = this.options;
-    const up = new Upload({ ...o, file: p.file, key: p.key, limiter: this.limiter, stateDir, discover: o.discover ?? true, signal: this.stop.signal, ...(this.rate ? { rateLimiter: this.rate } : {}) });
-    let counted = 0;
-    for (const event of ['plan', 'reconcile', 'part-done', 'part-retry', 'part-skip', 'warning', 'complete'] as const) {
-      up.on(event, (data: unknown) => {
-        this.emit('file-event', { file: p.file, key: p.key, event, data });
-        if (event === 'warning') this.emit('warning', { file: p.file, ...(data as { code: string; message: string }) });
-      });
+    try {
+      return await this.multipartOnce(p, stateDir, false);
+    } catch (err) {
+      // Changed since an interrupted run: that upload holds other bytes; it is aborted and the file starts over.
+      if (!(err instanceof PartwiseError && err.code === 'SOURCE_CHANGED') || this.stop.signal.aborted) throw err;
+      this.emit('warning', { file: p.file, code: 'FILE_CHANGED', message: `${p.file} changed since an interrupted run: its old upload is aborted and the file sent again` });
+      return this.multipartOnce(p, stateDir, true);
     }
+  }
+
+  private async multipartOnce(p: Planned, stateDir: string, fresh: boolean): Promise<Sent> {
+    const o = this.options;
+    const up = new Upload({ ...o, file: p.file, key: p.key, limiter: this.limiter, stateDir, discover: o.discover ?? true, signal: this.stop.signal, hashWorkers: this.hashWorkers, ...(fresh ? { fresh: true } : {}), ...(this.rate ? { rateLimiter: this.rate } : {}) });
+    let counted = 0;
+    for (const event of ['plan', 'reconcile', 'part-done', 'part-retry', 'part-skip', 'complete'] as const) {
+      up.on(event, (data: unknown) => this.emit('file-event', { file: p.file, key: p.key, event, data }));
+    }
+    // Once, as the job's warning naming the file (not also as a file event).
+    up.on('warning', (w) => this.emit('warning', { file: p.file, ...w }));
     const count = (n: number) => {
       counted += n;
       this.progress.bytesDone += n;
@@ -328,9 +378,16 @@ export class FolderJob extends EventEmitter<JobEvents> {
     return {
       etag: r.etag,
       ...(r.checksum && r.checksumAlgorithm ? { checksum: r.checksum, algorithm: r.checksumAlgorithm } : {}),
-      sent: r.partsUploaded > 0,
+      // Sent unless it was all there already (a finished run, or the object at the key): this run completed it.
+      sent: !r.alreadyComplete,
       bytesSent: r.bytesSent,
       how: r.alreadyComplete ? 'already complete on the server (proven)' : r.resumed ? `resumed: ${r.partsSkipped} parts verified on the server, ${r.partsUploaded} sent` : `multipart, ${r.partCount} parts, ${r.verification.level}`,
     };
   }
+}
+
+/** The object settings a file goes up with, as a stable string (the job journal compares them). */
+function settingsKey(o: FolderJobOptions, file: string): string {
+  const s = objectSettings(o, file);
+  return settingsDiff({}, s).join('\n');
 }

@@ -1,14 +1,27 @@
+import { InvalidOptionsError } from './errors.ts';
+
 /**
  * --exclude patterns: `*` and `?` within one path segment, `**` across segments, `[...]` classes.
  * A pattern with no `/` matches a name at any depth (`*.tmp`, `.git`, `node_modules`); one with a
- * `/` matches the path relative to the folder (`logs/**`, `build/*.o`). A directory that matches is
- * not entered.
+ * `/` matches the path relative to the folder (`logs/**`, `build/*.o`). A trailing `/` matches
+ * folders only (`node_modules/`, `build/`), as in .gitignore. A folder that matches is not entered.
+ * A pattern that cannot be compiled is an InvalidOptionsError.
  */
-export function globMatcher(patterns: readonly string[]): (relPath: string) => boolean {
-  const compiled = patterns.map((p) => ({ anyDepth: !p.includes('/'), re: globToRegExp(p.replace(/^\/+/, '')) }));
-  return (relPath) => {
+export function globMatcher(patterns: readonly string[]): (relPath: string, isDir?: boolean) => boolean {
+  const compiled = patterns.map((raw) => {
+    const dirOnly = raw.endsWith('/');
+    const p = raw.replace(/^\/+/, '').replace(/\/+$/, '');
+    let re: RegExp;
+    try {
+      re = globToRegExp(p);
+    } catch (err) {
+      throw new InvalidOptionsError(`exclude pattern ${JSON.stringify(raw)} is not a valid glob: ${(err as Error).message}`);
+    }
+    return { anyDepth: !p.includes('/'), dirOnly, re };
+  });
+  return (relPath, isDir = false) => {
     const name = relPath.slice(relPath.lastIndexOf('/') + 1);
-    return compiled.some((c) => c.re.test(relPath) || (c.anyDepth && c.re.test(name)));
+    return compiled.some((c) => (!c.dirOnly || isDir) && (c.re.test(relPath) || (c.anyDepth && c.re.test(name))));
   };
 }
 
@@ -32,6 +45,9 @@ export function globToRegExp(glob: string): RegExp {
         re += `[${body.startsWith('!') ? `^${body.slice(1)}` : body}]`;
         i = end;
       }
+    } else if (c === '\\' && i + 1 < glob.length) {
+      // An escaped character stands for itself: \* is a star.
+      re += glob[++i]!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     } else re += c.replace(/[.+^${}()|\\]/g, '\\$&');
   }
   return new RegExp(`^${re}$`);

@@ -15,6 +15,8 @@ export interface DoneRecord {
   mtimeMs: number;
   ctimeMs: number;
   etag: string;
+  /** the object settings it was sent with (a stable text): other settings send it again */
+  settings?: string;
   /** the object's stored checksum (full-object or composite value) and its algorithm */
   checksum?: string;
   algorithm?: string;
@@ -35,7 +37,7 @@ export async function readDone(path: string): Promise<Map<string, DoneRecord>> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return out;
-    throw err;
+    throw new StateUnwritableError(dirname(path), err, { journalPath: path });
   }
   for (const line of text.split('\n')) {
     const i = line.lastIndexOf(' ');
@@ -60,7 +62,30 @@ export class JobJournal {
   private queue: string[] = [];
   private writing: Promise<void> | undefined;
 
+  private needsNewline = false;
+
   constructor(readonly path: string) {}
+
+  /** Checks the journal can be written (before anything is sent) and ends a torn last line. */
+  async open(): Promise<void> {
+    try {
+      await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
+      const fh = await open(this.path, 'a+', 0o600);
+      try {
+        const { size } = await fh.stat();
+        if (size > 0) {
+          const last = Buffer.alloc(1);
+          await fh.read(last, 0, 1, size - 1);
+          // A crash mid-append left a line without its end: the next record must not join it.
+          this.needsNewline = last[0] !== 0x0a;
+        }
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      throw new StateUnwritableError(dirname(this.path), err, { journalPath: this.path });
+    }
+  }
 
   append(r: DoneRecord): Promise<void> {
     const body = JSON.stringify(r);
@@ -74,8 +99,9 @@ export class JobJournal {
       // Let the callers of this tick join the batch.
       await new Promise((resolve) => setImmediate(resolve));
       while (this.queue.length) {
-        const text = this.queue.join('');
+        const text = (this.needsNewline ? '\n' : '') + this.queue.join('');
         this.queue = [];
+        this.needsNewline = false;
         try {
           await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
           const fh = await open(this.path, 'a', 0o600);

@@ -13,7 +13,7 @@ import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, loadHashers, stripQuotes } from './checksums.ts';
 import { EngineContext } from './context.ts';
-import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, S3RequestError, StreamFailedError, StreamTooLargeError } from './errors.ts';
+import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, S3RequestError, SourceUnreadableError, StreamFailedError, StreamTooLargeError } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { finish } from './finish.ts';
 import { digestBuffer, type LocalDigest } from './hashing.ts';
@@ -104,7 +104,7 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
       return result;
     } catch (err) {
       // Nothing can resume a stream: the upload goes, whatever stopped it.
-      await cx.s3.abortMultipartUpload({ bucket: j.bucket, key: j.key, uploadId: j.uploadId }, cx.req).catch(() => undefined);
+      await abortWithRetries(cx, j);
       if (err instanceof StreamTooLargeError) throw err;
       const e = cx.signal.aborted && !(err instanceof PartwiseError) ? new PausedError(ctx, err) : err;
       const code = e instanceof PartwiseError ? e.code : 'UNEXPECTED';
@@ -136,54 +136,75 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
     let total = 0;
     let n = 0;
     const it = this.options.source[Symbol.asyncIterator]();
+    // A stop must not wait for a producer that is idle (a pipe with nothing to say).
+    const stopped = new Promise<never>((_, reject) => {
+      const fail = () => reject(new PausedError(cx.errorContext({ uploadId: j.uploadId }), cx.signal.reason));
+      if (cx.signal.aborted) fail();
+      else cx.signal.addEventListener('abort', fail, { once: true });
+    });
+    stopped.catch(() => undefined);
     let carry: Uint8Array | undefined;
     let ended = false;
-    while (!ended && !failure && !cx.signal.aborted) {
-      const buf = await take();
-      let filled = 0;
-      while (filled < buf.length) {
-        let chunk = carry;
-        carry = undefined;
-        if (!chunk) {
-          const r = await it.next();
-          if (r.done) {
-            ended = true;
-            break;
+    try {
+      while (!ended && !failure && !cx.signal.aborted) {
+        const buf = await take();
+        let filled = 0;
+        while (filled < buf.length) {
+          let chunk = carry;
+          carry = undefined;
+          if (!chunk) {
+            let r: IteratorResult<Uint8Array>;
+            try {
+              r = await Promise.race([it.next(), stopped]);
+            } catch (err) {
+              if (err instanceof PausedError) throw err;
+              throw new SourceUnreadableError('-', err);
+            }
+            if (r.done) {
+              ended = true;
+              break;
+            }
+            chunk = r.value;
           }
-          chunk = r.value;
+          const k = Math.min(chunk.length, buf.length - filled);
+          buf.set(chunk.subarray(0, k), filled);
+          filled += k;
+          if (k < chunk.length) carry = chunk.subarray(k);
         }
-        const k = Math.min(chunk.length, buf.length - filled);
-        buf.set(chunk.subarray(0, k), filled);
-        filled += k;
-        if (k < chunk.length) carry = chunk.subarray(k);
+        if (filled === 0 && (n > 0 || !ended)) {
+          give(buf);
+          continue;
+        }
+        n++;
+        if (n > maxParts) {
+          failure = new StreamTooLargeError(cx.errorContext({ uploadId: j.uploadId }), maxParts, j.partSize);
+          give(buf);
+          break;
+        }
+        total += filled;
+        const partNumber = n;
+        const body = buf.subarray(0, filled);
+        sends.push(
+          cx
+            // A part queued behind a failure is not sent.
+            .limiter(() => (failure ? Promise.resolve() : this.sendPart(j, partNumber, body, digests)))
+            .then(
+              () => give(buf),
+              (err: unknown) => {
+                // As for files: an S3 failure of one part is that part's failure.
+                failure ??= err instanceof PartwiseError && !(err instanceof S3RequestError) ? err : new PartFailedError(cx.errorContext({ uploadId: j.uploadId, partNumber }), err);
+                give(buf);
+              },
+            ),
+        );
       }
-      if (filled === 0 && (n > 0 || !ended)) {
-        give(buf);
-        continue;
-      }
-      n++;
-      if (n > maxParts) {
-        failure = new StreamTooLargeError(cx.errorContext({ uploadId: j.uploadId }), maxParts, j.partSize);
-        give(buf);
-        break;
-      }
-      total += filled;
-      const partNumber = n;
-      const body = buf.subarray(0, filled);
-      sends.push(
-        cx
-          .limiter(() => this.sendPart(j, partNumber, body, digests))
-          .then(
-            () => give(buf),
-            (err: unknown) => {
-              // As for files: an S3 failure of one part is that part's failure.
-              failure ??= err instanceof PartwiseError && !(err instanceof S3RequestError) ? err : new PartFailedError(cx.errorContext({ uploadId: j.uploadId, partNumber }), err);
-              give(buf);
-            },
-          ),
-      );
+    } catch (err) {
+      failure ??= err;
+      void it.return?.();
     }
-    await Promise.all(sends);
+    // The upload is about to be aborted: parts in flight stop first, so none lands after the abort.
+    if (failure && !cx.signal.aborted) this.stop.abort(new Error('the stream failed'));
+    await Promise.allSettled(sends);
     if (failure) throw failure;
     if (cx.signal.aborted) throw new PausedError(cx.errorContext({ uploadId: j.uploadId }), cx.signal.reason);
     return total;
@@ -233,4 +254,18 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
     cx.stats.bytesSent += body.length;
     cx.emit('part-done', { partNumber: n, size: body.length, etag, attempts });
   }
+}
+
+/** Aborts the stream's multipart upload, three tries: the stop signal may be set, so no retry loop. */
+async function abortWithRetries(cx: EngineContext, j: JournalData): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    try {
+      await cx.s3.abortMultipartUpload({ bucket: j.bucket, key: j.key, uploadId: j.uploadId }, cx.req);
+      return;
+    } catch (err) {
+      if (err instanceof S3RequestError && (err.s3Code === 'NoSuchUpload' || err.httpStatus === 404)) return;
+      await new Promise((r) => setTimeout(r, 200 * (i + 1)));
+    }
+  }
+  cx.emit('warning', { code: 'ABORT_FAILED', message: `the stream's multipart upload ${j.uploadId} could not be aborted; remove it with: partwise abort s3://${j.bucket}/${j.key} --upload-id ${j.uploadId}` });
 }

@@ -5,12 +5,12 @@
  * identical, failures that do not stop the others (exit 5) unless --fail-fast.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { FolderJob, listFolder } from '../src/index.ts';
 import { S3RequestError } from '../src/errors.ts';
 import { globMatcher } from '../src/glob.ts';
@@ -38,8 +38,14 @@ test('globMatcher: names at any depth without a slash, paths with one, ** across
     [['[ab].bin'], 'a.bin', true],
     [['[!ab].bin'], 'a.bin', false],
     [['a+b(1).txt'], 'a+b(1).txt', true],
+    [['\\*.txt'], '*.txt', true],
+    [['\\*.txt'], 'a.txt', false],
   ];
   for (const [patterns, path, want] of rows) assert.equal(globMatcher(patterns)(path), want, `${patterns} ~ ${path}`);
+  // A trailing slash: folders only, as in .gitignore.
+  assert.equal(globMatcher(['node_modules/'])('a/node_modules', true), true);
+  assert.equal(globMatcher(['node_modules/'])('a/node_modules', false), false);
+  assert.throws(() => globMatcher(['[z-a]']), (e: { code?: string }) => e.code === 'INVALID_OPTIONS');
 });
 
 async function makeTree(root: string): Promise<Map<string, Buffer>> {
@@ -206,5 +212,95 @@ test('CLI: a folder job killed mid-way (SIGKILL) and rerun: every object identic
   } else {
     assert.equal(fourth.code, 5, fourth.stderr);
     assert.match(fourth.stdout, /failed: .*unreadable\.bin/);
+  }
+});
+
+test('folder job edge cases: a changed large file after an interrupted run, a vanished file, a torn journal line, new settings, a job id, no evidence, a ctime-only change, ETag-only jobs', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-folder');
+  const s3 = plainClient();
+  const port = () => new SdkS3Port(countingClient().client);
+
+  // A large file interrupted, then changed: the rerun aborts the old upload and sends the new bytes.
+  {
+    const dir = await tempDir();
+    const state = await tempDir();
+    await writeFile(join(dir, 'big.bin'), randomBytes(16 * MiB));
+    const ac = new AbortController();
+    const first = new FolderJob({ s3: port(), dir, bucket, prefix: 'chg/', stateDir: state, partSize: 5 * MiB, concurrency: 1, signal: ac.signal });
+    first.on('file-event', (e) => {
+      if (e.event === 'part-done') ac.abort(new Error('stop'));
+    });
+    await first.done();
+    const changed = randomBytes(17 * MiB);
+    await writeFile(join(dir, 'big.bin'), changed);
+    const job = new FolderJob({ s3: port(), dir, bucket, prefix: 'chg/', stateDir: state, partSize: 5 * MiB });
+    const warnings: string[] = [];
+    job.on('warning', (w) => warnings.push(w.code));
+    const r = await job.done();
+    assert.equal(r.uploaded, 1, JSON.stringify(r.outcomes));
+    assert.ok(warnings.includes('FILE_CHANGED'));
+    assert.equal(sha256(await getObjectBytes(bucket, 'chg/big.bin')), sha256(changed));
+    assert.equal((await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'chg/' }))).Uploads?.length ?? 0, 0);
+  }
+
+  // A listed file that is gone fails alone; a torn last journal line does not swallow the next record.
+  {
+    const dir = await tempDir();
+    const state = await tempDir();
+    await writeFile(join(dir, 'a.bin'), 'aaa');
+    await writeFile(join(dir, 'b.bin'), 'bbb');
+    const entries = [
+      { file: join(dir, 'a.bin'), key: 'e/a.bin' },
+      { file: join(dir, 'gone.bin'), key: 'e/gone.bin' },
+      { file: join(dir, 'b.bin'), key: 'e/b.bin' },
+    ];
+    const r = await new FolderJob({ s3: port(), entries, bucket, stateDir: state, jobId: 'nightly' }).done();
+    assert.equal(r.uploaded, 2);
+    assert.equal(r.failed, 1);
+    assert.equal(r.outcomes.find((o) => o.key === 'e/gone.bin')!.error?.code, 'SOURCE_UNREADABLE');
+    const jpath = r.journalPath;
+    const text = await readFile(jpath, 'utf8');
+    await writeFile(jpath, text.slice(0, text.length - 10)); // the last line torn mid-way
+    const again = await new FolderJob({ s3: port(), entries: entries.filter((e) => !e.file.endsWith('gone.bin')), bucket, stateDir: state, jobId: 'nightly' }).done();
+    assert.equal(again.uploaded, 1, 'the file of the torn line goes again, and only it (same job id, another list)');
+    const third = await new FolderJob({ s3: port(), entries: entries.filter((e) => !e.file.endsWith('gone.bin')), bucket, stateDir: state, jobId: 'nightly' }).done();
+    assert.equal(third.uploaded, 0);
+    assert.equal(third.skipped, 2);
+    // Other object settings: sent again, with them.
+    const tagged = await new FolderJob({ s3: port(), entries: entries.slice(0, 1), bucket, stateDir: state, jobId: 'nightly', metadata: { owner: 'x' } }).done();
+    assert.equal(tagged.uploaded, 1);
+    assert.deepEqual((await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'e/a.bin' }))).Metadata, { owner: 'x' });
+  }
+
+  // No checksum echo and no MD5 ETag: not reported uploaded.
+  {
+    const dir = await tempDir();
+    await writeFile(join(dir, 'x.bin'), 'xyz');
+    const inner = port();
+    const silent = wrapPort(inner, { putObject: async (input, req, signal) => ({ etag: '"opaque-etag"', ...(await inner.putObject(input, req, signal), {}) }) });
+    const r = await new FolderJob({ s3: silent, dir, bucket, prefix: 'ev/', stateDir: await tempDir() }).done();
+    assert.equal(r.failed, 1);
+    assert.equal(r.outcomes[0]!.error?.code, 'UNVERIFIABLE');
+  }
+
+  // Content changed with size and mtime kept (only ctime tells), and an ETag-only job whose object is replaced on the server.
+  {
+    const dir = await tempDir();
+    const state = await tempDir();
+    await writeFile(join(dir, 'same.bin'), randomBytes(4000));
+    const run = () => new FolderJob({ s3: port(), dir, bucket, prefix: 'ct/', stateDir: state, checksumAlgorithm: 'none' }).done();
+    assert.equal((await run()).uploaded, 1);
+    // The old mtime kept to the nanosecond (touch -r from a reference), so only ctime tells.
+    const ref = join(await tempDir(), 'ref');
+    execFileSync('touch', ['-r', join(dir, 'same.bin'), ref]);
+    const other = randomBytes(4000);
+    await writeFile(join(dir, 'same.bin'), other);
+    execFileSync('touch', ['-r', ref, join(dir, 'same.bin')]);
+    assert.equal((await run()).uploaded, 1, 'ctime changed: sent again');
+    assert.equal(sha256(await getObjectBytes(bucket, 'ct/same.bin')), sha256(other));
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'ct/same.bin', Body: randomBytes(4000) }));
+    assert.equal((await run()).uploaded, 1, 'the ETag recorded is not the one stored: sent again');
+    assert.equal(sha256(await getObjectBytes(bucket, 'ct/same.bin')), sha256(other));
   }
 });

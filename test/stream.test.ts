@@ -151,3 +151,39 @@ test('a part whose checksum echo disagrees with what was sent fails the stream (
   await assert.rejects(up.done(), (e: { code?: string; causeCode?: string }) => e.code === 'STREAM_FAILED' && e.causeCode === 'PART_FAILED');
   assert.equal(await openUploads(bucket), 0);
 });
+
+test('a stop while the producer is idle ends the stream at once, its upload aborted; a source that fails aborts it too, with nothing landing after', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream');
+  const s3 = new SdkS3Port(createS3Client());
+  const ac = new AbortController();
+  const idle = (async function* () {
+    yield randomBytes(6 * MiB);
+    await new Promise(() => undefined); // a pipe with nothing more to say
+  })();
+  const up = new StreamUpload({ s3, source: idle, bucket, key: 'idle', partSize: 5 * MiB, signal: ac.signal });
+  up.on('part-done', () => ac.abort(new Error('stop')));
+  const t0 = Date.now();
+  await assert.rejects(up.done(), (e: { code?: string; causeCode?: string }) => e.code === 'STREAM_FAILED' && e.causeCode === 'PAUSED');
+  assert.ok(Date.now() - t0 < 5000);
+  assert.equal(await openUploads(bucket), 0);
+
+  let calls = 0;
+  const inner = new SdkS3Port(createS3Client());
+  const counting = wrapPort(inner, {
+    uploadPart: async (input, req, signal) => {
+      calls++;
+      return inner.uploadPart(input, req, signal);
+    },
+  });
+  const failing = (async function* () {
+    for (let i = 0; i < 4; i++) yield randomBytes(5 * MiB);
+    throw new Error('tar: read error');
+  })();
+  const up2 = new StreamUpload({ s3: counting, source: failing, bucket, key: 'broken', partSize: 5 * MiB, concurrency: 4 });
+  await assert.rejects(up2.done(), (e: { code?: string; causeCode?: string; message?: string }) => e.code === 'STREAM_FAILED' && e.causeCode === 'SOURCE_UNREADABLE' && /tar: read error/.test(e.message ?? ''));
+  const after = calls;
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(calls, after);
+  assert.equal(await openUploads(bucket), 0, 'aborted, and no part landed after');
+});
