@@ -1,6 +1,6 @@
 /**
  * 10,000 parts on the local RADOS Gateway with its default settings (tiny parts: the test server
- * allows them): paused at 9,000, resumed (10 ListParts pages), completed (a compact Complete body:
+ * allows them): paused at 9,950, resumed (10 ListParts pages), completed (a compact Complete body:
  * RGW refuses one over 1 MiB, which 10,000 part checksums exceed) and verified. The journal's cost
  * per part is one appended line.
  */
@@ -20,15 +20,16 @@ test('the Complete body estimate: 10,000 parts with checksums exceed RGW\'s 1 Mi
   assert.ok(completeBodyBytes(parts.slice(0, 5000), 'CRC32C') < COMPLETE_BODY_LIMIT, 'fewer parts keep their checksums');
 });
 
-test('10,000 parts: paused at 9,000, resumed with 10 ListParts pages, completed and verified on RGW defaults', async () => {
+test('10,000 parts: paused at 9,950, resumed with 10 ListParts pages, completed and verified on RGW defaults', async () => {
   loadS3Env();
   const bucket = await makeBucket('pw-10k');
   const dir = await tempDir();
   const f = await randomFile(dir, 10_000 * 1024 - 5);
   const key = 'tenk/file.bin';
   const opts = { file: f.path, bucket, key, partSize: 1024, minPartSize: 1, stateDir: dir, concurrency: 16 };
-  const { done } = await uploadThenPause(opts, 9000);
-  assert.ok(done.length >= 9000);
+  // 9,950 acknowledged: whether the parts in flight at the pause land or not, the listing has ten pages.
+  const { done } = await uploadThenPause(opts, 9950);
+  assert.ok(done.length >= 9950);
   const log = (await readdir(dir)).find((n) => n.endsWith('.json.log'))!;
   const logBytes = (await stat(join(dir, log))).size;
   assert.ok(logBytes < 2 * 1024 * 1024, `the part log holds ${done.length} parts in ${logBytes} bytes`);
@@ -39,7 +40,7 @@ test('10,000 parts: paused at 9,000, resumed with 10 ListParts pages, completed 
   up.on('reconcile', (r) => (verified = r.verified.length));
   const r = await up.done();
   assert.equal(r.partCount, 10_000);
-  assert.ok(verified >= 9000, `${verified} parts verified and skipped`);
+  assert.ok(verified >= 9950, `${verified} parts verified and skipped`);
   assert.equal(counts.ListParts, 10, 'ten pages of 1,000');
   assert.equal(counts.UploadPart, 10_000 - verified);
   assert.equal(counts.CompleteMultipartUpload, 1);
