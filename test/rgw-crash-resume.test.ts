@@ -55,9 +55,10 @@ test('SIGKILL part-way, then a new process resumes: byte-identical, and no part 
   up.on('reconcile', (r) => (report = r));
   const r = await up.done();
 
-  const expectedUploads = Array.from({ length: 10 }, (_, i) => i + 1).filter((n) => !onServer.includes(n));
+  // A part on the wire at the kill may land after the look above: the rerun's own listing is the truth.
+  for (const n of onServer) assert.ok(report!.verified.includes(n), `part ${n}, on the server after the crash, was verified and skipped`);
+  const expectedUploads = Array.from({ length: 10 }, (_, i) => i + 1).filter((n) => !report!.verified.includes(n));
   assert.deepEqual([...partNumbers].sort((a, b) => a - b), expectedUploads, 'exactly the parts the server lacked were uploaded');
-  assert.deepEqual(report!.verified, onServer, 'every part the server held was verified and skipped');
   assert.equal(counts.CreateMultipartUpload, undefined);
   assert.equal(r.uploadId, uploadId);
   assert.equal(r.partsSkipped, onServer.length);
