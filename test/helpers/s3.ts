@@ -3,7 +3,7 @@
  * directly as an independent observer: reading objects back, tampering with parts, counting requests.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,8 +56,22 @@ export async function makeBucket(prefix: string): Promise<string> {
   return name;
 }
 
+const made: string[] = [];
+/** Each test file's folders go when its process exits: they hold GiB-sized files, and a full disk stops the gateway. */
+process.on('exit', () => {
+  for (const d of made) {
+    try {
+      rmSync(d, { recursive: true, force: true });
+    } catch {
+      /* a child still writing there: the OS's tmp cleaning gets the rest */
+    }
+  }
+});
+
 export async function tempDir(prefix = 'partwise-test-'): Promise<string> {
-  return mkdtemp(join(tmpdir(), prefix));
+  const d = await mkdtemp(join(tmpdir(), prefix));
+  made.push(d);
+  return d;
 }
 
 export async function randomFile(dir: string, size: number, name = 'data.bin'): Promise<{ path: string; sha256: string; bytes: Buffer }> {
