@@ -2,10 +2,10 @@
  * Worker thread for the verification phase: hashes byte ranges of the source file, reading them
  * itself so no part-sized buffer ever crosses threads.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { closeSync, openSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { loadHashers, type ChecksumAlgorithm } from './checksums.ts';
-import { digestFileRange } from './hashing.ts';
+import { digestFdRangeSync } from './hashing.ts';
 
 export interface HashJob {
   id: number;
@@ -25,7 +25,7 @@ export type HashReply =
 const port = parentPort;
 if (!port) throw new Error('hash-worker must run as a worker thread');
 
-const handles = new Map<string, FileHandle>();
+const fds = new Map<string, number>();
 const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
 let queue = Promise.resolve();
 
@@ -33,34 +33,27 @@ port.on('message', (job: HashJob | 'close') => {
   // One job at a time per worker: the shared read buffer and the hash instances are reused.
   queue = queue.then(async () => {
     if (job === 'close') {
-      for (const fh of handles.values()) await fh.close();
-      handles.clear();
+      for (const fd of fds.values()) closeSync(fd);
+      fds.clear();
       port.close();
       return;
     }
     try {
       await loadHashers([job.alg, job.md5 || !job.alg ? 'MD5' : undefined]);
-      let fh = handles.get(job.path);
-      if (!fh) {
-        fh = await open(job.path, 'r');
-        handles.set(job.path, fh);
+      let fd = fds.get(job.path);
+      if (fd === undefined) {
+        fd = openSync(job.path, 'r');
+        fds.set(job.path, fd);
       }
       let pending = 0;
-      const d = await digestFileRange(
-        fh,
-        job.offset,
-        job.length,
-        job.alg,
-        buf,
-        (n) => {
+      const report = (n: number) => {
         pending += n;
         if (pending >= 16 * 1024 * 1024) {
           port.postMessage({ id: job.id, type: 'progress', bytes: pending } satisfies HashReply);
           pending = 0;
         }
-      },
-        job.md5,
-      );
+      };
+      const d = digestFdRangeSync(fd, job.offset, job.length, job.alg, buf, report, job.md5);
       if (pending) port.postMessage({ id: job.id, type: 'progress', bytes: pending } satisfies HashReply);
       const reply: HashReply = { id: job.id, type: 'done', ...(d.md5Hex ? { md5Hex: d.md5Hex } : {}), ...(d.checksum ? { checksum: d.checksum } : {}) };
       port.postMessage(reply);

@@ -76,6 +76,22 @@ export function partAt(plan: PartPlan, partNumber: number): PlannedPart {
   return { partNumber, offset, size: Math.min(plan.partSize, plan.fileSize - offset) };
 }
 
+/** The plan an existing upload's part size gives a file of this size (a journal's, an adopted upload's). */
+export function planWithPartSize(fileSize: number, partSize: number): PartPlan {
+  return { fileSize, partSize, partCount: fileSize === 0 ? 1 : Math.ceil(fileSize / partSize) };
+}
+
+/** Of the parts something claims (a journal, a listing), those the plan has, at the plan's size. */
+export function partsOfPlan(plan: PartPlan, claimed: Iterable<{ partNumber: number; size: number }>): PlannedPart[] {
+  const out: PlannedPart[] = [];
+  for (const c of claimed) {
+    if (!Number.isInteger(c.partNumber) || c.partNumber < 1 || c.partNumber > plan.partCount) continue;
+    const p = partAt(plan, c.partNumber);
+    if (p.size === c.size) out.push(p);
+  }
+  return out;
+}
+
 export function allParts(plan: PartPlan): PlannedPart[] {
   const out: PlannedPart[] = [];
   for (let n = 1; n <= plan.partCount; n++) out.push(partAt(plan, n));

@@ -39,9 +39,10 @@ export interface ReconcileReport {
   bytesToUpload: number;
   /**
    * The verification phase: bytes of the file hashed, how long it took (worker start-up included),
-   * the rate in 10^9 bytes per second, and whether MD5 was computed.
+   * the rate in 10^9 bytes per second, and whether MD5 was computed. `headStartBytes`: of those bytes,
+   * the ones hashed before the server's listing came in (from the journal's parts).
    */
-  hashing?: { bytes: number; ms: number; gbPerSecond: number; md5: boolean };
+  hashing?: { bytes: number; ms: number; gbPerSecond: number; md5: boolean; headStartBytes: number };
 }
 
 export interface ReconcileInput {
@@ -117,4 +118,12 @@ export function reconcile(input: ReconcileInput): ReconcileReport {
     }
   }
   return { parts, verified, toUpload, extraParts: [...extra].sort((a, b) => a - b), counts, bytesVerified, bytesToUpload };
+}
+
+/**
+ * Whether verifying a resume computes MD5 too: not when the server stores part checksums (the
+ * journal learnt it) and lists one for every part, since the checksum is then the evidence.
+ */
+export function needsMd5(j: { checksumAlgorithm: ChecksumAlgorithm | null; serverChecksums?: boolean | undefined }, listed?: ReadonlyArray<{ checksum?: unknown }>): boolean {
+  return !(j.checksumAlgorithm && j.serverChecksums === true && (listed?.every((p) => p.checksum !== undefined) ?? true));
 }

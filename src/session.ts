@@ -14,11 +14,11 @@ import { JOURNAL_SCHEMA, removeIntent, writeIntent, writeJournalAtomic, type Jou
 import { listAllParts, listPartsCaller, type ListAllResult } from './list-parts.ts';
 import { hasExplicitSettings, objectSettings, settingsDiff } from './object-settings.ts';
 import { sseKeyMd5, wantedAlgorithm, type EngineOptions } from './options.ts';
-import { partAt, planParts, type PartPlan, type PlannedPart } from './planner.ts';
-import { reconcile, type ReconcileReport, type RemotePart } from './reconcile.ts';
+import { partsOfPlan, planParts, planWithPartSize, type PartPlan } from './planner.ts';
+import { needsMd5, reconcile, type ReconcileReport, type RemotePart } from './reconcile.ts';
 import type { CreateOutput } from './s3-port.ts';
 import { proveFinished, type Proof } from './finish.ts';
-import { hashPartsInWorkers } from './verify-pool.ts';
+import { partHashing, type PartHashing } from './verify-pool.ts';
 
 export interface Session {
   journalPath: string;
@@ -54,7 +54,7 @@ export function checkJournalBelongs(o: EngineOptions, j: JournalData, journalPat
 
 /** A resume keeps the upload's own part size (the fingerprint check guarantees the same file size). */
 export function planFromJournal(j: JournalData, fp: SourceFingerprint): PartPlan {
-  return { fileSize: fp.size, partSize: j.partSize, partCount: fp.size === 0 ? 1 : Math.ceil(fp.size / j.partSize) };
+  return planWithPartSize(fp.size, j.partSize);
 }
 
 /** Create, forgetting the intent when the server refused for certain (a lost answer keeps it). */
@@ -145,45 +145,78 @@ export function listRemote(cx: EngineContext, j: Pick<JournalData, 'bucket' | 'k
   return listAllParts((marker) => cx.retry(() => call(marker)));
 }
 
+function startHashing(cx: EngineContext, j: JournalData, fp: SourceFingerprint, md5: boolean): PartHashing {
+  return partHashing(fp.path, j.checksumAlgorithm ?? undefined, md5, { signal: cx.signal, ...(cx.o.hashWorkers !== undefined ? { workers: cx.o.hashWorkers } : {}) });
+}
+
 /** The listed parts re-hashed from the local file on worker threads, then reconciled against the plan. */
-export async function verifyListed(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint, listed: ListAllResult): Promise<RemoteVerification> {
-  const toHash: PlannedPart[] = [];
-  for (const r of listed.parts) {
-    if (r.partNumber < 1 || r.partNumber > plan.partCount) continue;
-    const p = partAt(plan, r.partNumber);
-    if (p.size === r.size) toHash.push(p);
-  }
+export async function verifyListed(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint, listed: ListAllResult, early?: PartHashing): Promise<RemoteVerification> {
+  const toHash = partsOfPlan(plan, listed.parts);
   const bytesToHash = toHash.reduce((a, p) => a + p.size, 0);
+  const md5 = needsMd5(j, listed.parts);
+  // Hashing begun before the listing is kept when it computes what the listing calls for.
+  if (early && early.md5 !== md5) early.pool.close();
+  const hashing = early?.md5 === md5 ? early : startHashing(cx, j, fp, md5);
+  const wanted = new Set(toHash.map((p) => p.partNumber));
+  hashing.pool.retain(wanted);
   cx.emit('phase', { phase: 'verify' });
   let bytesHashed = 0;
   let partsHashed = 0;
+  for (const n of wanted) {
+    bytesHashed += hashing.hashedBytes.get(n) ?? 0;
+    if (hashing.hashedParts.has(n)) partsHashed++;
+  }
   const progress = () => cx.emit('verify-progress', { bytesHashed, bytesToHash, partsHashed, partsToHash: toHash.length });
-  // The server's listed checksums are the evidence where it stores them: MD5 is then not computed.
-  const md5 = !(j.checksumAlgorithm && j.serverChecksums === true && listed.parts.every((p) => p.checksum !== undefined));
-  const t0 = Date.now();
-  const local = await hashPartsInWorkers(fp.path, toHash, j.checksumAlgorithm ?? undefined, {
-    md5,
-    signal: cx.signal,
-    onBytes: (n) => {
+  const headStartBytes = bytesHashed;
+  if (bytesHashed) progress();
+  hashing.sink = {
+    bytes: (n, part) => {
+      if (!wanted.has(part)) return;
       bytesHashed += n;
       progress();
     },
-    onPart: () => {
+    part: (part) => {
+      if (!wanted.has(part)) return;
       partsHashed++;
       progress();
     },
-    ...(cx.o.hashWorkers !== undefined ? { workers: cx.o.hashWorkers } : {}),
-  });
+  };
+  let local: Map<number, LocalDigest>;
+  try {
+    local = toHash.length ? await hashing.pool.hash(toHash) : new Map();
+  } finally {
+    hashing.pool.close();
+  }
   const journalMap = new Map(j.parts.map((p) => [p.partNumber, { etag: p.etag, md5: p.md5 }]));
   const report = reconcile({ plan, remote: listed.parts, local, algorithm: j.checksumAlgorithm, etagIsMd5: j.etagIsMd5, journal: journalMap });
-  const ms = Date.now() - t0;
-  report.hashing = { bytes: bytesToHash, ms, gbPerSecond: bytesToHash / 1e6 / Math.max(ms, 1), md5 };
+  const ms = Date.now() - hashing.startedAt;
+  report.hashing = { bytes: bytesToHash, ms, gbPerSecond: bytesToHash / 1e6 / Math.max(ms, 1), md5, headStartBytes };
   return { report, local, remote: new Map(listed.parts.map((r) => [r.partNumber, r])), stoppedEarly: listed.stoppedEarly };
 }
 
-/** Every part the server lists, every page, re-hashed from the local file on worker threads, then reconciled. */
-export async function verifyAgainstServer(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint): Promise<RemoteVerification> {
-  return verifyListed(cx, j, plan, fp, await listRemote(cx, j));
+/**
+ * Every part the server lists, every page, re-hashed from the local file on worker threads, then
+ * reconciled. The parts the journal holds are hashed while the listing is on its way (they are
+ * nearly always the ones listed); `alongside` runs with the hashing once the listing is in.
+ */
+export async function verifyAgainstServer(
+  cx: EngineContext,
+  j: JournalData,
+  plan: PartPlan,
+  fp: SourceFingerprint,
+  alongside?: (listed: ListAllResult) => Promise<void> | undefined,
+): Promise<RemoteVerification> {
+  const early = startHashing(cx, j, fp, needsMd5(j));
+  try {
+    early.pool.prefetch(partsOfPlan(plan, j.parts));
+    const listed = await listRemote(cx, j);
+    const [v, side] = await Promise.allSettled([verifyListed(cx, j, plan, fp, listed, early), alongside?.(listed)]);
+    if (v.status === 'rejected') throw v.reason;
+    if (side.status === 'rejected') throw side.reason;
+    return v.value;
+  } finally {
+    early.pool.close();
+  }
 }
 
 /**
@@ -229,13 +262,11 @@ export async function resume(
   try {
     if (opts.verified) verified = opts.verified;
     else {
-      const listed = await listRemote(cx, j);
-      early = opts.sendEarly ? unlistedSession(j, plan, journalPath, listed) : undefined;
       // Parts the server does not list need no verifying: they go up while the listed ones are hashed.
-      const [v, sent] = await Promise.allSettled([verifyListed(cx, j, plan, fp, listed), early ? opts.sendEarly!(early) : undefined]);
-      if (v.status === 'rejected') throw v.reason;
-      if (sent.status === 'rejected') throw sent.reason;
-      verified = v.value;
+      verified = await verifyAgainstServer(cx, j, plan, fp, (listed) => {
+        early = opts.sendEarly ? unlistedSession(j, plan, journalPath, listed) : undefined;
+        return early ? opts.sendEarly!(early) : undefined;
+      });
     }
   } catch (err) {
     if (!isNoSuchUpload(err)) throw err;
@@ -268,11 +299,12 @@ export async function resume(
     if (!repair) cx.emit('part-skip', { partNumber: v.partNumber, size: v.size, basis: v.basis });
   }
   // Parts sent while verifying are on the server and journaled (sendPart added them to j.parts).
-  const sentEarly = early ? j.parts.filter((p) => early.digests.has(p.partNumber)) : [];
-  for (const p of sentEarly) digests.set(p.partNumber, early!.digests.get(p.partNumber)!);
+  const sent: Session | undefined = early;
+  const sentEarly = sent ? j.parts.filter((p) => sent.digests.has(p.partNumber)) : [];
+  for (const p of sentEarly) digests.set(p.partNumber, sent!.digests.get(p.partNumber)!);
   j.parts = [...parts, ...sentEarly];
   await writeJournalAtomic(journalPath, { ...j, updatedAt: new Date().toISOString() });
-  const toUpload = report.toUpload.filter((n) => !early?.digests.has(n));
+  const toUpload = report.toUpload.filter((n) => !sent?.digests.has(n));
   return { kind: 'session', session: { journalPath, journal: j, plan, alg: j.checksumAlgorithm, digests, resumed: true, toUpload, report } };
 }
 

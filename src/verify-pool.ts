@@ -6,9 +6,9 @@ import type { HashJob, HashReply } from './hash-worker.ts';
 import type { PlannedPart } from './planner.ts';
 
 export interface HashPartsOptions {
-  /** worker threads; default: one per core */
+  /** worker threads at most; default: one per core */
   workers?: number;
-  onBytes?: (bytes: number) => void;
+  onBytes?: (bytes: number, partNumber: number) => void;
   onPart?: (partNumber: number) => void;
   signal?: AbortSignal;
   /** compute MD5 too (default true); false when the server's part checksums are the evidence */
@@ -28,51 +28,183 @@ function startWorker(): Worker {
   return new Worker(`import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`, { eval: true });
 }
 
+interface Batch {
+  parts: PlannedPart[];
+  resolve: (digests: Map<number, LocalDigest>) => void;
+  reject: (err: unknown) => void;
+}
+
 /**
- * Hashes the given parts of a file on worker threads, one job per part pulled from a shared
- * queue, so all cores stay busy on uneven part sizes. Used for the resume verification phase,
- * where every part the server claims has to be re-hashed from the local file.
+ * Worker threads hashing parts of one file, one job per part pulled from a shared queue, so all
+ * cores stay busy on uneven part sizes. Parts can be added while earlier ones are hashed: a resume
+ * starts on the parts its journal lists before the server's listing arrives, then adds the ones
+ * only the server knows, on the same threads (a thread costs tens of milliseconds to start).
  */
-export async function hashPartsInWorkers(path: string, parts: PlannedPart[], alg: ChecksumAlgorithm | undefined, opts: HashPartsOptions = {}): Promise<Map<number, LocalDigest>> {
-  const result = new Map<number, LocalDigest>();
-  if (parts.length === 0) return result;
-  const count = Math.max(1, Math.min(opts.workers ?? availableParallelism(), parts.length));
-  const queue = [...parts];
-  let firstError: Error | undefined;
+export class HashPool {
+  private readonly queue: PlannedPart[] = [];
+  private readonly asked = new Set<number>();
+  private readonly results = new Map<number, LocalDigest>();
+  private readonly batches = new Set<Batch>();
+  private readonly idle: Array<() => void> = [];
+  private readonly max: number;
+  private signal: AbortSignal | undefined;
+  private readonly onAbort = () => this.fail(this.signal?.reason ?? new Error('aborted'));
+  private threads = 0;
+  private failed: unknown;
+  private closed = false;
 
-  const runWorker = () =>
-    new Promise<void>((resolve) => {
-      const worker = startWorker();
-      let current: PlannedPart | undefined;
-      const next = () => {
-        current = firstError || opts.signal?.aborted ? undefined : queue.shift();
-        if (!current) {
-          worker.postMessage('close');
-          return;
-        }
-        worker.postMessage({ id: current.partNumber, path, offset: current.offset, length: current.size, alg, md5: opts.md5 !== false } satisfies HashJob);
-      };
-      worker.on('message', (m: HashReply) => {
-        if (m.type === 'progress') opts.onBytes?.(m.bytes);
-        else if (m.type === 'error') {
-          firstError ??= new Error(`hashing part ${m.id}: ${m.message}`);
-          next();
-        } else {
-          result.set(m.id, { ...(m.md5Hex ? { md5Hex: m.md5Hex } : {}), ...(m.checksum ? { checksum: Buffer.from(m.checksum) } : {}) });
-          opts.onPart?.(m.id);
-          next();
-        }
-      });
-      worker.on('error', (err) => {
-        firstError ??= err;
-        resolve();
-      });
-      worker.on('exit', () => resolve());
-      next();
+  constructor(
+    private readonly path: string,
+    private readonly alg: ChecksumAlgorithm | undefined,
+    private readonly opts: HashPartsOptions = {},
+  ) {
+    this.max = Math.max(1, opts.workers ?? availableParallelism());
+    if (opts.signal) this.stopOn(opts.signal);
+  }
+
+  /** A stop on this signal fails whatever is asked of the pool (a pool begun before its run had one). */
+  stopOn(signal: AbortSignal): void {
+    this.signal?.removeEventListener('abort', this.onAbort);
+    this.signal = signal;
+    if (signal.aborted) this.onAbort();
+    else signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  /** Starts on these parts before anyone waits for them (hashed once, however often asked for). */
+  prefetch(parts: PlannedPart[]): void {
+    if (this.failed !== undefined || this.closed) return;
+    for (const p of parts) {
+      if (this.asked.has(p.partNumber)) continue;
+      this.asked.add(p.partNumber);
+      this.queue.push(p);
+    }
+    while (this.idle.length && this.queue.length) this.idle.pop()!();
+    while (this.threads < this.max && this.queue.length) this.spawn();
+  }
+
+  /** Digests of these parts, once all are hashed. */
+  hash(parts: PlannedPart[]): Promise<Map<number, LocalDigest>> {
+    if (this.signal?.aborted) return Promise.reject(this.signal.reason ?? new Error('aborted'));
+    if (this.failed !== undefined) return Promise.reject(this.failed);
+    if (this.closed) return Promise.reject(new Error('hash pool closed'));
+    const done = new Promise<Map<number, LocalDigest>>((resolve, reject) => this.batches.add({ parts, resolve, reject }));
+    this.prefetch(parts);
+    this.settle();
+    return done;
+  }
+
+  /** Parts queued but no longer wanted are dropped (the ones being hashed finish). */
+  retain(keep: ReadonlySet<number>): void {
+    const drop = this.queue.filter((p) => !keep.has(p.partNumber));
+    for (const p of drop) this.asked.delete(p.partNumber);
+    this.queue.splice(0, this.queue.length, ...this.queue.filter((p) => keep.has(p.partNumber)));
+  }
+
+  /** No more parts: what nobody waits for is dropped, and the threads exit once the rest is hashed. */
+  close(): void {
+    this.retain(new Set([...this.batches].flatMap((b) => b.parts.map((p) => p.partNumber))));
+    this.closed = true;
+    this.signal?.removeEventListener('abort', this.onAbort);
+    while (this.idle.length) this.idle.pop()!();
+  }
+
+  private fail(err: unknown): void {
+    this.failed ??= err;
+    this.queue.length = 0;
+    for (const b of this.batches) b.reject(this.failed);
+    this.batches.clear();
+    this.close();
+  }
+
+  private settle(): void {
+    for (const b of this.batches) {
+      if (!b.parts.every((p) => this.results.has(p.partNumber))) continue;
+      this.batches.delete(b);
+      b.resolve(new Map(b.parts.map((p) => [p.partNumber, this.results.get(p.partNumber)!])));
+    }
+  }
+
+  private spawn(): void {
+    this.threads++;
+    const worker = startWorker();
+    let current: PlannedPart | undefined;
+    const next = (): void => {
+      current = this.failed === undefined ? this.queue.shift() : undefined;
+      if (current) {
+        worker.postMessage({ id: current.partNumber, path: this.path, offset: current.offset, length: current.size, alg: this.alg, md5: this.opts.md5 !== false } satisfies HashJob);
+        return;
+      }
+      if (this.closed || this.failed !== undefined) {
+        worker.postMessage('close');
+        return;
+      }
+      this.idle.push(next);
+    };
+    worker.on('message', (m: HashReply) => {
+      if (m.type === 'progress') this.opts.onBytes?.(m.bytes, m.id);
+      else if (m.type === 'error') this.fail(new Error(`hashing part ${m.id}: ${m.message}`));
+      else {
+        this.results.set(m.id, { ...(m.md5Hex ? { md5Hex: m.md5Hex } : {}), ...(m.checksum ? { checksum: Buffer.from(m.checksum) } : {}) });
+        this.opts.onPart?.(m.id);
+        this.settle();
+      }
+      if (m.type !== 'progress') next();
     });
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', () => {
+      this.threads--;
+      // A thread gone with work asked of it (killed, out of memory) must not leave a batch waiting.
+      if (current && !this.results.has(current.partNumber)) this.fail(new Error(`hash worker exited while hashing part ${current.partNumber}`));
+    });
+    next();
+  }
+}
 
-  await Promise.all(Array.from({ length: count }, runWorker));
-  if (firstError) throw firstError;
-  if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
-  return result;
+/** Hashes the given parts of a file on worker threads (a pool of its own, closed when done). */
+export async function hashPartsInWorkers(path: string, parts: PlannedPart[], alg: ChecksumAlgorithm | undefined, opts: HashPartsOptions = {}): Promise<Map<number, LocalDigest>> {
+  if (parts.length === 0) return new Map();
+  const pool = new HashPool(path, alg, { ...opts, workers: Math.min(opts.workers ?? availableParallelism(), parts.length) });
+  try {
+    return await pool.hash(parts);
+  } finally {
+    pool.close();
+  }
+}
+
+/**
+ * Hashing of a file's parts with progress kept per part: it may start before the server's listing
+ * says which parts count, and only those are then reported.
+ */
+export interface PartHashing {
+  pool: HashPool;
+  /** Date.now() when it began: a head start counts in the time the hashing took */
+  startedAt: number;
+  /** whether MD5 is computed alongside the checksum */
+  md5: boolean;
+  hashedBytes: Map<number, number>;
+  hashedParts: Set<number>;
+  /** where progress goes once the parts that count are known */
+  sink?: { bytes(n: number, part: number): void; part(part: number): void };
+}
+
+export function partHashing(path: string, alg: ChecksumAlgorithm | undefined, md5: boolean, opts: Pick<HashPartsOptions, 'workers' | 'signal'> = {}): PartHashing {
+  const h: PartHashing = {
+    startedAt: Date.now(),
+    md5,
+    hashedBytes: new Map(),
+    hashedParts: new Set(),
+    pool: new HashPool(path, alg, {
+      ...opts,
+      md5,
+      onBytes: (n, part) => {
+        h.hashedBytes.set(part, (h.hashedBytes.get(part) ?? 0) + n);
+        h.sink?.bytes(n, part);
+      },
+      onPart: (part) => {
+        h.hashedParts.add(part);
+        h.sink?.part(part);
+      },
+    }),
+  };
+  return h;
 }
