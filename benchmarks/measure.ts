@@ -79,3 +79,21 @@ export const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFrac
 
 /** "median (min–max)" */
 export const spread = (xs: number[], d = 0) => `${fmt(median(xs), d)} (${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)})`;
+
+/** CPU-seconds the local gateway's processes (radosgw, ceph-osd) have used so far; 0 when not local. */
+export function serverCpuS(): number {
+  let total = 0;
+  for (const name of ['radosgw', 'ceph-osd']) {
+    const r = spawnSync('pgrep', ['-x', name], { encoding: 'utf8' });
+    for (const pid of r.stdout.split('\n').filter(Boolean)) {
+      try {
+        // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second on Linux).
+        const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        total += (Number(f[11]) + Number(f[12])) / 100;
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+  }
+  return total;
+}

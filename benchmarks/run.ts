@@ -27,7 +27,7 @@ import { uploadThenPause } from '../test/helpers/pause.ts';
 import { referenceDigest } from '../test/helpers/reference.ts';
 import { countingClient, loadS3Env, makeBucket, plainClient, tempDir } from '../test/helpers/s3.ts';
 import { chartSvg, type Panel } from './chart.ts';
-import { fmt, killAt, median, spread, timed, type Cost } from './measure.ts';
+import { fmt, killAt, median, serverCpuS, spread, timed, type Cost } from './measure.ts';
 import { summarizeCpu, summarizeHeap } from './profile-summary.ts';
 import { makeTools, type Command, type Setting } from './tools.ts';
 
@@ -214,11 +214,14 @@ interface ResumeRun {
   held: number;
   cost: Cost;
   resent: number;
+  /** CPU-seconds the gateway used meanwhile */
+  serverCpu: number;
 }
 /** partwise's own account of a resume (its --json complete line): engine time and the hashing phase. */
-function engineTimes(stdout: string): { engineMs: number; hashMs: number } | undefined {
-  const last = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { durationMs?: number; reconcile?: { hashing?: { ms: number } } };
-  return last.durationMs === undefined ? undefined : { engineMs: last.durationMs, hashMs: last.reconcile?.hashing?.ms ?? 0 };
+function engineTimes(stdout: string): { engineMs: number; hashMs: number; hashBytes: number; headStartBytes: number } | undefined {
+  const last = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { durationMs?: number; reconcile?: { hashing?: { ms: number; bytes: number; headStartBytes: number } } };
+  const h = last.reconcile?.hashing;
+  return last.durationMs === undefined ? undefined : { engineMs: last.durationMs, hashMs: h?.ms ?? 0, hashBytes: h?.bytes ?? 0, headStartBytes: h?.headStartBytes ?? 0 };
 }
 const resumers = [tool('partwise'), tool('s3cmd')];
 const resumeRuns = new Map<string, ResumeRun[]>();
@@ -229,9 +232,11 @@ for (const fraction of [0.5, 0.9]) {
       const key = freshKey(`${t.name}-resume`);
       const inFlight = (t.name === 's3cmd' ? 1 : s0.concurrency) * s0.partMiB * MiB;
       const held = await killAt(t.upload(file, bucket, key, s0), s3, bucket, key, size, fraction, inFlight);
+      const cpu0 = serverCpuS();
       const cost = timed(t.resume!(file, bucket, key, s0), work);
+      const serverCpu = serverCpuS() - cpu0;
       const list = resumeRuns.get(`${fraction}/${t.name}`) ?? [];
-      list.push({ held, cost, resent: t.resentBytes!(cost.stdout, cost.stderr, size, s0) });
+      list.push({ held, cost, resent: t.resentBytes!(cost.stdout, cost.stderr, size, s0), serverCpu });
       resumeRuns.set(`${fraction}/${t.name}`, list);
       await clean(key);
     }
@@ -263,7 +268,13 @@ print();
   const wall = median(runs.map((r) => r.wall));
   const engine = median(runs.map((r) => r.engineMs));
   const hash = median(runs.map((r) => r.hashMs));
-  print(`Where partwise's ${fmt(wall / 1000, 2)} s after the kill at 90% go (medians): process start, module loading and exit ${fmt((wall - engine) / 1000, 2)} s; in the engine ${fmt(engine / 1000, 2)} s, of which the verification phase (hashing ~0.9 GiB on worker threads, while the parts the server lacks go up) ${fmt(hash / 1000, 2)} s, then the rest of the missing parts, Complete and the HEAD that proves the object.`);
+  const hashed = median(runs.map((r) => r.hashBytes));
+  const early = median(runs.map((r) => r.headStartBytes));
+  const cpu = median(resumeRuns.get('0.9/partwise')!.map((x) => x.cost.cpuS));
+  const serverCpu = median(resumeRuns.get('0.9/partwise')!.map((x) => x.serverCpu));
+  print(
+    `Where partwise's ${fmt(wall / 1000, 2)} s after the kill at 90% go (medians): process start, module loading and exit ${fmt((wall - engine) / 1000, 2)} s; in the engine ${fmt(engine / 1000, 2)} s, of which the verification phase ${fmt(hash / 1000, 2)} s (hashing ${fmt(hashed / MiB)} MiB on worker threads from the journal's parts on, ${fmt(early / MiB)} MiB of it before the server's listing came in, while the parts the server lacks go up), then the rest of the missing parts, Complete and the HEAD that proves the object. The client used ${fmt(cpu, 2)} CPU-s and the gateway ${fmt(serverCpu, 2)} in those ${fmt(wall / 1000, 2)} s: ${fmt((100 * (cpu + serverCpu)) / ((cpus().length * wall) / 1000))}% of what the ${cpus().length} cores could give in that time.`,
+  );
   print();
 }
 
