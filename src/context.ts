@@ -2,6 +2,7 @@
  * What every phase of an upload works with: the options, the S3 port, the stop signal, a typed
  * emit, the retry loop (with the shared throttle), and the run's counters.
  */
+import { setMaxListeners } from 'node:events';
 import type { LimitFunction } from 'p-limit';
 import type { ErrorContext } from './errors.ts';
 import type { Emit } from './events.ts';
@@ -81,4 +82,19 @@ export class EngineContext {
     this.throttle.succeeded();
     return out;
   }
+}
+
+/**
+ * A run's own stop, which the caller's signal (if any) also triggers, until `unlink` (called when
+ * the run settles: a folder job's signal outlives thousands of uploads, and each listener would keep
+ * its upload alive). Every request in flight listens on the stop: at high concurrency that is many
+ * listeners by design, and Node's "possible leak" warning would land on the host process's stderr.
+ */
+export function stopFollowing(outer: AbortSignal | undefined): { stop: AbortController; unlink: () => void } {
+  const stop = new AbortController();
+  setMaxListeners(0, stop.signal);
+  const follow = () => stop.abort(outer!.reason);
+  if (outer?.aborted) stop.abort(outer.reason);
+  else outer?.addEventListener('abort', follow, { once: true });
+  return { stop, unlink: () => outer?.removeEventListener('abort', follow) };
 }

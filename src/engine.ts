@@ -5,12 +5,11 @@
  * them and decides the two things that are about the whole run: when the upload is over (the
  * journal forgotten) and what an unknown failure becomes.
  */
-import { setMaxListeners } from 'node:events';
 import type { FileHandle } from 'node:fs/promises';
 import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { loadHashers } from './checksums.ts';
-import { EngineContext } from './context.ts';
+import { EngineContext, stopFollowing } from './context.ts';
 import { CompleteFailedError, JournalCorruptError, JournalMismatchError, UploadNotAdoptableError, ObjectExistsError, ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { fingerprint, fingerprintDifferences, openSource, type SourceFingerprint } from './file-source.ts';
@@ -65,7 +64,8 @@ function needsRepair(err: unknown): string | undefined {
 
 export class Upload extends EventEmitter<UploadEvents> {
   readonly options: EngineOptions;
-  private readonly stop = new AbortController();
+  private readonly stop: AbortController;
+  private readonly unlinkStop: () => void;
   private readonly cx: EngineContext;
   private running: Promise<UploadResult> | undefined;
   private uploadId: string | undefined;
@@ -74,12 +74,7 @@ export class Upload extends EventEmitter<UploadEvents> {
     super();
     validateOptions(options);
     this.options = options;
-    // Every request in flight listens on this signal: at high concurrency that is many listeners by
-    // design, and Node's "possible leak" warning would land on the host process's stderr.
-    setMaxListeners(0, this.stop.signal);
-    const s = options.signal;
-    if (s?.aborted) this.stop.abort(s.reason);
-    else s?.addEventListener('abort', () => this.stop.abort(s.reason), { once: true });
+    ({ stop: this.stop, unlink: this.unlinkStop } = stopFollowing(options.signal));
     this.on('plan', (e) => (this.uploadId = e.uploadId));
     ProgressTracker.follow(this);
     this.cx = new EngineContext(options, options.limiter ?? pLimit(options.concurrency ?? 4), this.stop.signal, this.emit.bind(this));
@@ -87,7 +82,7 @@ export class Upload extends EventEmitter<UploadEvents> {
 
   /** Runs the upload (once; later calls return the same promise). */
   done(): Promise<UploadResult> {
-    this.running ??= this.run().catch((err: unknown) => {
+    this.running ??= this.run().finally(this.unlinkStop).catch((err: unknown) => {
       const e = this.typed(err);
       this.emit('error', e);
       throw e;

@@ -15,7 +15,7 @@ import { join, relative, resolve, sep } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { DEFAULT_CHECKSUM_ALGORITHM, etagsAreMd5, loadHashers, stripQuotes } from './checksums.ts';
-import { EngineContext } from './context.ts';
+import { EngineContext, stopFollowing } from './context.ts';
 import { Upload } from './engine.ts';
 import { ObjectExistsError, PartwiseError, S3RequestError, SourceChangedError, SourceUnreadableError, UnverifiableError } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
@@ -151,7 +151,8 @@ export async function listFolder(dir: string, prefix: string, exclude: readonly 
 }
 
 export class FolderJob extends EventEmitter<JobEvents> {
-  private readonly stop = new AbortController();
+  private readonly stop: AbortController;
+  private readonly unlinkStop: () => void;
   private readonly limiter: LimitFunction;
   private readonly rate: RateLimiter | undefined;
   private running: Promise<JobSummary> | undefined;
@@ -167,13 +168,11 @@ export class FolderJob extends EventEmitter<JobEvents> {
     globMatcher(options.exclude ?? []); // a bad pattern is refused here, before anything is listed or sent
     this.limiter = options.limiter ?? pLimit(options.concurrency ?? 4);
     this.rate = options.rateLimiter ?? (options.maxBytesPerSecond !== undefined ? new RateLimiter(options.maxBytesPerSecond) : undefined);
-    const s = options.signal;
-    if (s?.aborted) this.stop.abort(s.reason);
-    else s?.addEventListener('abort', () => this.stop.abort(s.reason), { once: true });
+    ({ stop: this.stop, unlink: this.unlinkStop } = stopFollowing(options.signal));
   }
 
   done(): Promise<JobSummary> {
-    this.running ??= this.run();
+    this.running ??= this.run().finally(this.unlinkStop);
     return this.running;
   }
 

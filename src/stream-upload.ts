@@ -8,11 +8,10 @@
  * the reader takes a part buffer from a pool of `concurrency` before it reads, so it never runs
  * more than `concurrency` parts ahead of the server's acknowledgements.
  */
-import { setMaxListeners } from 'node:events';
 import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, loadHashers, stripQuotes } from './checksums.ts';
-import { EngineContext } from './context.ts';
+import { EngineContext, stopFollowing } from './context.ts';
 import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, S3RequestError, SourceUnreadableError, StreamFailedError, StreamTooLargeError } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { finish } from './finish.ts';
@@ -40,7 +39,8 @@ export interface StreamUploadOptions extends Omit<EngineOptions, 'file' | 'fresh
 }
 
 export class StreamUpload extends EventEmitter<UploadEvents> {
-  private readonly stop = new AbortController();
+  private readonly stop: AbortController;
+  private readonly unlinkStop: () => void;
   private readonly cx: EngineContext;
   private running: Promise<UploadResult> | undefined;
 
@@ -51,10 +51,7 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
     if (options.expectedSize !== undefined && !(Number.isSafeInteger(options.expectedSize) && options.expectedSize >= 0)) {
       throw new PartwiseError('INVALID_OPTIONS', `expectedSize must be a whole number of bytes; got ${options.expectedSize}`);
     }
-    setMaxListeners(0, this.stop.signal);
-    const s = options.signal;
-    if (s?.aborted) this.stop.abort(s.reason);
-    else s?.addEventListener('abort', () => this.stop.abort(s.reason), { once: true });
+    ({ stop: this.stop, unlink: this.unlinkStop } = stopFollowing(options.signal));
     ProgressTracker.follow(this);
     this.cx = new EngineContext(eo, options.limiter ?? pLimit(options.concurrency ?? 4), this.stop.signal, this.emit.bind(this));
   }
@@ -64,7 +61,7 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
   }
 
   done(): Promise<UploadResult> {
-    this.running ??= this.run();
+    this.running ??= this.run().finally(this.unlinkStop);
     return this.running;
   }
 
