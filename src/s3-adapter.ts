@@ -26,9 +26,10 @@ import { taggingHeader, type ObjectSettings } from './object-settings.ts';
 import { PACED_SLICE } from './rate-limit.ts';
 import type { AttributesOutput, HeadOutput, ListUploadsOutput, PartBody, RequestOptions, S3Port } from './s3-port.ts';
 
-// The SDK ships CommonJS only (no "exports", no ESM entry), so require() loads the very module an
-// import would, without Node's ESM loader first lexing the whole bundle for its export names: that
-// lexing cost ~25 ms of every CLI start, a tenth of a resume that has little left to send.
+// Node loads the SDK's CommonJS build whether it is imported or required (its "module" field is for
+// bundlers; Node ignores it). An import first has Node's ESM loader lex the whole bundle for its
+// export names, ~30 ms of every CLI start, a twentieth of a resume that has little left to send;
+// require() skips that. Bundling partwise: keep @aws-sdk/client-s3 external (it is a peer dependency).
 const {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,

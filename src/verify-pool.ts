@@ -8,6 +8,8 @@ import type { PlannedPart } from './planner.ts';
 export interface HashPartsOptions {
   /** worker threads at most; default: one per core */
   workers?: number;
+  /** how a thread is started (tests start real ones they can then stop from outside) */
+  startThread?: () => Worker;
   onBytes?: (bytes: number, partNumber: number) => void;
   onPart?: (partNumber: number) => void;
   signal?: AbortSignal;
@@ -21,7 +23,7 @@ const fromSource = import.meta.url.endsWith('.ts');
  * Built, the worker is plain .js. Run from source (tests and benchmarks under tsx), Node 20 loads a
  * worker's entry before tsx's hooks apply in it, so a two-line bootstrap registers tsx first.
  */
-function startWorker(): Worker {
+export function startHashThread(): Worker {
   if (!fromSource) return new Worker(new URL('./hash-worker.js', import.meta.url));
   const api = import.meta.resolve('tsx/esm/api');
   const entry = new URL('./hash-worker.ts', import.meta.url).href;
@@ -39,15 +41,17 @@ interface Batch {
  * cores stay busy on uneven part sizes. Parts can be added while earlier ones are hashed: a resume
  * starts on the parts its journal lists before the server's listing arrives, then adds the ones
  * only the server knows, on the same threads (a thread costs tens of milliseconds to start).
+ * Idle threads keep the process alive until `close()`: every owner closes its pool when done.
  */
 export class HashPool {
   private readonly queue: PlannedPart[] = [];
-  private readonly asked = new Set<number>();
+  /** every part number asked for, with the byte range it stands for: one number, one range */
+  private readonly asked = new Map<number, PlannedPart>();
   private readonly results = new Map<number, LocalDigest>();
   private readonly batches = new Set<Batch>();
   private readonly idle: Array<() => void> = [];
   private readonly max: number;
-  private signal: AbortSignal | undefined;
+  private readonly signal: AbortSignal | undefined;
   private readonly onAbort = () => this.fail(this.signal?.reason ?? new Error('aborted'));
   private threads = 0;
   private failed: unknown;
@@ -59,23 +63,21 @@ export class HashPool {
     private readonly opts: HashPartsOptions = {},
   ) {
     this.max = Math.max(1, opts.workers ?? availableParallelism());
-    if (opts.signal) this.stopOn(opts.signal);
-  }
-
-  /** A stop on this signal fails whatever is asked of the pool (a pool begun before its run had one). */
-  stopOn(signal: AbortSignal): void {
-    this.signal?.removeEventListener('abort', this.onAbort);
-    this.signal = signal;
-    if (signal.aborted) this.onAbort();
-    else signal.addEventListener('abort', this.onAbort, { once: true });
+    this.signal = opts.signal;
+    if (this.signal?.aborted) this.onAbort();
+    else this.signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
   /** Starts on these parts before anyone waits for them (hashed once, however often asked for). */
   prefetch(parts: PlannedPart[]): void {
     if (this.failed !== undefined || this.closed) return;
     for (const p of parts) {
-      if (this.asked.has(p.partNumber)) continue;
-      this.asked.add(p.partNumber);
+      const was = this.asked.get(p.partNumber);
+      // A digest is found by part number: the same number for other bytes would hand back a
+      // digest of the wrong range (two plans mixed up), so that is refused outright.
+      if (was && (was.offset !== p.offset || was.size !== p.size)) throw new Error(`part ${p.partNumber} asked for as bytes ${p.offset}+${p.size}, already as ${was.offset}+${was.size}`);
+      if (was) continue;
+      this.asked.set(p.partNumber, p);
       this.queue.push(p);
     }
     while (this.idle.length && this.queue.length) this.idle.pop()!();
@@ -93,16 +95,17 @@ export class HashPool {
     return done;
   }
 
-  /** Parts queued but no longer wanted are dropped (the ones being hashed finish). */
+  /** Queued parts neither in `keep` nor waited for are dropped (the ones being hashed finish). */
   retain(keep: ReadonlySet<number>): void {
-    const drop = this.queue.filter((p) => !keep.has(p.partNumber));
+    const waited = new Set([...this.batches].flatMap((b) => b.parts.map((p) => p.partNumber)));
+    const drop = this.queue.filter((p) => !keep.has(p.partNumber) && !waited.has(p.partNumber));
     for (const p of drop) this.asked.delete(p.partNumber);
-    this.queue.splice(0, this.queue.length, ...this.queue.filter((p) => keep.has(p.partNumber)));
+    this.queue.splice(0, this.queue.length, ...this.queue.filter((p) => keep.has(p.partNumber) || waited.has(p.partNumber)));
   }
 
   /** No more parts: what nobody waits for is dropped, and the threads exit once the rest is hashed. */
   close(): void {
-    this.retain(new Set([...this.batches].flatMap((b) => b.parts.map((p) => p.partNumber))));
+    this.retain(new Set());
     this.closed = true;
     this.signal?.removeEventListener('abort', this.onAbort);
     while (this.idle.length) this.idle.pop()!();
@@ -126,8 +129,9 @@ export class HashPool {
 
   private spawn(): void {
     this.threads++;
-    const worker = startWorker();
+    const worker = (this.opts.startThread ?? startHashThread)();
     let current: PlannedPart | undefined;
+    let told = false;
     const next = (): void => {
       current = this.failed === undefined ? this.queue.shift() : undefined;
       if (current) {
@@ -135,6 +139,7 @@ export class HashPool {
         return;
       }
       if (this.closed || this.failed !== undefined) {
+        told = true;
         worker.postMessage('close');
         return;
       }
@@ -153,8 +158,10 @@ export class HashPool {
     worker.on('error', (err) => this.fail(err));
     worker.on('exit', () => {
       this.threads--;
-      // A thread gone with work asked of it (killed, out of memory) must not leave a batch waiting.
+      // A thread gone unasked (killed, out of memory), busy or idle, must not leave anything waiting
+      // on it: the part in hand, or the next one it would have been given.
       if (current && !this.results.has(current.partNumber)) this.fail(new Error(`hash worker exited while hashing part ${current.partNumber}`));
+      else if (!told) this.fail(new Error('a hash worker exited unexpectedly'));
     });
     next();
   }

@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import { loadHashers } from '../src/checksums.ts';
 import { allParts, partsOfPlan, planParts, planWithPartSize } from '../src/planner.ts';
 import { needsMd5 } from '../src/reconcile.ts';
-import { HashPool, hashPartsInWorkers, partHashing } from '../src/verify-pool.ts';
+import type { Worker } from 'node:worker_threads';
+import { HashPool, hashPartsInWorkers, partHashing, startHashThread } from '../src/verify-pool.ts';
 import pLimit from 'p-limit';
 import { EngineContext } from '../src/context.ts';
 import { fingerprint } from '../src/file-source.ts';
@@ -69,6 +70,42 @@ test('pool: a stop rejects what is asked; a part past the end of the file is an 
   await assert.rejects(asked, /stop now/);
   const beyond = { partNumber: plan.partCount + 1, offset: f.bytes.length, size: MiB };
   await assert.rejects(hashPartsInWorkers(f.path, [beyond], 'CRC32C'), /hashing part 10: unexpected end of file/);
+});
+
+test('pool: a thread that dies, busy or idle, fails what is asked instead of leaving it waiting', { timeout: 20_000 }, async () => {
+  const { f, parts } = await fixture();
+  const threads: Worker[] = [];
+  const startThread = () => {
+    const w = startHashThread();
+    threads.push(w);
+    return w;
+  };
+  const busy = new HashPool(f.path, 'CRC32C', { workers: 1, startThread });
+  const idle = new HashPool(f.path, 'CRC32C', { workers: 1, startThread });
+  try {
+    const asked = busy.hash(parts);
+    await threads[0]!.terminate(); // before it has hashed a byte: part 1 is in its hands
+    await assert.rejects(asked, /hash worker exited while hashing part 1/);
+    await idle.hash([parts[0]!]);
+    await threads[1]!.terminate(); // idle now, waiting for the next part
+    await assert.rejects(idle.hash([parts[1]!]), /exited unexpectedly/);
+  } finally {
+    for (const t of threads) await t.terminate();
+  }
+});
+
+test('pool: retain never drops a part someone waits for; one part number stands for one byte range', { timeout: 20_000 }, async () => {
+  const { f, parts } = await fixture();
+  const pool = new HashPool(f.path, 'CRC32C', { workers: 1 });
+  try {
+    const asked = pool.hash(parts.slice(0, 3));
+    pool.retain(new Set([1]));
+    const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('a part waited for was dropped: still waiting after 5 s')), 5000).unref());
+    assert.deepEqual([...((await Promise.race([asked, timeout])) as Map<number, unknown>).keys()], [1, 2, 3]);
+    assert.throws(() => pool.prefetch([{ partNumber: 2, offset: 8 * MiB, size: 5 }]), /part 2 asked for as bytes 8388608\+5, already as 1048576\+1048576/);
+  } finally {
+    pool.close();
+  }
 });
 
 test('partsOfPlan and needsMd5: one row per case', () => {
