@@ -273,7 +273,7 @@ print();
   const cpu = median(resumeRuns.get('0.9/partwise')!.map((x) => x.cost.cpuS));
   const serverCpu = median(resumeRuns.get('0.9/partwise')!.map((x) => x.serverCpu));
   print(
-    `Where partwise's ${fmt(wall / 1000, 2)} s after the kill at 90% go (medians): process start, module loading and exit ${fmt((wall - engine) / 1000, 2)} s; in the engine ${fmt(engine / 1000, 2)} s, of which the verification phase ${fmt(hash / 1000, 2)} s (hashing ${fmt(hashed / MiB)} MiB on worker threads from the journal's parts on, ${fmt(early / MiB)} MiB of it before the server's listing came in, while the parts the server lacks go up), then the rest of the missing parts, Complete and the HEAD that proves the object. The client used ${fmt(cpu, 2)} CPU-s and the gateway ${fmt(serverCpu, 2)} in those ${fmt(wall / 1000, 2)} s: ${fmt((100 * (cpu + serverCpu)) / ((cpus().length * wall) / 1000))}% of what the ${cpus().length} cores could give in that time.`,
+    `Where partwise's ${fmt(wall / 1000, 2)} s after the kill at 90% go (medians): process start, module loading and exit ${fmt((wall - engine) / 1000, 2)} s; in the engine ${fmt(engine / 1000, 2)} s, of which the verification phase ${fmt(hash / 1000, 2)} s (hashing ${fmt(hashed / MiB)} MiB on worker threads started as soon as the journal is read, ${fmt(early / MiB)} MiB of it before the server's listing came in, while the parts the server lacks go up), then the rest of the missing parts, Complete and the HEAD that proves the object. The client used ${fmt(cpu, 2)} CPU-s and the gateway ${fmt(serverCpu, 2)} in those ${fmt(wall / 1000, 2)} s: ${fmt((100 * (cpu + serverCpu)) / ((cpus().length * wall) / 1000))}% of what the ${cpus().length} cores could give in that time.`,
   );
   print();
 }
@@ -361,12 +361,13 @@ print();
   const { client, counts } = countingClient();
   const up = createUpload({ client, ...opts });
   const tr = performance.now();
-  let toReconcile = 0;
+  let toListed = 0;
   let hashMs = 0;
-  up.on('reconcile', (r) => {
-    toReconcile = performance.now() - tr;
-    hashMs = r.hashing?.ms ?? 0;
+  // The verify phase begins once the last ListParts page is in (hashing has run alongside since the journal was read).
+  up.on('phase', (p) => {
+    if (p.phase === 'verify') toListed = performance.now() - tr;
   });
+  up.on('reconcile', (r) => (hashMs = r.hashing?.ms ?? 0));
   const j1 = journalBytesWritten();
   const r = await up.done();
   const resumeMs = performance.now() - tr;
@@ -392,13 +393,13 @@ print();
   print(`| journal bytes written, whole uninterrupted upload | ${fmt(fullJournal / MiB, 2)} MiB (${fmt(fullJournal / 10_000)} bytes per part) | ≤ 64 MiB in all |`);
   print(`| journal bytes written: run paused at 9,950 parts, then the resume (compaction) | ${fmt(firstJournal / MiB, 2)} + ${fmt(resumeJournal / MiB, 2)} MiB | |`);
   print(`| ListParts requests on the resume | ${counts.ListParts ?? 0} | 10 |`);
-  print(`| resume: journal load + ListParts pages, excluding hashing (start to the \`reconcile\` event, minus the hashing phase) | ${fmt((toReconcile - hashMs) / 1000, 2)} s | < 1 s |`);
+  print(`| resume: journal load + ListParts pages (start to the last page in, the \`verify\` phase; hashing runs alongside on worker threads) | ${fmt(toListed / 1000, 2)} s | < 1 s |`);
   print(`| resume to completion (hashing ${fmt(hashMs / 1000, 2)} s; ${r.partsUploaded} parts sent) | ${fmt(resumeMs / 1000, 2)} s | |`);
   print(`| Complete on RGW defaults | ${r.partCount} parts, ETag …${r.etag.slice(-6)}, ${r.verification.level} | succeeds |`);
   print();
   print(`The paused run took ${fmt(pausedMs / 1000, 1)} s for 9,950 parts.`);
   print();
-  tenResults = { per, fullJournal, listParts: counts.ListParts ?? 0, overheadS: (toReconcile - hashMs) / 1000 };
+  tenResults = { per, fullJournal, listParts: counts.ListParts ?? 0, overheadS: toListed / 1000 };
 }
 
 // ------------------------------------------------------------------ 7. many small files
@@ -513,7 +514,7 @@ const targets: [string, string, string, boolean][] = [
   }),
   [`10,000 parts: journal bytes written (section 5)`, `${fmt(ten.fullJournal / MiB, 2)} MiB`, '≤ 64 MiB', ten.fullJournal <= 64 * MiB],
   [`${fmt(manyFiles)} small files vs aws s3 cp --recursive (section 7)`, `${fmt(manyResult!.aws / manyResult!.partwise, 2)} × its speed`, '≥ 1 ×', manyResult!.partwise <= manyResult!.aws],
-  [`10,000 parts: ListParts requests on resume; resume excluding hashing (section 5)`, `${ten.listParts}; ${fmt(ten.overheadS, 2)} s`, '10; < 1 s', ten.listParts === 10 && ten.overheadS < 1],
+  [`10,000 parts: ListParts requests on resume; journal load + ListParts pages (section 5)`, `${ten.listParts}; ${fmt(ten.overheadS, 2)} s`, '10; < 1 s', ten.listParts === 10 && ten.overheadS < 1],
 ];
 const summary = [
   `## Targets (issue 10), from this run`,
