@@ -38,11 +38,15 @@ export function globToRegExp(glob: string): RegExp {
       } else re += '[^/]*';
     } else if (c === '?') re += '[^/]';
     else if (c === '[') {
-      const end = glob.indexOf(']', i + 1);
+      const negate = glob[i + 1] === '!';
+      const first = i + (negate ? 2 : 1);
+      // A ']' first in the class is one of its members (POSIX): the class ends at the next one.
+      const end = glob.indexOf(']', glob[first] === ']' ? first + 1 : first);
       if (end < 0) re += '\\[';
       else {
-        const body = glob.slice(i + 1, end).replace(/\\/g, '\\\\');
-        re += `[${body.startsWith('!') ? `^${body.slice(1)}` : body}]`;
+        const members = glob.slice(first, end).replace(/[\\\]^]/g, '\\$&');
+        // Like * and ?, a class stands for one character of a name, never the '/' between names.
+        re += negate ? `[^/${members}]` : `(?!/)[${members}]`;
         i = end;
       }
     } else if (c === '\\' && i + 1 < glob.length) {

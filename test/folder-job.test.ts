@@ -40,6 +40,14 @@ test('globMatcher: names at any depth without a slash, paths with one, ** across
     [['a+b(1).txt'], 'a+b(1).txt', true],
     [['\\*.txt'], '*.txt', true],
     [['\\*.txt'], 'a.txt', false],
+    // A ']' first in a class is a member, as in POSIX shells; a class never matches the separator.
+    [['[]]x'], ']x', true],
+    [['[]a]x'], 'ax', true],
+    [['[!]]x'], ']x', false],
+    [['[!]]x'], 'bx', true],
+    [['a[!x]b'], 'a/b', false],
+    [['[^a].bin'], '^.bin', true],
+    [['[^a].bin'], 'b.bin', false],
   ];
   for (const [patterns, path, want] of rows) assert.equal(globMatcher(patterns)(path), want, `${patterns} ~ ${path}`);
   // A trailing slash: folders only, as in .gitignore.
