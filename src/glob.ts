@@ -38,21 +38,36 @@ export function globToRegExp(glob: string): RegExp {
       } else re += '[^/]*';
     } else if (c === '?') re += '[^/]';
     else if (c === '[') {
-      const negate = glob[i + 1] === '!';
-      const first = i + (negate ? 2 : 1);
-      // A ']' first in the class is one of its members (POSIX): the class ends at the next one.
-      const end = glob.indexOf(']', glob[first] === ']' ? first + 1 : first);
-      if (end < 0) re += '\\[';
-      else {
-        const members = glob.slice(first, end).replace(/[\\\]^]/g, '\\$&');
-        // Like * and ?, a class stands for one character of a name, never the '/' between names.
-        re += negate ? `[^/${members}]` : `(?!/)[${members}]`;
-        i = end;
-      }
+      const cls = bracketClass(glob, i);
+      if (cls) {
+        re += cls.re;
+        i = cls.end;
+      } else re += '\\[';
     } else if (c === '\\' && i + 1 < glob.length) {
       // An escaped character stands for itself: \* is a star.
       re += glob[++i]!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     } else re += c.replace(/[.+^${}()|\\]/g, '\\$&');
   }
   return new RegExp(`^${re}$`);
+}
+
+/**
+ * The bracket class opening at `glob[start]`, as bash and git's wildmatch read it: '!' or '^' first
+ * negates, a ']' first is a member, '\\' escapes the next character; undefined when it never closes
+ * (the '[' is then literal). Like * and ?, a class stands for one character of a name, never '/'.
+ */
+function bracketClass(glob: string, start: number): { re: string; end: number } | undefined {
+  let i = start + 1;
+  const negate = glob[i] === '!' || glob[i] === '^';
+  if (negate) i++;
+  let members = '';
+  for (let first = true; i < glob.length; i++, first = false) {
+    let c = glob[i]!;
+    if (c === ']' && !first) return { re: negate ? `[^/${members}]` : `(?!/)[${members}]`, end: i };
+    const escaped = c === '\\' && i + 1 < glob.length;
+    if (escaped) c = glob[++i]!;
+    // In the RegExp class these would mean something else; an unescaped '-' stays a range.
+    members += /[\\\]\[^]/.test(c) || (escaped && c === '-') ? `\\${c}` : c;
+  }
+  return undefined;
 }

@@ -46,8 +46,15 @@ test('globMatcher: names at any depth without a slash, paths with one, ** across
     [['[!]]x'], ']x', false],
     [['[!]]x'], 'bx', true],
     [['a[!x]b'], 'a/b', false],
-    [['[^a].bin'], '^.bin', true],
-    [['[^a].bin'], 'b.bin', false],
+    // '^' negates like '!' (bash, git's wildmatch); '\\' escapes inside a class too.
+    [['[^a].bin'], 'b.bin', true],
+    [['[^a].bin'], 'a.bin', false],
+    [['[\\]]x'], ']x', true],
+    [['[\\]]x'], '\\]x', false],
+    [['[\\-a]'], '-', true],
+    [['[\\-!]'], '!', true],
+    [['[\\d]'], '5', false],
+    [['[\\d]'], 'd', true],
   ];
   for (const [patterns, path, want] of rows) assert.equal(globMatcher(patterns)(path), want, `${patterns} ~ ${path}`);
   // A trailing slash: folders only, as in .gitignore.
