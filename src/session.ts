@@ -155,8 +155,9 @@ export async function verifyListed(cx: EngineContext, j: JournalData, plan: Part
   const bytesToHash = toHash.reduce((a, p) => a + p.size, 0);
   const md5 = needsMd5(j, listed.parts);
   // Hashing begun before the listing is kept when it computes what the listing calls for.
-  if (early && early.md5 !== md5) early.pool.close();
-  const hashing = early?.md5 === md5 ? early : startHashing(cx, j, fp, md5);
+  const reuse = early?.md5 === md5;
+  if (early && !reuse) early.pool.close();
+  const hashing = reuse ? early! : startHashing(cx, j, fp, md5);
   const wanted = new Set(toHash.map((p) => p.partNumber));
   hashing.pool.retain(wanted);
   cx.emit('phase', { phase: 'verify' });

@@ -12,7 +12,7 @@ import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, loadHashers, stripQuotes } from './checksums.ts';
 import { EngineContext, stopFollowing } from './context.ts';
-import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, S3RequestError, SourceUnreadableError, StreamFailedError, StreamTooLargeError } from './errors.ts';
+import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, S3RequestError, SourceUnreadableError, StreamFailedError, StreamTooLargeError, isNoSuchUpload } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { finish } from './finish.ts';
 import { digestBuffer, type LocalDigest } from './hashing.ts';
@@ -260,7 +260,7 @@ async function abortWithRetries(cx: EngineContext, j: JournalData): Promise<void
       await cx.s3.abortMultipartUpload({ bucket: j.bucket, key: j.key, uploadId: j.uploadId }, cx.req);
       return;
     } catch (err) {
-      if (err instanceof S3RequestError && (err.s3Code === 'NoSuchUpload' || err.httpStatus === 404)) return;
+      if (isNoSuchUpload(err) || (err instanceof S3RequestError && err.httpStatus === 404)) return;
       await new Promise((r) => setTimeout(r, 200 * (i + 1)));
     }
   }

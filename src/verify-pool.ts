@@ -86,7 +86,7 @@ export class HashPool {
 
   /** Digests of these parts, once all are hashed. */
   hash(parts: PlannedPart[]): Promise<Map<number, LocalDigest>> {
-    if (this.signal?.aborted) return Promise.reject(this.signal.reason ?? new Error('aborted'));
+    // A stop on the signal has already failed the pool (its listener runs at the abort).
     if (this.failed !== undefined) return Promise.reject(this.failed);
     if (this.closed) return Promise.reject(new Error('hash pool closed'));
     const done = new Promise<Map<number, LocalDigest>>((resolve, reject) => this.batches.add({ parts, resolve, reject }));
@@ -98,9 +98,9 @@ export class HashPool {
   /** Queued parts neither in `keep` nor waited for are dropped (the ones being hashed finish). */
   retain(keep: ReadonlySet<number>): void {
     const waited = new Set([...this.batches].flatMap((b) => b.parts.map((p) => p.partNumber)));
-    const drop = this.queue.filter((p) => !keep.has(p.partNumber) && !waited.has(p.partNumber));
-    for (const p of drop) this.asked.delete(p.partNumber);
-    this.queue.splice(0, this.queue.length, ...this.queue.filter((p) => keep.has(p.partNumber) || waited.has(p.partNumber)));
+    const stays = (p: PlannedPart) => keep.has(p.partNumber) || waited.has(p.partNumber);
+    for (const p of this.queue) if (!stays(p)) this.asked.delete(p.partNumber);
+    this.queue.splice(0, this.queue.length, ...this.queue.filter(stays));
   }
 
   /** No more parts: what nobody waits for is dropped, and the threads exit once the rest is hashed. */
@@ -170,7 +170,8 @@ export class HashPool {
 /** Hashes the given parts of a file on worker threads (a pool of its own, closed when done). */
 export async function hashPartsInWorkers(path: string, parts: PlannedPart[], alg: ChecksumAlgorithm | undefined, opts: HashPartsOptions = {}): Promise<Map<number, LocalDigest>> {
   if (parts.length === 0) return new Map();
-  const pool = new HashPool(path, alg, { ...opts, workers: Math.min(opts.workers ?? availableParallelism(), parts.length) });
+  // No more threads than parts: each thread starts with a part in hand.
+  const pool = new HashPool(path, alg, opts);
   try {
     return await pool.hash(parts);
   } finally {
