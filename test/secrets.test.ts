@@ -65,6 +65,10 @@ test('no secret in any state file, output or error; state files 0600, the state 
       return code as number;
     };
     // 1. Interrupted after a part (the lock is held while the journal exists: look at both then).
+    // Part 2 is held back, so the interrupt comes while the upload runs (the clean-clone CI run saw
+    // the rest finish during the snapshot, and the SIGINT land after the CLI had let go of it).
+    const holdPart2 = { op: 'UploadPart' as const, partNumber: 2, action: { type: 'stall' as const, ms: 3000 } };
+    emu.faults.push(holdPart2);
     assert.equal(
       await run(args, async (e, c) => {
         if (e.event === 'part-done') {
@@ -74,6 +78,7 @@ test('no secret in any state file, output or error; state files 0600, the state 
       }),
       130,
     );
+    emu.faults.splice(emu.faults.indexOf(holdPart2), 1);
     await snapshotState();
     // 1b. Create failing over and over (a lost answer is possible): the intent stays; look at it.
     const intentRule = { op: 'CreateMultipartUpload' as const, times: 1000, action: { type: 'error' as const, status: 500, code: 'InternalError' } };
