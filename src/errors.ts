@@ -97,10 +97,10 @@ export class UploadGoneError extends PartwiseError {
 
 export class UploadLockedError extends PartwiseError {
   readonly holder: { pid: number; host: string };
-  constructor(lockPath: string, holder: { pid: number; host: string }, context: ErrorContext) {
+  constructor(lockPath: string, holder: { pid: number; host: string }, context: ErrorContext, what: 'upload' | 'folder job' = 'upload') {
     super(
       'UPLOAD_LOCKED',
-      `Another partwise process (pid ${holder.pid} on ${holder.host}) is driving this upload. Wait for it to finish or stop it; if it is truly gone, delete ${lockPath}.`,
+      `Another partwise process (pid ${holder.pid} on ${holder.host}) is driving this ${what}. Wait for it to finish or stop it; if it is truly gone, delete ${lockPath}.`,
       { context },
     );
     this.holder = holder;

@@ -23,7 +23,7 @@ import { fingerprint, type SourceFingerprint } from './file-source.ts';
 import { globMatcher } from './glob.ts';
 import { digestBuffer } from './hashing.ts';
 import { JobJournal, jobJournalPath, readDone, type DoneRecord } from './job-journal.ts';
-import { defaultStateDir } from './journal.ts';
+import { acquireLock, defaultStateDir } from './journal.ts';
 import { hasExplicitSettings, objectSettings, settingsDiff } from './object-settings.ts';
 import { validateOptions, wantedAlgorithm, type EngineOptions } from './options.ts';
 import { DEFAULT_PART_SIZE } from './planner.ts';
@@ -196,47 +196,54 @@ export class FolderJob extends EventEmitter<JobEvents> {
     const stateDir = o.stateDir ?? defaultStateDir();
     const source = o.jobId !== undefined ? `job:${o.jobId}` : o.entries ? JSON.stringify(o.entries.map((e) => [resolve(e.file), e.key])) : resolve(o.dir!);
     const journalPath = jobJournalPath(stateDir, { endpoint, bucket: o.bucket, prefix: o.prefix ?? '', source });
-    const done = await readDone(journalPath);
-    const journal = new JobJournal(journalPath);
-    // Writable before anything is sent: a job that cannot record its files would send them every run.
-    await journal.open();
-    this.progress = { files: planned.length, filesDone: 0, bytesTotal: planned.reduce((a, p) => a + p.fp.size, 0), bytesDone: 0, bytesSent: 0 };
-    this.emit('job-plan', { files: planned.length, bytesTotal: this.progress.bytesTotal, notRead: listed.notRead, journalPath });
-    const outcomes: FileOutcome[] = [...unreadable];
-    for (const u of unreadable) this.emit('file-done', u);
-    // Files start as budget allows: a file waits for a slot to start; its parts share the same limiter.
-    const fileSlots = pLimit(Math.max(1, this.limiter.concurrency));
-    // Verification workers: the machine's cores shared by the files verifying at once.
-    this.hashWorkers = o.hashWorkers ?? Math.max(1, Math.floor(availableParallelism() / fileSlots.concurrency));
-    let stopStarting = unreadable.length > 0 && o.failFast === true;
-    await Promise.all(
-      planned.map((p) =>
-        fileSlots(async () => {
-          if (this.stop.signal.aborted || stopStarting) return;
-          const outcome = await this.oneFile(p, done.get(p.key), journal, stateDir);
-          outcomes.push(outcome);
-          this.progress.filesDone++;
-          this.emit('file-done', outcome);
-          this.emit('job-progress', { ...this.progress });
-          if (outcome.status === 'failed' && o.failFast) stopStarting = true;
-        }),
-      ),
-    );
-    const order = new Map(planned.map((p, i) => [p.key, i]));
-    outcomes.sort((a, b) => order.get(a.key)! - order.get(b.key)!);
-    const count = (s: FileStatus) => outcomes.filter((x) => x.status === s).length;
-    return {
-      files: listed.entries.length,
-      bytesTotal: this.progress.bytesTotal,
-      uploaded: count('uploaded'),
-      skipped: count('skipped'),
-      failed: count('failed') + (listed.entries.length - outcomes.length),
-      bytesSent: outcomes.reduce((a, x) => a + x.bytesSent, 0),
-      outcomes,
-      notRead: listed.notRead,
-      journalPath,
-      durationMs: Date.now() - t0,
-    };
+    // One run of a job at a time (cron firing again while a long backup still runs): the second
+    // stops here, before it reads the journal or sends anything. A dead holder's lock is taken over.
+    const release = await acquireLock(journalPath, { bucket: o.bucket, journalPath }, 'folder job');
+    try {
+      const done = await readDone(journalPath);
+      const journal = new JobJournal(journalPath);
+      // Writable before anything is sent: a job that cannot record its files would send them every run.
+      await journal.open();
+      this.progress = { files: planned.length, filesDone: 0, bytesTotal: planned.reduce((a, p) => a + p.fp.size, 0), bytesDone: 0, bytesSent: 0 };
+      this.emit('job-plan', { files: planned.length, bytesTotal: this.progress.bytesTotal, notRead: listed.notRead, journalPath });
+      const outcomes: FileOutcome[] = [...unreadable];
+      for (const u of unreadable) this.emit('file-done', u);
+      // Files start as budget allows: a file waits for a slot to start; its parts share the same limiter.
+      const fileSlots = pLimit(Math.max(1, this.limiter.concurrency));
+      // Verification workers: the machine's cores shared by the files verifying at once.
+      this.hashWorkers = o.hashWorkers ?? Math.max(1, Math.floor(availableParallelism() / fileSlots.concurrency));
+      let stopStarting = unreadable.length > 0 && o.failFast === true;
+      await Promise.all(
+        planned.map((p) =>
+          fileSlots(async () => {
+            if (this.stop.signal.aborted || stopStarting) return;
+            const outcome = await this.oneFile(p, done.get(p.key), journal, stateDir);
+            outcomes.push(outcome);
+            this.progress.filesDone++;
+            this.emit('file-done', outcome);
+            this.emit('job-progress', { ...this.progress });
+            if (outcome.status === 'failed' && o.failFast) stopStarting = true;
+          }),
+        ),
+      );
+      const order = new Map(planned.map((p, i) => [p.key, i]));
+      outcomes.sort((a, b) => order.get(a.key)! - order.get(b.key)!);
+      const count = (s: FileStatus) => outcomes.filter((x) => x.status === s).length;
+      return {
+        files: listed.entries.length,
+        bytesTotal: this.progress.bytesTotal,
+        uploaded: count('uploaded'),
+        skipped: count('skipped'),
+        failed: count('failed') + (listed.entries.length - outcomes.length),
+        bytesSent: outcomes.reduce((a, x) => a + x.bytesSent, 0),
+        outcomes,
+        notRead: listed.notRead,
+        journalPath,
+        durationMs: Date.now() - t0,
+      };
+    } finally {
+      await release();
+    }
   }
 
   /** One file: confirmed as done, or sent; never throws (a failure is its outcome). */

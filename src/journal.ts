@@ -444,7 +444,7 @@ async function replaceStale(path: string, stale: Holder, mine: string, me: LockI
  * by a dead process on this host (kill -9, power loss) is taken over; two processes racing to take
  * over the same dead holder's lock never both win. Release removes the lock only while it is ours.
  */
-export async function acquireLock(journalPath: string, context: ErrorContext): Promise<() => Promise<void>> {
+export async function acquireLock(journalPath: string, context: ErrorContext, what: 'upload' | 'folder job' = 'upload'): Promise<() => Promise<void>> {
   const lockPath = `${journalPath}.lock`;
   await prepareStateDir(join(lockPath, '..'));
   const me: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), nonce: randomBytes(12).toString('hex') };
@@ -472,12 +472,12 @@ export async function acquireLock(journalPath: string, context: ErrorContext): P
       const holder = await readHolder(lockPath);
       if (!holder) continue; // released in between
       if (!isStale(holder, me.host)) {
-        throw new UploadLockedError(lockPath, holder.info ? { pid: holder.info.pid, host: holder.info.host } : { pid: -1, host: 'unknown (unreadable lock file)' }, { ...context, journalPath });
+        throw new UploadLockedError(lockPath, holder.info ? { pid: holder.info.pid, host: holder.info.host } : { pid: -1, host: 'unknown (unreadable lock file)' }, { ...context, journalPath }, what);
       }
       if (await replaceStale(lockPath, holder, mine, me, 0)) return once(release);
       await new Promise((r) => setTimeout(r, 5 + attempt * 5)); // another process is mid-takeover
     }
-    throw new UploadLockedError(lockPath, { pid: -1, host: 'unknown (takeover kept racing)' }, { ...context, journalPath });
+    throw new UploadLockedError(lockPath, { pid: -1, host: 'unknown (takeover kept racing)' }, { ...context, journalPath }, what);
   } finally {
     await rm(mine, { force: true });
   }

@@ -319,3 +319,40 @@ test('folder job edge cases: a changed large file after an interrupted run, a va
     assert.equal(sha256(await getObjectBytes(bucket, 'ct/same.bin')), sha256(other));
   }
 });
+
+test('two runs of one folder job at once: the second is refused (UPLOAD_LOCKED, the holder named) before it sends anything; the lock goes with the first', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-folder-lock');
+  const dir = await tempDir();
+  const state = await tempDir();
+  for (let i = 0; i < 3; i++) await writeFile(join(dir, `f${i}.bin`), randomBytes(2000 + i));
+  const inner = new SdkS3Port(countingClient().client);
+  let hold!: () => void;
+  const held = new Promise<void>((r) => (hold = r));
+  let entered!: () => void;
+  const inPut = new Promise<void>((r) => (entered = r));
+  const holding = wrapPort(inner, {
+    putObject: async (input, req, signal) => {
+      entered();
+      await held;
+      return inner.putObject(input, req, signal);
+    },
+  });
+  const first = new FolderJob({ s3: holding, dir, bucket, stateDir: state, concurrency: 1 });
+  const firstDone = first.done();
+  await inPut;
+  const { client, counts } = countingClient();
+  const second = new FolderJob({ s3: new SdkS3Port(client), dir, bucket, stateDir: state });
+  await assert.rejects(second.done(), (e: { code?: string; message?: string }) => {
+    assert.equal(e.code, 'UPLOAD_LOCKED');
+    assert.match(e.message!, new RegExp(`pid ${process.pid}\\b.*folder job`));
+    return true;
+  });
+  assert.equal(counts.PutObject, undefined, 'the refused run sent nothing');
+  hold();
+  const r = await firstDone;
+  assert.equal(r.uploaded, 3);
+  await assert.rejects(readFile(`${r.journalPath}.lock`), { code: 'ENOENT' });
+  const third = await new FolderJob({ s3: new SdkS3Port(plainClient()), dir, bucket, stateDir: state }).done();
+  assert.equal(third.skipped, 3, 'the lock released: the next run goes ahead');
+});
