@@ -180,26 +180,27 @@ export class FolderJob extends EventEmitter<JobEvents> {
     const t0 = Date.now();
     const o = this.options;
     await loadHashers();
-    const listed = o.entries ? { entries: o.entries, notRead: [] } : await listFolder(o.dir!, o.prefix ?? '', o.exclude ?? []);
-    const planned: Planned[] = [];
-    // A file that vanished or cannot be read since it was listed fails alone, not the job.
-    const unreadable: FileOutcome[] = [];
-    for (const e of listed.entries) {
-      try {
-        planned.push({ ...e, fp: await fingerprint(e.file) });
-      } catch (err) {
-        const pe = err instanceof PartwiseError ? err : new SourceUnreadableError(e.file, err);
-        unreadable.push({ file: e.file, key: e.key, size: 0, status: 'failed', how: 'failed', bytesSent: 0, error: { code: pe.code, message: pe.message } });
-      }
-    }
     const endpoint = await o.s3.describeEndpoint();
     const stateDir = o.stateDir ?? defaultStateDir();
     const source = o.jobId !== undefined ? `job:${o.jobId}` : o.entries ? JSON.stringify(o.entries.map((e) => [resolve(e.file), e.key])) : resolve(o.dir!);
     const journalPath = jobJournalPath(stateDir, { endpoint, bucket: o.bucket, prefix: o.prefix ?? '', source });
     // One run of a job at a time (cron firing again while a long backup still runs): the second
-    // stops here, before it reads the journal or sends anything. A dead holder's lock is taken over.
+    // stops here, before it lists the folder, reads the journal or sends anything. A dead
+    // holder's lock is taken over.
     const release = await acquireLock(journalPath, { bucket: o.bucket, journalPath }, 'folder job');
     try {
+      const listed = o.entries ? { entries: o.entries, notRead: [] } : await listFolder(o.dir!, o.prefix ?? '', o.exclude ?? []);
+      const planned: Planned[] = [];
+      // A file that vanished or cannot be read since it was listed fails alone, not the job.
+      const unreadable: FileOutcome[] = [];
+      for (const e of listed.entries) {
+        try {
+          planned.push({ ...e, fp: await fingerprint(e.file) });
+        } catch (err) {
+          const pe = err instanceof PartwiseError ? err : new SourceUnreadableError(e.file, err);
+          unreadable.push({ file: e.file, key: e.key, size: 0, status: 'failed', how: 'failed', bytesSent: 0, error: { code: pe.code, message: pe.message } });
+        }
+      }
       const done = await readDone(journalPath);
       const journal = new JobJournal(journalPath);
       // Writable before anything is sent: a job that cannot record its files would send them every run.
@@ -213,6 +214,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
       // Verification workers: the machine's cores shared by the files verifying at once.
       this.hashWorkers = o.hashWorkers ?? Math.max(1, Math.floor(availableParallelism() / fileSlots.concurrency));
       let stopStarting = unreadable.length > 0 && o.failFast === true;
+      let listenerFailed: { error: unknown } | undefined;
       await Promise.all(
         planned.map((p) =>
           fileSlots(async () => {
@@ -220,12 +222,20 @@ export class FolderJob extends EventEmitter<JobEvents> {
             const outcome = await this.oneFile(p, done.get(p.key), journal, stateDir);
             outcomes.push(outcome);
             this.progress.filesDone++;
-            this.emit('file-done', outcome);
-            this.emit('job-progress', { ...this.progress });
+            try {
+              this.emit('file-done', outcome);
+              this.emit('job-progress', { ...this.progress });
+            } catch (error) {
+              // A caller's listener threw: no new file starts, and the job fails only once the files
+              // in flight have finished, so the lock is never let go under a running upload.
+              listenerFailed ??= { error };
+              stopStarting = true;
+            }
             if (outcome.status === 'failed' && o.failFast) stopStarting = true;
           }),
         ),
       );
+      if (listenerFailed) throw listenerFailed.error;
       const order = new Map(planned.map((p, i) => [p.key, i]));
       outcomes.sort((a, b) => order.get(a.key)! - order.get(b.key)!);
       const count = (s: FileStatus) => outcomes.filter((x) => x.status === s).length;

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { ObjectSettings } from './object-settings.ts';
+import { readFileSync } from 'node:fs';
 import { chmod, link, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -357,6 +358,8 @@ interface LockInfo {
   startedAt: string;
   /** unique per acquisition: who holds a lock file is decided by this, never by the path alone */
   nonce: string;
+  /** which process had the pid: boot id and start time (Linux); absent elsewhere */
+  pidStart?: string;
 }
 
 interface Holder {
@@ -364,6 +367,22 @@ interface Holder {
   /** what identifies this lock instance: its nonce, or for an unparseable file its inode */
   tag: string;
   mtimeMs: number;
+}
+
+/**
+ * A process's identity beyond its pid, which the kernel reuses: the boot it ran in and its start
+ * time in clock ticks since that boot (/proc/PID/stat, field 22). A container's PID 1 restarted
+ * after a kill has the same pid as the holder it replaces, but not the same start.
+ */
+function processStart(pid: number): string | undefined {
+  try {
+    const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return bootId && start && /^\d+$/.test(start) ? `${bootId}:${start}` : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function pidAlive(pid: number): boolean {
@@ -393,13 +412,18 @@ async function readHolder(path: string): Promise<Holder | undefined> {
 }
 
 /**
- * A holder is stale only when it is provably gone: a dead PID on this host. Lock files are
+ * A holder is stale only when it is provably gone: a dead PID on this host, or a live one now
+ * held by another process (its recorded start differs). Lock files are
  * created whole (a complete temp file linked into place), so an unparseable one is not a writer
  * caught mid-write; it is left by an older version or a damaged disk, and counts as stale once old.
  */
 function isStale(h: Holder, host: string): boolean {
   if (!h.info) return Date.now() - h.mtimeMs > 10_000;
-  return h.info.host === host && !pidAlive(h.info.pid);
+  if (h.info.host !== host) return false;
+  if (!pidAlive(h.info.pid)) return true;
+  // The pid lives, but is it the holder? Only a different recorded start proves it is not.
+  const now = h.info.pidStart === undefined ? undefined : processStart(h.info.pid);
+  return now !== undefined && now !== h.info.pidStart;
 }
 
 const errCode = (err: unknown) => (err as NodeJS.ErrnoException).code;
@@ -447,7 +471,8 @@ async function replaceStale(path: string, stale: Holder, mine: string, me: LockI
 export async function acquireLock(journalPath: string, context: ErrorContext, what: 'upload' | 'folder job' = 'upload'): Promise<() => Promise<void>> {
   const lockPath = `${journalPath}.lock`;
   await prepareStateDir(join(lockPath, '..'));
-  const me: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), nonce: randomBytes(12).toString('hex') };
+  const pidStart = processStart(process.pid);
+  const me: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), nonce: randomBytes(12).toString('hex'), ...(pidStart ? { pidStart } : {}) };
   const mine = `${lockPath}.new-${me.nonce}`;
   try {
     const fh = await open(mine, 'wx', 0o600);

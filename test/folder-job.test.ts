@@ -320,13 +320,18 @@ test('folder job edge cases: a changed large file after an interrupted run, a va
   }
 });
 
-test('two runs of one folder job at once: the second is refused (UPLOAD_LOCKED, the holder named) before it sends anything; the lock goes with the first', async () => {
+/** A bucket, a folder of three small files, a state folder, and a port to the server to wrap. */
+async function threeSmallFiles() {
   loadS3Env();
   const bucket = await makeBucket('pw-folder-lock');
   const dir = await tempDir();
   const state = await tempDir();
   for (let i = 0; i < 3; i++) await writeFile(join(dir, `f${i}.bin`), randomBytes(2000 + i));
-  const inner = new SdkS3Port(countingClient().client);
+  return { bucket, dir, state, inner: new SdkS3Port(countingClient().client) };
+}
+
+test('two runs of one folder job at once: the second is refused (UPLOAD_LOCKED, the holder named) before it sends anything; the lock goes with the first', async () => {
+  const { bucket, dir, state, inner } = await threeSmallFiles();
   let hold!: () => void;
   const held = new Promise<void>((r) => (hold = r));
   let entered!: () => void;
@@ -343,16 +348,44 @@ test('two runs of one folder job at once: the second is refused (UPLOAD_LOCKED, 
   await inPut;
   const { client, counts } = countingClient();
   const second = new FolderJob({ s3: new SdkS3Port(client), dir, bucket, stateDir: state });
+  let planned = false;
+  second.on('job-plan', () => (planned = true));
   await assert.rejects(second.done(), (e: { code?: string; message?: string }) => {
     assert.equal(e.code, 'UPLOAD_LOCKED');
     assert.match(e.message!, new RegExp(`pid ${process.pid}\\b.*folder job`));
     return true;
   });
   assert.equal(counts.PutObject, undefined, 'the refused run sent nothing');
+  assert.equal(planned, false, 'refused before it read the journal and planned');
   hold();
   const r = await firstDone;
   assert.equal(r.uploaded, 3);
   await assert.rejects(readFile(`${r.journalPath}.lock`), { code: 'ENOENT' });
   const third = await new FolderJob({ s3: new SdkS3Port(plainClient()), dir, bucket, stateDir: state }).done();
   assert.equal(third.skipped, 3, 'the lock released: the next run goes ahead');
+});
+
+test('a listener that throws fails the job only once every file in flight has finished: the lock is never let go under a running upload', async () => {
+  const { bucket, dir, state, inner } = await threeSmallFiles();
+  let inFlight = 0;
+  const slow = wrapPort(inner, {
+    putObject: async (input, req, signal) => {
+      inFlight++;
+      try {
+        if (input.key !== 'f0.bin') await new Promise((r) => setTimeout(r, 400));
+        return await inner.putObject(input, req, signal);
+      } finally {
+        inFlight--;
+      }
+    },
+  });
+  const job = new FolderJob({ s3: slow, dir, bucket, stateDir: state, concurrency: 3 });
+  job.on('file-done', () => {
+    throw new Error('listener bug');
+  });
+  let journalPath = '';
+  job.on('job-plan', (e) => (journalPath = e.journalPath));
+  await assert.rejects(job.done(), /listener bug/);
+  assert.equal(inFlight, 0, 'no request of the job still running when it reports its failure');
+  await assert.rejects(readFile(`${journalPath}.lock`), { code: 'ENOENT' });
 });

@@ -186,3 +186,21 @@ test('lock: a second holder is refused; a lock left by a dead process is taken o
   assert.equal(JSON.parse(await readFile(`${p}.lock`, 'utf8')).pid, process.pid);
   await taken();
 });
+
+test('lock: a lock left by an earlier process that had the same pid (a container\'s PID 1 restarted) is taken over; one held by this process, from any thread, is not', async () => {
+  if (process.platform !== 'linux') return; // process start identities come from /proc
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  const mine = await acquireLock(p, {});
+  const held = JSON.parse(await readFile(`${p}.lock`, 'utf8')) as { pidStart?: string };
+  assert.match(held.pidStart ?? '', /^[0-9a-f-]{36}:\d+$/, 'the lock names its process by boot id and start time');
+  await mine();
+  // Another acquisition in this process (a worker thread has its own module state): refused.
+  await writeFile(`${p}.lock`, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: 'now', nonce: 'other-thread', pidStart: held.pidStart }));
+  await assert.rejects(acquireLock(p, {}), UploadLockedError);
+  // The same pid, but another process's start: that process is gone.
+  await writeFile(`${p}.lock`, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: 'then', nonce: 'before-restart', pidStart: `${held.pidStart!.split(':')[0]}:1` }));
+  const taken = await acquireLock(p, {});
+  assert.equal(JSON.parse(await readFile(`${p}.lock`, 'utf8')).pidStart, held.pidStart);
+  await taken();
+});
