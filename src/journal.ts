@@ -1,6 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { ObjectSettings } from './object-settings.ts';
-import { readFileSync, readlinkSync } from 'node:fs';
 import { chmod, link, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -358,10 +357,6 @@ interface LockInfo {
   startedAt: string;
   /** unique per acquisition: who holds a lock file is decided by this, never by the path alone */
   nonce: string;
-  /** Linux: the boot the holder ran in, its pid and time namespaces, its start (see selfIdentity) */
-  boot?: string;
-  ns?: string;
-  start?: string;
 }
 
 interface Holder {
@@ -369,61 +364,6 @@ interface Holder {
   /** what identifies this lock instance: its nonce, or for an unparseable file its inode */
   tag: string;
   mtimeMs: number;
-}
-
-const BOOT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-/** Field 22 of /proc/PID/stat (start time, clock ticks since boot), if that file is PID's. */
-function startOf(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The name (field 2) may hold spaces and ')': fields are counted from the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // A /proc mounted from another pid namespace shows other processes under our numbers.
-    if (stat.slice(0, stat.indexOf(' ')) !== String(pid)) return undefined;
-    return /^\d+$/.test(fields[19] ?? '') ? fields[19] : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-let self: Pick<LockInfo, 'boot' | 'ns' | 'start'> | undefined;
-
-/**
- * This process beyond its pid, which the kernel reuses: the boot it runs in, and, within that boot,
- * its pid and time namespaces and start time. A lock from another boot of this host is a dead
- * holder's (power loss, then a new process under its old pid); within one boot, start times are
- * comparable only inside the same namespaces (another container's PID 1 is not ours to judge).
- */
-function selfIdentity(): Pick<LockInfo, 'boot' | 'ns' | 'start'> {
-  if (self) return self;
-  self = {};
-  try {
-    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-    if (!BOOT_ID.test(boot)) return self;
-    self.boot = boot;
-    let time = '';
-    try {
-      time = readlinkSync('/proc/self/ns/time');
-    } catch {
-      /* a kernel without time namespaces: no clock offsets to tell apart */
-    }
-    const start = startOf(process.pid);
-    if (start) Object.assign(self, { ns: `${readlinkSync('/proc/self/ns/pid')} ${time}`, start });
-  } catch {
-    /* not Linux, or /proc hidden: the pid alone decides, as before */
-  }
-  return self;
-}
-
-/** Whether a live pid is provably no longer the lock's holder (never true on doubt). */
-function holderReplaced(info: LockInfo): boolean {
-  const me = selfIdentity();
-  if (!me.boot || typeof info.boot !== 'string' || !BOOT_ID.test(info.boot)) return false;
-  if (info.boot !== me.boot) return true;
-  if (!me.ns || info.ns !== me.ns || typeof info.start !== 'string' || !/^\d+$/.test(info.start)) return false;
-  const now = startOf(info.pid);
-  return now !== undefined && now !== info.start;
 }
 
 function pidAlive(pid: number): boolean {
@@ -453,15 +393,13 @@ async function readHolder(path: string): Promise<Holder | undefined> {
 }
 
 /**
- * A holder is stale only when it is provably gone: a dead PID on this host, or a live one that is
- * provably another process now (holderReplaced). Lock files are
+ * A holder is stale only when it is provably gone: a dead PID on this host. Lock files are
  * created whole (a complete temp file linked into place), so an unparseable one is not a writer
  * caught mid-write; it is left by an older version or a damaged disk, and counts as stale once old.
  */
 function isStale(h: Holder, host: string): boolean {
   if (!h.info) return Date.now() - h.mtimeMs > 10_000;
-  if (h.info.host !== host) return false;
-  return !pidAlive(h.info.pid) || holderReplaced(h.info);
+  return h.info.host === host && !pidAlive(h.info.pid);
 }
 
 const errCode = (err: unknown) => (err as NodeJS.ErrnoException).code;
@@ -509,7 +447,7 @@ async function replaceStale(path: string, stale: Holder, mine: string, me: LockI
 export async function acquireLock(journalPath: string, context: ErrorContext, what: 'upload' | 'folder job' = 'upload'): Promise<() => Promise<void>> {
   const lockPath = `${journalPath}.lock`;
   await prepareStateDir(join(lockPath, '..'));
-  const me: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), nonce: randomBytes(12).toString('hex'), ...selfIdentity() };
+  const me: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), nonce: randomBytes(12).toString('hex') };
   const mine = `${lockPath}.new-${me.nonce}`;
   try {
     const fh = await open(mine, 'wx', 0o600);
