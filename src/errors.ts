@@ -95,9 +95,12 @@ export class UploadGoneError extends PartwiseError {
   }
 }
 
+/** What a lock guards: one upload's journal, or a folder job's. */
+export type LockedWork = 'upload' | 'folder job';
+
 export class UploadLockedError extends PartwiseError {
   readonly holder: { pid: number; host: string };
-  constructor(lockPath: string, holder: { pid: number; host: string }, context: ErrorContext, what: 'upload' | 'folder job' = 'upload') {
+  constructor(lockPath: string, holder: { pid: number; host: string }, context: ErrorContext, what: LockedWork = 'upload') {
     super(
       'UPLOAD_LOCKED',
       `Another partwise process (pid ${holder.pid} on ${holder.host}) is driving this ${what}. Wait for it to finish or stop it; if it is truly gone, delete ${lockPath}.`,

@@ -4,7 +4,7 @@ import { chmod, link, mkdir, open, readFile, readdir, rename, rm, stat, unlink }
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { isChecksumAlgorithm, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
-import { JournalCorruptError, StateUnwritableError, UploadLockedError, type ErrorContext } from './errors.ts';
+import { JournalCorruptError, StateUnwritableError, UploadLockedError, type ErrorContext, type LockedWork } from './errors.ts';
 import type { SourceFingerprint } from './file-source.ts';
 import type { LocalDigest } from './hashing.ts';
 
@@ -444,7 +444,7 @@ async function replaceStale(path: string, stale: Holder, mine: string, me: LockI
  * by a dead process on this host (kill -9, power loss) is taken over; two processes racing to take
  * over the same dead holder's lock never both win. Release removes the lock only while it is ours.
  */
-export async function acquireLock(journalPath: string, context: ErrorContext, what: 'upload' | 'folder job' = 'upload'): Promise<() => Promise<void>> {
+export async function acquireLock(journalPath: string, context: ErrorContext, what: LockedWork = 'upload'): Promise<() => Promise<void>> {
   const lockPath = `${journalPath}.lock`;
   await prepareStateDir(join(lockPath, '..'));
   const me: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), nonce: randomBytes(12).toString('hex') };
