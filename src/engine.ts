@@ -8,7 +8,6 @@
 import type { FileHandle } from 'node:fs/promises';
 import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
-import { loadHashers } from './checksums.ts';
 import { EngineContext, stopFollowing } from './context.ts';
 import { CompleteFailedError, JournalCorruptError, JournalMismatchError, UploadNotAdoptableError, ObjectExistsError, ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
@@ -109,10 +108,10 @@ export class Upload extends EventEmitter<UploadEvents> {
 
   private async run(): Promise<UploadResult> {
     const t0 = Date.now();
-    // Loaded while the file and the journal are looked at: the WASM ones take tens of milliseconds.
-    const hashers = loadHashers();
+    // No hashers loaded here: they are loaded where they are used (parts sent: preparePart; parts
+    // verified: the hash threads; the object proven: finish), each the algorithm it needs. Loading
+    // them all cost every start ~30 ms of WASM compiling for CRC64NVME, which CRC32C never uses.
     const { fp, journalPath, endpoint } = await this.locate();
-    await hashers;
     const release = await acquireLock(journalPath, this.cx.errorContext({ journalPath }));
     let fh: FileHandle | undefined;
     let outcome: Outcome;
@@ -238,7 +237,6 @@ export class Upload extends EventEmitter<UploadEvents> {
 
   /** What a resume would do, changing nothing: no lock, no part sent, the journal untouched. */
   async status(): Promise<StatusReport> {
-    await loadHashers();
     const { fp, journalPath } = await this.locate();
     const j = await readJournal(journalPath);
     if (!j) {

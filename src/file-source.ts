@@ -1,5 +1,5 @@
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
-import type { ChecksumAlgorithm } from './checksums.ts';
+import { loadHashers, type ChecksumAlgorithm } from './checksums.ts';
 import { SourceChangedError, SourceUnreadableError, type ErrorContext } from './errors.ts';
 import { digestBuffer, digestFileRange, type LocalDigest } from './hashing.ts';
 import type { PlannedPart } from './planner.ts';
@@ -112,6 +112,9 @@ export async function preparePart(
   from: { reuse?: PreparedPart; alloc?: (size: number) => Buffer; md5?: boolean } = {},
 ): Promise<PreparedPart> {
   const md5 = from.md5 !== false;
+  // Each run loads the hashers it uses, here where parts are hashed for sending (not all up front:
+  // CRC64NVME's WASM costs ~30 ms of every start that never uses it).
+  await loadHashers([alg ?? undefined, md5 || !alg ? 'MD5' : undefined]);
   if (part.size > streamAbove) {
     return { body: fileRangeBody(fh, part.offset, part.size), digest: await digestFileRange(fh, part.offset, part.size, alg ?? undefined, undefined, undefined, md5) };
   }

@@ -4,7 +4,7 @@
  * from GetObjectAttributes, else Complete's own response when the object cannot be read), and it
  * counts only on evidence that identifies the bytes (`provesBytes`).
  */
-import { checksumTypeFor, stripQuotes } from './checksums.ts';
+import { checksumTypeFor, loadHashers, stripQuotes } from './checksums.ts';
 import type { EngineContext } from './context.ts';
 import { hasExplicitSettings } from './object-settings.ts';
 import { CompleteFailedError, ObjectExistsError, ObjectUnverifiedError, ObjectVerificationError, PausedError, S3RequestError, UploadGoneError, isNoSuchUpload } from './errors.ts';
@@ -73,8 +73,17 @@ function nothingToJudge(look: Exclude<Look, { kind: 'object' }>): Proof {
 
 const unreadableWhy = (e: S3RequestError) => `the object cannot be read (${e.s3Code}: no s3:GetObject?)`;
 
+/**
+ * The object's expected values, with the hasher they need loaded (a resume that sends nothing has
+ * not loaded one: hashers are loaded where they are used).
+ */
+async function expectedValuesLoaded(expected: ExpectedObject): Promise<ReturnType<typeof expectedValues>> {
+  await loadHashers([expected.algorithm ?? undefined]);
+  return expectedValues(expected);
+}
+
 async function judgeLook(cx: EngineContext, j: JournalData, look: Look, expected: ExpectedObject, completed?: CompleteOutput): Promise<Proof> {
-  const values = expectedValues(expected);
+  const values = await expectedValuesLoaded(expected);
   if (look.kind !== 'object') {
     if (look.kind === 'absent' || !completed) return nothingToJudge(look);
     const why = unreadableWhy(look.error);
@@ -205,7 +214,7 @@ export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
   if (!s.stream) await assertSourceUnchanged(j.source, cx.o.file, ctx);
   const ordered = orderedParts(s, ctx);
   const expected = expectedObject(s.plan, s.alg, j.etagIsMd5, s.digests);
-  const values = expectedValues(expected);
+  const values = await expectedValuesLoaded(expected);
   const type = s.alg ? (j.checksumType ?? checksumTypeFor(s.alg)) : undefined;
   const fullObjectChecksum = type === 'FULL_OBJECT' ? values.fullObject : undefined;
   const input = (withPartChecksums: boolean): Parameters<S3Port['completeMultipartUpload']>[0] => ({

@@ -6,6 +6,10 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { before, describe, test } from 'node:test';
 import { MiB } from '../src/index.ts';
+import { Upload } from '../src/engine.ts';
+import { PausedError } from '../src/errors.ts';
+import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { wrapPort } from './helpers/ports.ts';
 import { readJournal } from '../src/journal.ts';
 import { BIN, cliEnv, jsonLines, runCli } from './helpers/cli.ts';
 import { getObjectBytes, makeBucket, randomFile, sha256, tempDir } from './helpers/s3.ts';
@@ -103,6 +107,33 @@ describe('the partwise command, end to end against the local server', () => {
     const verify = await runCli(['verify', f.path, dest], env);
     assert.equal(verify.code, 0);
     assert.match(verify.stdout, /verification: full-object-checksum/);
+  });
+
+  test('a resume with every part already on the server completes in a fresh process: the whole-object checksum loads its own hasher', async () => {
+    // The engine loads hashers where it hashes, not all up front; a resume that sends nothing still
+    // computes the expected full-object and composite checksums before it says complete.
+    const dir = await tempDir();
+    const f = await randomFile(dir, 10 * MiB);
+    const dest = `s3://${bucket}/cli/all-there.bin`;
+    const stop = new AbortController();
+    const inner = new SdkS3Port(createS3Client());
+    const s3 = wrapPort(inner, {
+      completeMultipartUpload: async () => {
+        stop.abort();
+        throw new Error('stopped before Complete');
+      },
+    });
+    const first = new Upload({ file: f.path, bucket, key: 'cli/all-there.bin', partSize: 5 * MiB, concurrency: 1, stateDir: dir, s3, signal: stop.signal });
+    await assert.rejects(first.done(), PausedError);
+    const r = await runCli(['upload', f.path, dest, '--json'], cliEnv(dir));
+    assert.equal(r.code, 0, r.stderr);
+    const complete = jsonLines(r.stdout).at(-1)!;
+    assert.equal(complete.event, 'complete');
+    assert.equal(complete.partsSkipped, 2);
+    assert.equal(complete.partsUploaded, 0);
+    assert.equal(complete.bytesSent, 0);
+    assert.equal(complete.verificationLevel, 'full-object-checksum');
+    assert.equal(sha256(await getObjectBytes(bucket, 'cli/all-there.bin')), f.sha256);
   });
 
   test('a second Ctrl-C exits at once with 130, and the journal is still valid', async () => {
