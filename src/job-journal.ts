@@ -54,23 +54,39 @@ export async function readDone(path: string): Promise<Map<string, DoneRecord>> {
   return out;
 }
 
+/** The file calls the journal makes (tests hand in ones that fail on demand). */
+export interface JournalFiles {
+  open: typeof open;
+  mkdir: typeof mkdir;
+}
+
+interface Pending {
+  line: string;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 /**
  * Appends records, each synced before its promise resolves; records that arrive while a write is
- * under way go together in the next one (one fsync for many small files).
+ * under way go together in the next one (one fsync for many small files). Each record's promise
+ * settles with its own batch: a later batch failing does not take back one already synced.
  */
 export class JobJournal {
-  private queue: string[] = [];
-  private writing: Promise<void> | undefined;
+  private queue: Pending[] = [];
+  private draining = false;
 
   private needsNewline = false;
 
-  constructor(readonly path: string) {}
+  constructor(
+    readonly path: string,
+    private readonly files: JournalFiles = { open, mkdir },
+  ) {}
 
   /** Checks the journal can be written (before anything is sent) and ends a torn last line. */
   async open(): Promise<void> {
     try {
-      await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-      const fh = await open(this.path, 'a+', 0o600);
+      await this.files.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
+      const fh = await this.files.open(this.path, 'a+', 0o600);
       try {
         const { size } = await fh.stat();
         if (size > 0) {
@@ -89,34 +105,47 @@ export class JobJournal {
 
   append(r: DoneRecord): Promise<void> {
     const body = JSON.stringify(r);
-    this.queue.push(`${body} ${hashOf(body)}\n`);
-    this.writing ??= this.drain();
-    return this.writing;
+    const done = new Promise<void>((resolve, reject) => this.queue.push({ line: `${body} ${hashOf(body)}\n`, resolve, reject }));
+    if (!this.draining) void this.drain();
+    return done;
   }
 
   private async drain(): Promise<void> {
+    this.draining = true;
     try {
       // Let the callers of this tick join the batch.
       await new Promise((resolve) => setImmediate(resolve));
       while (this.queue.length) {
-        const text = (this.needsNewline ? '\n' : '') + this.queue.join('');
+        const batch = this.queue;
         this.queue = [];
-        this.needsNewline = false;
         try {
-          await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-          const fh = await open(this.path, 'a', 0o600);
-          try {
-            await fh.writeFile(text);
-            await fh.datasync();
-          } finally {
-            await fh.close();
-          }
+          await this.write((this.needsNewline ? '\n' : '') + batch.map((p) => p.line).join(''));
+          this.needsNewline = false;
+          for (const p of batch) p.resolve();
         } catch (err) {
-          throw new StateUnwritableError(dirname(this.path), err, { journalPath: this.path });
+          // A failed append may have left part of its text: the next record starts on a new line
+          // (a torn line fails its hash and is skipped when read).
+          this.needsNewline = true;
+          for (const p of batch) p.reject(err);
         }
       }
     } finally {
-      this.writing = undefined;
+      this.draining = false;
+    }
+  }
+
+  private async write(text: string): Promise<void> {
+    try {
+      await this.files.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
+      const fh = await this.files.open(this.path, 'a', 0o600);
+      try {
+        await fh.writeFile(text);
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      throw new StateUnwritableError(dirname(this.path), err, { journalPath: this.path });
     }
   }
 }
