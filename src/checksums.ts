@@ -96,6 +96,8 @@ interface WasmHasher {
 }
 
 const factories = new Map<string, HasherFactory>();
+/** WASM hashers' on-demand makers; the others' factories never run out */
+const acquirers = new Map<string, () => Promise<Hasher>>();
 const loading = new Map<string, Promise<void>>();
 type HashName = ChecksumAlgorithm | 'MD5';
 const ALL_HASHES: readonly HashName[] = ['MD5', ...CHECKSUM_ALGORITHMS];
@@ -105,8 +107,12 @@ const ALL_HASHES: readonly HashName[] = ['MD5', ...CHECKSUM_ALGORITHMS];
 let hashWasm: Promise<typeof import('hash-wasm')> | undefined;
 const wasm = () => (hashWasm ??= import('hash-wasm'));
 
-function set(name: string, impl: string, f: HasherFactory): void {
-  factories.set(name, f);
+function set(name: string, impl: string, f: HasherFactory | { sync: HasherFactory; acquire: () => Promise<Hasher> }): void {
+  if (typeof f === 'function') factories.set(name, f);
+  else {
+    factories.set(name, f.sync);
+    acquirers.set(name, f.acquire);
+  }
   activeImplementations[name] = impl;
 }
 
@@ -165,19 +171,17 @@ export async function loadHashers(names: Iterable<HashName | undefined> = ALL_HA
 
 /**
  * hash-wasm instances are created asynchronously, so a small free list is made up front and the
- * factory stays synchronous. partwise always hashes a whole buffer in one synchronous run
- * (create, update, digest), so one thread never holds more than one instance per algorithm.
+ * synchronous factory serves hashes done in one synchronous run (a whole buffer: create, update,
+ * digest). A hasher held across reads (a part streamed from the file, several at once at high
+ * concurrency) is taken with `acquire`, which makes an instance when none is free.
  */
-async function wasmFactory(create: () => Promise<WasmHasher>): Promise<HasherFactory> {
+async function wasmFactory(create: () => Promise<WasmHasher>): Promise<{ sync: HasherFactory; acquire: () => Promise<Hasher> }> {
   const free: WasmHasher[] = [];
   for (let i = 0; i < 4; i++) free.push(await create());
   const refill = () => {
     if (free.length < 2) void Promise.all([create(), create()]).then((xs) => free.push(...xs));
   };
-  return () => {
-    const inst = free.pop();
-    refill();
-    if (!inst) throw new Error('hash-wasm instances exhausted (more than 4 concurrent hashes of one algorithm on one thread)');
+  const use = (inst: WasmHasher): Hasher => {
     inst.init();
     return {
       update: (d) => void inst.update(d),
@@ -188,12 +192,29 @@ async function wasmFactory(create: () => Promise<WasmHasher>): Promise<HasherFac
       },
     };
   };
+  return {
+    sync: () => {
+      const inst = free.pop();
+      refill();
+      if (!inst) throw new Error('hash-wasm instances exhausted (more than 4 concurrent hashes of one algorithm on one thread)');
+      return use(inst);
+    },
+    // Never the last two free ones: a synchronous hash (one at a time per thread) must find one
+    // while many streamed parts hold theirs.
+    acquire: async () => use(free.length > 2 ? free.pop()! : await create()),
+  };
 }
 
 export function createHasher(name: ChecksumAlgorithm | 'MD5'): Hasher {
   const f = factories.get(name);
   if (!f) throw new Error(`hashers not loaded (call loadHashers() first) or unknown algorithm ${name}`);
   return f();
+}
+
+/** A hasher to hold across awaits (reads of a streamed part): never runs out, whatever the concurrency. */
+export async function acquireHasher(name: ChecksumAlgorithm | 'MD5'): Promise<Hasher> {
+  const a = acquirers.get(name);
+  return a ? a() : createHasher(name);
 }
 
 // ---------------------------------------------------------------------------------------------

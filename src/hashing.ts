@@ -1,6 +1,6 @@
 import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { createHasher, type ChecksumAlgorithm, type Hasher } from './checksums.ts';
+import { acquireHasher, createHasher, type ChecksumAlgorithm, type Hasher } from './checksums.ts';
 
 /**
  * What partwise knows about one part's bytes: MD5 (for Content-MD5 and MD5 ETags) and the upload's
@@ -43,7 +43,8 @@ export async function digestFileRange(
   onBytes?: (n: number) => void,
   withMd5 = true,
 ): Promise<LocalDigest> {
-  const d = new RangeDigest(alg, withMd5);
+  // Held across reads: taken with acquireHasher, which never runs out at any concurrency.
+  const d = new RangeDigest(withMd5 || !alg ? await acquireHasher('MD5') : undefined, alg ? await acquireHasher(alg) : undefined);
   for (let done = 0; done < length; ) {
     const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, length - done), offset + done);
     done += d.feed(buf, bytesRead, offset + done, onBytes);
@@ -56,7 +57,7 @@ export async function digestFileRange(
  * into the buffer costs no trip through libuv's thread pool (which the main thread's sends use).
  */
 export function digestFdRangeSync(fd: number, offset: number, length: number, alg: ChecksumAlgorithm | undefined, buf: Buffer, onBytes?: (n: number) => void, withMd5 = true): LocalDigest {
-  const d = new RangeDigest(alg, withMd5);
+  const d = new RangeDigest(withMd5 || !alg ? createHasher('MD5') : undefined, alg ? createHasher(alg) : undefined);
   for (let done = 0; done < length; ) {
     const bytesRead = readSync(fd, buf, 0, Math.min(buf.length, length - done), offset + done);
     done += d.feed(buf, bytesRead, offset + done, onBytes);
@@ -66,13 +67,10 @@ export function digestFdRangeSync(fd: number, offset: number, length: number, al
 
 /** MD5 (when asked for, or when there is no checksum) and the checksum, fed from the same chunks. */
 class RangeDigest {
-  private readonly md5: Hasher | undefined;
-  private readonly h: Hasher | undefined;
-
-  constructor(alg: ChecksumAlgorithm | undefined, withMd5: boolean) {
-    this.md5 = withMd5 || !alg ? createHasher('MD5') : undefined;
-    this.h = alg ? createHasher(alg) : undefined;
-  }
+  constructor(
+    private readonly md5: Hasher | undefined,
+    private readonly h: Hasher | undefined,
+  ) {}
 
   feed(buf: Buffer, bytesRead: number, at: number, onBytes?: (n: number) => void): number {
     if (bytesRead === 0) throw new Error(`unexpected end of file at offset ${at} (the file shrank)`);

@@ -33,6 +33,16 @@ describe('uploads against the local RADOS Gateway', () => {
     assert.equal(sent.reduce((a, b) => a + b, 0), f.bytes.length);
   });
 
+  test('streamed parts hashed by WASM (CRC64NVME) at concurrency 8: a hasher held across reads is taken on demand, not from a fixed four', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 8 * 5 * MiB + 5);
+    const up = createUpload({ file: f.path, bucket, key: 'stream/crc64.bin', partSize: 5 * MiB, stateDir: dir, streamPartsAbove: 1 * MiB, concurrency: 8, checksumAlgorithm: 'CRC64NVME' });
+    const r = await up.done();
+    assert.equal(r.partsUploaded, 9);
+    assert.equal(r.verification.level, 'full-object-checksum');
+    assert.equal(sha256(await getObjectBytes(bucket, 'stream/crc64.bin')), f.sha256);
+  });
+
   test('cheapest sufficient evidence: once RGW echoes part checksums, MD5 is not computed (no Content-MD5), and a resume verifies by checksum alone; with --checksum none MD5 stays', async () => {
     for (const alg of ['CRC32C', 'none'] as const) {
       const dir = await tempDir();
