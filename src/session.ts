@@ -4,9 +4,9 @@
  * A resume trusts nothing it has not verified: every part the server lists is re-hashed from the
  * file and reconciled.
  */
-import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, etagsAreMd5, stripQuotes, type ChecksumAlgorithm } from './checksums.ts';
+import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, etagsAreMd5, loadHashers, stripQuotes, type ChecksumAlgorithm } from './checksums.ts';
 import type { EngineContext } from './context.ts';
-import { JournalMismatchError, RemotePartsInconsistentError, SettingsDifferError, UploadGoneError, isNoSuchUpload, type ErrorContext } from './errors.ts';
+import { InvalidOptionsError, JournalMismatchError, RemotePartsInconsistentError, SettingsDifferError, UploadGoneError, isNoSuchUpload, type ErrorContext } from './errors.ts';
 import { assertSourceUnchanged, type SourceFingerprint } from './file-source.ts';
 import type { LocalDigest } from './hashing.ts';
 import { classifyError } from './retry.ts';
@@ -98,6 +98,11 @@ export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPat
   const alg = wanted === undefined ? DEFAULT_CHECKSUM_ALGORITHM : wanted;
   const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
   const settings = objectSettings(o, o.file);
+  // This runtime must be able to hash what it will send before anything exists on the server
+  // (CRC64NVME needs WebAssembly, which `node --jitless` lacks).
+  await loadHashers([alg ?? undefined, 'MD5']).catch((err: unknown) => {
+    throw new InvalidOptionsError(`The ${alg ?? 'MD5'} checksum cannot be computed in this runtime (${(err as Error)?.message ?? String(err)}); choose another (CLI: --checksum crc32c). Nothing was sent.`);
+  });
   // Recorded before Create: a stop between Create and the journal leaves a trail to the upload.
   await writeIntent(journalPath, { bucket: o.bucket, key: o.key, createdAt: new Date().toISOString() });
   const created = await createUpload(cx, journalPath, () =>

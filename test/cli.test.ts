@@ -12,7 +12,8 @@ import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
 import { wrapPort } from './helpers/ports.ts';
 import { readJournal } from '../src/journal.ts';
 import { BIN, cliEnv, jsonLines, runCli } from './helpers/cli.ts';
-import { getObjectBytes, makeBucket, randomFile, sha256, tempDir } from './helpers/s3.ts';
+import { getObjectBytes, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
+import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 
 /** Starts an upload with --json and sends SIGINT once `afterParts` parts are acknowledged. */
 async function interruptedUpload(args: string[], env: NodeJS.ProcessEnv, afterParts: number, signals = 1) {
@@ -134,6 +135,22 @@ describe('the partwise command, end to end against the local server', () => {
     assert.equal(complete.bytesSent, 0);
     assert.equal(complete.verificationLevel, 'full-object-checksum');
     assert.equal(sha256(await getObjectBytes(bucket, 'cli/all-there.bin')), f.sha256);
+  });
+
+  test('a checksum this runtime cannot compute (CRC64NVME without WebAssembly: node --jitless) fails before anything exists on the server', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 6 * MiB);
+    const key = 'cli/no-wasm.bin';
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--jitless', BIN, 'upload', f.path, `s3://${bucket}/${key}`, '--checksum', 'crc64nvme', '--part-size', '5MiB'], { env: cliEnv(dir), stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('exit', (code) => resolve({ code, stderr }));
+    });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /INVALID_OPTIONS: The CRC64NVME checksum cannot be computed in this runtime \(WebAssembly.*--checksum crc32c\). Nothing was sent/);
+    const open = await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
+    assert.deepEqual(open.Uploads ?? [], [], 'no multipart upload was created');
   });
 
   test('a second Ctrl-C exits at once with 130, and the journal is still valid', async () => {
