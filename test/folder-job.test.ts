@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -388,4 +389,22 @@ test('a listener that throws fails the job only once every file in flight has fi
   await assert.rejects(job.done(), /listener bug/);
   assert.equal(inFlight, 0, 'no request of the job still running when it reports its failure');
   await assert.rejects(readFile(`${journalPath}.lock`), { code: 'ENOENT' });
+});
+
+test('a file whose record cannot be synced to the job journal is reported failed (STATE_UNWRITABLE), not uploaded: a rerun would not know it', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-folder');
+  const dir = await tempDir();
+  for (let i = 0; i < 2; i++) await writeFile(join(dir, `f${i}.bin`), randomBytes(1000 + i));
+  const job = new FolderJob({ s3: new SdkS3Port(plainClient()), dir, bucket, stateDir: await tempDir(), concurrency: 1 });
+  // Once the journal has been checked writable, it becomes a folder: every append fails (as a
+  // full or read-only disk would make it; the tests run as root, so permissions cannot).
+  job.on('job-plan', (e) => {
+    rmSync(e.journalPath);
+    mkdirSync(e.journalPath);
+  });
+  const r = await job.done();
+  assert.equal(r.uploaded, 0);
+  assert.equal(r.failed, 2);
+  for (const o of r.outcomes) assert.equal(o.error?.code, 'STATE_UNWRITABLE', `${o.key}: ${o.error?.message}`);
 });
