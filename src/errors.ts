@@ -249,12 +249,13 @@ export class UploadNotAdoptableError extends PartwiseError {
 
 /** The state folder (journals and locks) cannot be written: read-only, full, or not ours. */
 export class StateUnwritableError extends PartwiseError {
-  constructor(path: string, cause: unknown, context: ErrorContext = {}) {
+  /** `next`: what to do, where the default (resume, or nothing was sent) is not true */
+  constructor(path: string, cause: unknown, context: ErrorContext = {}, next?: string) {
     const code = (cause as NodeJS.ErrnoException)?.code;
     const why = code === 'ENOSPC' ? 'the disk is full' : code === 'EROFS' ? 'it is on a read-only file system' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : ((cause as Error)?.message ?? String(cause));
     super(
       'STATE_UNWRITABLE',
-      `Cannot write the state folder ${path} (${why}). ${context.uploadId ? 'The journal on disk still holds every part recorded so far; free space or fix the folder, then run the same upload again to resume' : 'Nothing was sent; free space or fix the folder, or choose another with --state-dir / PARTWISE_STATE_DIR'}.`,
+      `Cannot write the state folder ${path} (${why}). ${next ?? (context.uploadId ? 'The journal on disk still holds every part recorded so far; free space or fix the folder, then run the same upload again to resume' : 'Nothing was sent; free space or fix the folder, or choose another with --state-dir / PARTWISE_STATE_DIR')}.`,
       { context, cause, resumable: true },
     );
   }

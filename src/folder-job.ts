@@ -232,6 +232,8 @@ export class FolderJob extends EventEmitter<JobEvents> {
               stopStarting = true;
             }
             if (outcome.status === 'failed' && o.failFast) stopStarting = true;
+            // The state folder cannot be written: every file sent from here on would go unrecorded.
+            if (outcome.error?.code === 'STATE_UNWRITABLE') stopStarting = true;
           }),
         ),
       );
@@ -268,7 +270,13 @@ export class FolderJob extends EventEmitter<JobEvents> {
       const multipart = p.fp.size >= partSize;
       this.emit('file-start', { ...base, multipart });
       const r = multipart ? await this.multipart(p, stateDir) : await this.single(p);
-      await journal.append({ key: p.key, file: p.file, size: p.fp.size, mtimeMs: p.fp.mtimeMs, ctimeMs: p.fp.ctimeMs, etag: r.etag, ...(r.checksum ? { checksum: r.checksum, algorithm: r.algorithm } : {}), settings: settingsKey(this.options, p.file) });
+      try {
+        await journal.append({ key: p.key, file: p.file, size: p.fp.size, mtimeMs: p.fp.mtimeMs, ctimeMs: p.fp.ctimeMs, etag: r.etag, ...(r.checksum ? { checksum: r.checksum, algorithm: r.algorithm } : {}), settings: settingsKey(this.options, p.file) });
+      } catch (err) {
+        // On the server and proven, but a rerun cannot know it: failed, with what was really sent.
+        const e = err instanceof PartwiseError ? err : new PartwiseError('UNEXPECTED', (err as Error)?.message ?? String(err));
+        return { ...base, status: 'failed', how: 'sent and verified, but not recorded in the job journal', bytesSent: r.sent ? r.bytesSent : 0, error: { code: e.code, message: e.message } };
+      }
       if (!r.sent) return { ...base, status: 'skipped', how: r.how, bytesSent: 0 };
       return { ...base, status: 'uploaded', how: r.how, bytesSent: r.bytesSent };
     } catch (err) {

@@ -145,7 +145,12 @@ export class JobJournal {
         await fh.close();
       }
     } catch (err) {
-      throw new StateUnwritableError(dirname(this.path), err, { journalPath: this.path });
+      throw new StateUnwritableError(
+        dirname(this.path),
+        err,
+        { journalPath: this.path },
+        'The file was sent and verified, but the job journal could not record it, so the next run checks it again; free space or fix the folder, then run the job again',
+      );
     }
   }
 }

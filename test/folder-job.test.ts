@@ -391,11 +391,12 @@ test('a listener that throws fails the job only once every file in flight has fi
   await assert.rejects(readFile(`${journalPath}.lock`), { code: 'ENOENT' });
 });
 
-test('a file whose record cannot be synced to the job journal is reported failed (STATE_UNWRITABLE), not uploaded: a rerun would not know it', async () => {
+test('a file whose record cannot be synced to the job journal: failed (STATE_UNWRITABLE) with what was really sent and why; no file starts after it', async () => {
   loadS3Env();
   const bucket = await makeBucket('pw-folder');
   const dir = await tempDir();
-  for (let i = 0; i < 2; i++) await writeFile(join(dir, `f${i}.bin`), randomBytes(1000 + i));
+  const bodies = [randomBytes(1000), randomBytes(1001)];
+  for (let i = 0; i < 2; i++) await writeFile(join(dir, `f${i}.bin`), bodies[i]!);
   const job = new FolderJob({ s3: new SdkS3Port(plainClient()), dir, bucket, stateDir: await tempDir(), concurrency: 1 });
   // Once the journal has been checked writable, it becomes a folder: every append fails (as a
   // full or read-only disk would make it; the tests run as root, so permissions cannot).
@@ -405,6 +406,14 @@ test('a file whose record cannot be synced to the job journal is reported failed
   });
   const r = await job.done();
   assert.equal(r.uploaded, 0);
-  assert.equal(r.failed, 2);
-  for (const o of r.outcomes) assert.equal(o.error?.code, 'STATE_UNWRITABLE', `${o.key}: ${o.error?.message}`);
+  assert.equal(r.failed, 2, 'the second file counts as failed: it never started');
+  assert.equal(r.outcomes.length, 1, 'no file starts once the state folder cannot be written');
+  const o = r.outcomes[0]!;
+  assert.equal(o.key, 'f0.bin');
+  assert.equal(o.error?.code, 'STATE_UNWRITABLE');
+  assert.equal(o.bytesSent, 1000, 'what was sent is reported');
+  assert.match(o.how, /sent and verified, but not recorded/);
+  assert.match(o.error!.message, /sent and verified, but the job journal could not record it/);
+  assert.doesNotMatch(o.error!.message, /Nothing was sent/);
+  assert.deepEqual(await getObjectBytes(bucket, 'f0.bin'), bodies[0], 'and it is on the server, as the message says');
 });
