@@ -5,7 +5,7 @@
  * either: if this machine recorded, just before CreateMultipartUpload, that it was creating one, the
  * single empty upload started about then is aborted (no orphan), and a new one begins.
  */
-import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, etagsAreMd5, isChecksumAlgorithm, stripQuotes, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
+import { checksumTypeFor, etagsAreMd5, isChecksumAlgorithm, stripQuotes, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
 import type { EngineContext } from './context.ts';
 import { S3RequestError, isNoSuchUpload } from './errors.ts';
 import { fingerprint, type SourceFingerprint } from './file-source.ts';
@@ -13,7 +13,7 @@ import { abortMultipart } from './finish.ts';
 import { verifyObject, type VerifyObjectResult } from './inspect.ts';
 import { JOURNAL_SCHEMA, type JournalData } from './journal.ts';
 import type { ListAllResult } from './list-parts.ts';
-import { sseKeyMd5, wantedAlgorithm } from './options.ts';
+import { sendAlgorithm, sseKeyMd5 } from './options.ts';
 import { S3_MAX_PARTS, type PartPlan } from './planner.ts';
 import type { RemotePart } from './reconcile.ts';
 import type { IncompleteUpload } from './s3-port.ts';
@@ -95,7 +95,7 @@ interface Evaluated {
 function journalFor(cx: EngineContext, fp: SourceFingerprint, uploadId: string, plan: PartPlan, listed: ListAllResult, endpoint: string): JournalData {
   const o = cx.o;
   const named = listed.checksumAlgorithm ?? listed.parts.find((p) => p.checksumAlgorithm)?.checksumAlgorithm;
-  const alg: ChecksumAlgorithm | null = isChecksumAlgorithm(named) ? named : listed.parts.length === 0 ? (wantedAlgorithm(o) === undefined ? DEFAULT_CHECKSUM_ALGORITHM : wantedAlgorithm(o)!) : null;
+  const alg: ChecksumAlgorithm | null = isChecksumAlgorithm(named) ? named : listed.parts.length === 0 ? sendAlgorithm(o) : null;
   const type: ChecksumType | null = alg ? (listed.checksumType === 'COMPOSITE' || listed.checksumType === 'FULL_OBJECT' ? listed.checksumType : (o.checksumType ?? checksumTypeFor(alg))) : null;
   const now = new Date().toISOString();
   return {

@@ -14,7 +14,7 @@ import { availableParallelism } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { DEFAULT_CHECKSUM_ALGORITHM, etagsAreMd5, loadHashers, stripQuotes } from './checksums.ts';
+import { etagsAreMd5, stripQuotes } from './checksums.ts';
 import { EngineContext, stopFollowing } from './context.ts';
 import { Upload } from './engine.ts';
 import { ObjectExistsError, PartwiseError, S3RequestError, SourceChangedError, SourceUnreadableError, UnverifiableError } from './errors.ts';
@@ -25,7 +25,7 @@ import { digestBuffer } from './hashing.ts';
 import { JobJournal, jobJournalPath, readDone, type DoneRecord } from './job-journal.ts';
 import { acquireLock, defaultStateDir } from './journal.ts';
 import { hasExplicitSettings, objectSettings, settingsDiff } from './object-settings.ts';
-import { validateOptions, wantedAlgorithm, type EngineOptions } from './options.ts';
+import { loadSendHashers, sendAlgorithm, validateOptions, type EngineOptions } from './options.ts';
 import { DEFAULT_PART_SIZE } from './planner.ts';
 import { RateLimiter } from './rate-limit.ts';
 
@@ -179,7 +179,8 @@ export class FolderJob extends EventEmitter<JobEvents> {
   private async run(): Promise<JobSummary> {
     const t0 = Date.now();
     const o = this.options;
-    await loadHashers();
+    // What small files are hashed with (multipart files' uploads load their own): nothing else.
+    await loadSendHashers(sendAlgorithm(o));
     const endpoint = await o.s3.describeEndpoint();
     const stateDir = o.stateDir ?? defaultStateDir();
     const source = o.jobId !== undefined ? `job:${o.jobId}` : o.entries ? JSON.stringify(o.entries.map((e) => [resolve(e.file), e.key])) : resolve(o.dir!);
@@ -310,8 +311,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
   private async single(p: Planned): Promise<Sent> {
     const o = this.options;
     const cx = this.context(p);
-    const wanted = wantedAlgorithm(cx.o);
-    const alg = wanted === undefined ? DEFAULT_CHECKSUM_ALGORITHM : wanted;
+    const alg = sendAlgorithm(cx.o);
     const ctx = cx.errorContext();
     return this.limiter(async () => {
       const body = await readFile(p.file);

@@ -1,7 +1,7 @@
 /** An upload's options: their type, their validation, and what is derived from them once. */
 import { createHash } from 'node:crypto';
 import type { LimitFunction } from 'p-limit';
-import { DEFAULT_CHECKSUM_ALGORITHM, isChecksumAlgorithm, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
+import { DEFAULT_CHECKSUM_ALGORITHM, isChecksumAlgorithm, loadHashers, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
 import { InvalidOptionsError } from './errors.ts';
 import { S3_MAX_PART_SIZE } from './planner.ts';
 import { PACED_SLICE, type RateLimiter } from './rate-limit.ts';
@@ -106,9 +106,25 @@ export function validateOptions(o: EngineOptions): void {
   }
 }
 
-/** The checksum a new upload uses: null for 'none'. */
-export function wantedAlgorithm(o: EngineOptions): ChecksumAlgorithm | null | undefined {
+/** The checksum asked for: undefined when none was (a resume then keeps its upload's), null for 'none'. */
+export function wantedAlgorithm(o: Pick<EngineOptions, 'checksumAlgorithm'>): ChecksumAlgorithm | null | undefined {
   return o.checksumAlgorithm === undefined ? undefined : o.checksumAlgorithm === 'none' ? null : o.checksumAlgorithm;
+}
+
+/** The checksum a new upload or object is sent with: the one asked for, else the default; null for 'none'. */
+export function sendAlgorithm(o: Pick<EngineOptions, 'checksumAlgorithm'>): ChecksumAlgorithm | null {
+  const w = wantedAlgorithm(o);
+  return w === undefined ? DEFAULT_CHECKSUM_ALGORITHM : w;
+}
+
+/**
+ * Loads what a new upload hashes with before it creates anything on the server: a checksum this
+ * runtime cannot compute (CRC64NVME needs WebAssembly, which `node --jitless` lacks) is refused.
+ */
+export async function loadSendHashers(alg: ChecksumAlgorithm | null): Promise<void> {
+  await loadHashers([alg ?? undefined, 'MD5']).catch((err: unknown) => {
+    throw new InvalidOptionsError(`The ${alg ?? 'MD5'} checksum cannot be computed in this runtime (${(err as Error)?.message ?? String(err)}); choose another (CLI: --checksum crc32c). Nothing was created on the server.`);
+  });
 }
 
 export function retryPolicy(o: EngineOptions): RetryPolicy {

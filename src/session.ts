@@ -4,16 +4,16 @@
  * A resume trusts nothing it has not verified: every part the server lists is re-hashed from the
  * file and reconciled.
  */
-import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, etagsAreMd5, loadHashers, stripQuotes, type ChecksumAlgorithm } from './checksums.ts';
+import { checksumTypeFor, etagsAreMd5, stripQuotes, type ChecksumAlgorithm } from './checksums.ts';
 import type { EngineContext } from './context.ts';
-import { InvalidOptionsError, JournalMismatchError, RemotePartsInconsistentError, SettingsDifferError, UploadGoneError, isNoSuchUpload, type ErrorContext } from './errors.ts';
+import { JournalMismatchError, RemotePartsInconsistentError, SettingsDifferError, UploadGoneError, isNoSuchUpload, type ErrorContext } from './errors.ts';
 import { assertSourceUnchanged, type SourceFingerprint } from './file-source.ts';
 import type { LocalDigest } from './hashing.ts';
 import { classifyError } from './retry.ts';
 import { JOURNAL_SCHEMA, removeIntent, writeIntent, writeJournalAtomic, type JournalData, type JournalPart } from './journal.ts';
 import { listAllParts, listPartsCaller, type ListAllResult } from './list-parts.ts';
 import { hasExplicitSettings, objectSettings, settingsDiff } from './object-settings.ts';
-import { sseKeyMd5, wantedAlgorithm, type EngineOptions } from './options.ts';
+import { loadSendHashers, sendAlgorithm, sseKeyMd5, wantedAlgorithm, type EngineOptions } from './options.ts';
 import { partsOfPlan, planParts, planWithPartSize, type PartPlan } from './planner.ts';
 import { needsMd5, reconcile, type ReconcileReport, type RemotePart } from './reconcile.ts';
 import type { CreateOutput } from './s3-port.ts';
@@ -94,15 +94,10 @@ export function newJournal(
 export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPath: string, endpoint: string): Promise<Opened> {
   const o = cx.o;
   const plan = planParts(fp.size, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}) });
-  const wanted = wantedAlgorithm(o);
-  const alg = wanted === undefined ? DEFAULT_CHECKSUM_ALGORITHM : wanted;
+  const alg = sendAlgorithm(o);
   const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
   const settings = objectSettings(o, o.file);
-  // This runtime must be able to hash what it will send before anything exists on the server
-  // (CRC64NVME needs WebAssembly, which `node --jitless` lacks).
-  await loadHashers([alg ?? undefined, 'MD5']).catch((err: unknown) => {
-    throw new InvalidOptionsError(`The ${alg ?? 'MD5'} checksum cannot be computed in this runtime (${(err as Error)?.message ?? String(err)}); choose another (CLI: --checksum crc32c). Nothing was sent.`);
-  });
+  await loadSendHashers(alg);
   // Recorded before Create: a stop between Create and the journal leaves a trail to the upload.
   await writeIntent(journalPath, { bucket: o.bucket, key: o.key, createdAt: new Date().toISOString() });
   const created = await createUpload(cx, journalPath, () =>

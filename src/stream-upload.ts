@@ -10,7 +10,7 @@
  */
 import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
-import { DEFAULT_CHECKSUM_ALGORITHM, checksumTypeFor, loadHashers, stripQuotes } from './checksums.ts';
+import { checksumTypeFor, stripQuotes } from './checksums.ts';
 import { EngineContext, stopFollowing } from './context.ts';
 import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, S3RequestError, SourceUnreadableError, StreamFailedError, StreamTooLargeError, isNoSuchUpload } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
@@ -19,7 +19,7 @@ import { digestBuffer, type LocalDigest } from './hashing.ts';
 import type { JournalData } from './journal.ts';
 import { lookAtKey } from './discover.ts';
 import { objectSettings } from './object-settings.ts';
-import { validateOptions, wantedAlgorithm, type EngineOptions } from './options.ts';
+import { loadSendHashers, sendAlgorithm, validateOptions, type EngineOptions } from './options.ts';
 import { planParts, S3_MAX_PARTS, type PartPlan } from './planner.ts';
 import { ProgressTracker } from './progress.ts';
 import { uploadResult } from './result.ts';
@@ -72,10 +72,9 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
     const maxParts = o.maxParts ?? S3_MAX_PARTS;
     const sized = planParts(o.expectedSize ?? 0, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}), maxParts });
     const partSize = sized.partSize;
-    const wanted = wantedAlgorithm(cx.o);
-    const alg = wanted === undefined ? DEFAULT_CHECKSUM_ALGORITHM : wanted;
+    const alg = sendAlgorithm(cx.o);
     const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
-    await loadHashers([alg ?? undefined, 'MD5']);
+    await loadSendHashers(alg);
     if (o.noOverwrite && (await lookAtKey(cx, { existsOnly: true })).exists) throw new ObjectExistsError(cx.errorContext(), 'before');
     const settings = objectSettings(o, undefined);
     const created = await cx.retry(() =>

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
@@ -13,7 +14,7 @@ import { wrapPort } from './helpers/ports.ts';
 import { readJournal } from '../src/journal.ts';
 import { BIN, cliEnv, jsonLines, runCli } from './helpers/cli.ts';
 import { getObjectBytes, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
-import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 
 /** Starts an upload with --json and sends SIGINT once `afterParts` parts are acknowledged. */
 async function interruptedUpload(args: string[], env: NodeJS.ProcessEnv, afterParts: number, signals = 1) {
@@ -137,20 +138,38 @@ describe('the partwise command, end to end against the local server', () => {
     assert.equal(sha256(await getObjectBytes(bucket, 'cli/all-there.bin')), f.sha256);
   });
 
-  test('a checksum this runtime cannot compute (CRC64NVME without WebAssembly: node --jitless) fails before anything exists on the server', async () => {
+  test('a checksum this runtime cannot compute (CRC64NVME without WebAssembly: node --jitless) is refused before anything exists on the server; CRC32C needs no WebAssembly', async () => {
     const dir = await tempDir();
+    const state = await tempDir();
     const f = await randomFile(dir, 6 * MiB);
-    const key = 'cli/no-wasm.bin';
-    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, ['--jitless', BIN, 'upload', f.path, `s3://${bucket}/${key}`, '--checksum', 'crc64nvme', '--part-size', '5MiB'], { env: cliEnv(dir), stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('exit', (code) => resolve({ code, stderr }));
-    });
-    assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /INVALID_OPTIONS: The CRC64NVME checksum cannot be computed in this runtime \(WebAssembly.*--checksum crc32c\). Nothing was sent/);
-    const open = await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
+    const jitless = (args: string[], stdin?: string) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, ['--jitless', BIN, ...args], { env: cliEnv(state), stdio: [stdin ? 'pipe' : 'ignore', 'ignore', 'pipe'] });
+        // A refused run may exit before it reads its input: that pipe then breaks, which is expected.
+        if (stdin) child.stdin!.on('error', () => undefined).end(readFileSync(stdin));
+        let stderr = '';
+        child.stderr!.on('data', (d) => (stderr += d));
+        child.on('exit', (code) => resolve({ code, stderr }));
+      });
+    const refused = /INVALID_OPTIONS: The CRC64NVME checksum cannot be computed in this runtime \(WebAssembly.*--checksum crc32c\). Nothing was created on the server/;
+    for (const [what, args, stdin] of [
+      ['a file', ['upload', f.path, `s3://${bucket}/nowasm/file.bin`, '--checksum', 'crc64nvme', '--part-size', '5MiB'], undefined],
+      ['a stream', ['upload', '-', `s3://${bucket}/nowasm/stream.bin`, '--checksum', 'crc64nvme'], f.path],
+      ['a folder', ['upload', dir, `s3://${bucket}/nowasm/dir/`, '--checksum', 'crc64nvme'], undefined],
+    ] as const) {
+      const r = await jitless([...args], stdin);
+      assert.equal(r.code, 2, `${what}: ${r.stderr}`);
+      assert.match(r.stderr, refused, what);
+    }
+    const open = await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'nowasm/' }));
     assert.deepEqual(open.Uploads ?? [], [], 'no multipart upload was created');
+    const objects = await plainClient().send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'nowasm/' }));
+    assert.equal(objects.KeyCount, 0, 'no object was created');
+    assert.deepEqual(await readdir(state), [], 'no journal, intent or lock file is left');
+    // The default checksum is native (or WASM only as a fallback): a folder job works without WebAssembly.
+    const ok = await jitless(['upload', dir, `s3://${bucket}/nowasm-crc32c/`]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(sha256(await getObjectBytes(bucket, 'nowasm-crc32c/data.bin')), f.sha256);
   });
 
   test('a second Ctrl-C exits at once with 130, and the journal is still valid', async () => {
