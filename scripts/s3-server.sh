@@ -102,8 +102,8 @@ wait_for() { # wait_for SECONDS what command...
 
 port_free() { ! ss -ltnH "sport = :$1" | grep -q .; }
 
-write_conf() {
-  cat >"$host_lab/ceph.conf" <<EOF
+write_conf() { # write_conf FSID [OUT]
+  cat >"${2:-$host_lab/ceph.conf}" <<EOF
 [global]
 fsid = $1
 mon host = v2:127.0.0.1:$mon_port
@@ -160,14 +160,25 @@ rgw multipart min part size = 0
 EOF
 }
 
+# True when the running cluster's ceph.conf is what this script writes now (same fsid); a server
+# started by an older checkout (say, without tcp_nodelay) is not reused as if it were current.
+conf_is_current() {
+  local fsid want
+  fsid=$(sed -n 's/^fsid = //p' "$host_lab/ceph.conf" 2>/dev/null)
+  [ -n "$fsid" ] || return 1
+  want=$(write_conf "$fsid" /dev/stdout)
+  [ "$want" = "$(cat "$host_lab/ceph.conf")" ]
+}
+
 start() {
   mkdir -p "$state"
   chmod 700 "$state"
-  if running; then
+  if running && conf_is_current; then
     write_env
     log "already running on http://127.0.0.1:$rgw_port; env rewritten: $state/env"
     return 0
   fi
+  running && log "running with another configuration than this script's: restarting it (its data goes)"
   stop_quiet
   build_chroot
   for p in "$rgw_port" "$mon_port"; do
