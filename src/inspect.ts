@@ -138,7 +138,6 @@ export async function verifyObject(
   s3: S3Port,
   args: { file: string; bucket: string; key: string; req?: RequestOptions; hashWorkers?: number; onBytes?: (n: number) => void; signal?: AbortSignal; head?: HeadOutput },
 ): Promise<VerifyObjectResult> {
-  await loadHashers();
   const req = args.req ?? {};
   const ctx = { bucket: args.bucket, key: args.key };
   const fp = await fingerprint(args.file);
@@ -146,6 +145,9 @@ export async function verifyObject(
   const head = args.head ?? (await s3.headObject({ bucket: args.bucket, key: args.key }, req, args.signal));
   if (!head) throw new ObjectVerificationError(ctx, ['the object does not exist']);
   const alg = CHECKSUM_ALGORITHMS.find((a) => head.checksums[a] !== undefined) ?? null;
+  // The object's own algorithm only (its expected values are computed here; the file is hashed on
+  // worker threads, which load their own): not every hasher, some of which need WebAssembly.
+  await loadHashers([alg ?? undefined]);
   const base = { partSize: fp.size, partCount: 1, checksumAlgorithm: alg, bytesHashed: 0 };
   if (head.size !== fp.size) return { ...base, level: 'size', checks: [], mismatches: [`size: server ${head.size}, local ${fp.size}`], proven: false };
 

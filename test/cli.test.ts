@@ -138,7 +138,7 @@ describe('the partwise command, end to end against the local server', () => {
     assert.equal(sha256(await getObjectBytes(bucket, 'cli/all-there.bin')), f.sha256);
   });
 
-  test('a checksum this runtime cannot compute (CRC64NVME without WebAssembly: node --jitless) is refused before anything exists on the server; CRC32C needs no WebAssembly', async () => {
+  test('a checksum this runtime cannot compute (CRC64NVME without WebAssembly: node --jitless) is refused before anything exists on the server; CRC32C uploads and verifies without WebAssembly', async () => {
     const dir = await tempDir();
     const state = await tempDir();
     const f = await randomFile(dir, 6 * MiB);
@@ -170,6 +170,9 @@ describe('the partwise command, end to end against the local server', () => {
     const ok = await jitless(['upload', dir, `s3://${bucket}/nowasm-crc32c/`]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(sha256(await getObjectBytes(bucket, 'nowasm-crc32c/data.bin')), f.sha256);
+    // And it is verified without WebAssembly: only the object's own algorithm is loaded.
+    const verified = await jitless(['verify', f.path, `s3://${bucket}/nowasm-crc32c/data.bin`]);
+    assert.equal(verified.code, 0, verified.stderr);
   });
 
   test('a second Ctrl-C exits at once with 130, and the journal is still valid', async () => {
