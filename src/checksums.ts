@@ -37,6 +37,8 @@ export function isCrc(alg: ChecksumAlgorithm): alg is 'CRC32' | 'CRC32C' | 'CRC6
 export interface Hasher {
   update(data: Uint8Array): void;
   digest(): Buffer;
+  /** gives the hasher up without a digest (a failed read): a pooled WASM instance goes back */
+  dispose?(): void;
 }
 
 type HasherFactory = () => Hasher;
@@ -183,13 +185,19 @@ async function wasmFactory(create: () => Promise<WasmHasher>): Promise<{ sync: H
   };
   const use = (inst: WasmHasher): Hasher => {
     inst.init();
+    let back = false;
+    const giveBack = () => {
+      if (!back) free.push(inst);
+      back = true;
+    };
     return {
       update: (d) => void inst.update(d),
       digest: () => {
         const out = Buffer.from(inst.digest('binary'));
-        free.push(inst);
+        giveBack();
         return out;
       },
+      dispose: giveBack,
     };
   };
   return {

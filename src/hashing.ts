@@ -58,9 +58,16 @@ export async function digestFileRange(
  */
 export function digestFdRangeSync(fd: number, offset: number, length: number, alg: ChecksumAlgorithm | undefined, buf: Buffer, onBytes?: (n: number) => void, withMd5 = true): LocalDigest {
   const d = new RangeDigest(withMd5 || !alg ? createHasher('MD5') : undefined, alg ? createHasher(alg) : undefined);
-  for (let done = 0; done < length; ) {
-    const bytesRead = readSync(fd, buf, 0, Math.min(buf.length, length - done), offset + done);
-    done += d.feed(buf, bytesRead, offset + done, onBytes);
+  try {
+    for (let done = 0; done < length; ) {
+      const bytesRead = readSync(fd, buf, 0, Math.min(buf.length, length - done), offset + done);
+      done += d.feed(buf, bytesRead, offset + done, onBytes);
+    }
+  } catch (err) {
+    // A failed read leaves no digest: the hashers go back, or a hash thread working through its
+    // queue would run out of pooled WASM instances (acquireHasher's callers make new ones instead).
+    d.dispose();
+    throw err;
   }
   return d.result();
 }
@@ -79,6 +86,11 @@ class RangeDigest {
     this.h?.update(view);
     onBytes?.(bytesRead);
     return bytesRead;
+  }
+
+  dispose(): void {
+    this.md5?.dispose?.();
+    this.h?.dispose?.();
   }
 
   result(): LocalDigest {
