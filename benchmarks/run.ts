@@ -64,7 +64,10 @@ const version = (cmd: string, args: string[]) => {
     return 'unknown';
   }
 };
-const rgwVersion = version('chroot', ['/var/lib/partwise/ceph-sid', 'radosgw', '--version']);
+// The local server's chroot and its config inside it (scripts/s3-server.sh).
+const CHROOT = '/var/lib/partwise/ceph-sid';
+const CEPH_CONF = '/lab/partwise/ceph.conf';
+const rgwVersion = version('chroot', [CHROOT, 'radosgw', '--version']);
 print(`# partwise benchmarks`);
 print();
 print(`Run ${new Date().toISOString()} on ${cpus().length} × ${cpus()[0]?.model ?? '?'} (shared with the gateway), \`npm run bench\`.`);
@@ -80,7 +83,7 @@ print(`| s3cmd (Debian) | ${version('s3cmd', ['--version'])} |`);
 // The frontend's options change request latency (tcp_nodelay: ~40 ms per short XML response without it).
 const frontends = (() => {
   try {
-    return readFileSync('/var/lib/partwise/ceph-sid/lab/partwise/ceph.conf', 'utf8').match(/^rgw frontends = (.*)$/m)?.[1] ?? 'unknown';
+    return readFileSync(CHROOT + CEPH_CONF, 'utf8').match(/^rgw frontends = (.*)$/m)?.[1] ?? 'unknown';
   } catch {
     return 'unknown (not the local server)';
   }
@@ -103,7 +106,7 @@ const size = uploadMiB * MiB;
 
 const gc = () => {
   try {
-    execFileSync('chroot', ['/var/lib/partwise/ceph-sid', 'radosgw-admin', '-c', '/lab/partwise/ceph.conf', 'gc', 'process', '--include-all'], { stdio: 'ignore' });
+    execFileSync('chroot', [CHROOT, 'radosgw-admin', '-c', CEPH_CONF, 'gc', 'process', '--include-all'], { stdio: 'ignore' });
   } catch {
     /* not our local server: nothing to collect */
   }

@@ -1,7 +1,7 @@
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import { loadHashers, type ChecksumAlgorithm } from './checksums.ts';
 import { SourceChangedError, SourceUnreadableError, type ErrorContext } from './errors.ts';
-import { digestBuffer, digestFileRange, type LocalDigest } from './hashing.ts';
+import { computesMd5, digestBuffer, digestFileRange, type LocalDigest } from './hashing.ts';
 import type { PlannedPart } from './planner.ts';
 import type { PartBody } from './s3-port.ts';
 
@@ -114,7 +114,7 @@ export async function preparePart(
   const md5 = from.md5 !== false;
   // Each run loads the hashers it uses, here where parts are hashed for sending (not all up front:
   // CRC64NVME's WASM costs ~30 ms of every start that never uses it).
-  await loadHashers([alg ?? undefined, md5 || !alg ? 'MD5' : undefined]);
+  await loadHashers([alg ?? undefined, computesMd5(alg, md5) ? 'MD5' : undefined]);
   if (part.size > streamAbove) {
     return { body: fileRangeBody(fh, part.offset, part.size), digest: await digestFileRange(fh, part.offset, part.size, alg ?? undefined, undefined, undefined, md5) };
   }

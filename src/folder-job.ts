@@ -150,6 +150,12 @@ export async function listFolder(dir: string, prefix: string, exclude: readonly 
   return { entries, notRead };
 }
 
+/** A file's failure as its outcome, with its error's stable code (anything untyped is UNEXPECTED). */
+function failedOutcome(base: Pick<FileOutcome, 'file' | 'key' | 'size'>, err: unknown, how: string, bytesSent: number): FileOutcome {
+  const e = err instanceof PartwiseError ? err : new PartwiseError('UNEXPECTED', (err as Error)?.message ?? String(err));
+  return { ...base, status: 'failed', how, bytesSent, error: { code: e.code, message: e.message } };
+}
+
 export class FolderJob extends EventEmitter<JobEvents> {
   private readonly stop: AbortController;
   private readonly unlinkStop: () => void;
@@ -198,8 +204,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
         try {
           planned.push({ ...e, fp: await fingerprint(e.file) });
         } catch (err) {
-          const pe = err instanceof PartwiseError ? err : new SourceUnreadableError(e.file, err);
-          unreadable.push({ file: e.file, key: e.key, size: 0, status: 'failed', how: 'failed', bytesSent: 0, error: { code: pe.code, message: pe.message } });
+          unreadable.push(failedOutcome({ file: e.file, key: e.key, size: 0 }, err instanceof PartwiseError ? err : new SourceUnreadableError(e.file, err), 'failed', 0));
         }
       }
       const done = await readDone(journalPath);
@@ -275,14 +280,12 @@ export class FolderJob extends EventEmitter<JobEvents> {
         await journal.append({ key: p.key, file: p.file, size: p.fp.size, mtimeMs: p.fp.mtimeMs, ctimeMs: p.fp.ctimeMs, etag: r.etag, ...(r.checksum ? { checksum: r.checksum, algorithm: r.algorithm } : {}), settings: settingsKey(this.options, p.file) });
       } catch (err) {
         // On the server and proven, but a rerun cannot know it: failed, with what was really sent.
-        const e = err instanceof PartwiseError ? err : new PartwiseError('UNEXPECTED', (err as Error)?.message ?? String(err));
-        return { ...base, status: 'failed', how: 'sent and verified, but not recorded in the job journal', bytesSent: r.sent ? r.bytesSent : 0, error: { code: e.code, message: e.message } };
+        return failedOutcome(base, err, 'sent and verified, but not recorded in the job journal', r.bytesSent);
       }
       if (!r.sent) return { ...base, status: 'skipped', how: r.how, bytesSent: 0 };
       return { ...base, status: 'uploaded', how: r.how, bytesSent: r.bytesSent };
     } catch (err) {
-      const e = err instanceof PartwiseError ? err : new PartwiseError('UNEXPECTED', (err as Error)?.message ?? String(err));
-      return { ...base, status: 'failed', how: 'failed', bytesSent: 0, error: { code: e.code, message: e.message } };
+      return failedOutcome(base, err, 'failed', 0);
     }
   }
 

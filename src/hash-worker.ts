@@ -5,7 +5,7 @@
 import { closeSync, openSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { loadHashers, type ChecksumAlgorithm } from './checksums.ts';
-import { digestFdRangeSync } from './hashing.ts';
+import { computesMd5, digestFdRangeSync } from './hashing.ts';
 
 export interface HashJob {
   id: number;
@@ -39,7 +39,7 @@ port.on('message', (job: HashJob | 'close') => {
       return;
     }
     try {
-      await loadHashers([job.alg, job.md5 || !job.alg ? 'MD5' : undefined]);
+      await loadHashers([job.alg, computesMd5(job.alg, job.md5) ? 'MD5' : undefined]);
       let fd = fds.get(job.path);
       if (fd === undefined) {
         fd = openSync(job.path, 'r');

@@ -13,9 +13,14 @@ export interface LocalDigest {
   checksum?: Buffer;
 }
 
+/** MD5 is computed when asked for, or when there is no checksum: it is then the only evidence. */
+export function computesMd5(alg: ChecksumAlgorithm | null | undefined, withMd5: boolean): boolean {
+  return withMd5 || !alg;
+}
+
 export function digestBuffer(data: Uint8Array, alg: ChecksumAlgorithm | undefined, withMd5 = true): LocalDigest {
   const out: LocalDigest = {};
-  if (withMd5 || !alg) {
+  if (computesMd5(alg, withMd5)) {
     const md5 = createHasher('MD5');
     md5.update(data);
     out.md5Hex = md5.digest().toString('hex');
@@ -44,7 +49,7 @@ export async function digestFileRange(
   withMd5 = true,
 ): Promise<LocalDigest> {
   // Held across reads: taken with acquireHasher, which never runs out at any concurrency.
-  const d = new RangeDigest(withMd5 || !alg ? await acquireHasher('MD5') : undefined, alg ? await acquireHasher(alg) : undefined);
+  const d = new RangeDigest(computesMd5(alg, withMd5) ? await acquireHasher('MD5') : undefined, alg ? await acquireHasher(alg) : undefined);
   for (let done = 0; done < length; ) {
     const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, length - done), offset + done);
     done += d.feed(buf, bytesRead, offset + done, onBytes);
@@ -57,7 +62,7 @@ export async function digestFileRange(
  * into the buffer costs no trip through libuv's thread pool (which the main thread's sends use).
  */
 export function digestFdRangeSync(fd: number, offset: number, length: number, alg: ChecksumAlgorithm | undefined, buf: Buffer, onBytes?: (n: number) => void, withMd5 = true): LocalDigest {
-  const d = new RangeDigest(withMd5 || !alg ? createHasher('MD5') : undefined, alg ? createHasher(alg) : undefined);
+  const d = new RangeDigest(computesMd5(alg, withMd5) ? createHasher('MD5') : undefined, alg ? createHasher(alg) : undefined);
   try {
     for (let done = 0; done < length; ) {
       const bytesRead = readSync(fd, buf, 0, Math.min(buf.length, length - done), offset + done);
