@@ -1,5 +1,11 @@
 #!/usr/bin/env node
-import { main } from './cli.ts';
+import module from 'node:module';
+
+// Node 22.1 and later keep V8's compiled code for partwise and the SDK between runs (in the OS's
+// temp folder; NODE_DISABLE_COMPILE_CACHE=1 turns it off): ~35 ms of every start, a twentieth of a
+// resume with little left to send. Enabled before anything else loads, so it covers all of it.
+(module as { enableCompileCache?: () => unknown }).enableCompileCache?.();
+const { main } = await import('./cli.ts');
 
 // The SDK's notice about its future Node requirement is not for our users' terminals; other warnings stay.
 process.removeAllListeners('warning');

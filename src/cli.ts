@@ -15,7 +15,7 @@ import { defaultStateDir } from './journal.ts';
 import { settingsProblems, type CannedAcl, type ObjectLockMode, type ObjectSettingOptions, type StorageClass } from './object-settings.ts';
 import type { ProgressSnapshot, UploadEvents, UploadResult } from './events.ts';
 import type { ReconcileReport } from './reconcile.ts';
-import { SdkS3Port, createS3Client } from './s3-adapter.ts';
+import { SdkS3Port } from './s3-adapter.ts';
 import { StreamUpload, type StreamUploadOptions } from './stream-upload.ts';
 import { FolderJob, type JobProgress } from './folder-job.ts';
 import type { RequestOptions, S3Port } from './s3-port.ts';
@@ -200,13 +200,14 @@ function objectSettingFlags(v: Values): ObjectSettingOptions {
 }
 
 function port(v: Values): S3Port {
-  return new SdkS3Port(
-    createS3Client({
+  // The SDK loads at the first request, once the journal is read and hashing has begun.
+  return new SdkS3Port({
+    lazy: {
       ...(v.endpoint ? { endpoint: v.endpoint } : {}),
       ...(v.region ? { region: v.region } : {}),
       ...(v['path-style'] ? { forcePathStyle: true } : {}),
-    }),
-  );
+    },
+  });
 }
 
 function engineOptions(v: Values, file: string, bucket: string, key: string, signal?: AbortSignal): EngineOptions {

@@ -4,7 +4,7 @@
 import { Upload } from './engine.ts';
 import { StreamUpload, type StreamUploadOptions } from './stream-upload.ts';
 import type { EngineOptions } from './options.ts';
-import { SdkS3Port, createS3Client, type ClientOptions } from './s3-adapter.ts';
+import { SdkS3Port, type ClientOptions } from './s3-adapter.ts';
 import type { S3Client } from '@aws-sdk/client-s3';
 
 export type UploadOptions = Omit<EngineOptions, 's3'> &
@@ -16,7 +16,7 @@ export type UploadOptions = Omit<EngineOptions, 's3'> &
 /** Creates an upload; subscribe to its events, then `await upload.done()`. */
 export function createUpload(options: UploadOptions): Upload {
   const { client, endpoint, region, forcePathStyle, credentials, requestTimeoutMs, ...rest } = options;
-  return new Upload({ ...rest, s3: new SdkS3Port(client ?? createS3Client(clientOptions({ endpoint, region, forcePathStyle, credentials, requestTimeoutMs }))) });
+  return new Upload({ ...rest, s3: new SdkS3Port(client ?? { lazy: clientOptions({ endpoint, region, forcePathStyle, credentials, requestTimeoutMs }) }) });
 }
 
 /** The client options that were given (exactOptionalPropertyTypes: no undefined members). */
@@ -29,7 +29,7 @@ function clientOptions(o: { [K in keyof ClientOptions]?: ClientOptions[K] | unde
 /** Creates an upload of a stream (read once, not resumable; aborted on failure). */
 export function createStreamUpload(options: Omit<StreamUploadOptions, 's3'> & ClientOptions & { client?: S3Client }): StreamUpload {
   const { client, endpoint, region, forcePathStyle, credentials, requestTimeoutMs, ...rest } = options;
-  return new StreamUpload({ ...rest, s3: new SdkS3Port(client ?? createS3Client(clientOptions({ endpoint, region, forcePathStyle, credentials, requestTimeoutMs }))) });
+  return new StreamUpload({ ...rest, s3: new SdkS3Port(client ?? { lazy: clientOptions({ endpoint, region, forcePathStyle, credentials, requestTimeoutMs }) }) });
 }
 
 /** Uploads (or resumes) a file and resolves when the object is complete and verified. */

@@ -20,7 +20,7 @@ import type {
   UploadPartCommandInput,
 } from '@aws-sdk/client-s3';
 import { CHECKSUM_ALGORITHMS, type ChecksumAlgorithm } from './checksums.ts';
-import { S3RequestError } from './errors.ts';
+import { InvalidOptionsError, S3RequestError } from './errors.ts';
 import type { RemotePart } from './reconcile.ts';
 import { taggingHeader, type ObjectSettings } from './object-settings.ts';
 import { PACED_SLICE } from './rate-limit.ts';
@@ -28,20 +28,18 @@ import type { AttributesOutput, HeadOutput, ListUploadsOutput, PartBody, Request
 
 // Node loads the SDK's CommonJS build whether it is imported or required (its "module" field is for
 // bundlers; Node ignores it). An import first has Node's ESM loader lex the whole bundle for its
-// export names, ~30 ms of every CLI start, a twentieth of a resume that has little left to send;
-// require() skips that. Bundling partwise: keep @aws-sdk/client-s3 external (it is a peer dependency).
-const {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  GetObjectAttributesCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  ListPartsCommand,
-  PutObjectCommand,
-  S3Client: SdkS3Client,
-  UploadPartCommand,
-} = createRequire(import.meta.url)('@aws-sdk/client-s3') as typeof Sdk;
+// export names, ~30 ms of every CLI start; require() skips that. And it is required when first
+// needed, not when this module loads: the CLI reads its journal and starts hashing first, so the
+// SDK's ~0.1 s of loading runs beside the hash threads instead of before them.
+// Bundling partwise: keep @aws-sdk/client-s3 external (it is a peer dependency).
+let loaded: typeof Sdk | undefined;
+function sdk(): typeof Sdk {
+  try {
+    return (loaded ??= createRequire(import.meta.url)('@aws-sdk/client-s3') as typeof Sdk);
+  } catch (err) {
+    throw new InvalidOptionsError(`partwise needs the AWS SDK for JavaScript v3 (@aws-sdk/client-s3, a peer dependency), which cannot be loaded (${(err as Error).message.split('\n')[0]}). Install it beside partwise: npm install @aws-sdk/client-s3`);
+  }
+}
 
 export interface ClientOptions {
   endpoint?: string;
@@ -81,7 +79,7 @@ export function createS3Client(opts: ClientOptions = {}): S3Client {
   if (endpoint) config.endpoint = endpoint;
   if (opts.region) config.region = opts.region;
   if (opts.credentials) config.credentials = opts.credentials;
-  return new SdkS3Client(config);
+  return new (sdk().S3Client)(config);
 }
 
 /** The SDK's per-algorithm checksum members, as every input and output that carries them spells them. */
@@ -226,25 +224,62 @@ export function toS3RequestError(operation: string, err: unknown): S3RequestErro
   return new S3RequestError(args);
 }
 
-export class SdkS3Port implements S3Port {
-  constructor(readonly client: S3Client) {}
+/**
+ * The same string for the same destination however the client was configured (an explicit
+ * endpoint, or AWS_ENDPOINT_URL[_S3], which the SDK applies without exposing it in its config),
+ * because the journal's identity depends on it.
+ */
+export function endpointIdentity(ep: { protocol: string; hostname: string; port?: number | undefined; path?: string } | undefined, region: string): string {
+  if (ep) return `${ep.protocol}//${ep.hostname}${ep.port ? `:${ep.port}` : ''}${ep.path && ep.path !== '/' ? ep.path : ''}`;
+  const fromEnv = process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  if (fromEnv) return fromEnv.replace(/\/+$/, '');
+  return `aws:${region}`;
+}
 
-  /**
-   * The same string for the same destination however the client was configured (an explicit
-   * endpoint, or AWS_ENDPOINT_URL[_S3], which the SDK applies without exposing it in its config),
-   * because the journal's identity depends on it.
-   */
+/**
+ * What a client createS3Client(opts) would make describes itself as, worked out without the SDK;
+ * undefined where only the SDK can tell (a region or endpoint from a shared config profile, a URL
+ * it would reject).
+ */
+export function presetIdentity(opts: ClientOptions): string | undefined {
+  const region = opts.region ?? process.env.AWS_REGION;
+  if (!region) return undefined;
+  const endpoint = opts.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  if (!endpoint) return endpointIdentity(undefined, region);
+  try {
+    // As the SDK's URL parser reads it: the port as a number when one is written.
+    const u = new URL(endpoint);
+    return endpointIdentity({ protocol: u.protocol, hostname: u.hostname, port: u.port ? Number(u.port) : undefined, path: u.pathname }, region);
+  } catch {
+    return undefined;
+  }
+}
+
+export class SdkS3Port implements S3Port {
+  private made: S3Client | undefined;
+  private readonly preset: ClientOptions | undefined;
+
+  /** A client, or the options to make one with createS3Client when a request first needs it. */
+  constructor(client: S3Client | { lazy: ClientOptions }) {
+    if ('lazy' in client) this.preset = client.lazy;
+    else this.made = client;
+  }
+
+  get client(): S3Client {
+    return (this.made ??= createS3Client(this.preset));
+  }
+
   async describeEndpoint(): Promise<string> {
+    const known = this.made ? undefined : this.preset && presetIdentity(this.preset);
+    if (known) return known;
     // The region is resolved here first (every request needs it): a missing one is said in words.
-    const region = await this.call('ResolveRegion', () => this.client.config.region());
-    const ep = this.client.config.endpoint ? await this.client.config.endpoint() : undefined;
-    if (ep) return `${ep.protocol}//${ep.hostname}${ep.port ? `:${ep.port}` : ''}${ep.path && ep.path !== '/' ? ep.path : ''}`;
-    const fromEnv = process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
-    if (fromEnv) return fromEnv.replace(/\/+$/, '');
-    return `aws:${region}`;
+    const region = await this.call('ResolveRegion', (c) => c.config.region());
+    return endpointIdentity(this.client.config.endpoint ? await this.client.config.endpoint() : undefined, region);
   }
 
   async clientMaxAttempts(): Promise<number> {
+    // createS3Client's clients make one attempt (the engine retries).
+    if (!this.made && this.preset) return 1;
     try {
       return await this.client.config.maxAttempts();
     } catch {
@@ -252,10 +287,14 @@ export class SdkS3Port implements S3Port {
     }
   }
 
-  /** Every call goes through here, so every failure leaves the adapter as an S3RequestError. */
-  private async call<T>(operation: string, send: () => Promise<T>): Promise<T> {
+  /**
+   * Every call goes through here, so every failure of a request leaves the adapter as an
+   * S3RequestError; one of loading the SDK (made here, outside) is not a request's.
+   */
+  private async call<T>(operation: string, send: (client: S3Client) => Promise<T>): Promise<T> {
+    const client = this.client;
     try {
-      return await send();
+      return await send(client);
     } catch (err) {
       throw toS3RequestError(operation, err);
     }
@@ -277,7 +316,7 @@ export class SdkS3Port implements S3Port {
       ...(req.serverSideEncryption ? { ServerSideEncryption: req.serverSideEncryption } : {}),
       ...(req.sseKmsKeyId ? { SSEKMSKeyId: req.sseKmsKeyId } : {}),
     } satisfies CreateMultipartUploadCommandInput;
-    const out = await this.call('CreateMultipartUpload', () => this.client.send(new CreateMultipartUploadCommand(params), this.opts(signal)));
+    const out = await this.call('CreateMultipartUpload', (c) => c.send(new (sdk().CreateMultipartUploadCommand)(params), this.opts(signal)));
     if (!out.UploadId) throw new S3RequestError({ operation: 'CreateMultipartUpload', s3Code: 'MissingUploadId', message: 'the response has no UploadId' });
     return {
       uploadId: out.UploadId,
@@ -303,7 +342,7 @@ export class SdkS3Port implements S3Port {
       // the SDK sends the header as is, with no trailer and no recomputation.
       ...(input.checksum ? { ChecksumAlgorithm: input.checksum.algorithm, ...checksumFields(input.checksum.algorithm, input.checksum.value) } : {}),
     } satisfies UploadPartCommandInput;
-    const out = await this.call('UploadPart', () => this.client.send(new UploadPartCommand(params), this.opts(signal)));
+    const out = await this.call('UploadPart', (c) => c.send(new (sdk().UploadPartCommand)(params), this.opts(signal)));
     if (!out.ETag) throw new S3RequestError({ operation: 'UploadPart', s3Code: 'MissingETag', message: 'the response has no ETag' });
     const echo = input.checksum ? readChecksum(out, input.checksum.algorithm) : undefined;
     return {
@@ -331,7 +370,7 @@ export class SdkS3Port implements S3Port {
       ...(req.serverSideEncryption ? { ServerSideEncryption: req.serverSideEncryption } : {}),
       ...(req.sseKmsKeyId ? { SSEKMSKeyId: req.sseKmsKeyId } : {}),
     } satisfies PutObjectCommandInput;
-    const out = await this.call('PutObject', () => this.client.send(new PutObjectCommand(params), this.opts(signal)));
+    const out = await this.call('PutObject', (c) => c.send(new (sdk().PutObjectCommand)(params), this.opts(signal)));
     const checksum = alg ? readChecksum(out, alg) : undefined;
     return {
       etag: String(out.ETag ?? ''),
@@ -351,7 +390,7 @@ export class SdkS3Port implements S3Port {
       ...commonParams(req),
       ...sseCParams(req),
     } satisfies ListPartsCommandInput;
-    const out = await this.call('ListParts', () => this.client.send(new ListPartsCommand(params), this.opts(signal))).catch((err: unknown) => {
+    const out = await this.call('ListParts', (c) => c.send(new (sdk().ListPartsCommand)(params), this.opts(signal))).catch((err: unknown) => {
       // RGW answers ListParts on an unknown, aborted or completed upload with NoSuchKey; S3 says NoSuchUpload.
       if (err instanceof S3RequestError && err.s3Code === 'NoSuchKey') {
         throw new S3RequestError({ operation: 'ListParts', s3Code: 'NoSuchUpload', ...(err.httpStatus ? { httpStatus: err.httpStatus } : {}), message: 'the server answered NoSuchKey', cause: err });
@@ -394,7 +433,7 @@ export class SdkS3Port implements S3Port {
       ...(alg && input.checksumType ? { ChecksumType: input.checksumType } : {}),
       ...(alg && input.fullObjectChecksum ? checksumFields(alg, input.fullObjectChecksum) : {}),
     } satisfies CompleteMultipartUploadCommandInput;
-    const out = await this.call('CompleteMultipartUpload', () => this.client.send(new CompleteMultipartUploadCommand(params), this.opts(signal)));
+    const out = await this.call('CompleteMultipartUpload', (c) => c.send(new (sdk().CompleteMultipartUploadCommand)(params), this.opts(signal)));
     const checksum = alg ? readChecksum(out, alg) : undefined;
     return {
       ...(out.ETag ? { etag: out.ETag } : {}),
@@ -405,7 +444,7 @@ export class SdkS3Port implements S3Port {
 
   async abortMultipartUpload(input: Parameters<S3Port['abortMultipartUpload']>[0], req: RequestOptions, signal?: AbortSignal) {
     const params = { Bucket: input.bucket, Key: input.key, UploadId: input.uploadId, ...commonParams(req) } satisfies AbortMultipartUploadCommandInput;
-    await this.call('AbortMultipartUpload', () => this.client.send(new AbortMultipartUploadCommand(params), this.opts(signal)));
+    await this.call('AbortMultipartUpload', (c) => c.send(new (sdk().AbortMultipartUploadCommand)(params), this.opts(signal)));
   }
 
   async headObject(input: Parameters<S3Port['headObject']>[0], req: RequestOptions, signal?: AbortSignal): Promise<HeadOutput | undefined> {
@@ -418,7 +457,7 @@ export class SdkS3Port implements S3Port {
       ...sseCParams(req),
     } satisfies HeadObjectCommandInput;
     try {
-      const out = await this.call('HeadObject', () => this.client.send(new HeadObjectCommand(params), this.opts(signal)));
+      const out = await this.call('HeadObject', (c) => c.send(new (sdk().HeadObjectCommand)(params), this.opts(signal)));
       const head: HeadOutput = { size: Number(out.ContentLength ?? -1), etag: String(out.ETag ?? ''), checksums: readChecksums(out) };
       if (out.ChecksumType) head.checksumType = out.ChecksumType;
       if (typeof out.PartsCount === 'number') head.partsCount = out.PartsCount;
@@ -439,7 +478,7 @@ export class SdkS3Port implements S3Port {
       ...(input.keyMarker ? { KeyMarker: input.keyMarker } : {}),
       ...(input.uploadIdMarker ? { UploadIdMarker: input.uploadIdMarker } : {}),
     } satisfies ListMultipartUploadsCommandInput;
-    const out = await this.call('ListMultipartUploads', () => this.client.send(new ListMultipartUploadsCommand(params), this.opts(signal)));
+    const out = await this.call('ListMultipartUploads', (c) => c.send(new (sdk().ListMultipartUploadsCommand)(params), this.opts(signal)));
     return {
       uploads: (out.Uploads ?? []).filter((u) => u.Key && u.UploadId).map((u) => ({ key: u.Key!, uploadId: u.UploadId!, ...(u.Initiated ? { initiated: u.Initiated } : {}) })),
       isTruncated: out.IsTruncated === true,
@@ -458,7 +497,7 @@ export class SdkS3Port implements S3Port {
       ...commonParams(req),
       ...sseCParams(req),
     } satisfies GetObjectAttributesCommandInput;
-    const command = new GetObjectAttributesCommand(params);
+    const command = new (sdk().GetObjectAttributesCommand)(params);
     // The SDK joins the names with ", "; RGW does not trim and then sees only the first one.
     command.middlewareStack.add(
       (next) => async (args) => {
@@ -469,7 +508,7 @@ export class SdkS3Port implements S3Port {
       },
       { step: 'build', name: 'partwiseObjectAttributesHeader' },
     );
-    const out = await this.call('GetObjectAttributes', () => this.client.send(command, this.opts(signal)));
+    const out = await this.call('GetObjectAttributes', (c) => c.send(command, this.opts(signal)));
     const parts = (out.ObjectParts?.Parts ?? []).map((p) => {
       const part: AttributesOutput['parts'][number] = { partNumber: p.PartNumber ?? -1, size: p.Size ?? -1 };
       const sums = readChecksums(p);
