@@ -80,20 +80,74 @@ export const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFrac
 /** "median (min–max)" */
 export const spread = (xs: number[], d = 0) => `${fmt(median(xs), d)} (${fmt(Math.min(...xs), d)}–${fmt(Math.max(...xs), d)})`;
 
-/** CPU-seconds the local gateway's processes (radosgw, ceph-osd) have used so far; 0 when not local. */
-export function serverCpuS(): number {
-  let total = 0;
+/** The local gateway's processes (radosgw, ceph-osd); none when the server is not local. */
+function gatewayPids(): number[] {
+  const pids: number[] = [];
   for (const name of ['radosgw', 'ceph-osd']) {
     const r = spawnSync('pgrep', ['-x', name], { encoding: 'utf8' });
-    for (const pid of r.stdout.split('\n').filter(Boolean)) {
-      try {
-        // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second on Linux).
-        const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-        total += (Number(f[11]) + Number(f[12])) / 100;
-      } catch {
-        /* gone meanwhile */
-      }
-    }
+    for (const pid of r.stdout.split('\n').filter(Boolean)) pids.push(Number(pid));
   }
-  return total;
+  return pids;
+}
+
+/** CPU-seconds a process has used (utime + stime from /proc, in clock ticks of 10 ms); NaN once gone. */
+function procCpuS(pid: number): number {
+  try {
+    // Fields 14 and 15 of /proc/PID/stat, counted after the command name's closing parenthesis.
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU-seconds the local gateway's processes have used so far; 0 when not local. */
+export function serverCpuS(pids = gatewayPids()): number {
+  return pids.map(procCpuS).filter((v) => !Number.isNaN(v)).reduce((a, b) => a + b, 0);
+}
+
+export interface Moment {
+  /** ms after the client was started */
+  ms: number;
+  /** the client's and the gateway's CPU-seconds used since then */
+  clientCpuS: number;
+  serverCpuS: number;
+}
+
+/**
+ * Runs a partwise command with --json and marks when each of its events first arrives, with the CPU
+ * the client and the gateway had used by then (sampled every 10 ms, so to within ~10 ms and one
+ * clock tick): where a run's time goes, from outside and without a profiler's own cost.
+ */
+export async function eventTimeline(c: Command): Promise<{ firsts: Map<string, Moment>; lasts: Map<string, Moment>; exit: Moment }> {
+  const pids = gatewayPids();
+  const t0 = performance.now();
+  const s0 = serverCpuS(pids);
+  const child = spawn(c.cmd, c.args, { env: c.env, stdio: ['ignore', 'pipe', 'ignore'] });
+  let clientCpu = 0;
+  const sample = () => {
+    const v = procCpuS(child.pid!);
+    if (!Number.isNaN(v)) clientCpu = v;
+  };
+  const timer = setInterval(sample, 10);
+  const at = (): Moment => (sample(), { ms: performance.now() - t0, clientCpuS: clientCpu, serverCpuS: serverCpuS(pids) - s0 });
+  const firsts = new Map<string, Moment>();
+  const lasts = new Map<string, Moment>();
+  let buf = '';
+  child.stdout.on('data', (d: Buffer) => {
+    buf += d.toString('utf8');
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const event = (JSON.parse(buf.slice(0, i)) as { event: string }).event;
+      buf = buf.slice(i + 1);
+      const m = at();
+      if (!firsts.has(event)) firsts.set(event, m);
+      lasts.set(event, m);
+    }
+  });
+  // 'close', not 'exit': every line of its output is read by then.
+  const code = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const exit = { ms: performance.now() - t0, clientCpuS: clientCpu, serverCpuS: serverCpuS(pids) - s0 };
+  clearInterval(timer);
+  if (code !== 0) throw new Error(`${c.cmd} ${c.args.join(' ')} exited ${code}`);
+  return { firsts, lasts, exit };
 }

@@ -27,7 +27,7 @@ import { uploadThenPause } from '../test/helpers/pause.ts';
 import { referenceDigest } from '../test/helpers/reference.ts';
 import { countingClient, loadS3Env, makeBucket, plainClient, tempDir } from '../test/helpers/s3.ts';
 import { chartSvg, type Panel } from './chart.ts';
-import { fmt, killAt, median, serverCpuS, spread, timed, type Cost } from './measure.ts';
+import { eventTimeline, fmt, killAt, median, serverCpuS, spread, timed, type Cost } from './measure.ts';
 import { summarizeCpu, summarizeHeap } from './profile-summary.ts';
 import { makeTools, type Command, type Setting } from './tools.ts';
 
@@ -287,6 +287,39 @@ print();
     `Where partwise's ${fmt(wall / 1000, 2)} s after the kill at 90% go (medians): process start, module loading and exit ${fmt((wall - engine) / 1000, 2)} s; in the engine ${fmt(engine / 1000, 2)} s, of which the verification phase ${fmt(hash / 1000, 2)} s (hashing ${fmt(hashed / MiB)} MiB on worker threads started as soon as the journal is read, ${fmt(early / MiB)} MiB of it before the server's listing came in, while the parts the server lacks go up), then the rest of the missing parts, Complete and the HEAD that proves the object. The client used ${fmt(cpu, 2)} CPU-s and the gateway ${fmt(serverCpu, 2)} in those ${fmt(wall / 1000, 2)} s: ${fmt((100 * (cpu + serverCpu)) / ((cpus().length * wall) / 1000))}% of what the ${cpus().length} cores could give in that time.`,
   );
   print();
+}
+
+// One more partwise resume after a kill at 90%, timed from outside event by event: what limits it.
+{
+  const key = freshKey('partwise-timeline');
+  const held = await killAt(tool('partwise').upload(file, bucket, key, s0), s3, bucket, key, size, 0.9, s0.concurrency * s0.partMiB * MiB);
+  const c = tool('partwise').resume!(file, bucket, key, s0);
+  c.args = c.args.filter((a) => a !== '--quiet'); // every event, not only the last line
+  const t = await eventTimeline(c);
+  await clean(key);
+  const full = med(s0, 'partwise', (x) => x.wallS);
+  const row = (what: string, m: { ms: number; clientCpuS: number; serverCpuS: number } | undefined) =>
+    m ? print(`| ${what} | ${fmt(m.ms)} | ${fmt(m.ms / 1000 / full, 2)} | ${fmt(m.clientCpuS, 2)} | ${fmt(m.serverCpuS, 2)} |`) : undefined;
+  print(`One more resume after a kill at 90% (server held ${fmt((100 * held) / size)}%), each event's arrival timed from outside, with the CPU the client and the gateway had used by then (sampled every 10 ms):`);
+  print();
+  print(`| moment | ms after start | × full upload | client CPU-s | gateway CPU-s |`);
+  print(`|---|---:|---:|---:|---:|`);
+  row('journal read, resume announced (`plan`): process start, modules, lock', t.firsts.get('plan'));
+  row('first missing part goes up (`part-start`): SDK loaded, ListParts answered', t.firsts.get('part-start'));
+  row('last missing part acknowledged (`part-done`)', t.lasts.get('part-done'));
+  row('last listed part hashed and compared (`reconcile`)', t.firsts.get('reconcile'));
+  row('Complete answered and the object proven by HEAD (`complete`)', t.firsts.get('complete'));
+  row('process exit', t.exit);
+  print();
+  const first = t.firsts.get('part-start');
+  if (first) {
+    const rest = t.exit.clientCpuS - first.clientCpuS + (t.exit.serverCpuS - first.serverCpuS);
+    const floor = first.ms / 1000 + rest / cpus().length;
+    print(
+      `What limits it: the first UploadPart cannot go before the SDK is loaded and ListParts has answered (${fmt(first.ms / 1000, 2)} s, ${fmt(first.ms / 1000 / full, 2)} × the full upload; the gateway is idle until then). The work after it, ${fmt(rest, 2)} CPU-s (client ${fmt(t.exit.clientCpuS - first.clientCpuS, 2)}: hashing the listed parts and sending the missing ones; gateway ${fmt(t.exit.serverCpuS - first.serverCpuS, 2)}: taking them), needs at least ${fmt(rest / cpus().length, 2)} s on ${cpus().length} cores. So with this work this run could not have finished before ${fmt(floor, 2)} s, ${fmt(floor / full, 2)} × the full upload, even with every core busy all the time; it took ${fmt(t.exit.ms / 1000, 2)} s.`,
+    );
+    print();
+  }
 }
 
 // ------------------------------------------------------------------ 4. verification
