@@ -124,8 +124,11 @@ export async function eventTimeline(c: Command): Promise<{ firsts: Map<string, M
   const t0 = performance.now();
   const s0 = serverCpuS(pids);
   const child = spawn(c.cmd, c.args, { env: c.env, stdio: ['ignore', 'pipe', 'ignore'] });
+  child.stdout.setEncoding('utf8'); // a character split across two reads stays whole
   let clientCpu = 0;
+  let exited = false;
   const sample = () => {
+    if (exited) return;
     const v = procCpuS(child.pid!);
     if (!Number.isNaN(v)) clientCpu = v;
   };
@@ -134,8 +137,8 @@ export async function eventTimeline(c: Command): Promise<{ firsts: Map<string, M
   const firsts = new Map<string, Moment>();
   const lasts = new Map<string, Moment>();
   let buf = '';
-  child.stdout.on('data', (d: Buffer) => {
-    buf += d.toString('utf8');
+  child.stdout.on('data', (d: string) => {
+    buf += d;
     for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
       const event = (JSON.parse(buf.slice(0, i)) as { event: string }).event;
       buf = buf.slice(i + 1);
@@ -144,10 +147,19 @@ export async function eventTimeline(c: Command): Promise<{ firsts: Map<string, M
       lasts.set(event, m);
     }
   });
-  // 'close', not 'exit': every line of its output is read by then.
-  const code = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  const exit = { ms: performance.now() - t0, clientCpuS: clientCpu, serverCpuS: serverCpuS(pids) - s0 };
-  clearInterval(timer);
+  // The exit's moment is taken at 'exit' (its CPU is the last sample, at most 10 ms old; /proc is
+  // not read after it, when the pid may be reused); the result waits for 'close', when every line
+  // of its output has been read.
+  let exit: Moment | undefined;
+  child.on('exit', () => {
+    exited = true;
+    clearInterval(timer);
+    exit = { ms: performance.now() - t0, clientCpuS: clientCpu, serverCpuS: serverCpuS(pids) - s0 };
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve(code));
+  }).finally(() => clearInterval(timer));
   if (code !== 0) throw new Error(`${c.cmd} ${c.args.join(' ')} exited ${code}`);
-  return { firsts, lasts, exit };
+  return { firsts, lasts, exit: exit! };
 }

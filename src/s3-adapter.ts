@@ -33,11 +33,26 @@ import type { AttributesOutput, HeadOutput, ListUploadsOutput, PartBody, Request
 // SDK's ~0.1 s of loading runs beside the hash threads instead of before them.
 // Bundling partwise: keep @aws-sdk/client-s3 external (it is a peer dependency).
 let loaded: typeof Sdk | undefined;
+const SDK = '@aws-sdk/client-s3';
+const missingSdk = (err: unknown) =>
+  new InvalidOptionsError(
+    `partwise needs the AWS SDK for JavaScript v3 (${SDK}, a peer dependency), which cannot be loaded (${String((err as Error)?.message ?? err).split('\n')[0]}): install it beside partwise (npm install ${SDK}), or repair the installation the error names`,
+  );
 function sdk(): typeof Sdk {
   try {
-    return (loaded ??= createRequire(import.meta.url)('@aws-sdk/client-s3') as typeof Sdk);
+    return (loaded ??= createRequire(import.meta.url)(SDK) as typeof Sdk);
   } catch (err) {
-    throw new InvalidOptionsError(`partwise needs the AWS SDK for JavaScript v3 (@aws-sdk/client-s3, a peer dependency), which cannot be loaded (${(err as Error).message.split('\n')[0]}). Install it beside partwise: npm install @aws-sdk/client-s3`);
+    throw missingSdk(err);
+  }
+}
+
+/** Fails at once when the SDK is not even installed (finding it costs a few stats; loading it waits). */
+function assertSdkInstalled(): void {
+  if (loaded) return;
+  try {
+    createRequire(import.meta.url).resolve(SDK);
+  } catch (err) {
+    throw missingSdk(err);
   }
 }
 
@@ -243,7 +258,9 @@ export function endpointIdentity(ep: { protocol: string; hostname: string; port?
  */
 export function presetIdentity(opts: ClientOptions): string | undefined {
   const region = opts.region ?? process.env.AWS_REGION;
-  if (!region) return undefined;
+  // The SDK rewrites FIPS pseudo-regions (us-east-1-fips is us-east-1) and refuses what is not a
+  // host label, in words of its own: only a plain region is taken as it is written.
+  if (!region || !/^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/.test(region) || region.startsWith('fips-') || region.endsWith('-fips')) return undefined;
   const endpoint = opts.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
   if (!endpoint) return endpointIdentity(undefined, region);
   try {
@@ -258,18 +275,34 @@ export function presetIdentity(opts: ClientOptions): string | undefined {
 export class SdkS3Port implements S3Port {
   private made: S3Client | undefined;
   private readonly preset: ClientOptions | undefined;
+  private identity: Promise<string> | undefined;
 
   /** A client, or the options to make one with createS3Client when a request first needs it. */
   constructor(client: S3Client | { lazy: ClientOptions }) {
-    if ('lazy' in client) this.preset = client.lazy;
-    else this.made = client;
+    if ('lazy' in client) {
+      assertSdkInstalled();
+      this.preset = client.lazy;
+    } else this.made = client;
   }
 
   get client(): S3Client {
     return (this.made ??= createS3Client(this.preset));
   }
 
-  async describeEndpoint(): Promise<string> {
+  /** One answer for the port's life (a folder job's files share it), worked out once. */
+  describeEndpoint(): Promise<string> {
+    if (!this.identity) {
+      const p = this.resolveIdentity();
+      // A failure is not kept: asked again, it is tried again.
+      p.catch(() => {
+        if (this.identity === p) this.identity = undefined;
+      });
+      this.identity = p;
+    }
+    return this.identity;
+  }
+
+  private async resolveIdentity(): Promise<string> {
     const known = this.made ? undefined : this.preset && presetIdentity(this.preset);
     if (known) return known;
     // The region is resolved here first (every request needs it): a missing one is said in words.
