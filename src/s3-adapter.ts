@@ -272,6 +272,18 @@ export function presetIdentity(opts: ClientOptions): string | undefined {
   }
 }
 
+/** An endpoint the SDK would refuse with a bare "Invalid URL" (an unexpected failure) is refused here, in words. */
+function assertEndpointIsUrl(opts: ClientOptions): void {
+  const [endpoint, from] =
+    opts.endpoint !== undefined ? [opts.endpoint, 'the endpoint option, CLI: --endpoint'] : process.env.AWS_ENDPOINT_URL_S3 !== undefined ? [process.env.AWS_ENDPOINT_URL_S3, 'AWS_ENDPOINT_URL_S3'] : [process.env.AWS_ENDPOINT_URL, 'AWS_ENDPOINT_URL'];
+  if (!endpoint) return;
+  try {
+    new URL(endpoint);
+  } catch {
+    throw new InvalidOptionsError(`the endpoint ${JSON.stringify(endpoint)} is not a URL (${from}): give one such as http://127.0.0.1:7490 or https://s3.eu-west-1.amazonaws.com`);
+  }
+}
+
 export class SdkS3Port implements S3Port {
   private made: S3Client | undefined;
   private readonly preset: ClientOptions | undefined;
@@ -281,6 +293,7 @@ export class SdkS3Port implements S3Port {
   constructor(client: S3Client | { lazy: ClientOptions }) {
     if ('lazy' in client) {
       assertSdkInstalled();
+      assertEndpointIsUrl(client.lazy);
       this.preset = client.lazy;
     } else this.made = client;
   }

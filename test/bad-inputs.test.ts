@@ -130,6 +130,18 @@ describe('bad inputs on the local RADOS Gateway', () => {
     assert.deepEqual(await stateFiles(dir), []);
   });
 
+  test('bad input: an endpoint that is not a URL (--endpoint, AWS_ENDPOINT_URL) → INVALID_OPTIONS in words (exit 2), nothing written', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 1024);
+    const flag = await runCli(['upload', f.path, `s3://${bucket}/bad/endpoint`, '--endpoint', 'http://[oops'], cliEnv(dir));
+    assert.equal(flag.code, 2, flag.stderr);
+    oneClearLine(flag, /INVALID_OPTIONS: the endpoint "http:\/\/\[oops" is not a URL/);
+    const env = await runCli(['status', f.path, `s3://${bucket}/bad/endpoint`], { ...cliEnv(dir), AWS_ENDPOINT_URL: '::nope' });
+    assert.equal(env.code, 2, env.stderr);
+    oneClearLine(env, /INVALID_OPTIONS: the endpoint "::nope" is not a URL.*AWS_ENDPOINT_URL/);
+    assert.deepEqual(await stateFiles(dir), []);
+  });
+
   test('bad input: an unreachable endpoint and an unknown host → said in words (exit 1), nothing left behind', async () => {
     const dir = await tempDir();
     const f = await randomFile(dir, 1024);
