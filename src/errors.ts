@@ -261,10 +261,18 @@ export class StateUnwritableError extends PartwiseError {
   }
 }
 
-/** A failure partwise has no name for (a bug, or the environment: disk, permissions). The journal is kept. */
+/**
+ * A failure partwise has no name for (a bug, or the environment: disk, permissions). With an upload
+ * begun, its journal is kept and a rerun continues it; with none, a rerun can only try again.
+ */
 export class UnexpectedError extends PartwiseError {
   constructor(cause: unknown, context: ErrorContext) {
-    super('UNEXPECTED', `Unexpected failure: ${(cause as Error)?.message ?? String(cause)}. The journal is kept; run the same upload again to resume.`, { context, cause, resumable: true });
+    const begun = context.uploadId !== undefined;
+    super(
+      'UNEXPECTED',
+      `Unexpected failure: ${(cause as Error)?.message ?? String(cause)}. ${begun ? 'The journal is kept; run the same upload again to resume.' : 'Nothing was begun on the server; run the same command again, and if it fails the same way, report it with this message.'}`,
+      { context, cause, resumable: begun },
+    );
   }
 }
 

@@ -1,0 +1,20 @@
+/**
+ * An unexpected failure says what a rerun can do: continue an upload that exists (its journal is
+ * kept), or, with nothing begun, only try again. It never promises a resume there is nothing to
+ * resume from.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { UnexpectedError } from '../src/errors.ts';
+
+test('UNEXPECTED: resumable, "the journal is kept", only when an upload was begun', () => {
+  const begun = new UnexpectedError(new Error('boom'), { bucket: 'b', key: 'k', uploadId: 'u1', journalPath: '/s/j.json' });
+  assert.equal(begun.resumable, true);
+  assert.match(begun.message, /^Unexpected failure: boom\. The journal is kept; run the same upload again to resume\.$/);
+  for (const ctx of [{}, { bucket: 'b', key: 'k' }, { bucket: 'b', key: 'k', journalPath: '/s/j.json' }]) {
+    const none = new UnexpectedError(new Error('Invalid thing'), ctx);
+    assert.equal(none.resumable, false, JSON.stringify(ctx));
+    assert.doesNotMatch(none.message, /journal|resume/i, JSON.stringify(ctx));
+    assert.match(none.message, /^Unexpected failure: Invalid thing\. Nothing was begun on the server; run the same command again, and if it fails the same way, report it with this message\.$/);
+  }
+});
