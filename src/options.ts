@@ -118,12 +118,18 @@ export function sendAlgorithm(o: Pick<EngineOptions, 'checksumAlgorithm'>): Chec
 }
 
 /**
- * Loads what a new upload hashes with before it creates anything on the server: a checksum this
- * runtime cannot compute (CRC64NVME needs WebAssembly, which `node --jitless` lacks) is refused.
+ * Loads what an upload hashes with before it creates or sends anything: a checksum this runtime
+ * cannot compute (CRC64NVME needs WebAssembly, which `node --jitless` lacks) is refused, for a new
+ * upload (choose another) or one being resumed (`resuming`: its upload id; go on elsewhere).
  */
-export async function loadSendHashers(alg: ChecksumAlgorithm | null): Promise<void> {
+export async function loadSendHashers(alg: ChecksumAlgorithm | null, resuming?: string): Promise<void> {
   await loadHashers([alg ?? undefined, 'MD5']).catch((err: unknown) => {
-    throw new InvalidOptionsError(`The ${alg ?? 'MD5'} checksum cannot be computed in this runtime (${(err as Error)?.message ?? String(err)}); choose another (CLI: --checksum crc32c). Nothing was created on the server.`);
+    const why = `The ${alg ?? 'MD5'} checksum cannot be computed in this runtime (${(err as Error)?.message ?? String(err)})`;
+    throw new InvalidOptionsError(
+      resuming
+        ? `${why}, and upload ${resuming} uses it: resume it in a runtime that can (one with WebAssembly: not node --jitless), or start over with the fresh option (CLI: --fresh --checksum crc32c). The upload and its journal are kept.`
+        : `${why}; choose another (CLI: --checksum crc32c). Nothing was created on the server.`,
+    );
   });
 }
 

@@ -236,6 +236,7 @@ export async function resume(
   checkJournalBelongs(o, j, journalPath);
   const ctx: ErrorContext = cx.errorContext({ uploadId: j.uploadId, journalPath });
   await assertSourceUnchanged(j.source, o.file, ctx);
+  await loadSendHashers(j.checksumAlgorithm, j.uploadId);
   const plan = planFromJournal(j, fp);
   if (!repair) {
     if (o.partSize !== undefined && o.partSize !== j.partSize) {

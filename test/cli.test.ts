@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { MiB } from '../src/index.ts';
 import { Upload } from '../src/engine.ts';
@@ -173,6 +174,27 @@ describe('the partwise command, end to end against the local server', () => {
     // And it is verified without WebAssembly: only the object's own algorithm is loaded.
     const verified = await jitless(['verify', f.path, `s3://${bucket}/nowasm-crc32c/data.bin`]);
     assert.equal(verified.code, 0, verified.stderr);
+  });
+
+  test('resuming a CRC64NVME upload where WebAssembly is missing (node --jitless) is refused in words, the journal and the upload kept; with it, the same command finishes', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 16 * MiB);
+    const args = ['upload', f.path, `s3://${bucket}/nowasm-resume/data.bin`, '--checksum', 'crc64nvme', '--part-size', '5MiB', '--concurrency', '1'];
+    const first = await interruptedUpload(args, cliEnv(dir), 1);
+    assert.equal(first.code, 130, first.stderr);
+    const uploadId = first.events.find((e) => e.event === 'plan')!.uploadId as string;
+    const r = spawnSync(process.execPath, ['--jitless', BIN, ...args], { env: cliEnv(dir), encoding: 'utf8' });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`INVALID_OPTIONS: The CRC64NVME checksum cannot be computed in this runtime \\(WebAssembly.*upload ${uploadId} uses it.*--fresh --checksum crc32c`));
+    assert.doesNotMatch(r.stderr, /UNEXPECTED|resume with/);
+    const jf = (await readdir(dir)).find((n) => n.endsWith('.json'))!;
+    assert.equal((await readJournal(join(dir, jf)))!.uploadId, uploadId, 'the journal is kept');
+    const open = await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'nowasm-resume/' }));
+    assert.deepEqual((open.Uploads ?? []).map((u) => u.UploadId), [uploadId], 'the upload is kept');
+    const done = await runCli([...args, '--json'], cliEnv(dir));
+    assert.equal(done.code, 0, done.stderr);
+    assert.equal(jsonLines(done.stdout).find((e) => e.event === 'plan')!.uploadId, uploadId, 'resumed, not begun again');
+    assert.equal(sha256(await getObjectBytes(bucket, 'nowasm-resume/data.bin')), f.sha256);
   });
 
   test('a second Ctrl-C exits at once with 130, and the journal is still valid', async () => {
