@@ -7,13 +7,13 @@
  */
 import { checksumTypeFor, etagsAreMd5, isChecksumAlgorithm, stripQuotes, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
 import type { EngineContext } from './context.ts';
-import { S3RequestError, isNoSuchUpload } from './errors.ts';
+import { InvalidOptionsError, S3RequestError, isNoSuchUpload } from './errors.ts';
 import { fingerprint, type SourceFingerprint } from './file-source.ts';
 import { abortMultipart } from './finish.ts';
 import { verifyObject, type VerifyObjectResult } from './inspect.ts';
 import { JOURNAL_SCHEMA, type JournalData } from './journal.ts';
 import type { ListAllResult } from './list-parts.ts';
-import { sendAlgorithm, sseKeyMd5 } from './options.ts';
+import { loadSendHashers, sendAlgorithm, sseKeyMd5 } from './options.ts';
 import { S3_MAX_PARTS, type PartPlan } from './planner.ts';
 import type { RemotePart } from './reconcile.ts';
 import type { IncompleteUpload } from './s3-port.ts';
@@ -145,6 +145,14 @@ async function evaluate(cx: EngineContext, fp: SourceFingerprint, u: IncompleteU
     plan = { fileSize: fp.size, ...layout };
   }
   const journal = journalFor(cx, fp, u.uploadId, plan, listed, endpoint);
+  try {
+    await loadSendHashers(journal.checksumAlgorithm, u.uploadId);
+  } catch (err) {
+    // Its parts cannot be hashed here (CRC64NVME without WebAssembly): not provable by this run.
+    if (!(err instanceof InvalidOptionsError)) throw err;
+    const why = (err.cause as Error | undefined)?.message ?? err.message;
+    return { report: { ...report, status: 'unprovable', partSize: plan.partSize, why: `its ${journal.checksumAlgorithm} part checksums cannot be computed in this runtime (${why}); a run where they can (with WebAssembly: not node --jitless) can prove and adopt it` } };
+  }
   const verified = await verifyListed(cx, journal, plan, fp, listed);
   const r = verified.report;
   if (r.extraParts.length) return { report: { ...report, status: 'stale', why: `it has parts ${r.extraParts.join(', ')} beyond this file's ${plan.partCount}` } };

@@ -118,8 +118,10 @@ export class Upload extends EventEmitter<UploadEvents> {
     try {
       // Local things first: a file that cannot be read is refused before anything exists on the server.
       fh = await openSource(this.options.file);
-      await removeStaleTemps(journalPath);
       const existing = await this.existingJournal(journalPath);
+      // From here a failure leaves this upload resumable, whatever it is (UNEXPECTED says so by its id).
+      if (existing) this.uploadId = existing.uploadId;
+      await removeStaleTemps(journalPath);
       if (existing && this.options.noOverwrite) await this.refuseOverwrite();
       const source = fh;
       const opened = existing ? await resume(this.cx, existing, fp, journalPath, { sendEarly: (s) => sendParts(this.cx, s, source, { phases: false }) }) : await this.adoptOrBegin(fp, journalPath, endpoint);

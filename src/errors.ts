@@ -51,8 +51,8 @@ export class PartwiseError extends Error {
 }
 
 export class InvalidOptionsError extends PartwiseError {
-  constructor(message: string) {
-    super('INVALID_OPTIONS', message);
+  constructor(message: string, cause?: unknown) {
+    super('INVALID_OPTIONS', message, cause === undefined ? {} : { cause });
   }
 }
 

@@ -129,6 +129,7 @@ export async function loadSendHashers(alg: ChecksumAlgorithm | null, resuming?: 
       resuming
         ? `${why}, and upload ${resuming} uses it: resume it in a runtime that can (one with WebAssembly: not node --jitless), or start over with the fresh option (CLI: --fresh --checksum crc32c). The upload and its journal are kept.`
         : `${why}; choose another (CLI: --checksum crc32c). Nothing was created on the server.`,
+      err,
     );
   });
 }

@@ -274,8 +274,13 @@ export function presetIdentity(opts: ClientOptions): string | undefined {
 
 /** An endpoint the SDK would refuse with a bare "Invalid URL" (an unexpected failure) is refused here, in words. */
 function assertEndpointIsUrl(opts: ClientOptions): void {
+  // The first one set and not empty, as the SDK picks it (an empty one is passed over).
   const [endpoint, from] =
-    opts.endpoint !== undefined ? [opts.endpoint, 'the endpoint option, CLI: --endpoint'] : process.env.AWS_ENDPOINT_URL_S3 !== undefined ? [process.env.AWS_ENDPOINT_URL_S3, 'AWS_ENDPOINT_URL_S3'] : [process.env.AWS_ENDPOINT_URL, 'AWS_ENDPOINT_URL'];
+    ([
+      [opts.endpoint, 'the endpoint option, CLI: --endpoint'],
+      [process.env.AWS_ENDPOINT_URL_S3, 'AWS_ENDPOINT_URL_S3'],
+      [process.env.AWS_ENDPOINT_URL, 'AWS_ENDPOINT_URL'],
+    ] as const).find(([e]) => e) ?? [];
   if (!endpoint) return;
   try {
     new URL(endpoint);

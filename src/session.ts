@@ -115,7 +115,6 @@ export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPat
   const journal = newJournal(o, created, { endpoint, partSize: plan.partSize, partCount: plan.partCount, checksumAlgorithm: alg, checksumType: type, source: fp, settings });
   // On disk before the first part: a crash from here on leaves a resumable upload.
   await writeJournalAtomic(journalPath, journal);
-  await removeIntent(journalPath);
   cx.emit('plan', {
     bucket: o.bucket,
     key: o.key,
@@ -128,6 +127,8 @@ export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPat
     journalPath,
     ...(plan.adjustedFrom !== undefined ? { partSizeAdjustedFrom: plan.adjustedFrom } : {}),
   });
+  // After the plan names the upload, so that a failure here is reported as the upload's (resumable).
+  await removeIntent(journalPath);
   const toUpload = Array.from({ length: plan.partCount }, (_, i) => i + 1);
   return { kind: 'session', session: { journalPath, journal, plan, alg, digests: new Map(), resumed: false, toUpload } };
 }

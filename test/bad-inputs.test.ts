@@ -138,7 +138,14 @@ describe('bad inputs on the local RADOS Gateway', () => {
     oneClearLine(flag, /INVALID_OPTIONS: the endpoint "http:\/\/\[oops" is not a URL/);
     const env = await runCli(['status', f.path, `s3://${bucket}/bad/endpoint`], { ...cliEnv(dir), AWS_ENDPOINT_URL: '::nope' });
     assert.equal(env.code, 2, env.stderr);
-    oneClearLine(env, /INVALID_OPTIONS: the endpoint "::nope" is not a URL.*AWS_ENDPOINT_URL/);
+    oneClearLine(env, /INVALID_OPTIONS: the endpoint "::nope" is not a URL \(AWS_ENDPOINT_URL\)/);
+    // The S3-specific variable comes first; an empty one is passed over, as the SDK does.
+    const s3env = await runCli(['status', f.path, `s3://${bucket}/bad/endpoint`], { ...cliEnv(dir), AWS_ENDPOINT_URL_S3: 'http://[s3', AWS_ENDPOINT_URL: 'http://127.0.0.1:7490' });
+    assert.equal(s3env.code, 2, s3env.stderr);
+    oneClearLine(s3env, /INVALID_OPTIONS: the endpoint "http:\/\/\[s3" is not a URL \(AWS_ENDPOINT_URL_S3\)/);
+    const empty = await runCli(['status', f.path, `s3://${bucket}/bad/endpoint`], { ...cliEnv(dir), AWS_ENDPOINT_URL_S3: '', AWS_ENDPOINT_URL: '::nope' });
+    assert.equal(empty.code, 2, empty.stderr);
+    oneClearLine(empty, /INVALID_OPTIONS: the endpoint "::nope" is not a URL \(AWS_ENDPOINT_URL\)/);
     assert.deepEqual(await stateFiles(dir), []);
   });
 

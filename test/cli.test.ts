@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -191,10 +191,43 @@ describe('the partwise command, end to end against the local server', () => {
     assert.equal((await readJournal(join(dir, jf)))!.uploadId, uploadId, 'the journal is kept');
     const open = await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'nowasm-resume/' }));
     assert.deepEqual((open.Uploads ?? []).map((u) => u.UploadId), [uploadId], 'the upload is kept');
+    // With no journal (another state folder), discovery finds that upload but cannot prove it here:
+    // it is reported as such and left alone, and a new upload (CRC32C, no WebAssembly needed) is made.
+    const elsewhere = await tempDir();
+    const found = spawnSync(process.execPath, ['--jitless', BIN, 'upload', f.path, `s3://${bucket}/nowasm-resume/data.bin`, '--part-size', '5MiB', '--json'], { env: cliEnv(elsewhere), encoding: 'utf8' });
+    assert.equal(found.status, 0, found.stderr);
+    const disc = jsonLines(found.stdout).find((e) => e.event === 'discover') as { candidates: { uploadId: string; status: string; why: string }[] } | undefined;
+    const cand = disc?.candidates.find((c) => c.uploadId === uploadId);
+    assert.equal(cand?.status, 'unprovable', JSON.stringify(disc));
+    assert.match(cand!.why, /its CRC64NVME part checksums cannot be computed in this runtime \(WebAssembly/);
+    assert.notEqual(jsonLines(found.stdout).find((e) => e.event === 'plan')!.uploadId, uploadId, 'not adopted: a new upload');
+    assert.equal(sha256(await getObjectBytes(bucket, 'nowasm-resume/data.bin')), f.sha256);
     const done = await runCli([...args, '--json'], cliEnv(dir));
     assert.equal(done.code, 0, done.stderr);
     assert.equal(jsonLines(done.stdout).find((e) => e.event === 'plan')!.uploadId, uploadId, 'resumed, not begun again');
     assert.equal(sha256(await getObjectBytes(bucket, 'nowasm-resume/data.bin')), f.sha256);
+  });
+
+  test('an unexpected failure after the journal is read says the journal is kept and how to resume; the same command then resumes', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 16 * MiB);
+    const args = ['upload', f.path, `s3://${bucket}/cli/unexpected.bin`, '--part-size', '5MiB', '--concurrency', '1'];
+    const first = await interruptedUpload(args, cliEnv(dir), 1);
+    assert.equal(first.code, 130, first.stderr);
+    const jf = (await readdir(dir)).find((n) => n.endsWith('.json'))!;
+    // A temp file of the journal's that cannot be removed (a folder in its way): a failure partwise has no name for.
+    await mkdir(join(dir, `${jf}.tmp-999-x`, 'sub'), { recursive: true });
+    const r = await runCli([...args, '--json'], cliEnv(dir));
+    assert.equal(r.code, 1, r.stderr);
+    const err = jsonLines(r.stdout).find((e) => e.event === 'error')!;
+    assert.equal(err.code, 'UNEXPECTED');
+    assert.equal(err.resumable, true);
+    assert.match(err.message as string, /The journal is kept; run the same upload again to resume/);
+    assert.equal(err.uploadId, first.events.find((e) => e.event === 'plan')!.uploadId);
+    await rm(join(dir, `${jf}.tmp-999-x`), { recursive: true });
+    const done = await runCli(args, cliEnv(dir));
+    assert.equal(done.code, 0, done.stderr);
+    assert.equal(sha256(await getObjectBytes(bucket, 'cli/unexpected.bin')), f.sha256);
   });
 
   test('a second Ctrl-C exits at once with 130, and the journal is still valid', async () => {

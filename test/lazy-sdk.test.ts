@@ -83,6 +83,21 @@ test('a port names its endpoint once: the same answer before and after its clien
   });
 });
 
+test('a failure to name the endpoint is not kept: asked again, the port tries again', async () => {
+  const { S3Client } = await import('@aws-sdk/client-s3');
+  let calls = 0;
+  const client = new S3Client({
+    endpoint: 'http://127.0.0.1:9',
+    region: async () => {
+      if (calls++ === 0) throw new Error('no region yet');
+      return 'us-east-1';
+    },
+  });
+  const port = new SdkS3Port(client);
+  await assert.rejects(port.describeEndpoint(), /no region yet/);
+  assert.equal(await port.describeEndpoint(), 'http://127.0.0.1:9');
+});
+
 test('the SDK is not loaded until the first request: not by importing partwise, nor by naming the endpoint', () => {
   const script = `
     const { createRequire } = await import('node:module');
