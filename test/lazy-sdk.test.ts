@@ -10,7 +10,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SdkS3Port, createS3Client, presetIdentity, type ClientOptions } from '../src/s3-adapter.ts';
-import { BIN, cliEnv, runCli } from './helpers/cli.ts';
+import { BIN, cliEnv, jsonLines, runCli } from './helpers/cli.ts';
+import { uploadThenPause } from './helpers/pause.ts';
 import { makeBucket, randomFile, tempDir } from './helpers/s3.ts';
 
 const ENV = ['AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3', 'AWS_REGION'] as const;
@@ -146,6 +147,25 @@ test('the command without the SDK: --version works; an upload is INVALID_OPTIONS
     // Not installed: refused before the state folder is touched (a broken install fails at its first request).
     if (how === 'resolve') assert.equal(existsSync(state), false, 'nothing written');
   }
+});
+
+test('the command reads its journal and announces the resume before it loads the SDK', async () => {
+  const bucket = await makeBucket('pw-lazycli');
+  const dir = await tempDir();
+  const f = await randomFile(dir, 3 * 64 * 1024);
+  const state = join(dir, 'state');
+  const env = cliEnv(state);
+  const { uploadId } = await uploadThenPause({ file: f.path, bucket, key: 'k', stateDir: state, partSize: 64 * 1024, minPartSize: 1 }, 1);
+  // The SDK then fails to load: whatever the command did before its first request is what it does without the SDK.
+  const r = await runCli(['upload', f.path, `s3://${bucket}/k`, '--json'], { ...env, NODE_OPTIONS: `--require ${await hidingSdk(dir, 'load')}` });
+  assert.equal(r.code, 2, r.stderr);
+  const events = jsonLines(r.stdout).filter((e) => e.event !== 'progress' && e.event !== 'verify-progress');
+  assert.deepEqual(
+    events.map((e) => e.event),
+    ['plan', 'error'],
+  );
+  assert.equal(events[0]!.uploadId, uploadId, 'the journal was read and the resume announced first');
+  assert.equal(events[1]!.code, 'INVALID_OPTIONS');
 });
 
 test('Node 22.1+ keeps the command\'s compiled code between runs (module.enableCompileCache); Node 20 has no such cache', () => {
