@@ -27,7 +27,7 @@ import { uploadThenPause } from '../test/helpers/pause.ts';
 import { referenceDigest } from '../test/helpers/reference.ts';
 import { countingClient, loadS3Env, makeBucket, plainClient, tempDir } from '../test/helpers/s3.ts';
 import { chartSvg, type Panel } from './chart.ts';
-import { eventTimeline, fmt, killAt, median, serverCpuS, spread, timed, type Cost } from './measure.ts';
+import { eventTimeline, fmt, killAt, median, serverCpuS, spread, timed, type Cost, type Moment } from './measure.ts';
 import { summarizeCpu, summarizeHeap } from './profile-summary.ts';
 import { makeTools, type Command, type Setting } from './tools.ts';
 
@@ -301,7 +301,7 @@ print();
     await clean(key);
   }
   const full = med(s0, 'partwise', (x) => x.wallS);
-  const row = (what: string, m: { ms: number; clientCpuS: number; serverCpuS: number } | undefined) =>
+  const row = (what: string, m: Moment | undefined) =>
     m ? print(`| ${what} | ${fmt(m.ms)} | ${fmt(m.ms / 1000 / full, 2)} | ${fmt(m.clientCpuS, 2)} | ${fmt(m.serverCpuS, 2)} |`) : undefined;
   print(`One more resume after a kill at 90% (server held ${fmt((100 * held) / size)}%), each event's arrival timed from outside, with the CPU the client and the gateway had used by then (sampled every 10 ms):`);
   print();
@@ -319,9 +319,10 @@ print();
     const cores = cpus().length;
     const total = t.exit.clientCpuS + t.exit.serverCpuS;
     const gatewayAfter = t.exit.serverCpuS - first.serverCpuS;
-    const bound = Math.max(total / cores, first.ms / 1000 + gatewayAfter / cores);
+    const gatewayDone = first.ms / 1000 + gatewayAfter / cores;
+    const bound = Math.max(total / cores, gatewayDone);
     print(
-      `What limits it, as lower bounds from this run's own work: client and gateway together used ${fmt(total, 2)} CPU-s (client ${fmt(t.exit.clientCpuS, 2)}, gateway ${fmt(t.exit.serverCpuS, 2)}), which ${cores} cores cannot give in under ${fmt(total / cores, 2)} s; and the gateway's ${fmt(gatewayAfter, 2)} CPU-s of taking the missing parts could not begin before the first UploadPart at ${fmt(first.ms / 1000, 2)} s (it had used ${fmt(first.serverCpuS, 2)} by then), so not end before ${fmt(first.ms / 1000 + gatewayAfter / cores, 2)} s. Doing this work, the run could not have ended before ${fmt(bound, 2)} s (${fmt(bound / full, 2)} × the full upload), whatever the scheduling; it took ${fmt(t.exit.ms / 1000, 2)} s.`,
+      `What limits it, as lower bounds from this run's own work: client and gateway together used ${fmt(total, 2)} CPU-s (client ${fmt(t.exit.clientCpuS, 2)}, gateway ${fmt(t.exit.serverCpuS, 2)}), which ${cores} cores cannot give in under ${fmt(total / cores, 2)} s; and the gateway's ${fmt(gatewayAfter, 2)} CPU-s of taking the missing parts could not begin before the first UploadPart at ${fmt(first.ms / 1000, 2)} s (it had used ${fmt(first.serverCpuS, 2)} by then), so not end before ${fmt(gatewayDone, 2)} s. Doing this work, the run could not have ended before ${fmt(bound, 2)} s (${fmt(bound / full, 2)} × the full upload), whatever the scheduling; it took ${fmt(t.exit.ms / 1000, 2)} s.`,
     );
     print();
   }

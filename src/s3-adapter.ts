@@ -34,13 +34,14 @@ import type { AttributesOutput, HeadOutput, ListUploadsOutput, PartBody, Request
 // Bundling partwise: keep @aws-sdk/client-s3 external (it is a peer dependency).
 let loaded: typeof Sdk | undefined;
 const SDK = '@aws-sdk/client-s3';
+const require = createRequire(import.meta.url);
 const missingSdk = (err: unknown) =>
   new InvalidOptionsError(
     `partwise needs the AWS SDK for JavaScript v3 (${SDK}, a peer dependency), which cannot be loaded (${String((err as Error)?.message ?? err).split('\n')[0]}): install it beside partwise (npm install ${SDK}), or repair the installation the error names`,
   );
 function sdk(): typeof Sdk {
   try {
-    return (loaded ??= createRequire(import.meta.url)(SDK) as typeof Sdk);
+    return (loaded ??= require(SDK) as typeof Sdk);
   } catch (err) {
     throw missingSdk(err);
   }
@@ -50,7 +51,7 @@ function sdk(): typeof Sdk {
 function assertSdkInstalled(): void {
   if (loaded) return;
   try {
-    createRequire(import.meta.url).resolve(SDK);
+    require.resolve(SDK);
   } catch (err) {
     throw missingSdk(err);
   }
@@ -75,8 +76,13 @@ export interface ClientOptions {
  * and third-party servers reject the SDK's defaults), and no SDK-level retries (the engine retries
  * each request itself, with a fresh body, so attempts never multiply).
  */
+/** The endpoint createS3Client gives its client: the option, else the environment's. */
+function endpointOf(opts: ClientOptions): string | undefined {
+  return opts.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+}
+
 export function createS3Client(opts: ClientOptions = {}): S3Client {
-  const endpoint = opts.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  const endpoint = endpointOf(opts);
   const config: S3ClientConfig = {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
@@ -261,7 +267,7 @@ export function presetIdentity(opts: ClientOptions): string | undefined {
   // The SDK rewrites FIPS pseudo-regions (us-east-1-fips is us-east-1) and refuses what is not a
   // host label, in words of its own: only a plain region is taken as it is written.
   if (!region || !/^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/.test(region) || region.startsWith('fips-') || region.endsWith('-fips')) return undefined;
-  const endpoint = opts.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  const endpoint = endpointOf(opts);
   if (!endpoint) return endpointIdentity(undefined, region);
   try {
     // As the SDK's URL parser reads it: the port as a number when one is written.
