@@ -352,6 +352,9 @@ export function s3Advice(code: string, status: number | undefined, operation: st
       return 'a quota on the bucket or the user is used up: raise it or free space, then run the same command to resume';
     case 'RegionMissing':
       return 'no region is configured: set AWS_REGION, a region in the profile, or pass --region';
+    case 'CredentialsProviderError':
+      // The SDK found no credentials: nothing reached the server, so "refused" would mislead.
+      return 'no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (a profile with credentials), then run the same command';
     case 'NoSuchUpload':
       return 'the server no longer has this multipart upload';
     case 'ECONNREFUSED':

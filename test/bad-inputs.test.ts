@@ -118,6 +118,19 @@ describe('bad inputs on the local RADOS Gateway', () => {
     assert.deepEqual(await openUploads('bad/creds'), []);
   });
 
+  test('bad input: no credentials anywhere → said in words (exit 1), not "the server refused", nothing created', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 1024);
+    const env: NodeJS.ProcessEnv = { ...cliEnv(dir), HOME: dir, AWS_CONFIG_FILE: join(dir, 'none'), AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'), AWS_EC2_METADATA_DISABLED: 'true' };
+    for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_CONTAINER_CREDENTIALS_FULL_URI', 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI', 'AWS_WEB_IDENTITY_TOKEN_FILE']) delete env[k];
+    const r = await runCli(['upload', f.path, `s3://${bucket}/bad/nocreds`], env);
+    assert.equal(r.code, 1, r.stderr);
+    oneClearLine(r, /CredentialsProviderError.*no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE/);
+    assert.doesNotMatch(r.stderr, /server refused|no HTTP answer/);
+    assert.deepEqual(await stateFiles(dir), []);
+    assert.deepEqual(await openUploads('bad/nocreds'), []);
+  });
+
   test('bad input: no region configured → said in words (exit 1), before any request', async () => {
     const dir = await tempDir();
     const f = await randomFile(dir, 1024);

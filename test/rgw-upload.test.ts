@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { ListPartsCommand } from '@aws-sdk/client-s3';
 import { AwsCrc32c } from '@aws-crypto/crc32c';
 import pLimit from 'p-limit';
-import { MiB, PausedError, Upload, createUpload, type ProgressSnapshot } from '../src/index.ts';
+import { MiB, PausedError, Upload, createUpload, type PartwiseError, type ProgressSnapshot } from '../src/index.ts';
 import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
 import { readJournal } from '../src/journal.ts';
 import { uploadThenPause } from './helpers/pause.ts';
@@ -70,6 +71,46 @@ describe('uploads against the local RADOS Gateway', () => {
       assert.equal(r.verification.level, alg === 'none' ? 'multipart-etag' : 'full-object-checksum');
       assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256);
     }
+  });
+
+  test('a failure forgetting the intent after Create is the upload\'s: plan named it, the error is resumable with its id, and the rerun resumes it', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 2 * 5 * MiB + 3);
+    const key = 'intent/remove-fails';
+    const inner = new SdkS3Port(createS3Client());
+    let created = '';
+    const s3 = wrapPort(inner, {
+      createMultipartUpload: async (input, req, signal) => {
+        const out = await inner.createMultipartUpload(input, req, signal);
+        created = out.uploadId;
+        // The intent written before Create becomes a folder with something in it: removing it fails.
+        const intent = (await readdir(dir)).find((n) => n.endsWith('.intent'))!;
+        await rm(join(dir, intent));
+        await mkdir(join(dir, intent, 'x'), { recursive: true });
+        return out;
+      },
+    });
+    const base = { s3, file: f.path, bucket, key, partSize: 5 * MiB, stateDir: dir };
+    const up = new Upload(base);
+    const planned: string[] = [];
+    up.on('plan', (e) => planned.push(e.uploadId));
+    up.on('error', () => {});
+    const err = await up.done().then(
+      () => assert.fail('removing the intent failed, yet the upload succeeded'),
+      (e: PartwiseError) => e,
+    );
+    assert.ok(created, 'Create ran');
+    assert.deepEqual(planned, [created], 'plan named the upload before the intent was forgotten');
+    assert.equal(err.code, 'UNEXPECTED');
+    assert.equal(err.resumable, true, err.message);
+    assert.equal(err.context.uploadId, created);
+    assert.match(err.message, /journal is kept/);
+    const journal = (await readdir(dir)).find((n) => n.endsWith('.json'))!;
+    assert.equal((await readJournal(join(dir, journal)))?.uploadId, created, 'the journal names the upload');
+    await rm(join(dir, (await readdir(dir)).find((n) => n.endsWith('.intent'))!), { recursive: true });
+    const r = await new Upload({ ...base, s3: inner }).done();
+    assert.equal(r.uploadId, created, 'the rerun resumed the same upload');
+    assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256);
   });
 
   test('cheapest evidence at concurrency: the other parts wait for the first part\'s answer, so only part 1 carries Content-MD5', async () => {
