@@ -2,7 +2,10 @@
  * The only module that imports @aws-sdk/client-s3. It maps the S3Port onto SDK commands and
  * normalizes every failure into an S3RequestError.
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type * as Sdk from '@aws-sdk/client-s3';
 import type {
@@ -268,14 +271,37 @@ export function presetIdentity(opts: ClientOptions): string | undefined {
   // host label, in words of its own: only a plain region is taken as it is written.
   if (!region || !/^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/.test(region) || region.startsWith('fips-') || region.endsWith('-fips')) return undefined;
   const endpoint = endpointOf(opts);
-  if (!endpoint) return endpointIdentity(undefined, region);
+  if (!endpoint) return sharedFilesMayNameEndpoint() ? undefined : endpointIdentity(undefined, region);
+  return urlIdentity(endpoint, region);
+}
+
+/** A URL's identity, as the SDK's URL parser reads it (the port as a number when one is written); undefined if it is not one. */
+function urlIdentity(url: string, region: string): string | undefined {
   try {
-    // As the SDK's URL parser reads it: the port as a number when one is written.
-    const u = new URL(endpoint);
+    const u = new URL(url);
     return endpointIdentity({ protocol: u.protocol, hostname: u.hostname, port: u.port ? Number(u.port) : undefined, path: u.pathname }, region);
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether the shared config or credentials file may name an endpoint (endpoint_url, or a services
+ * section that can hold one), which only the SDK reads: then it is asked. Most files name none, and
+ * the SDK is not loaded just to learn that.
+ */
+function sharedFilesMayNameEndpoint(): boolean {
+  const home = process.env.HOME || process.env.USERPROFILE || homedir();
+  const path = (v: string | undefined, dflt: string) => (v ? v.replace(/^~(?=[\\/])/, home) : join(home, '.aws', dflt));
+  for (const f of [path(process.env.AWS_CONFIG_FILE, 'config'), path(process.env.AWS_SHARED_CREDENTIALS_FILE, 'credentials')]) {
+    try {
+      if (/endpoint_url|^\s*services\s*=/m.test(readFileSync(f, 'utf8'))) return true;
+    } catch (err) {
+      // Absent: nothing named there. Unreadable for another reason: the SDK's reading decides.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return true;
+    }
+  }
+  return false;
 }
 
 /** An endpoint the SDK would refuse with a bare "Invalid URL" (an unexpected failure) is refused here, in words. */
@@ -299,6 +325,7 @@ export class SdkS3Port implements S3Port {
   private made: S3Client | undefined;
   private readonly preset: ClientOptions | undefined;
   private identity: Promise<string> | undefined;
+  private configuring: Promise<S3Client> | undefined;
 
   /** A client, or the options to make one with createS3Client when a request first needs it. */
   constructor(client: S3Client | { lazy: ClientOptions }) {
@@ -331,17 +358,46 @@ export class SdkS3Port implements S3Port {
     if (known) return known;
     // The region is resolved here first (every request needs it): a missing one is said in words.
     const region = await this.call('ResolveRegion', (c) => c.config.region());
-    return endpointIdentity(this.client.config.endpoint ? await this.client.config.endpoint() : undefined, region);
+    const client = this.client;
+    if (client.config.endpoint) return endpointIdentity(await client.config.endpoint(), region);
+    // An endpoint from the environment or a shared config profile is applied by the SDK at each
+    // request, not kept in config.endpoint: asked for the same way, so the journal is that endpoint's.
+    const configured = await this.call('ResolveEndpoint', async (c) => c.config.serviceConfiguredEndpoint?.());
+    return (configured && urlIdentity(configured, region)) || endpointIdentity(undefined, region);
   }
 
   async clientMaxAttempts(): Promise<number> {
     // createS3Client's clients make one attempt (the engine retries).
-    if (!this.made && this.preset) return 1;
+    if (this.preset) return 1;
     try {
       return await this.client.config.maxAttempts();
     } catch {
       return 3;
     }
+  }
+
+  /**
+   * The client a request goes out on. A lazy port's endpoint named in a shared config profile
+   * (endpoint_url) is made explicit: the SDK would apply it as the endpoint only, with virtual-host
+   * addressing (bucket.host), which an S3-compatible server at a host name does not answer;
+   * explicit, it gets path-style addressing as an endpoint from the options or the environment does.
+   */
+  private configured(client: S3Client): Promise<S3Client> {
+    const o = this.preset;
+    if (!o || this.made !== client || endpointOf(o) || o.forcePathStyle !== undefined) return Promise.resolve(client);
+    if (!this.configuring) {
+      const p = (async () => {
+        const url = await client.config.serviceConfiguredEndpoint?.();
+        if (url && this.made === client) this.made = createS3Client({ ...o, endpoint: url });
+        return this.made ?? client;
+      })();
+      // A failure is not kept: the next request asks again.
+      p.catch(() => {
+        if (this.configuring === p) this.configuring = undefined;
+      });
+      this.configuring = p;
+    }
+    return this.configuring;
   }
 
   /**
@@ -351,7 +407,7 @@ export class SdkS3Port implements S3Port {
   private async call<T>(operation: string, send: (client: S3Client) => Promise<T>): Promise<T> {
     const client = this.client;
     try {
-      return await send(client);
+      return await send(await this.configured(client));
     } catch (err) {
       throw toS3RequestError(operation, err);
     }

@@ -40,6 +40,37 @@ describe('the partwise command, end to end against the local server', () => {
     bucket = await makeBucket('pw-cli');
   });
 
+  test('an endpoint named in a shared config profile (endpoint_url, as Ceph and MinIO users configure one): path-style requests to a host name, and the journal is that endpoint\'s', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 6 * MiB + 5);
+    const base = cliEnv(join(dir, 'state'));
+    const port = new URL(base.AWS_ENDPOINT_URL!).port;
+    // A host name, not an IP: the SDK's default addressing would ask bucket.localhost, which does not resolve.
+    const byName = `http://localhost:${port}`;
+    const region = base.AWS_REGION ?? 'us-east-1';
+    await writeFile(join(dir, 'config'), `[profile ceph]\nregion = ${region}\nendpoint_url = ${byName}\n\n[profile other]\nregion = ${region}\nendpoint_url = http://127.0.0.1:${port}\n\n[profile plain]\nregion = ${region}\n`);
+    const keys = `aws_access_key_id = ${base.AWS_ACCESS_KEY_ID}\naws_secret_access_key = ${base.AWS_SECRET_ACCESS_KEY}\n`;
+    await writeFile(join(dir, 'credentials'), `[ceph]\n${keys}\n[other]\n${keys}\n[plain]\n${keys}`);
+    const env = (profile: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => {
+      const e: NodeJS.ProcessEnv = { ...base, HOME: dir, AWS_CONFIG_FILE: join(dir, 'config'), AWS_SHARED_CREDENTIALS_FILE: join(dir, 'credentials'), AWS_PROFILE: profile };
+      for (const k of ['AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_REGION', 'AWS_DEFAULT_REGION']) delete e[k];
+      return { ...e, ...extra };
+    };
+    const key = 'profile/endpoint.bin';
+    const journalOf = async (e: NodeJS.ProcessEnv) => {
+      const r = await runCli(['status', f.path, `s3://${bucket}/${key}`, '--json'], e);
+      assert.equal(r.code, 0, r.stderr);
+      return jsonLines(r.stdout).find((l) => l.event === 'status')!.journalPath as string;
+    };
+    const viaProfile = await journalOf(env('ceph'));
+    assert.equal(viaProfile, await journalOf(env('plain', { AWS_ENDPOINT_URL: byName })), 'the same endpoint, from a profile or the environment, is the same journal');
+    assert.notEqual(viaProfile, await journalOf(env('other')), 'another endpoint is another journal');
+    const r = await runCli(['upload', f.path, `s3://${bucket}/${key}`, '--part-size', '5MiB', '--json'], env('ceph'));
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(jsonLines(r.stdout).find((l) => l.event === 'plan')!.journalPath, viaProfile);
+    assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256);
+  });
+
   test('usage errors exit 2 with one clear line', async () => {
     const env = cliEnv(await tempDir());
     for (const args of [[], ['upload'], ['upload', 'f', 'http://x/y'], ['upload', 'f', 's3://b/k', '--checksum', 'md4'], ['upload', 'f', 's3://b/k', '--part-size', 'lots'], ['frobnicate'], ['upload', '--no-such-flag']]) {

@@ -67,6 +67,43 @@ test('a lazy port names its endpoint as a client made up front does (the journal
   await withEnv({}, async () => assert.equal(presetIdentity({ endpoint: 'http://127.0.0.1:7490', region: 'us_east_1' }), undefined, 'not a host label: the SDK says so'));
 });
 
+test('an endpoint named in a shared config profile (endpoint_url, a services section) is the journal\'s endpoint, as the SDK reads it; without one, the SDK is not needed to say so', async () => {
+  const dir = await tempDir();
+  const saved = { AWS_CONFIG_FILE: process.env.AWS_CONFIG_FILE, AWS_PROFILE: process.env.AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE: process.env.AWS_SHARED_CREDENTIALS_FILE };
+  const rows: [string, string, string | undefined][] = [
+    ['endpoint_url in the profile', '[profile p]\nendpoint_url = HTTP://Host.Example:9000/\n', 'http://host.example:9000'],
+    ['a services section', '[profile p]\nservices = mine\n\n[services mine]\ns3 =\n  endpoint_url = http://127.0.0.1:7001\n', 'http://127.0.0.1:7001'],
+    ['endpoint_url ignored by ignore_configured_endpoint_urls', '[profile p]\nendpoint_url = http://127.0.0.1:7002\nignore_configured_endpoint_urls = true\n', 'aws:us-east-1'],
+    ['no endpoint in the files', '[profile p]\nregion = eu-west-1\n', undefined],
+  ];
+  try {
+    let i = 0;
+    for (const [name, config, want] of rows) {
+      // A file of its own each time: the SDK keeps what it has read of a path.
+      const path = join(dir, `config-${i++}`);
+      await writeFile(path, config);
+      process.env.AWS_CONFIG_FILE = path;
+      process.env.AWS_SHARED_CREDENTIALS_FILE = join(dir, 'none');
+      process.env.AWS_PROFILE = 'p';
+      await withEnv({}, async () => {
+        const opts = { region: 'us-east-1' };
+        if (want === undefined) {
+          assert.equal(presetIdentity(opts), 'aws:us-east-1', `${name}: no SDK needed`);
+          return;
+        }
+        assert.equal(presetIdentity(opts), undefined, `${name}: only the SDK reads it`);
+        assert.equal(await new SdkS3Port({ lazy: opts }).describeEndpoint(), want, `${name}: the lazy port`);
+        assert.equal(await new SdkS3Port(createS3Client(opts)).describeEndpoint(), want, `${name}: a client made up front`);
+      });
+    }
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+});
+
 test('a port names its endpoint once: the same answer before and after its client is made', async () => {
   // us-east-1-fips: worked out without the SDK it would read differently, so a port that answered
   // from its options first and from its client later would name two journals in one run.
