@@ -58,7 +58,7 @@ Object settings (fixed when the upload is created; a resume must give the same o
   --object-lock-mode GOVERNANCE|COMPLIANCE --object-lock-retain-until ISO-DATE
   --legal-hold            Object Lock legal hold ON
 Connection and state:
-  --endpoint URL          S3 endpoint (default: AWS_ENDPOINT_URL, or AWS)
+  --endpoint URL          S3 endpoint (default: AWS_ENDPOINT_URL, the profile's endpoint_url, or AWS)
   --region REGION         region (default: AWS_REGION or the profile's)
   --path-style            path-style URLs (default on when an endpoint is set)
   --state-dir DIR         journal folder (default: $PARTWISE_STATE_DIR or ~/.local/state/partwise)

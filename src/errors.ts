@@ -352,16 +352,18 @@ export function s3Advice(code: string, status: number | undefined, operation: st
       return 'a quota on the bucket or the user is used up: raise it or free space, then run the same command to resume';
     case 'RegionMissing':
       return 'no region is configured: set AWS_REGION, a region in the profile, or pass --region';
-    case 'CredentialsProviderError':
-      // The SDK found no credentials: nothing reached the server, so "refused" would mislead.
+    // Nothing reached the server in either case, so "refused" would mislead.
+    case 'NoCredentials':
       return 'no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (a profile with credentials), then run the same command';
+    case 'CredentialsProviderError':
+      return "the configured credentials could not be loaded (the SDK's message says why): fix that source (an SSO profile: aws sso login; the profile's name; its credential_process), then run the same command";
     case 'NoSuchUpload':
       return 'the server no longer has this multipart upload';
     case 'ECONNREFUSED':
-      return 'nothing answers at the endpoint: check --endpoint / AWS_ENDPOINT_URL and that the server is up, then run the same command';
+      return "nothing answers at the endpoint: check --endpoint / AWS_ENDPOINT_URL / the profile's endpoint_url and that the server is up, then run the same command";
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return "the endpoint's host name does not resolve: check --endpoint / AWS_ENDPOINT_URL and the network";
+      return "the endpoint's host name does not resolve: check --endpoint / AWS_ENDPOINT_URL / the profile's endpoint_url and the network";
     case 'ETIMEDOUT':
     case 'TimeoutError':
     case 'RequestTimeout':

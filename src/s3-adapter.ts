@@ -81,7 +81,8 @@ export interface ClientOptions {
  */
 /** The endpoint createS3Client gives its client: the option, else the environment's. */
 function endpointOf(opts: ClientOptions): string | undefined {
-  return opts.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  // The first one set and not empty, as the SDK picks it (an empty one is passed over).
+  return opts.endpoint || process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined;
 }
 
 export function createS3Client(opts: ClientOptions = {}): S3Client {
@@ -237,6 +238,9 @@ export function toS3RequestError(operation: string, err: unknown): S3RequestErro
   if ((code === 'Error' || code === 'UnknownError' || code === 'TypeError') && e.code && NETWORK_CODE.test(e.code)) code = e.code;
   if (code === 'Error' && e.message === 'socket hang up') code = 'ECONNRESET';
   if (/region is missing/i.test(e.message ?? '')) code = 'RegionMissing';
+  // The SDK's one name for "none anywhere" and for "one configured but failing" (an SSO token expired, a
+  // credential_process failing): only the first is told to set some.
+  if (code === 'CredentialsProviderError' && /could not load credentials from any providers/i.test(e.message ?? '')) code = 'NoCredentials';
   // Not the SDK's exception itself: it carries every field of the error body (AWS echoes the
   // canonical request there, headers and all: session token, SSE-C key), which a caller logging
   // the error would print. Only its name and message are kept.
@@ -255,7 +259,7 @@ export function toS3RequestError(operation: string, err: unknown): S3RequestErro
  */
 export function endpointIdentity(ep: { protocol: string; hostname: string; port?: number | undefined; path?: string } | undefined, region: string): string {
   if (ep) return `${ep.protocol}//${ep.hostname}${ep.port ? `:${ep.port}` : ''}${ep.path && ep.path !== '/' ? ep.path : ''}`;
-  const fromEnv = process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  const fromEnv = endpointOf({});
   if (fromEnv) return fromEnv.replace(/\/+$/, '');
   return `aws:${region}`;
 }
@@ -385,18 +389,18 @@ export class SdkS3Port implements S3Port {
   private configured(client: S3Client): Promise<S3Client> {
     const o = this.preset;
     if (!o || this.made !== client || endpointOf(o) || o.forcePathStyle !== undefined) return Promise.resolve(client);
-    if (!this.configuring) {
-      const p = (async () => {
-        const url = await client.config.serviceConfiguredEndpoint?.();
-        if (url && this.made === client) this.made = createS3Client({ ...o, endpoint: url });
-        return this.made ?? client;
-      })();
-      // A failure is not kept: the next request asks again.
-      p.catch(() => {
-        if (this.configuring === p) this.configuring = undefined;
-      });
-      this.configuring = p;
-    }
+    this.configuring ??= (async () => {
+      const url = await client.config.serviceConfiguredEndpoint?.();
+      if (url && this.made === client) {
+        try {
+          new URL(url);
+        } catch {
+          throw new InvalidOptionsError(`the endpoint ${JSON.stringify(url)} is not a URL (endpoint_url in the shared config profile): give one such as http://127.0.0.1:7490`);
+        }
+        this.made = createS3Client({ ...o, endpoint: url });
+      }
+      return this.made ?? client;
+    })();
     return this.configuring;
   }
 
@@ -409,6 +413,8 @@ export class SdkS3Port implements S3Port {
     try {
       return await send(await this.configured(client));
     } catch (err) {
+      // A configured endpoint that is not a URL is the options', said as such (not a request's failure).
+      if (err instanceof InvalidOptionsError) throw err;
       throw toS3RequestError(operation, err);
     }
   }

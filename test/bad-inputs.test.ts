@@ -125,7 +125,7 @@ describe('bad inputs on the local RADOS Gateway', () => {
     for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_CONTAINER_CREDENTIALS_FULL_URI', 'AWS_CONTAINER_CREDENTIALS_RELATIVE_URI', 'AWS_WEB_IDENTITY_TOKEN_FILE']) delete env[k];
     const r = await runCli(['upload', f.path, `s3://${bucket}/bad/nocreds`], env);
     assert.equal(r.code, 1, r.stderr);
-    oneClearLine(r, /CredentialsProviderError.*no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE/);
+    oneClearLine(r, /NoCredentials \(Could not load credentials from any providers\): no credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE/);
     assert.doesNotMatch(r.stderr, /server refused|no HTTP answer/);
     assert.deepEqual(await stateFiles(dir), []);
     assert.deepEqual(await openUploads('bad/nocreds'), []);

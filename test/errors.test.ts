@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UnexpectedError } from '../src/errors.ts';
+import { toS3RequestError } from '../src/s3-adapter.ts';
 
 test('UNEXPECTED: resumable, "the journal is kept", only when an upload was begun', () => {
   const begun = new UnexpectedError(new Error('boom'), { bucket: 'b', key: 'k', uploadId: 'u1', journalPath: '/s/j.json' });
@@ -17,4 +18,14 @@ test('UNEXPECTED: resumable, "the journal is kept", only when an upload was begu
     assert.doesNotMatch(none.message, /journal|resume/i, JSON.stringify(ctx));
     assert.match(none.message, /^Unexpected failure: Invalid thing\. Nothing was begun on the server; run the same command again, and if it fails the same way, report it with this message\.$/);
   }
+});
+
+test('credentials: "none found" is told to set some; one configured but failing (an expired SSO token) is told to fix it, not to set what is set', () => {
+  const none = toS3RequestError('HeadObject', Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }));
+  assert.equal(none.s3Code, 'NoCredentials');
+  assert.match(none.message, /no credentials were found: set AWS_ACCESS_KEY_ID/);
+  const sso = toS3RequestError('HeadObject', Object.assign(new Error("The SSO session token associated with profile=sso was not found or is invalid. To refresh this SSO session run 'aws sso login'"), { name: 'CredentialsProviderError' }));
+  assert.equal(sso.s3Code, 'CredentialsProviderError');
+  assert.match(sso.message, /configured credentials could not be loaded .*aws sso login/);
+  assert.doesNotMatch(sso.message, /no credentials were found|server refused/);
 });

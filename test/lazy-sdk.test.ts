@@ -9,6 +9,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type { PartwiseError } from '../src/errors.ts';
 import { SdkS3Port, createS3Client, presetIdentity, type ClientOptions } from '../src/s3-adapter.ts';
 import { BIN, cliEnv, jsonLines, runCli } from './helpers/cli.ts';
 import { uploadThenPause } from './helpers/pause.ts';
@@ -16,16 +17,20 @@ import { makeBucket, randomFile, tempDir } from './helpers/s3.ts';
 
 const ENV = ['AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3', 'AWS_REGION'] as const;
 
+const FILES = ['AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE'] as const;
+
+/** The given variables only; and no shared config files but the ones a test names (not the developer's own ~/.aws). */
 async function withEnv<T>(env: Partial<Record<(typeof ENV)[number], string>>, f: () => Promise<T>): Promise<T> {
-  const saved = Object.fromEntries(ENV.map((k) => [k, process.env[k]]));
+  const saved = Object.fromEntries([...ENV, ...FILES].map((k) => [k, process.env[k]]));
   for (const k of ENV) {
     if (env[k] === undefined) delete process.env[k];
     else process.env[k] = env[k];
   }
+  for (const k of FILES) process.env[k] ||= '/nonexistent/partwise-test/aws-file';
   try {
     return await f();
   } finally {
-    for (const k of ENV) {
+    for (const k of [...ENV, ...FILES]) {
       if (saved[k] === undefined) delete process.env[k];
       else process.env[k] = saved[k];
     }
@@ -41,6 +46,7 @@ test('a lazy port names its endpoint as a client made up front does (the journal
     ['upper case, default port written', { endpoint: 'HTTP://Host.Example:80/x', region: 'us-east-1' }, {}, 'http://host.example/x'],
     ['endpoint from AWS_ENDPOINT_URL', { region: 'us-east-1' }, { AWS_ENDPOINT_URL: 'http://127.0.0.1:7490' }, 'http://127.0.0.1:7490'],
     ['AWS_ENDPOINT_URL_S3 before AWS_ENDPOINT_URL', { region: 'us-east-1' }, { AWS_ENDPOINT_URL: 'http://127.0.0.1:1', AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:2' }, 'http://127.0.0.1:2'],
+    ['an empty AWS_ENDPOINT_URL_S3 is passed over, as the SDK does', { region: 'us-east-1' }, { AWS_ENDPOINT_URL_S3: '', AWS_ENDPOINT_URL: 'http://127.0.0.1:7490' }, 'http://127.0.0.1:7490'],
     ['an option before the environment', { endpoint: 'http://127.0.0.1:3', region: 'us-east-1' }, { AWS_ENDPOINT_URL: 'http://127.0.0.1:4' }, 'http://127.0.0.1:3'],
     ['AWS itself, region option', { region: 'eu-west-1' }, {}, 'aws:eu-west-1'],
     ['AWS itself, region from AWS_REGION', {}, { AWS_REGION: 'ap-south-1' }, 'aws:ap-south-1'],
@@ -75,6 +81,7 @@ test('an endpoint named in a shared config profile (endpoint_url, a services sec
     ['a services section', '[profile p]\nservices = mine\n\n[services mine]\ns3 =\n  endpoint_url = http://127.0.0.1:7001\n', 'http://127.0.0.1:7001'],
     ['endpoint_url ignored by ignore_configured_endpoint_urls', '[profile p]\nendpoint_url = http://127.0.0.1:7002\nignore_configured_endpoint_urls = true\n', 'aws:us-east-1'],
     ['no endpoint in the files', '[profile p]\nregion = eu-west-1\n', undefined],
+    ['endpoint_url that is not a URL', '[profile p]\nendpoint_url = not a url\n', 'INVALID_OPTIONS'],
   ];
   try {
     let i = 0;
@@ -92,6 +99,11 @@ test('an endpoint named in a shared config profile (endpoint_url, a services sec
           return;
         }
         assert.equal(presetIdentity(opts), undefined, `${name}: only the SDK reads it`);
+        if (want === 'INVALID_OPTIONS') {
+          // Said as the options' fault, naming where it came from; not UNEXPECTED "Invalid URL".
+          await assert.rejects(new SdkS3Port({ lazy: opts }).describeEndpoint(), (e: PartwiseError) => e.code === 'INVALID_OPTIONS' && /"not a url" is not a URL \(endpoint_url in the shared config profile\)/.test(e.message));
+          return;
+        }
         assert.equal(await new SdkS3Port({ lazy: opts }).describeEndpoint(), want, `${name}: the lazy port`);
         assert.equal(await new SdkS3Port(createS3Client(opts)).describeEndpoint(), want, `${name}: a client made up front`);
       });
