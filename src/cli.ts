@@ -61,6 +61,7 @@ Connection and state:
   --endpoint URL          S3 endpoint (default: AWS_ENDPOINT_URL, the profile's endpoint_url, or AWS)
   --region REGION         region (default: AWS_REGION or the profile's)
   --path-style            path-style URLs (default on when an endpoint is set)
+  --virtual-host          virtual-host URLs (bucket.host) even with an endpoint set
   --state-dir DIR         journal folder (default: $PARTWISE_STATE_DIR or ~/.local/state/partwise)
   --sse-c-key-file FILE   SSE-C key: 32 raw bytes, or their base64
   --request-payer         send x-amz-request-payer: requester
@@ -83,6 +84,7 @@ const OPTIONS = {
   endpoint: { type: 'string' },
   region: { type: 'string' },
   'path-style': { type: 'boolean' },
+  'virtual-host': { type: 'boolean' },
   'state-dir': { type: 'string' },
   'sse-c-key-file': { type: 'string' },
   'request-payer': { type: 'boolean' },
@@ -200,12 +202,15 @@ function objectSettingFlags(v: Values): ObjectSettingOptions {
 }
 
 function port(v: Values): S3Port {
+  if (v['path-style'] && v['virtual-host']) throw new UsageError('--path-style and --virtual-host exclude each other');
   // The SDK loads at the first request, once the journal is read and hashing has begun.
   return new SdkS3Port({
     lazy: {
       ...(v.endpoint ? { endpoint: v.endpoint } : {}),
       ...(v.region ? { region: v.region } : {}),
-      ...(v['path-style'] ? { forcePathStyle: true } : {}),
+      // Path style is the default with an endpoint (most S3-compatible servers need it); a server
+      // that answers only bucket.host (some do) is reached with --virtual-host.
+      ...(v['path-style'] ? { forcePathStyle: true } : v['virtual-host'] ? { forcePathStyle: false } : {}),
     },
   });
 }

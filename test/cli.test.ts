@@ -69,6 +69,13 @@ describe('the partwise command, end to end against the local server', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(jsonLines(r.stdout).find((l) => l.event === 'plan')!.journalPath, viaProfile);
     assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256);
+    // --virtual-host asks bucket.host, for a server that answers only that (here it does not resolve: the flag took effect).
+    const vh = await runCli(['upload', f.path, `s3://${bucket}/${key}-vh`, '--virtual-host'], env('ceph'));
+    assert.equal(vh.code, 1, vh.stderr);
+    assert.match(vh.stderr, new RegExp(`ENOTFOUND \\(getaddrinfo ENOTFOUND ${bucket}\\.localhost\\)`));
+    const both = await runCli(['upload', f.path, `s3://${bucket}/${key}-vh`, '--virtual-host', '--path-style'], env('ceph'));
+    assert.equal(both.code, 2, both.stderr);
+    assert.match(both.stderr, /--path-style and --virtual-host exclude each other/);
   });
 
   test('usage errors exit 2 with one clear line', async () => {
