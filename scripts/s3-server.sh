@@ -6,10 +6,12 @@
 #   scripts/s3-server.sh stop    stop only the processes this script started (by recorded PID)
 #   scripts/s3-server.sh status  exit 0 when the server answers
 #
-# Idempotent: `start` with the server up only rewrites the env file.
+# Idempotent: `start` with the server up only rewrites the env file; a server another checkout of
+# partwise started on the same port is reused (its credentials are kept beside its cluster).
 # Everything listens on 127.0.0.1. The chroot is shared per machine (it is ~750 MB and takes about a
-# minute to build); the cluster state is per checkout and lives in memory (memstore), so a start after
-# a stop is always a fresh, empty cluster.
+# minute to build); a cluster's state lives in memory (memstore), in a folder of the chroot per RGW
+# port (/lab/partwise for the default 7490), so a start after a stop is always a fresh, empty
+# cluster, and a checkout on other ports never touches another's.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +22,8 @@ mon_port="${PARTWISE_S3_MON_PORT:-3310}"
 osd_port_min="${PARTWISE_S3_OSD_PORT_MIN:-7500}"
 osd_port_max="${PARTWISE_S3_OSD_PORT_MAX:-7600}"
 mirror="${PARTWISE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-lab="/lab/partwise"            # inside the chroot
+# Inside the chroot; one per port, so that a second cluster on other ports has a folder of its own.
+if [ "$rgw_port" = 7490 ]; then lab="/lab/partwise"; else lab="/lab/partwise-$rgw_port"; fi
 host_lab="$chroot_dir$lab"
 conf="$lab/ceph.conf"
 
@@ -76,6 +79,16 @@ signed_ok() {
 
 running() {
   alive "$(pid_of rgw)" && alive "$(pid_of osd)" && alive "$(pid_of mon)" && http_up
+}
+
+# True when any daemon of the cluster in this port's folder is alive, whoever started it (Ceph's own
+# PID files: the chroot shares the host's PID namespace).
+lab_alive() {
+  local f
+  for f in "$host_lab"/run/*.pid; do
+    [ -f "$f" ] && alive "$(cat "$f" 2>/dev/null)" && return 0
+  done
+  return 1
 }
 
 write_env() {
@@ -178,15 +191,26 @@ start() {
     log "already running on http://127.0.0.1:$rgw_port; env rewritten: $state/env"
     return 0
   fi
+  # Started by another checkout (no PID recorded here): reused as it is, with the credentials it
+  # keeps beside its cluster; stopping it is for the checkout that started it.
+  if ! running && lab_alive && http_up && conf_is_current && [ -f "$host_lab/credentials" ]; then
+    (umask 077; cp "$host_lab/credentials" "$state/credentials")
+    write_env
+    log "already running on http://127.0.0.1:$rgw_port (started by another checkout: $(cat "$host_lab/owner" 2>/dev/null || echo unknown)); env: $state/env"
+    return 0
+  fi
   running && log "running with another configuration than this script's: restarting it (its data goes)"
   stop_quiet
   build_chroot
   for p in "$rgw_port" "$mon_port"; do
     port_free "$p" || die "port $p on 127.0.0.1 is taken by another process; set PARTWISE_S3_PORT / PARTWISE_S3_MON_PORT"
   done
+  # Never under a live cluster (one another checkout started, say): its folder is its state.
+  lab_alive && die "a cluster still runs in $host_lab (started by $(cat "$host_lab/owner" 2>/dev/null || echo 'another checkout')): stop it from there (scripts/s3-server.sh stop), or use other ports (PARTWISE_S3_PORT, PARTWISE_S3_MON_PORT)"
   local t0=$SECONDS
   rm -rf "$host_lab"
   mkdir -p "$host_lab/run" "$host_lab/crash" "$host_lab/rgw.a"
+  printf '%s\n' "$here" >"$host_lab/owner"
   local fsid osd_uuid
   fsid=$(cat /proc/sys/kernel/random/uuid)
   osd_uuid=$(cat /proc/sys/kernel/random/uuid)
@@ -211,7 +235,7 @@ start() {
   local ak sk
   ak="PW$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-z A-Z)"
   sk="$(head -c 30 /dev/urandom | base64 | tr -d '/+=\n' | head -c 40)"
-  (umask 077; printf 'ACCESS_KEY=%s\nSECRET_KEY=%s\n' "$ak" "$sk" >"$state/credentials")
+  (umask 077; printf 'ACCESS_KEY=%s\nSECRET_KEY=%s\n' "$ak" "$sk" >"$state/credentials"; cp "$state/credentials" "$host_lab/credentials")
   in_chroot radosgw-admin -c "$conf" user create --uid=partwise --display-name=partwise \
     --access-key="$ak" --secret-key="$sk" >/dev/null 2>"$host_lab/user-create.err"
   wait_for 60 "a signed request" signed_ok "$ak" "$sk"
@@ -243,6 +267,9 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  status) if running; then log "running on http://127.0.0.1:$rgw_port"; else log "not running"; exit 1; fi ;;
+  status)
+    if running; then log "running on http://127.0.0.1:$rgw_port"
+    elif lab_alive && http_up; then log "running on http://127.0.0.1:$rgw_port (started by another checkout: $(cat "$host_lab/owner" 2>/dev/null || echo unknown))"
+    else log "not running"; exit 1; fi ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac
