@@ -15,6 +15,7 @@ import { defaultStateDir } from './journal.ts';
 import { settingsProblems, type CannedAcl, type ObjectLockMode, type ObjectSettingOptions, type StorageClass } from './object-settings.ts';
 import type { ProgressSnapshot, UploadEvents, UploadResult } from './events.ts';
 import type { ReconcileReport } from './reconcile.ts';
+import { S3_MAX_PART_SIZE, S3_MIN_PART_SIZE } from './planner.ts';
 import { SdkS3Port } from './s3-adapter.ts';
 import { StreamUpload, type StreamUploadOptions } from './stream-upload.ts';
 import { FolderJob, type JobProgress } from './folder-job.ts';
@@ -224,6 +225,9 @@ function engineOptions(v: Values, file: string, bucket: string, key: string, sig
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
+    // The command has no minPartSize (only test servers take smaller parts): refused here, before
+    // anything is read or asked of the server.
+    if (o.partSize < S3_MIN_PART_SIZE || o.partSize > S3_MAX_PART_SIZE) throw new UsageError(`--part-size must be from 5 MiB to 5 GiB (S3's part limits); got ${v['part-size']}`);
   }
   if (v.concurrency) {
     const n = Number(v.concurrency);

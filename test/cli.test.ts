@@ -80,10 +80,11 @@ describe('the partwise command, end to end against the local server', () => {
 
   test('usage errors exit 2 with one clear line', async () => {
     const env = cliEnv(await tempDir());
-    for (const args of [[], ['upload'], ['upload', 'f', 'http://x/y'], ['upload', 'f', 's3://b/k', '--checksum', 'md4'], ['upload', 'f', 's3://b/k', '--part-size', 'lots'], ['frobnicate'], ['upload', '--no-such-flag']]) {
+    for (const args of [[], ['upload'], ['upload', 'f', 'http://x/y'], ['upload', 'f', 's3://b/k', '--checksum', 'md4'], ['upload', 'f', 's3://b/k', '--part-size', 'lots'], ['upload', 'f', 's3://bkt/k', '--part-size', '1MiB'], ['upload', 'f', 's3://bkt/k', '--part-size', '6GiB'], ['upload', '-', 's3://bkt/k', '--part-size', '4MiB'], ['frobnicate'], ['upload', '--no-such-flag']]) {
       const r = await runCli(args, env);
       assert.equal(r.code, 2, `exit 2 for ${JSON.stringify(args)}`);
       assert.match(r.stderr, /^partwise: /, 'names the problem');
+      if (args.includes('1MiB') || args.includes('6GiB') || args.includes('4MiB')) assert.match(r.stderr, /--part-size must be from 5 MiB to 5 GiB \(S3's part limits\)/);
       assert.equal(r.stdout, '');
     }
     const help = await runCli(['--help'], env);
