@@ -406,6 +406,14 @@ function isDirectory(path: string): boolean {
   }
 }
 
+/** Where the failed files of a job were named: as each failed, on stderr; the ones never started, nowhere else. */
+function failedNote(r: { failed: number; outcomes: { status: string }[] }): string {
+  const named = r.outcomes.filter((x) => x.status === 'failed').length;
+  const notStarted = r.failed - named;
+  const parts = [...(named ? ['each named on stderr as it failed'] : []), ...(notStarted ? [`${notStarted} not started`] : [])];
+  return parts.length ? ` (${parts.join('; ')})` : '';
+}
+
 /** `upload <dir> s3://bucket/prefix/`: the folder as one resumable job. */
 async function cmdFolder(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
   if (pos.length !== 2) throw new UsageError('upload takes <folder> s3://<bucket>/[<prefix>/]');
@@ -429,10 +437,11 @@ async function cmdFolder(pos: string[], v: Values, argv: string[], out: Out): Pr
     job.on('file-event', (e) => out.line({ event: e.event, file: e.file, key: e.key, ...(e.data as object) }));
     job.on('job-progress', (e) => out.line({ event: 'job-progress', ...e }));
     job.on('warning', (e) => out.line({ event: 'warning', ...e }));
-  } else if (!out.quiet) {
-    job.on('warning', (e) => process.stderr.write(`\npartwise: warning: ${e.file ? `${e.file}: ` : ''}${e.message}\n`));
+  } else {
+    if (!out.quiet) job.on('warning', (e) => process.stderr.write(`\npartwise: warning: ${e.file ? `${e.file}: ` : ''}${e.message}\n`));
+    // As each file fails, once, on stderr, --quiet or not: a job run from cron must not fail silently.
     job.on('file-done', (e) => {
-      if (e.status === 'failed') out.say(`${out.tty ? '\r\x1b[2K' : ''}failed: ${e.file}: ${e.error?.code}: ${e.error?.message}`);
+      if (e.status === 'failed') process.stderr.write(`${out.tty ? '\r\x1b[2K' : ''}partwise: failed: ${e.file}: ${e.error?.code}: ${e.error?.message}\n`);
     });
   }
   const stop = out.tty
@@ -448,8 +457,9 @@ async function cmdFolder(pos: string[], v: Values, argv: string[], out: Out): Pr
     if (out.json) out.line({ event: 'job-complete', ...r });
     else if (!out.quiet) {
       const lines = [
-        r.uploaded === 0 && r.failed === 0 ? `Nothing to send: all ${r.files} files are already uploaded (each confirmed by its stored checksum).` : `Uploaded ${r.uploaded} of ${r.files} files (${formatBytes(r.bytesSent)} sent); ${r.skipped} already there; ${r.failed} failed.`,
-        ...r.outcomes.filter((x) => x.status === 'failed').map((x) => `  failed: ${x.file}: ${x.error?.code}: ${x.error?.message}`),
+        r.uploaded === 0 && r.failed === 0
+          ? `Nothing to send: all ${r.files} files are already uploaded (each confirmed by its stored checksum).`
+          : `Uploaded ${r.uploaded} of ${r.files} files (${formatBytes(r.bytesSent)} sent); ${r.skipped} already there; ${r.failed} failed${failedNote(r)}.`,
         ...r.notRead.map((x) => `  not read: ${x.path}: ${x.why}`),
       ];
       if (ac.signal.aborted) lines.push(`Stopped; continue with: ${rerunCommand(argv)}`);

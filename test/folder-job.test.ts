@@ -227,7 +227,7 @@ test('CLI: a folder job killed mid-way (SIGKILL) and rerun: every object identic
     assert.equal(fourth.code, 0, fourth.stderr);
   } else {
     assert.equal(fourth.code, 5, fourth.stderr);
-    assert.match(fourth.stdout, /failed: .*unreadable\.bin/);
+    assert.match(fourth.stderr, /failed: .*unreadable\.bin/);
   }
 });
 
@@ -416,4 +416,21 @@ test('a file whose record cannot be synced to the job journal: failed (STATE_UNW
   assert.match(o.error!.message, /sent and verified, but the job journal could not record it/);
   assert.doesNotMatch(o.error!.message, /Nothing was sent/);
   assert.deepEqual(await getObjectBytes(bucket, 'f0.bin'), bodies[0], 'and it is on the server, as the message says');
+});
+
+test('a folder job that fails says so once per file, on stderr, even with --quiet (a cron job must not fail silently)', async () => {
+  const root = await tempDir();
+  const dir = join(root, 'src');
+  await mkdir(dir);
+  for (const n of ['a.bin', 'b.bin']) await writeFile(join(dir, n), randomBytes(1000));
+  const env = cliEnv(join(root, 'state'));
+  const quiet = await runCli(['upload', dir, 's3://pw-no-such-bucket-zz/p/', '--quiet'], env);
+  assert.equal(quiet.code, 5, quiet.stderr);
+  assert.equal(quiet.stdout, '');
+  const failedLines = (s: string) => s.split('\n').filter((l) => /failed: .*NoSuchBucket/.test(l));
+  assert.deepEqual(failedLines(quiet.stderr).map((l) => l.match(/[ab]\.bin/)?.[0]).sort(), ['a.bin', 'b.bin']);
+  const loud = await runCli(['upload', dir, 's3://pw-no-such-bucket-zz/p/'], env);
+  assert.equal(loud.code, 5, loud.stderr);
+  assert.equal(failedLines(loud.stdout + loud.stderr).length, 2, `each failure once:\n${loud.stdout}${loud.stderr}`);
+  assert.match(loud.stdout, /Uploaded 0 of 2 files .*2 failed/);
 });
