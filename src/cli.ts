@@ -9,7 +9,7 @@ import { isChecksumAlgorithm, type ChecksumAlgorithm } from './checksums.ts';
 import { formatAge, formatBytes, parseAge, parseSize, renderProgress, renderSummary } from './cli-render.ts';
 import type { DiscoveryReport } from './discover.ts';
 import { Upload, type EngineOptions, type StatusReport } from './engine.ts';
-import { ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, UnexpectedError } from './errors.ts';
+import { ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, StreamFailedError, UnexpectedError } from './errors.ts';
 import { abortUploads, listIncompleteUploads, verifyObject } from './inspect.ts';
 import { defaultStateDir } from './journal.ts';
 import { settingsProblems, type CannedAcl, type ObjectLockMode, type ObjectSettingOptions, type StorageClass } from './object-settings.ts';
@@ -395,6 +395,9 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
     return reportError(err, argv, out);
   } finally {
     for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
+    // The stream is done with, however it ended: a producer still writing (or idle) must not keep
+    // the command alive, or block on a full pipe nobody reads.
+    if (file === '-') process.stdin.destroy();
   }
 }
 
@@ -503,7 +506,7 @@ function reportError(err: unknown, argv: string[], out: Out): number {
   const next = nextStep(e, argv);
   if (out.json) out.line({ event: 'error', code: e.code, message: e.message, resumable: e.resumable, ...e.context, ...(next ? { next } : {}) });
   process.stderr.write(`partwise: ${e.code}: ${e.message}${next ? ` Next: ${next}` : ''}\n`);
-  if (e instanceof PausedError) return EXIT.interrupted;
+  if (e instanceof PausedError || (e instanceof StreamFailedError && e.causeCode === 'PAUSED')) return EXIT.interrupted;
   if (e instanceof ObjectVerificationError) return EXIT.mismatch;
   if (e instanceof ObjectUnverifiedError) return EXIT.unverified;
   if (e.code === 'INVALID_OPTIONS') return EXIT.usage;

@@ -169,7 +169,9 @@ export class StreamFailedError extends PartwiseError {
     readonly causeCode: ErrorCode,
     cause: Error,
   ) {
-    super('STREAM_FAILED', `Uploading the stream failed (${causeCode}: ${cause.message}). Multipart upload ${context.uploadId ?? '?'} was aborted, as a stream cannot be resumed: run the whole pipeline again.`, { context, cause });
+    // A stop is no failure of the stream's, and PAUSED's own words (a journal, a resume) are not true of a stream.
+    const what = causeCode === 'PAUSED' ? 'Uploading the stream was stopped before it finished' : `Uploading the stream failed (${causeCode}: ${cause.message})`;
+    super('STREAM_FAILED', `${what}. Multipart upload ${context.uploadId ?? '?'} was aborted, as a stream cannot be resumed: run the whole pipeline again.`, { context, cause });
   }
 }
 

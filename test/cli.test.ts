@@ -78,6 +78,30 @@ describe('the partwise command, end to end against the local server', () => {
     assert.match(both.stderr, /--path-style and --virtual-host exclude each other/);
   });
 
+  // A timeout: the defect this guards is a command that never exits.
+  test('Ctrl-C on a stream (upload -): exit 130, the upload aborted, and a message that does not promise a resume', { timeout: 60_000 }, async () => {
+    const env = cliEnv(await tempDir());
+    const key = 'stream/ctrl-c.bin';
+    const child = spawn(process.execPath, [BIN, 'upload', '-', `s3://${bucket}/${key}`, '--part-size', '5MiB', '--json'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    child.stdin.write(randomBytes(6 * MiB)); // one part goes up; the pipe then stays open, idle
+    for await (const line of createInterface({ input: child.stdout! })) {
+      if ((JSON.parse(line) as { event: string }).event === 'part-done') {
+        child.kill('SIGINT');
+        break;
+      }
+    }
+    const code = await exited;
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /STREAM_FAILED: .*stopped before it finished/);
+    assert.match(stderr, /was aborted, as a stream cannot be resumed: run the whole pipeline again/);
+    assert.doesNotMatch(stderr, /journal|Run the same upload again|to resume/i);
+    const open = await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
+    assert.equal(open.Uploads?.length ?? 0, 0, 'the stream\'s upload was aborted');
+  });
+
   test('usage errors exit 2 with one clear line', async () => {
     const env = cliEnv(await tempDir());
     for (const args of [[], ['upload'], ['upload', 'f', 'http://x/y'], ['upload', 'f', 's3://b/k', '--checksum', 'md4'], ['upload', 'f', 's3://b/k', '--part-size', 'lots'], ['upload', 'f', 's3://bkt/k', '--part-size', '1MiB'], ['upload', 'f', 's3://bkt/k', '--part-size', '6GiB'], ['upload', '-', 's3://bkt/k', '--part-size', '4MiB'], ['frobnicate'], ['upload', '--no-such-flag']]) {
