@@ -515,7 +515,8 @@ function reportError(err: unknown, argv: string[], out: Out): number {
 
 /** What discovery found, each stale upload with the command that removes it. */
 function describeDiscovery(d: DiscoveryReport, bucket: string): string {
-  const lines = [d.chosen ? `Found ${d.why}` : `No journal; ${d.why}: starting a new upload.`];
+  // Not "starting a new upload": the key may yet prove to hold the file already, or the run be refused.
+  const lines = [d.chosen ? `Found ${d.why}` : `No journal; ${d.why}.`];
   for (const id of d.aborted ?? []) lines.push(`  upload ${id}: the empty upload this machine created before it was stopped; aborted (nothing to keep)`);
   for (const c of d.candidates) {
     if (c.uploadId === d.chosen || d.aborted?.includes(c.uploadId)) continue;

@@ -23,7 +23,7 @@ export async function fingerprint(path: string): Promise<SourceFingerprint> {
   try {
     const real = await realpath(path);
     const st = await stat(real, { bigint: true });
-    if (st.isDirectory()) throw new Error('it is a directory (partwise uploads one file)');
+    if (st.isDirectory()) throw new Error('it is a directory, and this takes one file (the command uploads a folder as a job: partwise upload <folder> s3://<bucket>/<prefix>/)');
     if (!st.isFile()) throw new Error('it is not a regular file (a device, socket or pipe cannot be re-read to resume)');
     // Nanosecond times as numbers of ms with the fraction: two writes in one millisecond differ.
     const ms = (ns: bigint) => Number(ns / 1000n) / 1000;

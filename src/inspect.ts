@@ -143,7 +143,7 @@ export async function verifyObject(
   const fp = await fingerprint(args.file);
   // A caller that has just looked at the object passes what it saw: no second HEAD.
   const head = args.head ?? (await s3.headObject({ bucket: args.bucket, key: args.key }, req, args.signal));
-  if (!head) throw new ObjectVerificationError(ctx, ['the object does not exist']);
+  if (!head) throw new ObjectVerificationError(ctx, ['there is no object at the key (or no such bucket)']);
   const alg = CHECKSUM_ALGORITHMS.find((a) => head.checksums[a] !== undefined) ?? null;
   // The object's own algorithm only (its expected values are computed here; the file is hashed on
   // worker threads, which load their own): not every hasher, some of which need WebAssembly.

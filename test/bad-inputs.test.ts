@@ -131,6 +131,17 @@ describe('bad inputs on the local RADOS Gateway', () => {
     assert.deepEqual(await openUploads('bad/nocreds'), []);
   });
 
+  test('bad input: verify against a key with no object, status of a folder → said as what they are', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 1024);
+    const v = await runCli(['verify', f.path, `s3://${bucket}/bad/nothing-here`], cliEnv(dir));
+    assert.equal(v.code, 3, v.stderr);
+    assert.match(v.stderr, /does not match the local file \(there is no object at the key \(or no such bucket\)\)/);
+    const st = await runCli(['status', dir, `s3://${bucket}/bad/folder`], cliEnv(dir));
+    assert.equal(st.code, 1, st.stderr);
+    assert.match(st.stderr, /it is a directory, and this takes one file \(the command uploads a folder as a job: partwise upload <folder>/);
+  });
+
   test('bad input: no region configured → said in words (exit 1), before any request', async () => {
     const dir = await tempDir();
     const f = await randomFile(dir, 1024);
