@@ -111,3 +111,17 @@ test('README: `npm run demo` works (on a smaller file)', () => {
   assert.match(r.stdout, /[6-9] verified on the server and skipped/);
   assert.match(r.stdout, /OK s3:\/\/partwise-demo\/backups\/backup.bin matches/);
 });
+
+test('README: every error code and warning code the library has is named (read from the type unions in the source)', async () => {
+  const union = async (file: string, type: string) => {
+    const src = await readFile(new URL(`../src/${file}`, import.meta.url), 'utf8');
+    // To the union's end: the first semicolon after a quoted member (comments have their own).
+    const from = src.slice(src.indexOf(`export type ${type} =`));
+    const body = from.slice(0, from.search(/'\s*;/) + 1);
+    const codes = [...body.matchAll(/\|\s*'([A-Z_0-9]+)'/g)].map((m) => m[1]!);
+    assert.ok(codes.length > 5, `${type} read from ${file}`);
+    return codes;
+  };
+  for (const code of await union('errors.ts', 'ErrorCode')) assert.ok(readme.includes(`\`${code}\``), `error code ${code} is not in the README`);
+  for (const code of await union('events.ts', 'WarningCode')) assert.ok(readme.includes(`\`${code}\``), `warning code ${code} is not in the README`);
+});
