@@ -434,3 +434,14 @@ test('a folder job that fails says so once per file, on stderr, even with --quie
   assert.equal(failedLines(loud.stdout + loud.stderr).length, 2, `each failure once:\n${loud.stdout}${loud.stderr}`);
   assert.match(loud.stdout, /Uploaded 0 of 2 files .*2 failed/);
 });
+
+test('FolderJob and Upload without an S3 port (nothing, or an S3Client where the port goes) → INVALID_OPTIONS saying what to pass, not a TypeError', async () => {
+  const { S3Client } = await import('@aws-sdk/client-s3');
+  const { Upload } = await import('../src/engine.ts');
+  const bad: unknown[] = [undefined, new S3Client({ region: 'us-east-1' })];
+  for (const s3 of bad) {
+    const says = (e: unknown) => (e as { code?: string }).code === 'INVALID_OPTIONS' && /s3 must be an S3 port: new SdkS3Port\(createS3Client/.test((e as Error).message);
+    assert.throws(() => new FolderJob({ s3, dir: '.', bucket: 'bkt' } as never), says);
+    assert.throws(() => new Upload({ s3, file: 'f', bucket: 'bkt', key: 'k' } as never), says);
+  }
+});
