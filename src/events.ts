@@ -40,7 +40,9 @@ export type WarningCode =
   /** an unreadable journal was moved aside (--fresh) and kept for inspection */
   | 'JOURNAL_SET_ASIDE'
   /** uploads of the key could not be listed (no s3:ListBucketMultipartUploads): none adopted */
-  | 'DISCOVERY_SKIPPED';
+  | 'DISCOVERY_SKIPPED'
+  /** folder job: a failure every file would meet alike (a missing bucket, bad credentials): no more files started */
+  | 'JOB_STOPPED';
 
 export interface WarningEvent {
   code: WarningCode;

@@ -62,7 +62,26 @@ export interface FileOutcome {
   /** how it was sent or why it was skipped */
   how: string;
   bytesSent: number;
-  error?: { code: string; message: string };
+  /** s3Code: the server's (or the network's) code when a request failed, from the error or its cause */
+  error?: { code: string; message: string; s3Code?: string };
+}
+
+/** Failures that do not depend on the file: the bucket, the credentials, the region, the endpoint. */
+const EVERY_FILE = new Set(['NoSuchBucket', 'InvalidBucketName', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NoCredentials', 'CredentialsProviderError', 'RegionMissing', 'ExpiredToken', 'ExpiredTokenException', 'AllAccessDisabled', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * Whether every file of a job would fail this way too: then the job stops starting files (a
+ * 10,000-file backup to a wrong bucket, or an unreachable endpoint after its retries, fails once,
+ * not 10,000 times). AccessDenied is not one: a policy may refuse one key and allow the next.
+ */
+export function failsEveryFile(error: { code: string; s3Code?: string } | undefined): boolean {
+  return error?.s3Code !== undefined && EVERY_FILE.has(error.s3Code);
+}
+
+/** The S3 or network code behind an error, however deep in its causes (a part's failure wraps its request's). */
+function s3CodeOf(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) if (e instanceof S3RequestError) return e.s3Code;
+  return undefined;
 }
 
 export interface JobSummary {
@@ -153,7 +172,8 @@ export async function listFolder(dir: string, prefix: string, exclude: readonly 
 /** A file's failure as its outcome, with its error's stable code (anything untyped is UNEXPECTED). */
 function failedOutcome(base: Pick<FileOutcome, 'file' | 'key' | 'size'>, err: unknown, how: string, bytesSent: number): FileOutcome {
   const e = err instanceof PartwiseError ? err : new PartwiseError('UNEXPECTED', (err as Error)?.message ?? String(err));
-  return { ...base, status: 'failed', how, bytesSent, error: { code: e.code, message: e.message } };
+  const s3Code = s3CodeOf(err);
+  return { ...base, status: 'failed', how, bytesSent, error: { code: e.code, message: e.message, ...(s3Code ? { s3Code } : {}) } };
 }
 
 export class FolderJob extends EventEmitter<JobEvents> {
@@ -228,9 +248,12 @@ export class FolderJob extends EventEmitter<JobEvents> {
             const outcome = await this.oneFile(p, done.get(p.key), journal, stateDir);
             outcomes.push(outcome);
             this.progress.filesDone++;
+            const everyFile = !stopStarting && outcome.status === 'failed' && failsEveryFile(outcome.error);
+            if (everyFile) stopStarting = true;
             try {
               this.emit('file-done', outcome);
               this.emit('job-progress', { ...this.progress });
+              if (everyFile) this.emit('warning', { code: 'JOB_STOPPED', file: p.file, message: `${outcome.error!.s3Code} would fail every file the same way: no more files are started (those in flight finish); fix it and run the same command again` });
             } catch (error) {
               // A caller's listener threw: no new file starts, and the job fails only once the files
               // in flight have finished, so the lock is never let go under a running upload.

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { FolderJob, listFolder } from '../src/index.ts';
+import { failsEveryFile } from '../src/folder-job.ts';
 import { S3RequestError } from '../src/errors.ts';
 import { globMatcher } from '../src/glob.ts';
 import { SdkS3Port } from '../src/s3-adapter.ts';
@@ -444,4 +445,42 @@ test('FolderJob and Upload without an S3 port (nothing, or an S3Client where the
     assert.throws(() => new FolderJob({ s3, dir: '.', bucket: 'bkt' } as never), says);
     assert.throws(() => new Upload({ s3, file: 'f', bucket: 'bkt', key: 'k' } as never), says);
   }
+});
+
+test('failsEveryFile: the failures every file of a job would meet alike stop the job starting files; one file\'s own do not', () => {
+  const rows: [{ code: string; s3Code?: string } | undefined, boolean][] = [
+    [{ code: 'S3_REQUEST_FAILED', s3Code: 'NoSuchBucket' }, true],
+    [{ code: 'PART_FAILED', s3Code: 'InvalidAccessKeyId' }, true],
+    [{ code: 'S3_REQUEST_FAILED', s3Code: 'SignatureDoesNotMatch' }, true],
+    [{ code: 'S3_REQUEST_FAILED', s3Code: 'NoCredentials' }, true],
+    [{ code: 'S3_REQUEST_FAILED', s3Code: 'CredentialsProviderError' }, true],
+    [{ code: 'S3_REQUEST_FAILED', s3Code: 'RegionMissing' }, true],
+    [{ code: 'S3_REQUEST_FAILED', s3Code: 'ECONNREFUSED' }, true],
+    [{ code: 'S3_REQUEST_FAILED', s3Code: 'ENOTFOUND' }, true],
+    [{ code: 'S3_REQUEST_FAILED', s3Code: 'ExpiredToken' }, true],
+    [{ code: 'S3_REQUEST_FAILED', s3Code: 'AccessDenied' }, false], // may be this key's policy only
+    [{ code: 'PART_FAILED', s3Code: 'InternalError' }, false],
+    [{ code: 'SOURCE_UNREADABLE' }, false],
+    [{ code: 'SOURCE_CHANGED' }, false],
+    [{ code: 'INVALID_OPTIONS' }, false], // e.g. one file's upload uses a checksum this runtime lacks
+    [undefined, false],
+  ];
+  for (const [error, want] of rows) assert.equal(failsEveryFile(error), want, JSON.stringify(error));
+});
+
+test('a folder job stops starting files after a failure every file would meet (a missing bucket): one request, not one per file', async () => {
+  const root = await tempDir();
+  const dir = join(root, 'src');
+  await mkdir(dir);
+  for (const n of ['a.bin', 'b.bin', 'c.bin', 'd.bin']) await writeFile(join(dir, n), randomBytes(1000));
+  const r = await runCli(['upload', dir, 's3://pw-no-such-bucket-zz/p/', '--concurrency', '1', '--json'], cliEnv(join(root, 'state')));
+  assert.equal(r.code, 5, r.stderr);
+  const events = jsonLines(r.stdout);
+  const done = events.filter((e) => e.event === 'file-done');
+  assert.equal(done.length, 1, 'only the first file was tried');
+  assert.equal((done[0]!.error as { s3Code?: string }).s3Code, 'NoSuchBucket');
+  assert.ok(events.some((e) => e.event === 'warning' && e.code === 'JOB_STOPPED' && /NoSuchBucket/.test(String(e.message))), 'the stop is said');
+  const summary = events.at(-1)! as { event: string; failed: number; files: number };
+  assert.equal(summary.event, 'job-complete');
+  assert.equal(summary.failed, 4, 'the three never started count as failed');
 });
