@@ -462,7 +462,7 @@ async function cmdFolder(pos: string[], v: Values, argv: string[], out: Out): Pr
       const lines = [
         r.uploaded === 0 && r.failed === 0
           ? `Nothing to send: all ${r.files} files are already uploaded (each confirmed by its stored checksum).`
-          : `Uploaded ${r.uploaded} of ${r.files} files (${formatBytes(r.bytesSent)} sent); ${r.skipped} already there; ${r.failed} failed${failedNote(r)}.`,
+          : `Uploaded ${r.uploaded} of ${r.files} files (${formatBytes(r.bytesSent)} sent); ${r.skipped} already there; ${r.failed} failed${failedNote(r)}${r.interrupted ? `; ${r.interrupted} left for the next run` : ''}.`,
         ...r.notRead.map((x) => `  not read: ${x.path}: ${x.why}`),
       ];
       if (ac.signal.aborted) lines.push(`Stopped; continue with: ${rerunCommand(argv)}`);

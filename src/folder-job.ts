@@ -52,7 +52,8 @@ export interface FolderJobOptions extends Omit<EngineOptions, 'file' | 'key' | '
   signal?: AbortSignal;
 }
 
-export type FileStatus = 'uploaded' | 'skipped' | 'failed';
+/** interrupted: the job was stopped while the file was under way; the same job resumes it */
+export type FileStatus = 'uploaded' | 'skipped' | 'failed' | 'interrupted';
 
 export interface FileOutcome {
   file: string;
@@ -90,6 +91,8 @@ export interface JobSummary {
   uploaded: number;
   skipped: number;
   failed: number;
+  /** files a stop left for the next run: the ones under way, and the ones never started */
+  interrupted: number;
   bytesSent: number;
   outcomes: FileOutcome[];
   /** entries of the folder not uploaded by rule (symbolic links, special files) */
@@ -275,7 +278,9 @@ export class FolderJob extends EventEmitter<JobEvents> {
         bytesTotal: this.progress.bytesTotal,
         uploaded: count('uploaded'),
         skipped: count('skipped'),
-        failed: count('failed') + (listed.entries.length - outcomes.length),
+        // Files never started: left for the next run after a stop, failed after a failure that stopped the job.
+        failed: count('failed') + (this.stop.signal.aborted ? 0 : listed.entries.length - outcomes.length),
+        interrupted: count('interrupted') + (this.stop.signal.aborted ? listed.entries.length - outcomes.length : 0),
         bytesSent: outcomes.reduce((a, x) => a + x.bytesSent, 0),
         outcomes,
         notRead: listed.notRead,
@@ -308,6 +313,8 @@ export class FolderJob extends EventEmitter<JobEvents> {
       if (!r.sent) return { ...base, status: 'skipped', how: r.how, bytesSent: 0 };
       return { ...base, status: 'uploaded', how: r.how, bytesSent: r.bytesSent };
     } catch (err) {
+      // A stop is no failure of the file's: the next run picks it up where its journal says.
+      if (this.stop.signal.aborted) return { ...failedOutcome(base, err, 'stopped: the same command resumes it', 0), status: 'interrupted' };
       return failedOutcome(base, err, 'failed', 0);
     }
   }

@@ -484,3 +484,21 @@ test('a folder job stops starting files after a failure every file would meet (a
   assert.equal(summary.event, 'job-complete');
   assert.equal(summary.failed, 4, 'the three never started count as failed');
 });
+
+test('a stopped folder job: the file in flight and the ones never started are left for the next run (interrupted), not failed', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-folder');
+  const dir = await tempDir();
+  await writeFile(join(dir, 'a-big.bin'), randomBytes(16 * MiB));
+  for (const n of ['b.bin', 'c.bin']) await writeFile(join(dir, n), randomBytes(1000));
+  const ac = new AbortController();
+  const job = new FolderJob({ s3: new SdkS3Port(countingClient().client), dir, bucket, prefix: 'stop/', stateDir: await tempDir(), partSize: 5 * MiB, concurrency: 1, signal: ac.signal });
+  job.on('file-event', (e) => {
+    if (e.event === 'part-done') ac.abort(new Error('stop'));
+  });
+  const r = await job.done();
+  assert.equal(r.failed, 0, JSON.stringify(r.outcomes));
+  assert.equal(r.interrupted, 3, 'a-big.bin stopped mid-way, b and c never started');
+  assert.deepEqual(r.outcomes.map((o) => o.status), ['interrupted']);
+  assert.equal(r.outcomes[0]!.error?.code, 'PAUSED');
+});
