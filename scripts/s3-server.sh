@@ -186,6 +186,11 @@ conf_is_current() {
 start() {
   mkdir -p "$state"
   chmod 700 "$state"
+  # One start per port at a time, whichever checkout: two at once could both find the port free and
+  # the folder unused, then wipe each other's cluster.
+  mkdir -p "$(dirname "$chroot_dir")"
+  exec 9>"$(dirname "$chroot_dir")/s3-server-$rgw_port.lock"
+  flock 9
   if running && conf_is_current; then
     write_env
     log "already running on http://127.0.0.1:$rgw_port; env rewritten: $state/env"

@@ -100,3 +100,14 @@ export function formatAge(ms: number): string {
   if (m) return `${m}m ${s % 60}s`;
   return `${s}s`;
 }
+
+/** The first line of a folder job's summary: "nothing to send" only when every file is proven already there. */
+export function jobSummaryLine(r: { files: number; uploaded: number; skipped: number; failed: number; interrupted: number; bytesSent: number; outcomes: { status: string }[] }): string {
+  if (r.skipped === r.files && r.files > 0) return `Nothing to send: all ${r.files} files are already uploaded (each confirmed by its stored checksum).`;
+  // Where the failed files were named: as each failed, on stderr; the ones never started, nowhere else.
+  const named = r.outcomes.filter((x) => x.status === 'failed').length;
+  const notStarted = r.failed - named;
+  const notes = [...(named ? ['each named on stderr as it failed'] : []), ...(notStarted ? [`${notStarted} not started`] : [])];
+  const failed = `${r.failed} failed${notes.length ? ` (${notes.join('; ')})` : ''}`;
+  return `Uploaded ${r.uploaded} of ${r.files} files (${formatBytes(r.bytesSent)} sent); ${r.skipped} already there; ${failed}${r.interrupted ? `; ${r.interrupted} left for the next run` : ''}.`;
+}

@@ -6,7 +6,7 @@ import { fstatSync, readFileSync, statSync } from 'node:fs';
 import type { EventEmitter } from 'eventemitter3';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isChecksumAlgorithm, type ChecksumAlgorithm } from './checksums.ts';
-import { formatAge, formatBytes, parseAge, parseSize, renderProgress, renderSummary } from './cli-render.ts';
+import { formatAge, formatBytes, jobSummaryLine, parseAge, parseSize, renderProgress, renderSummary } from './cli-render.ts';
 import type { DiscoveryReport } from './discover.ts';
 import { Upload, type EngineOptions, type StatusReport } from './engine.ts';
 import { ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, StreamFailedError, UnexpectedError } from './errors.ts';
@@ -409,14 +409,6 @@ function isDirectory(path: string): boolean {
   }
 }
 
-/** Where the failed files of a job were named: as each failed, on stderr; the ones never started, nowhere else. */
-function failedNote(r: { failed: number; outcomes: { status: string }[] }): string {
-  const named = r.outcomes.filter((x) => x.status === 'failed').length;
-  const notStarted = r.failed - named;
-  const parts = [...(named ? ['each named on stderr as it failed'] : []), ...(notStarted ? [`${notStarted} not started`] : [])];
-  return parts.length ? ` (${parts.join('; ')})` : '';
-}
-
 /** `upload <dir> s3://bucket/prefix/`: the folder as one resumable job. */
 async function cmdFolder(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
   if (pos.length !== 2) throw new UsageError('upload takes <folder> s3://<bucket>/[<prefix>/]');
@@ -460,9 +452,7 @@ async function cmdFolder(pos: string[], v: Values, argv: string[], out: Out): Pr
     if (out.json) out.line({ event: 'job-complete', ...r });
     else if (!out.quiet) {
       const lines = [
-        r.uploaded === 0 && r.failed === 0
-          ? `Nothing to send: all ${r.files} files are already uploaded (each confirmed by its stored checksum).`
-          : `Uploaded ${r.uploaded} of ${r.files} files (${formatBytes(r.bytesSent)} sent); ${r.skipped} already there; ${r.failed} failed${failedNote(r)}${r.interrupted ? `; ${r.interrupted} left for the next run` : ''}.`,
+        jobSummaryLine(r),
         ...r.notRead.map((x) => `  not read: ${x.path}: ${x.why}`),
       ];
       if (ac.signal.aborted) lines.push(`Stopped; continue with: ${rerunCommand(argv)}`);

@@ -17,7 +17,7 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import { etagsAreMd5, stripQuotes } from './checksums.ts';
 import { EngineContext, stopFollowing } from './context.ts';
 import { Upload } from './engine.ts';
-import { ObjectExistsError, PartwiseError, S3RequestError, SourceChangedError, SourceUnreadableError, UnverifiableError } from './errors.ts';
+import { ObjectExistsError, PartwiseError, S3RequestError, causedByStop, SourceChangedError, SourceUnreadableError, UnverifiableError } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { fingerprint, type SourceFingerprint } from './file-source.ts';
 import { globMatcher } from './glob.ts';
@@ -243,6 +243,8 @@ export class FolderJob extends EventEmitter<JobEvents> {
       // Verification workers: the machine's cores shared by the files verifying at once.
       this.hashWorkers = o.hashWorkers ?? Math.max(1, Math.floor(availableParallelism() / fileSlots.concurrency));
       let stopStarting = unreadable.length > 0 && o.failFast === true;
+      // Files a failure kept from starting are failed, even if a stop comes after: a rerun meets the same failure.
+      let failureStopped = stopStarting;
       let listenerFailed: { error: unknown } | undefined;
       await Promise.all(
         planned.map((p) =>
@@ -252,7 +254,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
             outcomes.push(outcome);
             this.progress.filesDone++;
             const everyFile = !stopStarting && outcome.status === 'failed' && failsEveryFile(outcome.error);
-            if (everyFile) stopStarting = true;
+            if (everyFile) stopStarting = failureStopped = true;
             try {
               this.emit('file-done', outcome);
               this.emit('job-progress', { ...this.progress });
@@ -263,9 +265,9 @@ export class FolderJob extends EventEmitter<JobEvents> {
               listenerFailed ??= { error };
               stopStarting = true;
             }
-            if (outcome.status === 'failed' && o.failFast) stopStarting = true;
+            if (outcome.status === 'failed' && o.failFast) stopStarting = failureStopped = true;
             // The state folder cannot be written: every file sent from here on would go unrecorded.
-            if (outcome.error?.code === 'STATE_UNWRITABLE') stopStarting = true;
+            if (outcome.error?.code === 'STATE_UNWRITABLE') stopStarting = failureStopped = true;
           }),
         ),
       );
@@ -273,14 +275,15 @@ export class FolderJob extends EventEmitter<JobEvents> {
       const order = new Map(planned.map((p, i) => [p.key, i]));
       outcomes.sort((a, b) => order.get(a.key)! - order.get(b.key)!);
       const count = (s: FileStatus) => outcomes.filter((x) => x.status === s).length;
+      const leftForNextRun = this.stop.signal.aborted && !failureStopped;
       return {
         files: listed.entries.length,
         bytesTotal: this.progress.bytesTotal,
         uploaded: count('uploaded'),
         skipped: count('skipped'),
         // Files never started: left for the next run after a stop, failed after a failure that stopped the job.
-        failed: count('failed') + (this.stop.signal.aborted ? 0 : listed.entries.length - outcomes.length),
-        interrupted: count('interrupted') + (this.stop.signal.aborted ? listed.entries.length - outcomes.length : 0),
+        failed: count('failed') + (leftForNextRun ? 0 : listed.entries.length - outcomes.length),
+        interrupted: count('interrupted') + (leftForNextRun ? listed.entries.length - outcomes.length : 0),
         bytesSent: outcomes.reduce((a, x) => a + x.bytesSent, 0),
         outcomes,
         notRead: listed.notRead,
@@ -314,7 +317,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
       return { ...base, status: 'uploaded', how: r.how, bytesSent: r.bytesSent };
     } catch (err) {
       // A stop is no failure of the file's: the next run picks it up where its journal says.
-      if (this.stop.signal.aborted) return { ...failedOutcome(base, err, 'stopped: the same command resumes it', 0), status: 'interrupted' };
+      if (this.stop.signal.aborted && causedByStop(err)) return { ...failedOutcome(base, err, 'stopped: the same command resumes it', 0), status: 'interrupted' };
       return failedOutcome(base, err, 'failed', 0);
     }
   }

@@ -12,7 +12,7 @@ import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { checksumTypeFor, stripQuotes } from './checksums.ts';
 import { EngineContext, stopFollowing } from './context.ts';
-import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, S3RequestError, SourceUnreadableError, StreamFailedError, StreamTooLargeError, isNoSuchUpload } from './errors.ts';
+import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, causedByStop, S3RequestError, SourceUnreadableError, StreamFailedError, StreamTooLargeError, isNoSuchUpload } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { finish } from './finish.ts';
 import { digestBuffer, type LocalDigest } from './hashing.ts';
@@ -102,7 +102,9 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
       // Nothing can resume a stream: the upload goes, whatever stopped it.
       await abortWithRetries(cx, j);
       if (err instanceof StreamTooLargeError) throw err;
-      const e = cx.signal.aborted && !(err instanceof PartwiseError) ? new PausedError(ctx, err) : err;
+      // The caller's stop (not the internal one after a failure): a part it cut off is no failure.
+      const stopped = this.options.signal?.aborted === true && (!(err instanceof PartwiseError) || causedByStop(err));
+      const e = stopped ? new PausedError(ctx, err) : err;
       const code = e instanceof PartwiseError ? e.code : 'UNEXPECTED';
       throw new StreamFailedError(ctx, code, e instanceof Error ? e : new Error(String(e)));
     }

@@ -86,6 +86,8 @@ describe('the partwise command, end to end against the local server', () => {
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // A command that never exits (the defect) is killed, so the test fails instead of hanging the suite.
+    const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
     child.stdin.write(randomBytes(6 * MiB)); // one part goes up; the pipe then stays open, idle
     for await (const line of createInterface({ input: child.stdout! })) {
       if ((JSON.parse(line) as { event: string }).event === 'part-done') {
@@ -94,6 +96,7 @@ describe('the partwise command, end to end against the local server', () => {
       }
     }
     const code = await exited;
+    clearTimeout(killer);
     assert.equal(code, 130, stderr);
     assert.match(stderr, /STREAM_FAILED: .*stopped before it finished/);
     assert.match(stderr, /was aborted, as a stream cannot be resumed: run the whole pipeline again/);

@@ -14,6 +14,7 @@ import { test } from 'node:test';
 import { HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { FolderJob, listFolder } from '../src/index.ts';
 import { failsEveryFile } from '../src/folder-job.ts';
+import { jobSummaryLine } from '../src/cli-render.ts';
 import { S3RequestError } from '../src/errors.ts';
 import { globMatcher } from '../src/glob.ts';
 import { SdkS3Port } from '../src/s3-adapter.ts';
@@ -501,4 +502,49 @@ test('a stopped folder job: the file in flight and the ones never started are le
   assert.equal(r.interrupted, 3, 'a-big.bin stopped mid-way, b and c never started');
   assert.deepEqual(r.outcomes.map((o) => o.status), ['interrupted']);
   assert.equal(r.outcomes[0]!.error?.code, 'PAUSED');
+});
+
+test('a file that fails on its own just as the job is stopped is failed (named, exit 5 material), not "left for the next run"', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-folder');
+  const dir = await tempDir();
+  await writeFile(join(dir, 'a.bin'), randomBytes(1000));
+  const ac = new AbortController();
+  const inner = new SdkS3Port(countingClient().client);
+  const s3 = wrapPort(inner, {
+    putObject: async () => {
+      ac.abort(new Error('stop'));
+      throw new S3RequestError({ operation: 'PutObject', s3Code: 'AccessDenied', httpStatus: 403 });
+    },
+  });
+  const r = await new FolderJob({ s3, dir, bucket, prefix: 'deny/', stateDir: await tempDir(), signal: ac.signal }).done();
+  assert.deepEqual(r.outcomes.map((o) => [o.status, o.error?.s3Code]), [['failed', 'AccessDenied']]);
+  assert.equal(r.failed, 1);
+  assert.equal(r.interrupted, 0);
+});
+
+test('jobSummaryLine: "nothing to send" only when every file is proven there; a stopped or failed job says what it left', () => {
+  const base = { files: 6, uploaded: 0, skipped: 0, failed: 0, interrupted: 0, bytesSent: 0, outcomes: [] as { status: string }[] };
+  assert.match(jobSummaryLine({ ...base, skipped: 6 }), /^Nothing to send: all 6 files/);
+  const stopped = jobSummaryLine({ ...base, interrupted: 6, outcomes: [{ status: 'interrupted' }] });
+  assert.doesNotMatch(stopped, /Nothing to send/);
+  assert.match(stopped, /Uploaded 0 of 6 files .*0 failed; 6 left for the next run\.$/);
+  assert.match(jobSummaryLine({ ...base, failed: 4, outcomes: [{ status: 'failed' }] }), /4 failed \(each named on stderr as it failed; 3 not started\)/);
+  assert.doesNotMatch(jobSummaryLine({ ...base, files: 0 }), /Nothing to send/);
+});
+
+test('JOB_STOPPED, then a stop: the files the failure kept from starting are failed, not left for the next run', async () => {
+  const root = await tempDir();
+  const dir = join(root, 'src');
+  await mkdir(dir);
+  for (const n of ['a.bin', 'b.bin', 'c.bin']) await writeFile(join(dir, n), randomBytes(1000));
+  loadS3Env();
+  const ac = new AbortController();
+  const job = new FolderJob({ s3: new SdkS3Port(countingClient().client), dir, bucket: 'pw-no-such-bucket-zz', prefix: 'p/', stateDir: join(root, 'state'), concurrency: 1, signal: ac.signal });
+  job.on('warning', (w) => {
+    if (w.code === 'JOB_STOPPED') ac.abort(new Error('stop'));
+  });
+  const r = await job.done();
+  assert.equal(r.failed, 3, JSON.stringify(r));
+  assert.equal(r.interrupted, 0);
 });

@@ -10,7 +10,7 @@ import { createReadStream } from 'node:fs';
 import { test } from 'node:test';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { StreamUpload } from '../src/index.ts';
-import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { SdkS3Port, createS3Client, toS3RequestError } from '../src/s3-adapter.ts';
 import { S3RequestError } from '../src/errors.ts';
 import { BIN, cliEnv, jsonLines } from './helpers/cli.ts';
 import { wrapPort } from './helpers/ports.ts';
@@ -186,4 +186,30 @@ test('a stop while the producer is idle ends the stream at once, its upload abor
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(calls, after);
   assert.equal(await openUploads(bucket), 0, 'aborted, and no part landed after');
+});
+
+test('a stop while a part is on its way (the producer faster than the network) is a stop: PAUSED cause, not PART_FAILED; a part failing on its own stays PART_FAILED', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream');
+  const inner = new SdkS3Port(createS3Client());
+  const ac = new AbortController();
+  const s3 = wrapPort(inner, {
+    // The user stops while this part is on the wire: its request ends as the SDK's AbortError.
+    uploadPart: async () => {
+      ac.abort(new Error('stop'));
+      throw toS3RequestError('UploadPart', Object.assign(new Error('The operation was aborted'), { name: 'AbortError' }));
+    },
+  });
+  const source = (async function* () {
+    for (let i = 0; i < 4; i++) yield randomBytes(5 * MiB);
+  })();
+  const up = new StreamUpload({ s3, source, bucket, key: 'inflight', partSize: 5 * MiB, signal: ac.signal });
+  await assert.rejects(up.done(), (e: { code?: string; causeCode?: string; message?: string }) => e.code === 'STREAM_FAILED' && e.causeCode === 'PAUSED' && /stopped before it finished/.test(e.message ?? ''));
+  assert.equal(await openUploads(bucket), 0);
+  // No stop: the same AbortError-free failure of a part is the part's.
+  const failing = wrapPort(inner, { uploadPart: async () => Promise.reject(toS3RequestError('UploadPart', Object.assign(new Error('boom'), { name: 'InternalError', $metadata: { httpStatusCode: 400 } }))) });
+  const src2 = (async function* () {
+    yield randomBytes(6 * MiB);
+  })();
+  await assert.rejects(new StreamUpload({ s3: failing, source: src2, bucket, key: 'inflight2', partSize: 5 * MiB, retry: { maxAttempts: 1 } }).done(), (e: { code?: string; causeCode?: string }) => e.code === 'STREAM_FAILED' && e.causeCode === 'PART_FAILED');
 });
