@@ -64,7 +64,8 @@ build_chroot() {
   mv "$tmp" "$chroot_dir"
 }
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# A zombie (killed, not yet reaped) is not alive.
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
 pid_of() { cat "$state/$1.pid" 2>/dev/null || true; }
 
 http_up() { curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$rgw_port/"; }
@@ -223,17 +224,18 @@ start() {
   in_chroot monmaptool --create --clobber --addv a "[v2:127.0.0.1:$mon_port]" --fsid "$fsid" "$lab/monmap" >/dev/null
   in_chroot ceph-mon -c "$conf" --mkfs -i a --monmap "$lab/monmap" >"$host_lab/mkfs-mon.out" 2>&1
   # `chroot` execs the daemon, so $! is the daemon's own PID on the host.
-  nohup chroot "$chroot_dir" ceph-mon -c "$conf" -f -i a >"$host_lab/mon.out" 2>&1 &
+  # 9>&-: the daemons must not inherit the start lock, or it is held as long as they run.
+  nohup chroot "$chroot_dir" ceph-mon -c "$conf" -f -i a >"$host_lab/mon.out" 2>&1 9>&- &
   echo $! >"$state/mon.pid"
   wait_for 60 "the monitor" in_chroot ceph -c "$conf" --connect-timeout 2 mon stat
   local id
   id=$(in_chroot ceph -c "$conf" osd new "$osd_uuid")
   mkdir -p "$host_lab/osd.$id"
   in_chroot ceph-osd -c "$conf" -i "$id" --mkfs --osd-uuid "$osd_uuid" >"$host_lab/mkfs-osd.out" 2>&1
-  nohup chroot "$chroot_dir" ceph-osd -c "$conf" -f -i "$id" >"$host_lab/osd.out" 2>&1 &
+  nohup chroot "$chroot_dir" ceph-osd -c "$conf" -f -i "$id" >"$host_lab/osd.out" 2>&1 9>&- &
   echo $! >"$state/osd.pid"
   wait_for 60 "the OSD" sh -c "chroot '$chroot_dir' ceph -c '$conf' osd stat -f json | grep -q '\"num_up_osds\":1'"
-  nohup chroot "$chroot_dir" radosgw -c "$conf" -f -n client.rgw.a >"$host_lab/rgw.out" 2>&1 &
+  nohup chroot "$chroot_dir" radosgw -c "$conf" -f -n client.rgw.a >"$host_lab/rgw.out" 2>&1 9>&- &
   echo $! >"$state/rgw.pid"
   wait_for 90 "radosgw HTTP" http_up
   # Fresh random credentials per cluster: nothing secret is fixed in the repository.
