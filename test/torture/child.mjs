@@ -19,6 +19,15 @@ s3.createMultipartUpload = async (...args) => {
   }
   return out;
 };
+// A kill at a random instant (0-200 ms after the plan) must land while the upload runs: each part
+// waits 60 ms first, so the 10 parts at concurrency 3 take longer than that window on any machine
+// (a fast one finished first, and the round proved nothing).
+if (a.hangAt === 'random') {
+  s3.uploadPart = async (...args) => {
+    await new Promise((r) => setTimeout(r, 60));
+    return inner.uploadPart(...args);
+  };
+}
 s3.completeMultipartUpload = async (...args) => {
   if (a.hangAt === 'complete-in-flight') {
     const call = inner.completeMultipartUpload(...args);
