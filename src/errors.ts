@@ -303,20 +303,25 @@ export class S3RequestError extends PartwiseError {
   }
 }
 
-/** The server no longer has this multipart upload (aborted, expired, or completed). */
+/** An error and its causes, outermost first (a part's failure wraps its request's); a few deep at most. */
+export function* causeChain(err: unknown): Generator<unknown> {
+  for (let e = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) yield e;
+}
+
 /**
  * Whether a failure is the stop's own doing: PAUSED, or a request cut off by the abort (the SDK's
  * AbortError, however deep in its causes). A failure of its own at the same moment (AccessDenied,
  * a changed file) is not, and is reported as what it is.
  */
 export function causedByStop(err: unknown): boolean {
-  for (let e = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causeChain(err)) {
     if (e instanceof PausedError) return true;
     if (e instanceof S3RequestError ? e.s3Code === 'AbortError' : (e as { name?: string }).name === 'AbortError') return true;
   }
   return false;
 }
 
+/** The server no longer has this multipart upload (aborted, expired, or completed). */
 export function isNoSuchUpload(err: unknown): boolean {
   return err instanceof S3RequestError && err.s3Code === 'NoSuchUpload';
 }

@@ -17,7 +17,7 @@ import pLimit, { type LimitFunction } from 'p-limit';
 import { etagsAreMd5, stripQuotes } from './checksums.ts';
 import { EngineContext, stopFollowing } from './context.ts';
 import { Upload } from './engine.ts';
-import { ObjectExistsError, PartwiseError, S3RequestError, causedByStop, SourceChangedError, SourceUnreadableError, UnverifiableError } from './errors.ts';
+import { ObjectExistsError, PartwiseError, S3RequestError, causeChain, causedByStop, SourceChangedError, SourceUnreadableError, UnverifiableError } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { fingerprint, type SourceFingerprint } from './file-source.ts';
 import { globMatcher } from './glob.ts';
@@ -81,7 +81,7 @@ export function failsEveryFile(error: { code: string; s3Code?: string } | undefi
 
 /** The S3 or network code behind an error, however deep in its causes (a part's failure wraps its request's). */
 function s3CodeOf(err: unknown): string | undefined {
-  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) if (e instanceof S3RequestError) return e.s3Code;
+  for (const e of causeChain(err)) if (e instanceof S3RequestError) return e.s3Code;
   return undefined;
 }
 

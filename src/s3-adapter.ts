@@ -74,17 +74,39 @@ export interface ClientOptions {
 }
 
 /**
+ * Where createS3Client's endpoint comes from: the option, else the environment's; the first one set
+ * and not empty, as the SDK picks it (an empty one is passed over). With where it came from, for messages.
+ */
+function endpointSource(opts: ClientOptions): { url: string; from: string } | undefined {
+  const sources: [string | undefined, string][] = [
+    [opts.endpoint, 'the endpoint option, CLI: --endpoint'],
+    [process.env.AWS_ENDPOINT_URL_S3, 'AWS_ENDPOINT_URL_S3'],
+    [process.env.AWS_ENDPOINT_URL, 'AWS_ENDPOINT_URL'],
+  ];
+  const hit = sources.find(([url]) => url);
+  return hit ? { url: hit[0]!, from: hit[1] } : undefined;
+}
+
+/** The endpoint createS3Client gives its client. */
+function endpointOf(opts: ClientOptions): string | undefined {
+  return endpointSource(opts)?.url;
+}
+
+/** An endpoint the SDK would refuse with a bare "Invalid URL" (an unexpected failure) is refused here, in words. */
+function assertUrl(url: string, from: string): void {
+  try {
+    new URL(url);
+  } catch {
+    throw new InvalidOptionsError(`the endpoint ${JSON.stringify(url)} is not a URL (${from}): give one such as http://127.0.0.1:7490 or https://s3.eu-west-1.amazonaws.com`);
+  }
+}
+
+/**
  * Builds a client from the SDK's standard chain (env, shared config and profiles, AWS_ENDPOINT_URL)
  * with two changes: checksums only when an operation requires one (partwise precomputes its own,
  * and third-party servers reject the SDK's defaults), and no SDK-level retries (the engine retries
  * each request itself, with a fresh body, so attempts never multiply).
  */
-/** The endpoint createS3Client gives its client: the option, else the environment's. */
-function endpointOf(opts: ClientOptions): string | undefined {
-  // The first one set and not empty, as the SDK picks it (an empty one is passed over).
-  return opts.endpoint || process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined;
-}
-
 export function createS3Client(opts: ClientOptions = {}): S3Client {
   const endpoint = endpointOf(opts);
   const config: S3ClientConfig = {
@@ -308,23 +330,6 @@ function sharedFilesMayNameEndpoint(): boolean {
   return false;
 }
 
-/** An endpoint the SDK would refuse with a bare "Invalid URL" (an unexpected failure) is refused here, in words. */
-function assertEndpointIsUrl(opts: ClientOptions): void {
-  // The first one set and not empty, as the SDK picks it (an empty one is passed over).
-  const [endpoint, from] =
-    ([
-      [opts.endpoint, 'the endpoint option, CLI: --endpoint'],
-      [process.env.AWS_ENDPOINT_URL_S3, 'AWS_ENDPOINT_URL_S3'],
-      [process.env.AWS_ENDPOINT_URL, 'AWS_ENDPOINT_URL'],
-    ] as const).find(([e]) => e) ?? [];
-  if (!endpoint) return;
-  try {
-    new URL(endpoint);
-  } catch {
-    throw new InvalidOptionsError(`the endpoint ${JSON.stringify(endpoint)} is not a URL (${from}): give one such as http://127.0.0.1:7490 or https://s3.eu-west-1.amazonaws.com`);
-  }
-}
-
 export class SdkS3Port implements S3Port {
   private made: S3Client | undefined;
   private readonly preset: ClientOptions | undefined;
@@ -335,7 +340,8 @@ export class SdkS3Port implements S3Port {
   constructor(client: S3Client | { lazy: ClientOptions }) {
     if ('lazy' in client) {
       assertSdkInstalled();
-      assertEndpointIsUrl(client.lazy);
+      const source = endpointSource(client.lazy);
+      if (source) assertUrl(source.url, source.from);
       this.preset = client.lazy;
     } else this.made = client;
   }
@@ -392,11 +398,7 @@ export class SdkS3Port implements S3Port {
     this.configuring ??= (async () => {
       const url = await client.config.serviceConfiguredEndpoint?.();
       if (url && this.made === client) {
-        try {
-          new URL(url);
-        } catch {
-          throw new InvalidOptionsError(`the endpoint ${JSON.stringify(url)} is not a URL (endpoint_url in the shared config profile): give one such as http://127.0.0.1:7490`);
-        }
+        assertUrl(url, 'endpoint_url in the shared config profile');
         this.made = createS3Client({ ...o, endpoint: url });
       }
       return this.made ?? client;
