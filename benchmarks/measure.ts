@@ -31,6 +31,20 @@ async function uploadIdOf(s3: S3Client, bucket: string, key: string): Promise<st
   return ups.Uploads?.find((u) => u.Key === key)?.UploadId;
 }
 
+/** The open upload at the key and the part numbers the server lists for it. */
+export async function serverListing(s3: S3Client, bucket: string, key: string): Promise<{ uploadId: string; parts: number[] }> {
+  const uploadId = await uploadIdOf(s3, bucket, key);
+  if (!uploadId) throw new Error(`no upload open at ${key}`);
+  const parts: number[] = [];
+  let marker: string | undefined;
+  do {
+    const p = await s3.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId, ...(marker ? { PartNumberMarker: marker } : {}) }));
+    for (const part of p.Parts ?? []) parts.push(part.PartNumber!);
+    marker = p.IsTruncated ? p.NextPartNumberMarker : undefined;
+  } while (marker);
+  return { uploadId, parts };
+}
+
 export async function serverPartBytes(s3: S3Client, bucket: string, key: string, uploadId: string): Promise<number> {
   let total = 0;
   let marker: string | undefined;
