@@ -10,7 +10,7 @@ const UNITS: [number, string][] = [
 
 export function formatBytes(n: number): string {
   for (const [size, unit] of UNITS) if (n >= size) return `${(n / size).toFixed(n / size >= 100 ? 0 : 1)} ${unit}`;
-  return `${n} B`;
+  return `${Math.floor(n)} B`;
 }
 
 /** Parses "8MiB", "64 MiB", "1GiB", "5MB", "1048576" into bytes. */
@@ -60,12 +60,15 @@ export function renderProgress(s: ProgressSnapshot, columns = 80): string {
     return `Verifying ${bar(f, Math.max(10, Math.min(30, columns - tail.length - 12)))}${tail}`;
   }
   const done = s.bytesSkipped + s.bytesAcknowledged;
+  const label = s.phase === 'complete' || s.phase === 'done' ? 'Completing' : 'Uploading';
+  const retries = s.retries ? ` ${s.retries} retries` : '';
+  // A stream of unknown length (stdin): no total, so no bar, share or ETA, only what went up.
+  if (s.totalBytes === 0) return `${label} ${formatBytes(done)} sent ${formatBytes(s.bytesPerSecond)}/s parts ${s.partsUploaded}${retries}`;
   const pct = Math.floor(s.fractionDone * 100);
   const left = s.totalBytes - done;
   const eta = s.bytesPerSecond > 0 && left > 0 ? ` ETA ${formatDuration((left / s.bytesPerSecond) * 1000)}` : '';
   const parts = `parts ${s.partsSkipped + s.partsUploaded}/${s.partsTotal}${s.partsSkipped ? ` (${s.partsSkipped} verified)` : ''}`;
-  const tail = ` ${pct}% ${formatBytes(done)}/${formatBytes(s.totalBytes)} ${formatBytes(s.bytesPerSecond)}/s${eta} ${parts}${s.retries ? ` ${s.retries} retries` : ''}`;
-  const label = s.phase === 'complete' || s.phase === 'done' ? 'Completing' : 'Uploading';
+  const tail = ` ${pct}% ${formatBytes(done)}/${formatBytes(s.totalBytes)} ${formatBytes(s.bytesPerSecond)}/s${eta} ${parts}${retries}`;
   return `${label} ${bar(s.fractionDone, Math.max(10, Math.min(30, columns - tail.length - 12)))}${tail}`;
 }
 
@@ -110,4 +113,16 @@ export function jobSummaryLine(r: { files: number; uploaded: number; skipped: nu
   const notes = [...(named ? ['each named on stderr as it failed'] : []), ...(notStarted ? [`${notStarted} not started`] : [])];
   const failed = `${r.failed} failed${notes.length ? ` (${notes.join('; ')})` : ''}`;
   return `Uploaded ${r.uploaded} of ${r.files} files (${formatBytes(r.bytesSent)} sent); ${r.skipped} already there; ${failed}${r.interrupted ? `; ${r.interrupted} left for the next run` : ''}.`;
+}
+
+/**
+ * What the CLI prints on the first stop signal. Ctrl-C is offered again only to whom pressed it: a
+ * service manager's SIGTERM or a closed terminal's SIGHUP is not a keyboard.
+ */
+export function stopNotice(signal: NodeJS.Signals, what: 'file' | 'stream' | 'folder'): string {
+  const by = signal === 'SIGINT' ? 'Ctrl-C' : signal;
+  const again = signal === 'SIGINT' ? '(Ctrl-C again to quit at once)' : '(a second signal quits at once)';
+  if (what === 'folder') return `partwise: stopping (${by}); finished files and parts stay recorded (run the same command to continue)`;
+  if (what === 'stream') return `partwise: stopping (${by}); the stream's upload will be aborted ${again}`;
+  return `partwise: stopping (${by}); finished parts stay recorded in the journal ${again}`;
 }

@@ -6,7 +6,7 @@ import { fstatSync, readFileSync, statSync } from 'node:fs';
 import type { EventEmitter } from 'eventemitter3';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isChecksumAlgorithm, type ChecksumAlgorithm } from './checksums.ts';
-import { formatAge, formatBytes, jobSummaryLine, parseAge, parseSize, renderProgress, renderSummary } from './cli-render.ts';
+import { formatAge, formatBytes, jobSummaryLine, parseAge, parseSize, renderProgress, renderSummary, stopNotice } from './cli-render.ts';
 import type { DiscoveryReport } from './discover.ts';
 import { Upload, type EngineOptions, type StatusReport } from './engine.ts';
 import { ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, StreamFailedError, UnexpectedError } from './errors.ts';
@@ -336,10 +336,10 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
   const { bucket, key } = parseS3Url(pos[1], true);
   const ac = new AbortController();
   let signals = 0;
-  const onSignal = () => {
+  const onSignal = (signal: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
-      if (!out.json) process.stderr.write(file === '-' ? '\npartwise: stopping; the stream\'s upload will be aborted (Ctrl-C again to quit at once)\n' : '\npartwise: stopping; finished parts stay recorded in the journal (Ctrl-C again to quit at once)\n');
+      if (!out.json) process.stderr.write(`\n${stopNotice(signal, file === '-' ? 'stream' : 'file')}\n`);
       ac.abort(new Error('interrupted'));
     } else {
       // The journal is replaced atomically, so it is valid at any instant.
@@ -415,8 +415,8 @@ async function cmdFolder(pos: string[], v: Values, argv: string[], out: Out): Pr
   for (const flag of ['upload-id', 'expected-size'] as const) if (v[flag]) throw new UsageError(`--${flag} does not apply to a folder`);
   const { bucket, key: prefix } = parseS3Url(pos[1], false);
   const ac = new AbortController();
-  const onSignal = () => {
-    if (!out.json) process.stderr.write('\npartwise: stopping; finished files and parts stay recorded (run the same command to continue)\n');
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!out.json) process.stderr.write(`\n${stopNotice(signal, 'folder')}\n`);
     ac.abort(new Error('interrupted'));
   };
   for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
