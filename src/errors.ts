@@ -35,6 +35,9 @@ export interface ErrorContext {
   journalPath?: string;
 }
 
+/** How to start over, for library and CLI users alike: every message that offers it says it so. */
+export const FRESH = 'the fresh option (fresh: true; CLI: --fresh)';
+
 export class PartwiseError extends Error {
   readonly code: ErrorCode;
   readonly context: ErrorContext;
@@ -76,7 +79,7 @@ export class SourceChangedError extends PartwiseError {
     super(
       'SOURCE_CHANGED',
       `${path} changed since this upload started (${differences.join(', ')}); the parts on the server may hold the old bytes, so partwise will not mix them into one object. ` +
-        `Start over with the fresh option (CLI: --fresh), which aborts upload ${context.uploadId ?? '?'} and uploads the file as it is now.`,
+        `Start over with ${FRESH}, which aborts upload ${context.uploadId ?? '?'} and uploads the file as it is now.`,
       { context },
     );
     this.differences = differences;
@@ -112,7 +115,7 @@ export class UploadLockedError extends PartwiseError {
 
 export class JournalCorruptError extends PartwiseError {
   constructor(path: string, reason: string) {
-    super('JOURNAL_CORRUPT', `The journal ${path} cannot be read (${reason}). Run again with the fresh option (CLI: --fresh): it moves the journal aside (kept for inspection) and starts over; \`partwise ls\` shows the upload it may name.`, {
+    super('JOURNAL_CORRUPT', `The journal ${path} cannot be read (${reason}). Run again with ${FRESH}: it moves the journal aside (kept for inspection) and starts over; \`partwise ls\` shows the upload it may name.`, {
       context: { journalPath: path },
     });
   }
@@ -120,7 +123,7 @@ export class JournalCorruptError extends PartwiseError {
 
 export class JournalMismatchError extends PartwiseError {
   constructor(path: string, reason: string, context: ErrorContext) {
-    super('JOURNAL_MISMATCH', `The journal ${path} belongs to a different upload (${reason}). Run again with the fresh option to start over.`, {
+    super('JOURNAL_MISMATCH', `The journal ${path} belongs to a different upload (${reason}). Run again with ${FRESH} to start over.`, {
       context: { ...context, journalPath: path },
     });
   }
@@ -145,7 +148,7 @@ export class SettingsDifferError extends PartwiseError {
   constructor(context: ErrorContext, readonly differences: string[]) {
     super(
       'SETTINGS_DIFFER',
-      `Upload ${context.uploadId ?? '?'} was created with other object settings than this run asks for (they are fixed when an upload is created): ${differences.join('; ')}. Run again with the upload's settings to resume it, or with the fresh option to start over with the new ones.`,
+      `Upload ${context.uploadId ?? '?'} was created with other object settings than this run asks for (they are fixed when an upload is created): ${differences.join('; ')}. Run again with the upload's settings to resume it, or with ${FRESH} to start over with the new ones.`,
       { context },
     );
   }
@@ -197,7 +200,7 @@ export class PartFailedError extends PartwiseError {
 
 export class RemotePartsInconsistentError extends PartwiseError {
   constructor(message: string, context: ErrorContext) {
-    super('REMOTE_PARTS_INCONSISTENT', `${message} Start over with the fresh option.`, { context });
+    super('REMOTE_PARTS_INCONSISTENT', `${message} Start over with ${FRESH}.`, { context });
   }
 }
 
@@ -206,7 +209,7 @@ export class CompleteFailedError extends PartwiseError {
     super(
       'COMPLETE_FAILED',
       `Completing upload ${context.uploadId} failed: ${describeCause(cause)}${objectNote ? `; the object is not proven to be this file either (${objectNote})` : ''}. ` +
-        (resumable ? 'All parts are uploaded and journaled; run the same upload again to retry completion.' : 'Start over with the fresh option.'),
+        (resumable ? 'All parts are uploaded and journaled; run the same upload again to retry completion.' : `Start over with ${FRESH}.`),
       { context, cause, resumable },
     );
   }
@@ -217,7 +220,7 @@ export class ObjectVerificationError extends PartwiseError {
   constructor(context: ErrorContext, mismatches: string[]) {
     super(
       'OBJECT_VERIFICATION_FAILED',
-      `The object s3://${context.bucket}/${context.key} does not match the local file (${mismatches.join('; ')}). Do not trust it: upload again with the fresh option.`,
+      `The object s3://${context.bucket}/${context.key} does not match the local file (${mismatches.join('; ')}). Do not trust it: upload again with ${FRESH}.`,
       { context },
     );
     this.mismatches = mismatches;
@@ -234,7 +237,7 @@ export class ObjectUnverifiedError extends PartwiseError {
 /** An upload nothing could ever verify: the server's ETags are not MD5s and it carries no checksum. */
 export class UnverifiableError extends PartwiseError {
   constructor(context: ErrorContext, why: string) {
-    super('UNVERIFIABLE', `Nothing could verify this upload: ${why}. Start over with a checksum (CLI: --fresh --checksum crc32c).`, { context });
+    super('UNVERIFIABLE', `Nothing could verify this upload: ${why}. Start over with a checksum (fresh: true, checksumAlgorithm: 'CRC32C'; CLI: --fresh --checksum crc32c).`, { context });
   }
 }
 

@@ -131,7 +131,7 @@ export async function loadSendHashers(alg: ChecksumAlgorithm | null, resuming?: 
     const why = `The ${alg ?? 'MD5'} checksum cannot be computed in this runtime (${(err as Error)?.message ?? String(err)})`;
     throw new InvalidOptionsError(
       resuming
-        ? `${why}, and upload ${resuming} uses it: resume it in a runtime that can (one with WebAssembly: not node --jitless), or start over with the fresh option (CLI: --fresh --checksum crc32c). The upload and its journal are kept.`
+        ? `${why}, and upload ${resuming} uses it: resume it in a runtime that can (one with WebAssembly: not node --jitless), or start over with another checksum (fresh: true, checksumAlgorithm: 'CRC32C'; CLI: --fresh --checksum crc32c). The upload and its journal are kept.`
         : `${why}; choose another (CLI: --checksum crc32c). Nothing was created on the server.`,
       err,
     );

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { UnexpectedError } from '../src/errors.ts';
+import { CompleteFailedError, JournalCorruptError, JournalMismatchError, ObjectVerificationError, RemotePartsInconsistentError, SettingsDifferError, SourceChangedError, UnexpectedError, UnverifiableError } from '../src/errors.ts';
 import { toS3RequestError } from '../src/s3-adapter.ts';
 
 test('UNEXPECTED: resumable, "the journal is kept", only when an upload was begun', () => {
@@ -28,4 +28,23 @@ test('credentials: "none found" is told to set some; one configured but failing 
   assert.equal(sso.s3Code, 'CredentialsProviderError');
   assert.match(sso.message, /configured credentials could not be loaded .*aws sso login/);
   assert.doesNotMatch(sso.message, /no credentials were found|server refused/);
+});
+
+test('every error that says to start over names the option both ways: fresh: true (library) and --fresh (CLI)', () => {
+  const cx = { bucket: 'b', key: 'k', uploadId: 'u' };
+  const offers = [
+    new SourceChangedError('/f', ['size 1 → 2'], cx),
+    new JournalCorruptError('/j.json', 'bad JSON'),
+    new JournalMismatchError('/j.json', 'another key', cx),
+    new SettingsDifferError(cx, ['tags']),
+    new RemotePartsInconsistentError('The server holds part 9.', cx),
+    new CompleteFailedError(cx, new Error('x'), false),
+    new ObjectVerificationError(cx, ['size']),
+    new UnverifiableError(cx, 'no checksum and SSE-KMS'),
+  ];
+  for (const e of offers) {
+    assert.match(e.message, /fresh: true/, `${e.code}: ${e.message}`);
+    assert.match(e.message, /--fresh/, `${e.code}: ${e.message}`);
+    assert.doesNotMatch(e.message, /the fresh option(?! \(fresh: true)/, `${e.code}: ${e.message}`);
+  }
 });
