@@ -9,7 +9,7 @@ import { isChecksumAlgorithm, type ChecksumAlgorithm } from './checksums.ts';
 import { formatAge, formatBytes, jobSummaryLine, parseAge, parseSize, renderProgress, renderSummary, stopNotice } from './cli-render.ts';
 import type { DiscoveryReport } from './discover.ts';
 import { Upload, type EngineOptions, type StatusReport } from './engine.ts';
-import { ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, StreamFailedError, UnexpectedError } from './errors.ts';
+import { ObjectUnverifiedError, type ErrorCode, ObjectVerificationError, PartwiseError, PausedError, StreamFailedError, UnexpectedError } from './errors.ts';
 import { abortUploads, listIncompleteUploads, verifyObject } from './inspect.ts';
 import { defaultStateDir } from './journal.ts';
 import { settingsProblems, type CannedAcl, type ObjectLockMode, type ObjectSettingOptions, type StorageClass } from './object-settings.ts';
@@ -489,6 +489,7 @@ function nextStep(err: PartwiseError, argv: string[]): string {
 
 function reportError(err: unknown, argv: string[], out: Out): number {
   if (err instanceof UsageError) {
+    if (out.json) out.line({ event: 'error', code: 'INVALID_OPTIONS' satisfies ErrorCode, message: err.message, resumable: false });
     process.stderr.write(`partwise: ${err.message}\nRun partwise --help for usage.\n`);
     return EXIT.usage;
   }
@@ -671,8 +672,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    process.stderr.write(`partwise: ${(err as Error).message}\nRun partwise --help for usage.\n`);
-    return EXIT.usage;
+    // Unparsed, --json is still honoured: a script reading stdout gets the refusal too.
+    return reportError(new UsageError((err as Error).message), argv, output({ json: argv.includes('--json') }));
   }
   const v = parsed.values as Values;
   const [cmd, ...pos] = parsed.positionals;

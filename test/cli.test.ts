@@ -114,6 +114,16 @@ describe('the partwise command, end to end against the local server', () => {
       if (args.includes('1MiB') || args.includes('6GiB') || args.includes('4MiB')) assert.match(r.stderr, /--part-size must be from 5 MiB to 5 GiB \(S3's part limits\)/);
       assert.equal(r.stdout, '');
     }
+    // A script reading --json gets the refusal on stdout too, as one error line.
+    for (const args of [['upload', 'f', 's3://bkt/k', '--part-size', '1MiB', '--json'], ['upload', '--no-such-flag', '--json'], ['frobnicate', '--json']]) {
+      const r = await runCli(args, env);
+      assert.equal(r.code, 2, `exit 2 for ${JSON.stringify(args)}`);
+      const lines = r.stdout.trim().split('\n');
+      assert.equal(lines.length, 1, r.stdout);
+      const e = JSON.parse(lines[0]!) as { event: string; code: string; message: string; resumable: boolean };
+      assert.deepEqual([e.event, e.code, e.resumable], ['error', 'INVALID_OPTIONS', false], r.stdout);
+      assert.match(e.message, args.includes('1MiB') ? /--part-size must be from 5 MiB to 5 GiB/ : /no-such-flag|unknown command frobnicate/);
+    }
     const help = await runCli(['--help'], env);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /partwise upload <file> s3:\/\/<bucket>\/<key>/);
