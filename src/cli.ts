@@ -333,6 +333,9 @@ function compactReport(r: ReconcileReport) {
 async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
   if (pos.length !== 2) throw new UsageError('upload takes <file> s3://<bucket>/<key>');
   const file = pos[0]!;
+  for (const flag of ['exclude', 'fail-fast'] as const) {
+    if (v[flag] !== undefined) throw new UsageError(`--${flag} applies to a folder upload; ${file === '-' ? 'standard input is a stream' : `${file} is not a folder`}`);
+  }
   const { bucket, key } = parseS3Url(pos[1], true);
   const ac = new AbortController();
   let signals = 0;

@@ -114,6 +114,12 @@ describe('the partwise command, end to end against the local server', () => {
       if (args.includes('1MiB') || args.includes('6GiB') || args.includes('4MiB')) assert.match(r.stderr, /--part-size must be from 5 MiB to 5 GiB \(S3's part limits\)/);
       assert.equal(r.stdout, '');
     }
+    // Folder-only flags with a file or a stream would be ignored: refused instead.
+    for (const [args, flag] of [[['upload', 'f', 's3://bkt/k', '--exclude', '*.tmp'], 'exclude'], [['upload', '-', 's3://bkt/k', '--fail-fast'], 'fail-fast']] as const) {
+      const r = await runCli([...args], env);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`^partwise: --${flag} applies to a folder upload`), r.stderr);
+    }
     // A script reading --json gets the refusal on stdout too, as one error line.
     for (const args of [['upload', 'f', 's3://bkt/k', '--part-size', '1MiB', '--json'], ['upload', '--no-such-flag', '--json'], ['frobnicate', '--json']]) {
       const r = await runCli(args, env);
