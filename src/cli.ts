@@ -535,7 +535,7 @@ function describeStatus(s: StatusReport, file: string, url: string, bucket: stri
   for (const p of r.parts) if (p.status !== 'verified' && p.status !== 'missing') lines.push(`  part ${p.partNumber}: ${p.status}${p.detail ? ` (${p.detail})` : ''}`);
   const missing = r.parts.filter((p) => p.status === 'missing').length;
   if (missing) lines.push(`  missing: ${missing} parts`);
-  if (r.extraParts.length) lines.push(`  unexpected parts on the server: ${r.extraParts.join(', ')}`);
+  if (r.extraParts.length) lines.push(`  unexpected parts on the server: ${r.extraParts.join(', ')}: a resume would refuse (REMOTE_PARTS_INCONSISTENT); use upload --fresh`);
   return lines.join('\n');
 }
 
@@ -547,7 +547,9 @@ async function cmdStatus(pos: string[], v: Values, out: Out): Promise<number> {
     const { reconcile, ...rest } = s;
     out.line({ event: 'status', ...rest, ...(reconcile ? { reconcile: compactReport(reconcile) } : {}) });
   } else out.say(describeStatus(s, pos[0]!, pos[1]!, bucket));
-  return EXIT.ok;
+  // A dry run says in its exit code whether the upload would go through: a script checks before it resumes.
+  const refused = s.sourceChanged !== undefined || (s.reconcile?.extraParts.length ?? 0) > 0;
+  return refused ? EXIT.failure : EXIT.ok;
 }
 
 async function cmdLs(pos: string[], v: Values, out: Out): Promise<number> {

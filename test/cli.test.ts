@@ -347,6 +347,13 @@ describe('the partwise command, end to end against the local server', () => {
     const dest = `s3://${bucket}/cli/changed.bin`;
     assert.equal((await interruptedUpload(['upload', f.path, dest, '--part-size', '5MiB', '--concurrency', '1'], env, 1)).code, 130);
     await writeFile(f.path, Buffer.concat([f.bytes, Buffer.from('more')]));
+    // status foretells the refusal in its exit code too, for a script that checks before it resumes.
+    const st = await runCli(['status', f.path, dest], env);
+    assert.equal(st.code, 1, st.stdout + st.stderr);
+    assert.match(st.stdout, /a resume would refuse; use upload --fresh/);
+    const stJson = await runCli(['status', f.path, dest, '--json'], env);
+    assert.equal(stJson.code, 1);
+    assert.ok(Array.isArray(jsonLines(stJson.stdout)[0]!.sourceChanged));
     const r = await runCli(['upload', f.path, dest], env);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /SOURCE_CHANGED/);
