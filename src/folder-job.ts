@@ -298,6 +298,8 @@ export class FolderJob extends EventEmitter<JobEvents> {
   /** One file: confirmed as done, or sent; never throws (a failure is its outcome). */
   private async oneFile(p: Planned, rec: DoneRecord | undefined, journal: JobJournal, stateDir: string): Promise<FileOutcome> {
     const base = { file: p.file, key: p.key, size: p.fp.size };
+    // Parts the server acknowledged for this file: what it sent even when it then stops or fails.
+    const acked = { bytes: 0 };
     try {
       if (rec && (await this.confirmed(p, rec))) {
         this.progress.bytesDone += p.fp.size;
@@ -306,7 +308,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
       const partSize = this.options.partSize ?? DEFAULT_PART_SIZE;
       const multipart = p.fp.size >= partSize;
       this.emit('file-start', { ...base, multipart });
-      const r = multipart ? await this.multipart(p, stateDir) : await this.single(p);
+      const r = multipart ? await this.multipart(p, stateDir, acked) : await this.single(p);
       try {
         await journal.append({ key: p.key, file: p.file, size: p.fp.size, mtimeMs: p.fp.mtimeMs, ctimeMs: p.fp.ctimeMs, etag: r.etag, ...(r.checksum ? { checksum: r.checksum, algorithm: r.algorithm } : {}), settings: settingsKey(this.options, p.file) });
       } catch (err) {
@@ -317,8 +319,8 @@ export class FolderJob extends EventEmitter<JobEvents> {
       return { ...base, status: 'uploaded', how: r.how, bytesSent: r.bytesSent };
     } catch (err) {
       // A stop is no failure of the file's: the next run picks it up where its journal says.
-      if (this.stop.signal.aborted && causedByStop(err)) return { ...failedOutcome(base, err, 'stopped: the same command resumes it', 0), status: 'interrupted' };
-      return failedOutcome(base, err, 'failed', 0);
+      if (this.stop.signal.aborted && causedByStop(err)) return { ...failedOutcome(base, err, 'stopped: the same command resumes it', acked.bytes), status: 'interrupted' };
+      return failedOutcome(base, err, 'failed', acked.bytes);
     }
   }
 
@@ -402,18 +404,18 @@ export class FolderJob extends EventEmitter<JobEvents> {
   }
 
   /** A file of a part size or more: the single-file engine, sharing the budget, its own journal. */
-  private async multipart(p: Planned, stateDir: string): Promise<Sent> {
+  private async multipart(p: Planned, stateDir: string, acked: { bytes: number }): Promise<Sent> {
     try {
-      return await this.multipartOnce(p, stateDir, false);
+      return await this.multipartOnce(p, stateDir, false, acked);
     } catch (err) {
       // Changed since an interrupted run: that upload holds other bytes; it is aborted and the file starts over.
       if (!(err instanceof PartwiseError && err.code === 'SOURCE_CHANGED') || this.stop.signal.aborted) throw err;
       this.emit('warning', { file: p.file, code: 'FILE_CHANGED', message: `${p.file} changed since an interrupted run: its old upload is aborted and the file sent again` });
-      return this.multipartOnce(p, stateDir, true);
+      return this.multipartOnce(p, stateDir, true, acked);
     }
   }
 
-  private async multipartOnce(p: Planned, stateDir: string, fresh: boolean): Promise<Sent> {
+  private async multipartOnce(p: Planned, stateDir: string, fresh: boolean, acked: { bytes: number }): Promise<Sent> {
     const o = this.options;
     const up = new Upload({ ...o, file: p.file, key: p.key, limiter: this.limiter, stateDir, discover: o.discover ?? true, signal: this.stop.signal, hashWorkers: this.hashWorkers, ...(fresh ? { fresh: true } : {}), ...(this.rate ? { rateLimiter: this.rate } : {}) });
     let counted = 0;
@@ -428,6 +430,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
     };
     up.on('part-done', (e) => {
       count(e.size);
+      acked.bytes += e.size;
       this.emit('job-progress', { ...this.progress });
     });
     up.on('part-skip', (e) => count(e.size));

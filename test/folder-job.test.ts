@@ -494,14 +494,21 @@ test('a stopped folder job: the file in flight and the ones never started are le
   for (const n of ['b.bin', 'c.bin']) await writeFile(join(dir, n), randomBytes(1000));
   const ac = new AbortController();
   const job = new FolderJob({ s3: new SdkS3Port(countingClient().client), dir, bucket, prefix: 'stop/', stateDir: await tempDir(), partSize: 5 * MiB, concurrency: 1, signal: ac.signal });
+  let acknowledged = 0;
   job.on('file-event', (e) => {
-    if (e.event === 'part-done') ac.abort(new Error('stop'));
+    if (e.event !== 'part-done') return;
+    acknowledged += (e.data as { size: number }).size;
+    ac.abort(new Error('stop'));
   });
   const r = await job.done();
   assert.equal(r.failed, 0, JSON.stringify(r.outcomes));
   assert.equal(r.interrupted, 3, 'a-big.bin stopped mid-way, b and c never started');
   assert.deepEqual(r.outcomes.map((o) => o.status), ['interrupted']);
   assert.equal(r.outcomes[0]!.error?.code, 'PAUSED');
+  // The parts that went up before the stop were sent, and are counted as such.
+  assert.ok(acknowledged >= 5 * MiB);
+  assert.equal(r.outcomes[0]!.bytesSent, acknowledged);
+  assert.equal(r.bytesSent, acknowledged);
 });
 
 test('a file that fails on its own just as the job is stopped is failed (named, exit 5 material), not "left for the next run"', async () => {
