@@ -66,7 +66,16 @@ build_chroot() {
 
 # A zombie (killed, not yet reaped) is not alive.
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
-pid_of() { cat "$state/$1.pid" 2>/dev/null || true; }
+# A recorded PID counts only while it is still a Ceph daemon: after a reboot or a crash the number
+# may belong to any process, which neither `status` may take for the server nor `stop` may kill.
+is_ceph() {
+  case "$(cat "/proc/${1:-x}/comm" 2>/dev/null)" in radosgw | ceph-osd | ceph-mon) return 0 ;; *) return 1 ;; esac
+}
+pid_of() {
+  local pid
+  pid=$(cat "$state/$1.pid" 2>/dev/null || true)
+  if is_ceph "$pid"; then echo "$pid"; fi
+}
 
 http_up() { curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$rgw_port/"; }
 
@@ -85,9 +94,11 @@ running() {
 # True when any daemon of the cluster in this port's folder is alive, whoever started it (Ceph's own
 # PID files: the chroot shares the host's PID namespace).
 lab_alive() {
-  local f
+  local f pid
   for f in "$host_lab"/run/*.pid; do
-    [ -f "$f" ] && alive "$(cat "$f" 2>/dev/null)" && return 0
+    [ -f "$f" ] || continue
+    pid=$(cat "$f" 2>/dev/null)
+    is_ceph "$pid" && alive "$pid" && return 0
   done
   return 1
 }
