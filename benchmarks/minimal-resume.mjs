@@ -17,10 +17,12 @@ const job = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const partCount = Math.ceil(job.size / job.partSize);
 const rangeOf = (n) => [(n - 1) * job.partSize, Math.min(job.partSize, job.size - (n - 1) * job.partSize)];
 
-// Hashing first: it needs nothing from the SDK, so it runs while the SDK loads.
+// Hashing first: it needs nothing from the SDK, so it runs while the SDK loads. One thread fewer
+// than the cores (at least one): the main thread sends and the gateway shares the cores, and on 2
+// cores one hash thread finished sooner than two (benchmarks/RESULTS.md, section 3).
 const next = new Int32Array(new SharedArrayBuffer(4));
 const hashed = Promise.all(
-  Array.from({ length: availableParallelism() }, () => {
+  Array.from({ length: Math.max(1, availableParallelism() - 1) }, () => {
     const w = new Worker(new URL('./minimal-resume-worker.cjs', import.meta.url), { workerData: { file: job.file, parts: job.held, partSize: job.partSize, size: job.size, next } });
     return new Promise((resolve, reject) => (w.once('message', resolve), w.once('error', reject)));
   }),
@@ -63,7 +65,8 @@ for (const n of job.held) {
 }
 const Parts = [];
 for (let n = 1; n <= partCount; n++) {
-  const p = onServer.get(n) ?? sent.get(n);
+  // What this run sent wins: a part in flight at the kill may have landed after job.held was read.
+  const p = sent.get(n) ?? onServer.get(n);
   Parts.push({ PartNumber: n, ETag: p.ETag, ChecksumCRC32C: p.ChecksumCRC32C });
 }
 await s3.send(new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts } }));
