@@ -529,7 +529,7 @@ function describeStatus(s: StatusReport, file: string, url: string, bucket: stri
   const head = `Upload ${s.uploadId} of ${file} → ${url}: ${s.plan!.partCount} parts of ${formatBytes(s.plan!.partSize)} (journal ${s.journalPath})`;
   if (s.sourceChanged) return `${head}\nThe file changed since the upload started (${s.sourceChanged.join(', ')}): a resume would refuse; use upload --fresh.`;
   if (s.alreadyComplete) return `${head}\nAlready complete: the upload is finished and the object is proven to be the file; an upload would send nothing.`;
-  if (s.uploadGone) return `${head}\nThe server no longer has this upload and the object at the key is not proven to be this file: an upload would start over.`;
+  if (s.uploadGone) return `${head}\nThe server no longer has this upload and the object at the key is not proven to be this file: an upload would stop with UPLOAD_GONE and remove the journal; the run after it starts over.`;
   const r = s.reconcile!;
   const lines = [head, `  verified on the server: ${r.verified.length} parts (${formatBytes(r.bytesVerified)})`, `  to upload: ${r.toUpload.length} parts (${formatBytes(r.bytesToUpload)} left)`];
   for (const p of r.parts) if (p.status !== 'verified' && p.status !== 'missing') lines.push(`  part ${p.partNumber}: ${p.status}${p.detail ? ` (${p.detail})` : ''}`);
@@ -541,15 +541,24 @@ function describeStatus(s: StatusReport, file: string, url: string, bucket: stri
 
 async function cmdStatus(pos: string[], v: Values, out: Out): Promise<number> {
   if (pos.length !== 2) throw new UsageError('status takes <file> s3://<bucket>/<key>');
+  if (v.fresh) throw new UsageError('--fresh does not apply to status: it foretells a resume, and an upload with --fresh aborts the journaled upload and starts over');
   const { bucket, key } = parseS3Url(pos[1], true);
   const s = await new Upload(engineOptions(v, pos[0]!, bucket, key)).status();
   if (out.json) {
     const { reconcile, ...rest } = s;
     out.line({ event: 'status', ...rest, ...(reconcile ? { reconcile: compactReport(reconcile) } : {}) });
   } else out.say(describeStatus(s, pos[0]!, pos[1]!, bucket));
-  // A dry run says in its exit code whether the upload would go through: a script checks before it resumes.
-  const refused = s.sourceChanged !== undefined || (s.reconcile?.extraParts.length ?? 0) > 0;
-  return refused ? EXIT.failure : EXIT.ok;
+  return resumeWouldStop(s) ? EXIT.failure : EXIT.ok;
+}
+
+/**
+ * Whether the upload a status foretells would stop with an error, from what the status found (so a
+ * script can check before it resumes): the file changed, parts beyond the plan, or the upload gone
+ * with the object not proven (UPLOAD_GONE, once). Options checked only at upload time (--upload-id,
+ * --no-overwrite) are not foretold.
+ */
+function resumeWouldStop(s: StatusReport): boolean {
+  return s.sourceChanged !== undefined || (s.reconcile?.extraParts.length ?? 0) > 0 || (s.uploadGone === true && !s.alreadyComplete);
 }
 
 async function cmdLs(pos: string[], v: Values, out: Out): Promise<number> {
@@ -678,7 +687,8 @@ export async function main(argv: string[]): Promise<number> {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
     // Unparsed, --json is still honoured: a script reading stdout gets the refusal too.
-    return reportError(new UsageError((err as Error).message), argv, output({ json: argv.includes('--json') }));
+    const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv;
+    return reportError(new UsageError((err as Error).message), argv, output({ json: flags.some((a) => a === '--json' || a.startsWith('--json=')) }));
   }
   const v = parsed.values as Values;
   const [cmd, ...pos] = parsed.positionals;

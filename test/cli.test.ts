@@ -15,7 +15,7 @@ import { wrapPort } from './helpers/ports.ts';
 import { readJournal } from '../src/journal.ts';
 import { BIN, cliEnv, jsonLines, runCli } from './helpers/cli.ts';
 import { getObjectBytes, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
-import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, ListMultipartUploadsCommand, ListObjectsV2Command, UploadPartCommand } from '@aws-sdk/client-s3';
 
 /** Starts an upload with --json and sends SIGINT once `afterParts` parts are acknowledged. */
 async function interruptedUpload(args: string[], env: NodeJS.ProcessEnv, afterParts: number, signals = 1) {
@@ -361,6 +361,36 @@ describe('the partwise command, end to end against the local server', () => {
     const fresh = await runCli(['upload', f.path, dest, '--fresh', '--json'], env);
     assert.equal(fresh.code, 0, fresh.stderr);
     assert.equal(sha256(await getObjectBytes(bucket, 'cli/changed.bin')), sha256(await readFile(f.path)));
+  });
+
+  test('status exits 1 when the upload it foretells would stop: parts beyond the plan on the server, or the upload gone', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 20 * MiB);
+    const env = cliEnv(dir);
+    const dest = `s3://${bucket}/cli/status-refuses.bin`;
+    assert.equal((await interruptedUpload(['upload', f.path, dest, '--part-size', '5MiB', '--concurrency', '1'], env, 1)).code, 130);
+    const ok = await runCli(['status', f.path, dest, '--json'], env);
+    assert.equal(ok.code, 0, 'an interrupted upload resumes: exit 0');
+    const uploadId = jsonLines(ok.stdout)[0]!.uploadId as string;
+    // Another writer put part 9 into this 4-part upload: the resume would refuse (REMOTE_PARTS_INCONSISTENT).
+    const s3 = plainClient();
+    await s3.send(new UploadPartCommand({ Bucket: bucket, Key: 'cli/status-refuses.bin', UploadId: uploadId, PartNumber: 9, Body: randomBytes(1000) }));
+    const extra = await runCli(['status', f.path, dest], env);
+    assert.equal(extra.code, 1, extra.stdout + extra.stderr);
+    assert.match(extra.stdout, /unexpected parts on the server: 9: a resume would refuse/);
+    assert.equal((await runCli(['upload', f.path, dest], env)).code, 1, 'and so it does');
+    // Aborted on the server: the upload would stop once with UPLOAD_GONE (the journal removed).
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'cli/status-refuses.bin', UploadId: uploadId }));
+    const gone = await runCli(['status', f.path, dest], env);
+    assert.equal(gone.code, 1, gone.stdout + gone.stderr);
+    assert.match(gone.stdout, /an upload would stop with UPLOAD_GONE/);
+    const up = await runCli(['upload', f.path, dest], env);
+    assert.equal(up.code, 1);
+    assert.match(up.stderr, /UPLOAD_GONE/);
+    // --fresh is no resume: status has nothing to foretell.
+    const fresh = await runCli(['status', f.path, dest, '--fresh'], env);
+    assert.equal(fresh.code, 2);
+    assert.match(fresh.stderr, /--fresh does not apply to status/);
   });
 
   test('abort removes the server upload and the journal; --all also takes uploads no journal knows', async () => {
