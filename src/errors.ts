@@ -173,7 +173,9 @@ export class StreamFailedError extends PartwiseError {
     cause: Error,
   ) {
     // A stop is no failure of the stream's, and PAUSED's own words (a journal, a resume) are not true of a stream.
-    const what = causeCode === 'PAUSED' ? 'Uploading the stream was stopped before it finished' : `Uploading the stream failed (${causeCode}: ${cause.message})`;
+    // Nor is starting over with the fresh option: the CLI refuses --fresh for a stream, whose only way again is the pipeline.
+    const why = cause.message.split(FRESH).join('a new run of the whole pipeline');
+    const what = causeCode === 'PAUSED' ? 'Uploading the stream was stopped before it finished' : `Uploading the stream failed (${causeCode}: ${why})`;
     super('STREAM_FAILED', `${what}. Multipart upload ${context.uploadId ?? '?'} was aborted, as a stream cannot be resumed: run the whole pipeline again.`, { context, cause });
   }
 }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CompleteFailedError, JournalCorruptError, JournalMismatchError, ObjectVerificationError, RemotePartsInconsistentError, SettingsDifferError, SourceChangedError, UnexpectedError, UnverifiableError } from '../src/errors.ts';
+import { CompleteFailedError, JournalCorruptError, JournalMismatchError, ObjectVerificationError, RemotePartsInconsistentError, SettingsDifferError, SourceChangedError, StreamFailedError, UnexpectedError, UnverifiableError } from '../src/errors.ts';
 import { toS3RequestError } from '../src/s3-adapter.ts';
 
 test('UNEXPECTED: resumable, "the journal is kept", only when an upload was begun', () => {
@@ -47,4 +47,11 @@ test('every error that says to start over names the option both ways: fresh: tru
     assert.match(e.message, /--fresh/, `${e.code}: ${e.message}`);
     assert.doesNotMatch(e.message, /the fresh option(?! \(fresh: true)/, `${e.code}: ${e.message}`);
   }
+});
+
+test('a stream cannot start over with --fresh (the CLI refuses it there): its failure offers the pipeline again instead', () => {
+  const cx = { bucket: 'b', key: 'k', uploadId: 'u' };
+  const e = new StreamFailedError(cx, 'OBJECT_VERIFICATION_FAILED', new ObjectVerificationError(cx, ['size']));
+  assert.doesNotMatch(e.message, /fresh/, e.message);
+  assert.match(e.message, /run the whole pipeline again/);
 });
