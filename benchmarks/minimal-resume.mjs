@@ -1,6 +1,6 @@
 /**
  * The least a verifying resume can do on this stack (Node, @aws-sdk/client-s3, @node-rs/crc32,
- * one hash thread per core), as a floor for partwise's own resume in section 3. It is given what a
+ * hash threads: one fewer than the cores), as a floor for partwise's own resume in section 3. It is given what a
  * real client cannot know: exactly which parts the server holds (job.held, read from the server
  * after the kill), so it sends the missing parts as soon as the SDK is loaded, without waiting for
  * the listing. It keeps only the work no verifying client can skip: start, hash every held part

@@ -308,7 +308,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
       const partSize = this.options.partSize ?? DEFAULT_PART_SIZE;
       const multipart = p.fp.size >= partSize;
       this.emit('file-start', { ...base, multipart });
-      const r = multipart ? await this.multipart(p, stateDir, acked) : await this.single(p);
+      const r = multipart ? await this.multipart(p, stateDir, acked) : await this.single(p, acked);
       try {
         await journal.append({ key: p.key, file: p.file, size: p.fp.size, mtimeMs: p.fp.mtimeMs, ctimeMs: p.fp.ctimeMs, etag: r.etag, ...(r.checksum ? { checksum: r.checksum, algorithm: r.algorithm } : {}), settings: settingsKey(this.options, p.file) });
       } catch (err) {
@@ -346,7 +346,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
   }
 
   /** A small file: one PutObject with Content-MD5 and the checksum, proven by the server's answer. */
-  private async single(p: Planned): Promise<Sent> {
+  private async single(p: Planned, acked: { bytes: number }): Promise<Sent> {
     const o = this.options;
     const cx = this.context(p);
     const alg = sendAlgorithm(cx.o);
@@ -390,6 +390,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
       // A small body goes out whole (no slicing for progress): counted when the server has it.
       this.progress.bytesSent += body.length;
       this.progress.bytesDone += body.length;
+      acked.bytes += body.length;
       // The evidence: the server's checksum of what it stored, or (no checksum) an MD5 ETag.
       if (checksum && r.checksum !== undefined) {
         if (r.checksum !== checksum) throw new UnverifiableError(ctx, `the server stored checksum ${r.checksum}, not the ${checksum} sent`);
@@ -411,7 +412,10 @@ export class FolderJob extends EventEmitter<JobEvents> {
       // Changed since an interrupted run: that upload holds other bytes; it is aborted and the file starts over.
       if (!(err instanceof PartwiseError && err.code === 'SOURCE_CHANGED') || this.stop.signal.aborted) throw err;
       this.emit('warning', { file: p.file, code: 'FILE_CHANGED', message: `${p.file} changed since an interrupted run: its old upload is aborted and the file sent again` });
-      return this.multipartOnce(p, stateDir, true, acked);
+      // What the first attempt got acknowledged was sent too, whatever became of it.
+      const before = acked.bytes;
+      const r = await this.multipartOnce(p, stateDir, true, acked);
+      return { ...r, bytesSent: r.bytesSent + before };
     }
   }
 

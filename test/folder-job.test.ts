@@ -181,6 +181,32 @@ test('a failed file does not stop the others; failFast stops starting new ones',
   assert.equal(ff.failed, 5);
 });
 
+test('a file that fails after the server took some of it counts what the server acknowledged as sent', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-folder');
+  const dir = await tempDir();
+  await writeFile(join(dir, 'big.bin'), randomBytes(15 * MiB));
+  await writeFile(join(dir, 'small.bin'), randomBytes(1000));
+  const inner = new SdkS3Port(countingClient().client);
+  let parts = 0;
+  const failing = wrapPort(inner, {
+    // Part 1 lands; part 2 is refused for good.
+    uploadPart: async (input, req, signal) => {
+      if (++parts === 2) throw new S3RequestError({ operation: 'UploadPart', s3Code: 'AccessDenied', httpStatus: 403, message: 'denied' });
+      return inner.uploadPart(input, req, signal);
+    },
+    // The small file is stored, but the server reports another checksum than the one sent: not proven.
+    putObject: async (input, req, signal) => ({ ...(await inner.putObject(input, req, signal)), checksum: 'AAAAAA==' }),
+  });
+  const r = await new FolderJob({ s3: failing, dir, bucket, stateDir: await tempDir(), partSize: 5 * MiB, concurrency: 1 }).done();
+  assert.equal(r.failed, 2, JSON.stringify(r.outcomes));
+  const by = new Map(r.outcomes.map((o) => [o.key, o]));
+  assert.equal(by.get('big.bin')!.bytesSent, 5 * MiB, 'part 1 went up before part 2 was refused');
+  assert.equal(by.get('small.bin')!.error?.code, 'UNVERIFIABLE');
+  assert.equal(by.get('small.bin')!.bytesSent, 1000, 'the server took the body, unproven');
+  assert.equal(r.bytesSent, 5 * MiB + 1000);
+});
+
 test('CLI: a folder job killed mid-way (SIGKILL) and rerun: every object identical, nothing left open; a rerun says nothing to send; exit 5 when a file fails', async () => {
   loadS3Env();
   const bucket = await makeBucket('pw-folder-cli');
