@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ListMultipartUploadsCommand, ListPartsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { ListMultipartUploadsCommand, ListPartsCommand, type Part, type S3Client } from '@aws-sdk/client-s3';
 import type { Command } from './tools.ts';
 
 export interface Cost {
@@ -31,29 +31,27 @@ async function uploadIdOf(s3: S3Client, bucket: string, key: string): Promise<st
   return ups.Uploads?.find((u) => u.Key === key)?.UploadId;
 }
 
+/** Every part the server lists for the upload, all pages. */
+async function listedParts(s3: S3Client, bucket: string, key: string, uploadId: string): Promise<Part[]> {
+  const parts: Part[] = [];
+  let marker: string | undefined;
+  do {
+    const p = await s3.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId, ...(marker ? { PartNumberMarker: marker } : {}) }));
+    parts.push(...(p.Parts ?? []));
+    marker = p.IsTruncated ? p.NextPartNumberMarker : undefined;
+  } while (marker);
+  return parts;
+}
+
 /** The open upload at the key and the part numbers the server lists for it. */
 export async function serverListing(s3: S3Client, bucket: string, key: string): Promise<{ uploadId: string; parts: number[] }> {
   const uploadId = await uploadIdOf(s3, bucket, key);
   if (!uploadId) throw new Error(`no upload open at ${key}`);
-  const parts: number[] = [];
-  let marker: string | undefined;
-  do {
-    const p = await s3.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId, ...(marker ? { PartNumberMarker: marker } : {}) }));
-    for (const part of p.Parts ?? []) parts.push(part.PartNumber!);
-    marker = p.IsTruncated ? p.NextPartNumberMarker : undefined;
-  } while (marker);
-  return { uploadId, parts };
+  return { uploadId, parts: (await listedParts(s3, bucket, key, uploadId)).map((p) => p.PartNumber!) };
 }
 
 export async function serverPartBytes(s3: S3Client, bucket: string, key: string, uploadId: string): Promise<number> {
-  let total = 0;
-  let marker: string | undefined;
-  do {
-    const p = await s3.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId: uploadId, ...(marker ? { PartNumberMarker: marker } : {}) }));
-    for (const part of p.Parts ?? []) total += part.Size ?? 0;
-    marker = p.IsTruncated ? p.NextPartNumberMarker : undefined;
-  } while (marker);
-  return total;
+  return (await listedParts(s3, bucket, key, uploadId)).reduce((a, p) => a + (p.Size ?? 0), 0);
 }
 
 /**

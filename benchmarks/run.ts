@@ -240,6 +240,12 @@ const resumers = [tool('partwise'), tool('s3cmd')];
  * work no verifying resume can skip, told which parts the server holds. Killed as partwise is.
  */
 const MINIMAL = 'minimal';
+/** A resume run under GNU time, with the CPU the gateway used meanwhile. */
+function timedWithGateway(c: Command): { cost: Cost; serverCpu: number } {
+  const cpu0 = serverCpuS();
+  const cost = timed(c, work);
+  return { cost, serverCpu: serverCpuS() - cpu0 };
+}
 async function minimalResume(fraction: number): Promise<ResumeRun> {
   const key = freshKey('minimal-resume');
   try {
@@ -247,9 +253,7 @@ async function minimalResume(fraction: number): Promise<ResumeRun> {
     const listing = await serverListing(s3, bucket, key);
     const job = join(work, 'minimal-job.json');
     writeFileSync(job, JSON.stringify({ file, bucket, key, uploadId: listing.uploadId, partSize: s0.partMiB * MiB, size, concurrency: s0.concurrency, held: listing.parts }));
-    const cpu0 = serverCpuS();
-    const cost = timed({ cmd: process.execPath, args: [here('./minimal-resume.mjs'), job], env: process.env }, work);
-    const serverCpu = serverCpuS() - cpu0;
+    const { cost, serverCpu } = timedWithGateway({ cmd: process.execPath, args: [here('./minimal-resume.mjs'), job], env: process.env });
     const resent = (JSON.parse(cost.stdout.trim().split('\n').at(-1)!) as { bytesSent: number }).bytesSent;
     return { held, cost, resent, serverCpu };
   } finally {
@@ -270,9 +274,7 @@ for (const fraction of [0.5, 0.9]) {
       const key = freshKey(`${t.name}-resume`);
       const inFlight = (t.name === 's3cmd' ? 1 : s0.concurrency) * s0.partMiB * MiB;
       const held = await killAt(t.upload(file, bucket, key, s0), s3, bucket, key, size, fraction, inFlight);
-      const cpu0 = serverCpuS();
-      const cost = timed(t.resume!(file, bucket, key, s0), work);
-      const serverCpu = serverCpuS() - cpu0;
+      const { cost, serverCpu } = timedWithGateway(t.resume!(file, bucket, key, s0));
       addRun(`${fraction}/${t.name}`, { held, cost, resent: t.resentBytes!(cost.stdout, cost.stderr, size, s0), serverCpu });
       await clean(key);
     }
@@ -289,19 +291,16 @@ print();
 print(`| client | killed at | server held after the kill | time to finish, s | × full | re-sent MiB |`);
 print(`|---|---:|---:|---:|---:|---:|`);
 const resumeRatio = new Map<string, number>();
+/** One row: `name`'s runs at `fraction`, as a share of `fullOf`'s full-upload median. */
+const resumeRow = (fraction: number, name: string, label: string, fullOf: string) => {
+  const xs = resumeRuns.get(`${fraction}/${name}`)!;
+  const ratio = median(xs.map((x) => x.cost.wallS)) / med(s0, fullOf, (c) => c.wallS);
+  resumeRatio.set(`${fraction}/${name}`, ratio);
+  print(`| ${label} | ${fraction * 100}% | ${spread(xs.map((x) => (100 * x.held) / size))}% | ${spread(xs.map((x) => x.cost.wallS), 2)} | ${fmt(ratio, 2)} | ${spread(xs.map((x) => x.resent / MiB))} |`);
+};
 for (const fraction of [0.5, 0.9]) {
-  for (const t of resumers) {
-    const xs = resumeRuns.get(`${fraction}/${t.name}`)!;
-    const ratio = median(xs.map((x) => x.cost.wallS)) / med(s0, t.name, (c) => c.wallS);
-    resumeRatio.set(`${fraction}/${t.name}`, ratio);
-    print(`| ${t.name}${t.name === 's3cmd' ? ' --continue-put' : ''} | ${fraction * 100}% | ${spread(xs.map((x) => (100 * x.held) / size))}% | ${spread(xs.map((x) => x.cost.wallS), 2)} | ${fmt(ratio, 2)} | ${spread(xs.map((x) => x.resent / MiB))} |`);
-  }
-  {
-    const xs = resumeRuns.get(`${fraction}/${MINIMAL}`)!;
-    const ratio = median(xs.map((x) => x.cost.wallS)) / med(s0, 'partwise', (c) => c.wallS);
-    resumeRatio.set(`${fraction}/${MINIMAL}`, ratio);
-    print(`| the least a verifying resume can do here (× partwise's full upload) | ${fraction * 100}% | ${spread(xs.map((x) => (100 * x.held) / size))}% | ${spread(xs.map((x) => x.cost.wallS), 2)} | ${fmt(ratio, 2)} | ${spread(xs.map((x) => x.resent / MiB))} |`);
-  }
+  for (const t of resumers) resumeRow(fraction, t.name, `${t.name}${t.name === 's3cmd' ? ' --continue-put' : ''}`, t.name);
+  resumeRow(fraction, MINIMAL, "the least a verifying resume can do here (× partwise's full upload)", 'partwise');
   for (const t of peers.filter((p) => !resumers.includes(p))) {
     print(`| ${t.name} (starts over) | ${fraction * 100}% | | ${fmt(med(s0, t.name, (c) => c.wallS), 2)} | 1.00 | ${fmt(uploadMiB)} |`);
   }
