@@ -105,14 +105,32 @@ export function formatAge(ms: number): string {
 }
 
 /** The first line of a folder job's summary: "nothing to send" only when every file is proven already there. */
-export function jobSummaryLine(r: { files: number; uploaded: number; skipped: number; failed: number; interrupted: number; bytesSent: number; outcomes: { status: string }[] }): string {
-  if (r.skipped === r.files && r.files > 0) return `Nothing to send: all ${r.files} files are already uploaded (each confirmed by its stored checksum).`;
+export function jobSummaryLine(r: {
+  files: number;
+  uploaded: number;
+  skipped: number;
+  failed: number;
+  interrupted: number;
+  unreadable?: number;
+  excluded?: number;
+  notRegular?: number;
+  bytesSent: number;
+  outcomes: { status: string }[];
+}): string {
+  // What else the walk met: never a reason for "nothing to send" to hide a failure or an entry not read.
+  const besides = [
+    ...(r.unreadable ? [`${r.unreadable} not read (unreadable, skipped as asked)`] : []),
+    ...(r.notRegular ? [`${r.notRegular} not regular files (not read)`] : []),
+    ...(r.excluded ? [`${r.excluded} excluded`] : []),
+  ];
+  const tail = besides.length ? `; ${besides.join('; ')}` : '';
+  if (r.skipped === r.files && r.files > 0 && r.failed === 0 && r.interrupted === 0) return `Nothing to send: all ${r.files} files are already uploaded (each confirmed by its stored checksum)${tail}.`;
   // Where the failed files were named: as each failed, on stderr; the ones never started, nowhere else.
   const named = r.outcomes.filter((x) => x.status === 'failed').length;
   const notStarted = r.failed - named;
   const notes = [...(named ? ['each named on stderr as it failed'] : []), ...(notStarted ? [`${notStarted} not started`] : [])];
   const failed = `${r.failed} failed${notes.length ? ` (${notes.join('; ')})` : ''}`;
-  return `Uploaded ${r.uploaded} of ${r.files} files (${formatBytes(r.bytesSent)} sent); ${r.skipped} already there; ${failed}${r.interrupted ? `; ${r.interrupted} left for the next run` : ''}.`;
+  return `Uploaded ${r.uploaded} of ${r.files} files (${formatBytes(r.bytesSent)} sent); ${r.skipped} already there; ${failed}${r.interrupted ? `; ${r.interrupted} left for the next run` : ''}${tail}.`;
 }
 
 /**

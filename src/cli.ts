@@ -47,6 +47,7 @@ Upload options:
                           (without it a stream over 10,000 × part size fails when it gets there)
   --exclude GLOB          folder: skip matching paths (repeatable): *.tmp, .git, logs/**
   --fail-fast             folder: stop starting files after the first failure (exit 5 when any file failed)
+  --skip-unreadable       folder: list and count entries that cannot be read instead of failing on them
   --no-overwrite          never replace an object at the key (checked first, and If-None-Match on Complete)
 Object settings (fixed when the upload is created; a resume must give the same ones):
   --storage-class CLASS   STANDARD, STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR, GLACIER, DEEP_ARCHIVE, ...
@@ -110,6 +111,7 @@ const OPTIONS = {
   'expected-size': { type: 'string' },
   exclude: { type: 'string', multiple: true },
   'fail-fast': { type: 'boolean' },
+  'skip-unreadable': { type: 'boolean' },
   'older-than': { type: 'string' },
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
@@ -333,7 +335,7 @@ function compactReport(r: ReconcileReport) {
 async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
   if (pos.length !== 2) throw new UsageError('upload takes <file> s3://<bucket>/<key>');
   const file = pos[0]!;
-  for (const flag of ['exclude', 'fail-fast'] as const) {
+  for (const flag of ['exclude', 'fail-fast', 'skip-unreadable'] as const) {
     if (v[flag] !== undefined) throw new UsageError(`--${flag} applies to a folder upload; ${file === '-' ? 'standard input is a stream' : `${file} is not a folder`}`);
   }
   const { bucket, key } = parseS3Url(pos[1], true);
@@ -424,7 +426,7 @@ async function cmdFolder(pos: string[], v: Values, argv: string[], out: Out): Pr
   };
   for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
   const { file: _f, key: _k, signal: _s, ...o } = engineOptions(v, pos[0]!, bucket, prefix || '-', ac.signal);
-  const job = new FolderJob({ ...o, dir: pos[0]!, prefix: prefix ?? '', exclude: v.exclude ?? [], signal: ac.signal, ...(v['fail-fast'] ? { failFast: true } : {}) });
+  const job = new FolderJob({ ...o, dir: pos[0]!, prefix: prefix ?? '', exclude: v.exclude ?? [], signal: ac.signal, ...(v['fail-fast'] ? { failFast: true } : {}), ...(v['skip-unreadable'] ? { skipUnreadable: true } : {}) });
   let latest: JobProgress | undefined;
   const t0 = Date.now();
   job.on('job-progress', (p) => (latest = p));
@@ -457,6 +459,7 @@ async function cmdFolder(pos: string[], v: Values, argv: string[], out: Out): Pr
       const lines = [
         jobSummaryLine(r),
         ...r.notRead.map((x) => `  not read: ${x.path}: ${x.why}`),
+        ...r.outcomes.filter((x) => x.status === 'unreadable').map((x) => `  not read: ${x.file}: ${x.error?.message ?? 'unreadable'} (skipped as asked)`),
       ];
       if (ac.signal.aborted) lines.push(`Stopped; continue with: ${rerunCommand(argv)}`);
       out.say(lines.join('\n'));

@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'INVALID_OPTIONS'
   | 'FILE_TOO_LARGE'
   | 'SOURCE_UNREADABLE'
+  | 'INVALID_KEY'
   | 'SOURCE_CHANGED'
   | 'UPLOAD_GONE'
   | 'UPLOAD_LOCKED'
@@ -70,6 +71,13 @@ export class SourceUnreadableError extends PartwiseError {
     const code = (cause as NodeJS.ErrnoException)?.code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENOTDIR' ? 'a part of the path is not a folder' : ((cause as Error)?.message ?? String(cause));
     super('SOURCE_UNREADABLE', `Cannot read ${path}: ${why}. Check the path and its permissions; nothing was sent.`, { cause });
+  }
+}
+
+/** A folder entry whose name cannot become an S3 key: refused by name, never skipped without a word. */
+export class InvalidKeyError extends PartwiseError {
+  constructor(path: string, why: string) {
+    super('INVALID_KEY', `${path} cannot be uploaded: ${why}. Rename it (or exclude it with exclude / --exclude); the rest of the job goes on.`);
   }
 }
 

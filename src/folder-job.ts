@@ -9,30 +9,27 @@
  * Symbolic links are not followed and special files (sockets, FIFOs, devices) are not read: both
  * are listed as skipped, with the reason. `exclude` patterns: see glob.ts.
  */
-import { lstat, readdir, readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { join, relative, resolve, sep } from 'node:path';
+import { resolve } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { etagsAreMd5, stripQuotes } from './checksums.ts';
 import { EngineContext, stopFollowing } from './context.ts';
 import { Upload } from './engine.ts';
-import { ObjectExistsError, PartwiseError, S3RequestError, causeChain, causedByStop, SourceChangedError, SourceUnreadableError, UnverifiableError } from './errors.ts';
+import { InvalidKeyError, InvalidOptionsError, ObjectExistsError, PartwiseError, S3RequestError, causeChain, causedByStop, SourceChangedError, SourceUnreadableError, UnverifiableError } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
-import { fingerprint, type SourceFingerprint } from './file-source.ts';
+import { fingerprint, openSource, preparePart, type PreparedPart, type SourceFingerprint } from './file-source.ts';
+import { listFolder, type FolderListing, type JobEntry } from './folder-walk.ts';
+import { poolFor } from './buffer-pool.ts';
 import { globMatcher } from './glob.ts';
-import { digestBuffer } from './hashing.ts';
 import { JobJournal, jobJournalPath, readDone, type DoneRecord } from './job-journal.ts';
 import { acquireLock, defaultStateDir } from './journal.ts';
 import { hasExplicitSettings, objectSettings, settingsDiff } from './object-settings.ts';
-import { loadSendHashers, sendAlgorithm, validateOptions, type EngineOptions } from './options.ts';
+import { DEFAULT_STREAM_PARTS_ABOVE, loadSendHashers, sendAlgorithm, validateOptions, type EngineOptions } from './options.ts';
 import { DEFAULT_PART_SIZE } from './planner.ts';
 import { RateLimiter } from './rate-limit.ts';
 
-export interface JobEntry {
-  file: string;
-  key: string;
-}
+export { listFolder, type JobEntry } from './folder-walk.ts';
 
 export interface FolderJobOptions extends Omit<EngineOptions, 'file' | 'key' | 'uploadId' | 'fresh' | 'signal'> {
   /** a folder: every file below it, keys = prefix + relative path */
@@ -45,6 +42,12 @@ export interface FolderJobOptions extends Omit<EngineOptions, 'file' | 'key' | '
   /** stop starting files after the first failure (default: every file is tried); files in flight finish */
   failFast?: boolean;
   /**
+   * Entries that cannot be read (a folder not listable, a file without read permission, one that
+   * vanished since it was listed) are listed and counted as `unreadable` instead of failing the job.
+   * Default false: an entry not read is a failure. Names S3 cannot take are failures either way.
+   */
+  skipUnreadable?: boolean;
+  /**
    * The job's name: its journal. Default: the folder (with bucket and prefix), or for `entries` the
    * list itself; give one when a backup tool passes a different list each run of the same job.
    */
@@ -52,8 +55,11 @@ export interface FolderJobOptions extends Omit<EngineOptions, 'file' | 'key' | '
   signal?: AbortSignal;
 }
 
-/** interrupted: the job was stopped while the file was under way; the same job resumes it */
-export type FileStatus = 'uploaded' | 'skipped' | 'failed' | 'interrupted';
+/**
+ * interrupted: the job was stopped while the file was under way; the same job resumes it.
+ * unreadable: not read, and not a failure because skipUnreadable asked so.
+ */
+export type FileStatus = 'uploaded' | 'skipped' | 'failed' | 'interrupted' | 'unreadable';
 
 export interface FileOutcome {
   file: string;
@@ -85,7 +91,14 @@ function s3CodeOf(err: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * A job's accounting: every entry the walk met (`entries`) ends in exactly one of uploaded, skipped
+ * (already there, proven), failed, interrupted, unreadable (skipped as asked), excluded or
+ * notRegular, and those add up to `entries`. For a list of `entries`, each is one entry.
+ */
 export interface JobSummary {
+  entries: number;
+  /** regular files to send (the walk's, or the list's) */
   files: number;
   bytesTotal: number;
   uploaded: number;
@@ -93,6 +106,12 @@ export interface JobSummary {
   failed: number;
   /** files a stop left for the next run: the ones under way, and the ones never started */
   interrupted: number;
+  /** entries not read, listed, and not failures because skipUnreadable asked so */
+  unreadable: number;
+  /** entries an exclude pattern matched (a matching folder counts once) */
+  excluded: number;
+  /** entries that are not regular files (symbolic links, special files), listed in notRead */
+  notRegular: number;
   bytesSent: number;
   outcomes: FileOutcome[];
   /** entries of the folder not uploaded by rule (symbolic links, special files) */
@@ -134,42 +153,16 @@ interface Planned extends JobEntry {
   fp: SourceFingerprint;
 }
 
-/** Walks a folder by the rules above. */
-export async function listFolder(dir: string, prefix: string, exclude: readonly string[]): Promise<{ entries: JobEntry[]; notRead: JobSummary['notRead'] }> {
-  const root = resolve(dir);
-  const excluded = globMatcher(exclude);
-  const entries: JobEntry[] = [];
-  const notRead: JobSummary['notRead'] = [];
-  const base = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
-  const walk = async (d: string): Promise<void> => {
-    let names: string[];
-    try {
-      names = (await readdir(d)).sort();
-    } catch (err) {
-      if (d === root) throw new SourceUnreadableError(dir, err);
-      notRead.push({ path: relative(root, d).split(sep).join('/'), why: `folder not readable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
-      return;
-    }
-    for (const name of names) {
-      const full = join(d, name);
-      const rel = relative(root, full).split(sep).join('/');
-      let st;
-      try {
-        st = await lstat(full);
-      } catch (err) {
-        // Gone since readdir (temp files come and go), or a name that is not valid UTF-8.
-        notRead.push({ path: rel, why: `could not be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` });
-        continue;
-      }
-      if (excluded(rel, st.isDirectory())) continue;
-      if (st.isSymbolicLink()) notRead.push({ path: rel, why: 'symbolic link (not followed)' });
-      else if (st.isDirectory()) await walk(full);
-      else if (st.isFile()) entries.push({ file: full, key: base + rel });
-      else notRead.push({ path: rel, why: 'special file (socket, FIFO or device)' });
-    }
-  };
-  await walk(root);
-  return { entries, notRead };
+/** Two files for one key would both be "uploaded", one object would survive, and every rerun would send both again. */
+function refuseSharedKeys(entries: readonly JobEntry[]): void {
+  const byKey = new Map<string, string>();
+  const clashes: string[] = [];
+  for (const e of entries) {
+    const first = byKey.get(e.key);
+    if (first !== undefined && first !== e.file) clashes.push(`${JSON.stringify(e.key)}: ${first} and ${e.file}`);
+    else byKey.set(e.key, e.file);
+  }
+  if (clashes.length) throw new InvalidOptionsError(`two files cannot go to one key (one object would survive, and each run would send both again): ${clashes.slice(0, 5).join('; ')}${clashes.length > 5 ? `; and ${clashes.length - 5} more` : ''}`);
 }
 
 /** A file's failure as its outcome, with its error's stable code (anything untyped is UNEXPECTED). */
@@ -195,6 +188,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
     if (!options.entries && !options.dir) throw new PartwiseError('INVALID_OPTIONS', 'a folder job needs dir or entries');
     validateOptions({ ...options, file: '-', key: '-' });
     globMatcher(options.exclude ?? []); // a bad pattern is refused here, before anything is listed or sent
+    if (options.entries) refuseSharedKeys(options.entries);
     this.limiter = options.limiter ?? pLimit(options.concurrency ?? 4);
     this.rate = options.rateLimiter ?? (options.maxBytesPerSecond !== undefined ? new RateLimiter(options.maxBytesPerSecond) : undefined);
     ({ stop: this.stop, unlink: this.unlinkStop } = stopFollowing(options.signal));
@@ -219,30 +213,36 @@ export class FolderJob extends EventEmitter<JobEvents> {
     // holder's lock is taken over.
     const release = await acquireLock(journalPath, { bucket: o.bucket, journalPath }, 'folder job');
     try {
-      const listed = o.entries ? { entries: o.entries, notRead: [] } : await listFolder(o.dir!, o.prefix ?? '', o.exclude ?? []);
+      const listed: FolderListing = o.entries ? { entries: o.entries, notRead: [], invalid: [], unreadable: [], excluded: 0, met: o.entries.length } : await listFolder(o.dir!, o.prefix ?? '', o.exclude ?? []);
+      const where = (path: string) => (o.dir !== undefined ? `${resolve(o.dir)}/${path}` : path);
+      // Each its own outcome, said as it is met: a name S3 cannot take, what the walk could not read,
+      // and a listed file that vanished or cannot be looked at since.
+      const early: FileOutcome[] = [
+        ...listed.invalid.map((x) => failedOutcome({ file: where(x.path), key: x.key, size: 0 }, new InvalidKeyError(where(x.path), x.why), 'refused: its name cannot be a key', 0)),
+        ...listed.unreadable.map((x) => this.notReadOutcome({ file: where(x.path), key: x.key, size: 0 }, new SourceUnreadableError(where(x.path), x.cause))),
+      ];
       const planned: Planned[] = [];
-      // A file that vanished or cannot be read since it was listed fails alone, not the job.
-      const unreadable: FileOutcome[] = [];
       for (const e of listed.entries) {
         try {
           planned.push({ ...e, fp: await fingerprint(e.file) });
         } catch (err) {
-          unreadable.push(failedOutcome({ file: e.file, key: e.key, size: 0 }, err instanceof PartwiseError ? err : new SourceUnreadableError(e.file, err), 'failed', 0));
+          early.push(this.notReadOutcome({ file: e.file, key: e.key, size: 0 }, err instanceof PartwiseError ? err : new SourceUnreadableError(e.file, err)));
         }
       }
+      const units = listed.entries.length + listed.invalid.length + listed.unreadable.length;
       const done = await readDone(journalPath);
       const journal = new JobJournal(journalPath);
       // Writable before anything is sent: a job that cannot record its files would send them every run.
       await journal.open();
       this.progress = { files: planned.length, filesDone: 0, bytesTotal: planned.reduce((a, p) => a + p.fp.size, 0), bytesDone: 0, bytesSent: 0 };
       this.emit('job-plan', { files: planned.length, bytesTotal: this.progress.bytesTotal, notRead: listed.notRead, journalPath });
-      const outcomes: FileOutcome[] = [...unreadable];
-      for (const u of unreadable) this.emit('file-done', u);
+      const outcomes: FileOutcome[] = [...early];
+      for (const u of early) this.emit('file-done', u);
       // Files start as budget allows: a file waits for a slot to start; its parts share the same limiter.
       const fileSlots = pLimit(Math.max(1, this.limiter.concurrency));
       // Verification workers: the machine's cores shared by the files verifying at once.
       this.hashWorkers = o.hashWorkers ?? Math.max(1, Math.floor(availableParallelism() / fileSlots.concurrency));
-      let stopStarting = unreadable.length > 0 && o.failFast === true;
+      let stopStarting = early.some((x) => x.status === 'failed') && o.failFast === true;
       // Files a failure kept from starting are failed, even if a stop comes after: a rerun meets the same failure.
       let failureStopped = stopStarting;
       let listenerFailed: { error: unknown } | undefined;
@@ -272,18 +272,24 @@ export class FolderJob extends EventEmitter<JobEvents> {
         ),
       );
       if (listenerFailed) throw listenerFailed.error;
-      const order = new Map(planned.map((p, i) => [p.key, i]));
-      outcomes.sort((a, b) => order.get(a.key)! - order.get(b.key)!);
+      // A list keeps its order; a folder's outcomes read in key order.
+      const order = new Map((o.entries ?? []).map((e, i) => [e.key, i]));
+      outcomes.sort(o.entries ? (a, b) => order.get(a.key)! - order.get(b.key)! : (a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
       const count = (s: FileStatus) => outcomes.filter((x) => x.status === s).length;
       const leftForNextRun = this.stop.signal.aborted && !failureStopped;
+      const notStarted = units - outcomes.length;
       return {
+        entries: listed.met,
         files: listed.entries.length,
         bytesTotal: this.progress.bytesTotal,
         uploaded: count('uploaded'),
         skipped: count('skipped'),
         // Files never started: left for the next run after a stop, failed after a failure that stopped the job.
-        failed: count('failed') + (leftForNextRun ? 0 : listed.entries.length - outcomes.length),
-        interrupted: count('interrupted') + (leftForNextRun ? listed.entries.length - outcomes.length : 0),
+        failed: count('failed') + (leftForNextRun ? 0 : notStarted),
+        interrupted: count('interrupted') + (leftForNextRun ? notStarted : 0),
+        unreadable: count('unreadable'),
+        excluded: listed.excluded,
+        notRegular: listed.notRead.length,
         bytesSent: outcomes.reduce((a, x) => a + x.bytesSent, 0),
         outcomes,
         notRead: listed.notRead,
@@ -320,8 +326,15 @@ export class FolderJob extends EventEmitter<JobEvents> {
     } catch (err) {
       // A stop is no failure of the file's: the next run picks it up where its journal says.
       if (this.stop.signal.aborted && causedByStop(err)) return { ...failedOutcome(base, err, 'stopped: the same command resumes it', acked.bytes), status: 'interrupted' };
-      return failedOutcome(base, err, 'failed', acked.bytes);
+      return this.notReadOutcome(base, err, acked.bytes);
     }
+  }
+
+  /** A failure, unless the entry could not be read and skipUnreadable asked to list such entries instead. */
+  private notReadOutcome(base: Pick<FileOutcome, 'file' | 'key' | 'size'>, err: unknown, bytesSent = 0): FileOutcome {
+    const failed = failedOutcome(base, err, 'failed', bytesSent);
+    if (!this.options.skipUnreadable || failed.error?.code !== 'SOURCE_UNREADABLE') return failed;
+    return { ...failed, status: 'unreadable', how: 'not read, and skipped as asked (skipUnreadable)' };
   }
 
   /** Done before, unchanged here, and the server still holds the object it stored then. */
@@ -345,63 +358,88 @@ export class FolderJob extends EventEmitter<JobEvents> {
     return new EngineContext({ ...this.options, file: p.file, key: p.key, ...(this.rate ? { rateLimiter: this.rate } : {}) }, this.limiter, this.stop.signal, emit);
   }
 
-  /** A small file: one PutObject with Content-MD5 and the checksum, proven by the server's answer. */
+  /**
+   * A small file: one PutObject with Content-MD5 and the checksum, proven by the server's answer.
+   * Read as a part is: held in a pooled buffer up to streamPartsAbove, above it hashed in one pass
+   * and streamed from the file in a second (the server checks the bytes against the digests sent),
+   * so memory does not grow with the part size and a file over 2 GiB is never read whole.
+   */
   private async single(p: Planned, acked: { bytes: number }): Promise<Sent> {
     const o = this.options;
     const cx = this.context(p);
     const alg = sendAlgorithm(cx.o);
     const ctx = cx.errorContext();
     return this.limiter(async () => {
-      const body = await readFile(p.file);
-      const after = await fingerprint(p.file);
-      if (body.length !== p.fp.size || after.mtimeMs !== p.fp.mtimeMs || after.ctimeMs !== p.fp.ctimeMs) {
-        throw new SourceChangedError(p.file, ['it changed while the job ran'], ctx);
-      }
-      // Cheapest sufficient evidence, as for parts: MD5 only until the server has echoed a checksum.
-      const d = digestBuffer(body, alg ?? undefined, !alg || !this.serverChecksums);
-      const checksum = alg && d.checksum ? d.checksum.toString('base64') : undefined;
-      let r;
+      const fh = await openSource(p.file);
+      const streamAbove = o.streamPartsAbove ?? DEFAULT_STREAM_PARTS_ABOVE;
+      const pool = poolFor(this.limiter);
+      let prepared: PreparedPart | undefined;
       try {
-        r = await cx.retry(() =>
-          cx.s3.putObject(
-            {
-              bucket: o.bucket,
-              key: p.key,
-              body,
-              ...(d.md5Hex ? { contentMd5: Buffer.from(d.md5Hex, 'hex').toString('base64') } : {}),
-              ...(alg && checksum ? { checksum: { algorithm: alg, value: checksum } } : {}),
-              settings: objectSettings(o, p.file),
-              ...(o.noOverwrite ? { ifNoneMatch: true } : {}),
-              ...(cx.pace ? { pace: cx.pace } : {}),
-            },
-            cx.req,
-            cx.signal,
-          ),
-        );
-      } catch (err) {
-        if (!(o.noOverwrite && err instanceof S3RequestError && err.httpStatus === 412)) throw err;
-        // Refused by If-None-Match: fine only if what is there is this file (a run stopped before its journal line).
-        const head = await cx.retry(() => cx.s3.headObject({ bucket: o.bucket, key: p.key }, cx.req, cx.signal)).catch(() => undefined);
-        if (alg && checksum && head?.size === body.length && head.checksums[alg] === checksum && !hasExplicitSettings(o)) {
-          return { etag: stripQuotes(head.etag), checksum, algorithm: alg, sent: false, bytesSent: 0, how: `already there: ${alg} ${checksum} matches` };
+        // Cheapest sufficient evidence, as for parts: MD5 only until the server has echoed a checksum.
+        const md5 = !alg || !this.serverChecksums;
+        try {
+          prepared = await preparePart(fh, { partNumber: 1, offset: 0, size: p.fp.size }, alg, streamAbove, { alloc: (n) => pool.take(n, Math.min(o.partSize ?? DEFAULT_PART_SIZE, streamAbove)), md5 });
+        } catch (err) {
+          await this.assertUnchanged(p, ctx);
+          throw err instanceof PartwiseError ? err : new SourceUnreadableError(p.file, err);
         }
-        throw new ObjectExistsError(ctx, 'before', err);
+        await this.assertUnchanged(p, ctx);
+        const body = prepared.body;
+        const d = prepared.digest;
+        const checksum = alg && d.checksum ? d.checksum.toString('base64') : undefined;
+        let r;
+        try {
+          r = await cx.retry(() =>
+            cx.s3.putObject(
+              {
+                bucket: o.bucket,
+                key: p.key,
+                body,
+                ...(d.md5Hex ? { contentMd5: Buffer.from(d.md5Hex, 'hex').toString('base64') } : {}),
+                ...(alg && checksum ? { checksum: { algorithm: alg, value: checksum } } : {}),
+                settings: objectSettings(o, p.file),
+                ...(o.noOverwrite ? { ifNoneMatch: true } : {}),
+                ...(cx.pace ? { pace: cx.pace } : {}),
+              },
+              cx.req,
+              cx.signal,
+            ),
+          );
+        } catch (err) {
+          if (!(o.noOverwrite && err instanceof S3RequestError && err.httpStatus === 412)) throw err;
+          // Refused by If-None-Match: fine only if what is there is this file (a run stopped before its journal line).
+          const head = await cx.retry(() => cx.s3.headObject({ bucket: o.bucket, key: p.key }, cx.req, cx.signal)).catch(() => undefined);
+          if (alg && checksum && head?.size === p.fp.size && head.checksums[alg] === checksum && !hasExplicitSettings(o)) {
+            return { etag: stripQuotes(head.etag), checksum, algorithm: alg, sent: false, bytesSent: 0, how: `already there: ${alg} ${checksum} matches` };
+          }
+          throw new ObjectExistsError(ctx, 'before', err);
+        }
+        // A small body is counted when the server has it.
+        this.progress.bytesSent += body.length;
+        this.progress.bytesDone += body.length;
+        acked.bytes += body.length;
+        // The evidence: the server's checksum of what it stored, or (no checksum) an MD5 ETag.
+        if (checksum && r.checksum !== undefined) {
+          if (r.checksum !== checksum) throw new UnverifiableError(ctx, `the server stored checksum ${r.checksum}, not the ${checksum} sent`);
+          this.serverChecksums = true;
+          return { etag: stripQuotes(r.etag), checksum, algorithm: alg!, sent: true, bytesSent: body.length, how: `PutObject, ${alg} ${checksum} confirmed by the server` };
+        }
+        if (d.md5Hex && etagsAreMd5({ serverSideEncryption: r.serverSideEncryption, sseCustomerAlgorithm: r.sseCustomerAlgorithm, etag: r.etag }) && stripQuotes(r.etag).toLowerCase() === d.md5Hex) {
+          return { etag: stripQuotes(r.etag), sent: true, bytesSent: body.length, how: 'PutObject, MD5 ETag confirmed' };
+        }
+        throw new UnverifiableError(ctx, `the server answered neither a checksum nor an MD5 ETag for ${p.key} (ETag ${r.etag})`);
+      } finally {
+        await fh.close();
+        // No request holds the buffer any more: the next file or part may read into it.
+        if (prepared && Buffer.isBuffer(prepared.body)) pool.give(prepared.body);
       }
-      // A small body goes out whole (no slicing for progress): counted when the server has it.
-      this.progress.bytesSent += body.length;
-      this.progress.bytesDone += body.length;
-      acked.bytes += body.length;
-      // The evidence: the server's checksum of what it stored, or (no checksum) an MD5 ETag.
-      if (checksum && r.checksum !== undefined) {
-        if (r.checksum !== checksum) throw new UnverifiableError(ctx, `the server stored checksum ${r.checksum}, not the ${checksum} sent`);
-        this.serverChecksums = true;
-        return { etag: stripQuotes(r.etag), checksum, algorithm: alg!, sent: true, bytesSent: body.length, how: `PutObject, ${alg} ${checksum} confirmed by the server` };
-      }
-      if (d.md5Hex && etagsAreMd5({ serverSideEncryption: r.serverSideEncryption, sseCustomerAlgorithm: r.sseCustomerAlgorithm, etag: r.etag }) && stripQuotes(r.etag).toLowerCase() === d.md5Hex) {
-        return { etag: stripQuotes(r.etag), sent: true, bytesSent: body.length, how: 'PutObject, MD5 ETag confirmed' };
-      }
-      throw new UnverifiableError(ctx, `the server answered neither a checksum nor an MD5 ETag for ${p.key} (ETag ${r.etag})`);
     });
+  }
+
+  /** The file still is what the job listed: a change while the job ran is that file's failure (sent again next run). */
+  private async assertUnchanged(p: Planned, ctx: ReturnType<EngineContext['errorContext']>): Promise<void> {
+    const now = await fingerprint(p.file);
+    if (now.size !== p.fp.size || now.mtimeMs !== p.fp.mtimeMs || now.ctimeMs !== p.fp.ctimeMs) throw new SourceChangedError(p.file, ['it changed while the job ran'], ctx);
   }
 
   /** A file of a part size or more: the single-file engine, sharing the budget, its own journal. */

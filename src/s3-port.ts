@@ -67,7 +67,7 @@ export interface UploadPartOutput {
 
 /** A whole small object in one request, with its checksum (the server checks it on arrival). */
 export interface PutInput extends ObjectRef {
-  body: Buffer;
+  body: PartBody;
   contentMd5?: string;
   checksum?: { algorithm: ChecksumAlgorithm; value: string };
   settings?: ObjectSettings;

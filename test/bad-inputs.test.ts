@@ -17,7 +17,7 @@ import { CreateBucketCommand, ListMultipartUploadsCommand } from '@aws-sdk/clien
 import { MiB } from '../src/index.ts';
 import { emulatorClient } from './emulator/client.ts';
 import { S3Emulator, type FaultRule } from './emulator/server.ts';
-import { BIN, cliEnv, jsonLines, runCli, type CliRun } from './helpers/cli.ts';
+import { BIN, cliEnv, jsonLines, runCli, runCliUnprivileged, type CliRun } from './helpers/cli.ts';
 import { getObjectBytes, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
 
 /** One line on stderr, `partwise: CODE: …`, no stack trace. */
@@ -65,23 +65,11 @@ describe('bad inputs on the local RADOS Gateway', () => {
     assert.deepEqual(await openUploads('bad/source'), []);
   });
 
-  test('bad input: an unreadable file (another user\'s, mode 0600) → SOURCE_UNREADABLE before anything is created', async () => {
+  test('bad input: an unreadable file (mode 000, for a user whom permissions bind) → SOURCE_UNREADABLE before anything is created', async () => {
     const dir = await tempDir();
     const f = await randomFile(dir, 1024);
-    await chmod(f.path, 0o600);
-    await chmod(dir, 0o777);
-    const state = join(dir, 'state');
-    await mkdir(state, { mode: 0o777 });
-    await chmod(state, 0o777);
-    // As the unprivileged user `nobody`: root reads everything.
-    const r = await new Promise<CliRun>((resolve) => {
-      const c = spawn(process.execPath, [BIN, 'upload', f.path, `s3://${bucket}/bad/unreadable`], { env: { ...cliEnv(state), HOME: state }, uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      c.stdout.on('data', (d) => (stdout += d));
-      c.stderr.on('data', (d) => (stderr += d));
-      c.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    });
+    await chmod(f.path, 0o000);
+    const r = await runCliUnprivileged(['upload', f.path, `s3://${bucket}/bad/unreadable`], cliEnv(join(dir, 'state')));
     assert.equal(r.code, 1, r.stderr);
     oneClearLine(r, /^partwise: SOURCE_UNREADABLE: .*permission denied/);
     assert.deepEqual(await openUploads('bad/unreadable'), []);

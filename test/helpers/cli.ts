@@ -17,14 +17,29 @@ export function cliEnv(stateDir: string): NodeJS.ProcessEnv {
 }
 
 export function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<CliRun> {
+  return collect(process.execPath, [BIN, ...args], env);
+}
+
+function collect(cmd: string, argv: string[], env: NodeJS.ProcessEnv): Promise<CliRun> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
+}
+
+/**
+ * The command as a user whom permissions bind. root reads everything (CAP_DAC_OVERRIDE), so under
+ * root it runs without the two capabilities that bypass them: still root, so it reaches dist/ and
+ * the state folder wherever the repository is cloned (a 0700 parent included), but a mode-000 file
+ * or folder is refused to it as to anyone. Other users run it as they are.
+ */
+export function runCliUnprivileged(args: string[], env: NodeJS.ProcessEnv): Promise<CliRun> {
+  if (process.getuid?.() !== 0) return runCli(args, env);
+  return collect('setpriv', ['--bounding-set=-dac_override,-dac_read_search', '--', process.execPath, BIN, ...args], env);
 }
 
 export function jsonLines(stdout: string): { event: string; [k: string]: unknown }[] {

@@ -1,0 +1,132 @@
+/**
+ * Jobs, the tree walk: every entry a folder job meets ends in exactly one outcome (uploaded,
+ * already there, excluded, not a regular file, or failed with its reason), the counts add up to
+ * what the walk met, and the exit code is 0 only when nothing failed or went unread. On the local
+ * RGW, with the command run as a user whom permissions bind.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdir, symlink, writeFile, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { FolderJob, SdkS3Port, createS3Client, listFolder } from '../src/index.ts';
+import { cliEnv, jsonLines, runCliUnprivileged } from './helpers/cli.ts';
+import { getObjectBytes, loadS3Env, makeBucket, plainClient, tempDir } from './helpers/s3.ts';
+
+/** A path whose last name is raw bytes (not valid UTF-8, as in a Latin-1 archive). */
+const raw = (dir: string, name: number[]) => Buffer.concat([Buffer.from(`${dir}/`), Buffer.from(name)]);
+
+async function keysUnder(bucket: string, prefix: string): Promise<string[]> {
+  return ((await plainClient().send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }))).Contents ?? []).map((o) => o.Key!).sort();
+}
+
+/** a.txt, x\xff beside x\uFFFD, a folder with a non-UTF-8 name, a symlink, a FIFO, two exclusions, an unreadable folder and file. */
+async function mixedTree(): Promise<string> {
+  const dir = await tempDir();
+  await writeFile(join(dir, 'a.txt'), 'alpha');
+  await writeFile(raw(dir, [0x78, 0xff]), 'latin-1 name');
+  await writeFile(join(dir, 'x\uFFFD'), 'replacement character');
+  await mkdir(raw(dir, [0x62, 0x61, 0x64, 0xfe]));
+  await writeFile(Buffer.concat([raw(dir, [0x62, 0x61, 0x64, 0xfe]), Buffer.from('/inner.txt')]), 'inside a non-UTF-8 folder');
+  await symlink(join(dir, 'a.txt'), join(dir, 'link'));
+  execFileSync('mkfifo', [join(dir, 'fifo')]);
+  await writeFile(join(dir, 'skip.tmp'), 'excluded');
+  await mkdir(join(dir, 'node_modules', 'pkg'), { recursive: true });
+  await writeFile(join(dir, 'node_modules', 'pkg', 'index.js'), 'excluded folder');
+  await mkdir(join(dir, 'locked'));
+  await writeFile(join(dir, 'locked', 'secret.txt'), 'in an unreadable folder');
+  await chmod(join(dir, 'locked'), 0o000);
+  await writeFile(join(dir, 'noread.txt'), 'unreadable file');
+  await chmod(join(dir, 'noread.txt'), 0o000);
+  return dir;
+}
+
+interface JobComplete {
+  event: string;
+  entries: number;
+  files: number;
+  uploaded: number;
+  skipped: number;
+  failed: number;
+  interrupted: number;
+  excluded: number;
+  notRegular: number;
+  unreadable: number;
+  outcomes: { file: string; key: string; status: string; error?: { code: string } }[];
+}
+
+test('the walk: a non-UTF-8 name is refused by name, never skipped or confused with its look-alike; an unreadable folder and file fail; exclusions and non-regular files are counted; the counts add up; exit 5', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-walk');
+  const dir = await mixedTree();
+  const env = cliEnv(await tempDir());
+  const r = await runCliUnprivileged(['upload', dir, `s3://${bucket}/w/`, '--exclude', '*.tmp', '--exclude', 'node_modules/', '--json'], env);
+  assert.equal(r.code, 5, r.stderr);
+  const done = jsonLines(r.stdout).at(-1) as unknown as JobComplete;
+  assert.equal(done.event, 'job-complete');
+  // a.txt, x\xff, x\uFFFD, bad\xfe/, link, fifo, skip.tmp, node_modules/, locked/, noread.txt
+  assert.equal(done.entries, 10);
+  assert.deepEqual(
+    { uploaded: done.uploaded, skipped: done.skipped, failed: done.failed, interrupted: done.interrupted, excluded: done.excluded, notRegular: done.notRegular, unreadable: done.unreadable },
+    { uploaded: 2, skipped: 0, failed: 4, interrupted: 0, excluded: 2, notRegular: 2, unreadable: 0 },
+  );
+  assert.equal(done.uploaded + done.skipped + done.failed + done.interrupted + done.excluded + done.notRegular + done.unreadable, done.entries);
+  const failed = new Map(done.outcomes.filter((o) => o.status === 'failed').map((o) => [o.key, o.error?.code]));
+  assert.deepEqual([...failed.keys()].sort(), ['w/bad\\xfe/', 'w/locked/', 'w/noread.txt', 'w/x\\xff']);
+  assert.equal(failed.get('w/x\\xff'), 'INVALID_KEY');
+  assert.equal(failed.get('w/bad\\xfe/'), 'INVALID_KEY');
+  assert.equal(failed.get('w/locked/'), 'SOURCE_UNREADABLE');
+  assert.equal(failed.get('w/noread.txt'), 'SOURCE_UNREADABLE', 'a small file that cannot be read is said to be so, not UNEXPECTED');
+  // Exactly the two readable files, each once; the look-alike is the replacement-character file's own bytes.
+  assert.deepEqual(await keysUnder(bucket, 'w/'), ['w/a.txt', 'w/x\uFFFD']);
+  assert.equal((await getObjectBytes(bucket, 'w/x\uFFFD')).toString(), 'replacement character');
+  assert.equal((await getObjectBytes(bucket, 'w/a.txt')).toString(), 'alpha');
+
+  // --quiet says nothing else, but names every failure on stderr, and the exit code still counts them.
+  const quiet = await runCliUnprivileged(['upload', dir, `s3://${bucket}/w/`, '--exclude', '*.tmp', '--exclude', 'node_modules/', '--quiet'], env);
+  assert.equal(quiet.code, 5, quiet.stderr);
+  assert.equal(quiet.stdout, '');
+  for (const name of ['x\\xff', 'bad\\xfe', 'locked', 'noread.txt']) assert.ok(quiet.stderr.includes(name), `${name} named on stderr: ${quiet.stderr}`);
+});
+
+test('the walk: an unreadable subfolder is a failure (exit 5), not "Nothing to send"; --skip-unreadable lists and counts it instead (exit 0)', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-walk');
+  const dir = await tempDir();
+  await writeFile(join(dir, 'a.txt'), 'alpha');
+  await mkdir(join(dir, 'private'));
+  await writeFile(join(dir, 'private', 'x.txt'), 'hidden');
+  await chmod(join(dir, 'private'), 0o000);
+  const env = cliEnv(await tempDir());
+  const first = await runCliUnprivileged(['upload', dir, `s3://${bucket}/u/`], env);
+  assert.equal(first.code, 5, first.stdout + first.stderr);
+  assert.match(first.stderr, /failed: .*private.*SOURCE_UNREADABLE/);
+  assert.doesNotMatch(first.stdout, /Nothing to send/);
+  // Now a.txt is there: the rerun would once have said "Nothing to send" with exit 0.
+  const again = await runCliUnprivileged(['upload', dir, `s3://${bucket}/u/`], env);
+  assert.equal(again.code, 5, again.stdout + again.stderr);
+  assert.doesNotMatch(again.stdout, /Nothing to send/);
+  const skip = await runCliUnprivileged(['upload', dir, `s3://${bucket}/u/`, '--skip-unreadable', '--json'], env);
+  assert.equal(skip.code, 0, skip.stderr);
+  const done = jsonLines(skip.stdout).at(-1) as unknown as JobComplete;
+  assert.deepEqual({ entries: done.entries, skipped: done.skipped, unreadable: done.unreadable, failed: done.failed }, { entries: 2, skipped: 1, unreadable: 1, failed: 0 });
+  assert.equal(done.outcomes.find((o) => o.key === 'u/private/')?.status, 'unreadable');
+});
+
+test('listFolder: names as bytes; an invalid one is reported by name with its bytes escaped, beside its look-alike', async () => {
+  const dir = await tempDir();
+  await writeFile(raw(dir, [0x78, 0xff]), '1');
+  await writeFile(join(dir, 'x\uFFFD'), '2');
+  const w = await listFolder(dir, 'p', []);
+  assert.deepEqual(w.entries.map((e) => e.key), ['p/x\uFFFD']);
+  assert.deepEqual(w.invalid.map((x) => x.path), ['x\\xff']);
+  assert.equal(w.met, 2);
+});
+
+test('two files mapped to one key are refused up front (INVALID_OPTIONS naming both), before anything is listed or sent', () => {
+  assert.throws(
+    () => new FolderJob({ s3: new SdkS3Port(createS3Client({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9' })), bucket: 'b', entries: [{ file: '/data/one.bin', key: 'k' }, { file: '/data/two.bin', key: 'k' }, { file: '/data/three.bin', key: 'other' }] }),
+    (e: { code?: string; message?: string }) => e.code === 'INVALID_OPTIONS' && /\/data\/one\.bin/.test(e.message ?? '') && /\/data\/two\.bin/.test(e.message ?? '') && /"k"/.test(e.message ?? ''),
+  );
+});
