@@ -114,6 +114,7 @@ export function jobSummaryLine(r: {
   unreadable?: number;
   excluded?: number;
   notRegular?: number;
+  abandoned?: number;
   bytesSent: number;
   outcomes: { status: string }[];
 }): string {
@@ -122,6 +123,7 @@ export function jobSummaryLine(r: {
     ...(r.unreadable ? [`${r.unreadable} not read (unreadable, skipped as asked)`] : []),
     ...(r.notRegular ? [`${r.notRegular} not regular files (not read)`] : []),
     ...(r.excluded ? [`${r.excluded} excluded`] : []),
+    ...(r.abandoned ? [`${r.abandoned} upload(s) of files deleted since an interrupted run aborted`] : []),
   ];
   const tail = besides.length ? `; ${besides.join('; ')}` : '';
   if (r.skipped === r.files && r.files > 0 && r.failed === 0 && r.interrupted === 0) return `Nothing to send: all ${r.files} files are already uploaded (each confirmed by its stored checksum)${tail}.`;

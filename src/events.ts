@@ -42,7 +42,9 @@ export type WarningCode =
   /** uploads of the key could not be listed (no s3:ListBucketMultipartUploads): none adopted */
   | 'DISCOVERY_SKIPPED'
   /** folder job: a failure every file would meet alike (a missing bucket, bad credentials): no more files started */
-  | 'JOB_STOPPED';
+  | 'JOB_STOPPED'
+  /** folder job: a file not sent this run still has an upload open from an interrupted run: the message gives the command */
+  | 'UPLOAD_LEFT';
 
 export interface WarningEvent {
   code: WarningCode;

@@ -10,6 +10,7 @@
  * are listed as skipped, with the reason. `exclude` patterns: see glob.ts.
  */
 import { availableParallelism } from 'node:os';
+import { lstat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
 import pLimit, { type LimitFunction } from 'p-limit';
@@ -22,10 +23,11 @@ import { fingerprint, openSource, preparePart, type PreparedPart, type SourceFin
 import { listFolder, type FolderListing, type JobEntry } from './folder-walk.ts';
 import { poolFor } from './buffer-pool.ts';
 import { globMatcher } from './glob.ts';
-import { JobJournal, jobJournalPath, readDone, type DoneRecord } from './job-journal.ts';
-import { acquireLock, defaultStateDir } from './journal.ts';
+import { JobJournal, jobJournalPath, readJobState, type DoneRecord, type JobState } from './job-journal.ts';
+import { acquireLock, defaultStateDir, journalPathFor, readJournal } from './journal.ts';
+import { abortUploads } from './inspect.ts';
 import { hasExplicitSettings, objectSettings, settingsDiff } from './object-settings.ts';
-import { DEFAULT_STREAM_PARTS_ABOVE, loadSendHashers, sendAlgorithm, validateOptions, type EngineOptions } from './options.ts';
+import { DEFAULT_STREAM_PARTS_ABOVE, loadSendHashers, requestOptions, sendAlgorithm, validateOptions, type EngineOptions } from './options.ts';
 import { DEFAULT_PART_SIZE } from './planner.ts';
 import { RateLimiter } from './rate-limit.ts';
 
@@ -58,8 +60,9 @@ export interface FolderJobOptions extends Omit<EngineOptions, 'file' | 'key' | '
 /**
  * interrupted: the job was stopped while the file was under way; the same job resumes it.
  * unreadable: not read, and not a failure because skipUnreadable asked so.
+ * abandoned: a file gone since an interrupted run; its upload was aborted (not an entry of the walk).
  */
-export type FileStatus = 'uploaded' | 'skipped' | 'failed' | 'interrupted' | 'unreadable';
+export type FileStatus = 'uploaded' | 'skipped' | 'failed' | 'interrupted' | 'unreadable' | 'abandoned';
 
 export interface FileOutcome {
   file: string;
@@ -112,6 +115,8 @@ export interface JobSummary {
   excluded: number;
   /** entries that are not regular files (symbolic links, special files), listed in notRead */
   notRegular: number;
+  /** uploads of files deleted since an interrupted run, aborted (outcomes with status abandoned; not entries) */
+  abandoned: number;
   bytesSent: number;
   outcomes: FileOutcome[];
   /** entries of the folder not uploaded by rule (symbolic links, special files) */
@@ -181,6 +186,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
   /** learned from the first answer: the server checks and echoes checksums, so MD5 is not needed */
   private serverChecksums = false;
   private hashWorkers = 1;
+  private endpoint = '';
   private progress: JobProgress = { files: 0, filesDone: 0, bytesTotal: 0, bytesDone: 0, bytesSent: 0 };
 
   constructor(readonly options: FolderJobOptions) {
@@ -230,14 +236,16 @@ export class FolderJob extends EventEmitter<JobEvents> {
         }
       }
       const units = listed.entries.length + listed.invalid.length + listed.unreadable.length;
-      const done = await readDone(journalPath);
+      const state = await readJobState(journalPath);
       const journal = new JobJournal(journalPath);
       // Writable before anything is sent: a job that cannot record its files would send them every run.
       await journal.open();
+      this.endpoint = endpoint;
+      const abandoned = await this.settleOrphans(state, new Set(planned.map((p) => p.key)), journal, stateDir);
       this.progress = { files: planned.length, filesDone: 0, bytesTotal: planned.reduce((a, p) => a + p.fp.size, 0), bytesDone: 0, bytesSent: 0 };
       this.emit('job-plan', { files: planned.length, bytesTotal: this.progress.bytesTotal, notRead: listed.notRead, journalPath });
       const outcomes: FileOutcome[] = [...early];
-      for (const u of early) this.emit('file-done', u);
+      for (const u of [...abandoned, ...early]) this.emit('file-done', u);
       // Files start as budget allows: a file waits for a slot to start; its parts share the same limiter.
       const fileSlots = pLimit(Math.max(1, this.limiter.concurrency));
       // Verification workers: the machine's cores shared by the files verifying at once.
@@ -250,7 +258,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
         planned.map((p) =>
           fileSlots(async () => {
             if (this.stop.signal.aborted || stopStarting) return;
-            const outcome = await this.oneFile(p, done.get(p.key), journal, stateDir);
+            const outcome = await this.oneFile(p, state, journal, stateDir);
             outcomes.push(outcome);
             this.progress.filesDone++;
             const everyFile = !stopStarting && outcome.status === 'failed' && failsEveryFile(outcome.error);
@@ -290,8 +298,10 @@ export class FolderJob extends EventEmitter<JobEvents> {
         unreadable: count('unreadable'),
         excluded: listed.excluded,
         notRegular: listed.notRead.length,
+        abandoned: abandoned.filter((x) => x.status === 'abandoned').length,
         bytesSent: outcomes.reduce((a, x) => a + x.bytesSent, 0),
-        outcomes,
+        // Uploads of files gone since an interrupted run come first: they are not entries of this walk.
+        outcomes: [...abandoned, ...outcomes],
         notRead: listed.notRead,
         journalPath,
         durationMs: Date.now() - t0,
@@ -302,7 +312,8 @@ export class FolderJob extends EventEmitter<JobEvents> {
   }
 
   /** One file: confirmed as done, or sent; never throws (a failure is its outcome). */
-  private async oneFile(p: Planned, rec: DoneRecord | undefined, journal: JobJournal, stateDir: string): Promise<FileOutcome> {
+  private async oneFile(p: Planned, state: JobState, journal: JobJournal, stateDir: string): Promise<FileOutcome> {
+    const rec = state.done.get(p.key);
     const base = { file: p.file, key: p.key, size: p.fp.size };
     // Parts the server acknowledged for this file: what it sent even when it then stops or fails.
     const acked = { bytes: 0 };
@@ -314,6 +325,10 @@ export class FolderJob extends EventEmitter<JobEvents> {
       const partSize = this.options.partSize ?? DEFAULT_PART_SIZE;
       const multipart = p.fp.size >= partSize;
       this.emit('file-start', { ...base, multipart });
+      if (multipart && !state.started.has(p.key)) {
+        // Before the upload exists: a run that no longer finds the file knows where its upload is recorded.
+        await journal.append({ kind: 'started', key: p.key, file: p.file, journalPath: journalPathFor(stateDir, { endpoint: this.endpoint, bucket: this.options.bucket, key: p.key, sourcePath: p.fp.path }) });
+      }
       const r = multipart ? await this.multipart(p, stateDir, acked) : await this.single(p, acked);
       try {
         await journal.append({ key: p.key, file: p.file, size: p.fp.size, mtimeMs: p.fp.mtimeMs, ctimeMs: p.fp.ctimeMs, etag: r.etag, ...(r.checksum ? { checksum: r.checksum, algorithm: r.algorithm } : {}), settings: settingsKey(this.options, p.file) });
@@ -328,6 +343,36 @@ export class FolderJob extends EventEmitter<JobEvents> {
       if (this.stop.signal.aborted && causedByStop(err)) return { ...failedOutcome(base, err, 'stopped: the same command resumes it', acked.bytes), status: 'interrupted' };
       return this.notReadOutcome(base, err, acked.bytes);
     }
+  }
+
+  /**
+   * Multipart uploads a run began for files this run does not send. A file deleted since (log
+   * rotation) leaves an upload nobody would finish: it is aborted with its journal, and counted.
+   * One that still exists (excluded now, or left out of a list) is left alone, with the command.
+   */
+  private async settleOrphans(state: JobState, planned: Set<string>, journal: JobJournal, stateDir: string): Promise<FileOutcome[]> {
+    const out: FileOutcome[] = [];
+    for (const s of state.started.values()) {
+      if (planned.has(s.key)) continue;
+      const base = { file: s.file, key: s.key, size: 0, bytesSent: 0 };
+      try {
+        const exists = await lstat(s.file).then(
+          () => true,
+          (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' || err.code === 'ENOTDIR' ? false : Promise.reject(err)),
+        );
+        const j = await readJournal(s.journalPath).catch(() => undefined);
+        if (exists) {
+          if (j) this.emit('warning', { file: s.file, code: 'UPLOAD_LEFT', message: `${s.file} is not part of this run, and its upload ${j.uploadId} from an interrupted run is still open; remove it with: partwise abort s3://${j.bucket}/${j.key} --upload-id ${j.uploadId}` });
+          continue;
+        }
+        if (j) await abortUploads(this.options.s3, j.bucket, [{ key: j.key, uploadId: j.uploadId }], stateDir, requestOptions(this.options));
+        await journal.append({ kind: 'dropped', key: s.key });
+        if (j) out.push({ ...base, status: 'abandoned', how: `deleted since an interrupted run: its upload ${j.uploadId} was aborted and its journal removed` });
+      } catch (err) {
+        out.push(failedOutcome(base, err, 'deleted since an interrupted run, and its upload could not be aborted', 0));
+      }
+    }
+    return out;
   }
 
   /** A failure, unless the entry could not be read and skipUnreadable asked to list such entries instead. */

@@ -1,7 +1,9 @@
 /**
  * A folder job's journal: one appended, synced line per finished file (what was sent and what the
- * server stored), so a rerun knows which files are done without touching them again. Each line
- * carries a hash of itself: a torn last line (a crash mid-append) is ignored, never misread.
+ * server stored), so a rerun knows which files are done without touching them again; one before a
+ * file's multipart upload begins, so a rerun that no longer finds the file knows an upload of it
+ * may be left on the server. Each line carries a hash of itself: a torn last line (a crash
+ * mid-append) is ignored, never misread.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile } from 'node:fs/promises';
@@ -22,6 +24,29 @@ export interface DoneRecord {
   algorithm?: string;
 }
 
+/** A file's multipart upload is beginning (its own journal at `journalPath` will name it). */
+export interface StartedRecord {
+  kind: 'started';
+  key: string;
+  file: string;
+  journalPath: string;
+}
+
+/** What a started record announced is settled (its upload aborted, or nothing left of it). */
+export interface DroppedRecord {
+  kind: 'dropped';
+  key: string;
+}
+
+export type JobRecord = DoneRecord | StartedRecord | DroppedRecord;
+
+export interface JobState {
+  /** finished files by key: the last record of a key wins */
+  done: Map<string, DoneRecord>;
+  /** multipart uploads begun and not yet finished or dropped, by key */
+  started: Map<string, StartedRecord>;
+}
+
 const hashOf = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 16);
 
 export function jobJournalPath(stateDir: string, id: { endpoint: string; bucket: string; prefix: string; source: string }): string {
@@ -29,9 +54,9 @@ export function jobJournalPath(stateDir: string, id: { endpoint: string; bucket:
   return join(stateDir, 'jobs', `${h}.jsonl`);
 }
 
-/** Finished files by key; the last record of a key wins. Lines that do not check out are skipped. */
-export async function readDone(path: string): Promise<Map<string, DoneRecord>> {
-  const out = new Map<string, DoneRecord>();
+/** What the journal records, by key. Lines that do not check out are skipped. */
+export async function readJobState(path: string): Promise<JobState> {
+  const out: JobState = { done: new Map(), started: new Map() };
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -45,8 +70,13 @@ export async function readDone(path: string): Promise<Map<string, DoneRecord>> {
     const body = line.slice(0, i);
     if (hashOf(body) !== line.slice(i + 1)) continue;
     try {
-      const r = JSON.parse(body) as DoneRecord;
-      out.set(r.key, r);
+      // Records from before kinds existed are finished files.
+      const r = JSON.parse(body) as JobRecord;
+      if (!('kind' in r)) {
+        out.done.set(r.key, r);
+        out.started.delete(r.key);
+      } else if (r.kind === 'started') out.started.set(r.key, r);
+      else if (r.kind === 'dropped') out.started.delete(r.key);
     } catch {
       /* a line that hashed right but is not JSON cannot happen; skip it anyway */
     }
@@ -103,7 +133,7 @@ export class JobJournal {
     }
   }
 
-  append(r: DoneRecord): Promise<void> {
+  append(r: JobRecord): Promise<void> {
     const body = JSON.stringify(r);
     const done = new Promise<void>((resolve, reject) => this.queue.push({ line: `${body} ${hashOf(body)}\n`, resolve, reject }));
     if (!this.draining) void this.drain();

@@ -143,7 +143,7 @@ export function retryPolicy(o: EngineOptions): RetryPolicy {
 }
 
 /** The per-request parameters every S3 call carries (never logged, never journaled). */
-export function requestOptions(o: EngineOptions): RequestOptions {
+export function requestOptions(o: RequestOptions): RequestOptions {
   const r: RequestOptions = {};
   if (o.requestPayer) r.requestPayer = o.requestPayer;
   if (o.expectedBucketOwner) r.expectedBucketOwner = o.expectedBucketOwner;

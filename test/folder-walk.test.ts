@@ -6,13 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, symlink, writeFile, chmod } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { FolderJob, SdkS3Port, createS3Client, listFolder } from '../src/index.ts';
 import { cliEnv, jsonLines, runCliUnprivileged } from './helpers/cli.ts';
-import { getObjectBytes, loadS3Env, makeBucket, plainClient, tempDir } from './helpers/s3.ts';
+import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, tempDir } from './helpers/s3.ts';
+
+const MiB = 1024 * 1024;
 
 /** A path whose last name is raw bytes (not valid UTF-8, as in a Latin-1 archive). */
 const raw = (dir: string, name: number[]) => Buffer.concat([Buffer.from(`${dir}/`), Buffer.from(name)]);
@@ -129,4 +132,40 @@ test('two files mapped to one key are refused up front (INVALID_OPTIONS naming b
     () => new FolderJob({ s3: new SdkS3Port(createS3Client({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9' })), bucket: 'b', entries: [{ file: '/data/one.bin', key: 'k' }, { file: '/data/two.bin', key: 'k' }, { file: '/data/three.bin', key: 'other' }] }),
     (e: { code?: string; message?: string }) => e.code === 'INVALID_OPTIONS' && /\/data\/one\.bin/.test(e.message ?? '') && /\/data\/two\.bin/.test(e.message ?? '') && /"k"/.test(e.message ?? ''),
   );
+});
+
+test('a multipart file interrupted, then deleted before the rerun: its upload is aborted and its journal removed, and the summary counts it (abandoned)', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-walk');
+  const dir = await tempDir();
+  const state = await tempDir();
+  await writeFile(join(dir, 'big.log'), randomBytes(16 * MiB));
+  await writeFile(join(dir, 'small.txt'), 'stays');
+  const s3 = new SdkS3Port(countingClient().client);
+  const ac = new AbortController();
+  const first = new FolderJob({ s3, dir, bucket, prefix: 'rot/', stateDir: state, partSize: 5 * MiB, concurrency: 1, signal: ac.signal });
+  first.on('file-event', (e) => {
+    if (e.event === 'part-done') ac.abort(new Error('stop'));
+  });
+  const r1 = await first.done();
+  assert.equal(r1.outcomes.find((o) => o.key === 'rot/big.log')?.status, 'interrupted', JSON.stringify(r1.outcomes));
+  const open = async () => (await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? [];
+  assert.equal((await open()).length, 1, 'the interrupted upload is open');
+  const journals = async () => (await readdir(state)).filter((n) => n.endsWith('.json'));
+  assert.equal((await journals()).length, 1);
+  // Log rotation: the file is gone before the next run.
+  await rm(join(dir, 'big.log'));
+  const job = new FolderJob({ s3, dir, bucket, prefix: 'rot/', stateDir: state, partSize: 5 * MiB });
+  const r2 = await job.done();
+  assert.equal(r2.failed, 0, JSON.stringify(r2.outcomes));
+  assert.equal(r2.abandoned, 1);
+  const gone = r2.outcomes.find((o) => o.key === 'rot/big.log');
+  assert.equal(gone?.status, 'abandoned');
+  assert.match(gone!.how, /aborted/);
+  assert.deepEqual(await open(), [], 'no upload left open');
+  assert.deepEqual(await journals(), [], 'its journal removed');
+  // Said once: the next run has nothing more to say of it.
+  const r3 = await new FolderJob({ s3, dir, bucket, prefix: 'rot/', stateDir: state, partSize: 5 * MiB }).done();
+  assert.equal(r3.abandoned, 0);
+  assert.equal(r3.skipped, 1);
 });

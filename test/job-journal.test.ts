@@ -3,7 +3,7 @@ import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { StateUnwritableError } from '../src/errors.ts';
-import { JobJournal, readDone, type DoneRecord, type JournalFiles } from '../src/job-journal.ts';
+import { JobJournal, readJobState, type DoneRecord, type JournalFiles } from '../src/job-journal.ts';
 import { tempDir } from './helpers/s3.ts';
 
 const rec = (key: string): DoneRecord => ({ key, file: `/src/${key}`, size: 1, mtimeMs: 1, ctimeMs: 1, etag: 'e' });
@@ -40,5 +40,5 @@ test('job journal: a record synced in one batch stays reported synced when a lat
   assert.ok((b as PromiseRejectedResult).reason instanceof StateUnwritableError);
   assert.equal(opens, 3);
   await j.append(rec('c'));
-  assert.deepEqual([...(await readDone(path)).keys()].sort(), ['a', 'c']);
+  assert.deepEqual([...(await readJobState(path)).done.keys()].sort(), ['a', 'c']);
 });
