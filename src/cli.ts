@@ -3,6 +3,7 @@
  * 4 not verified (nothing the server reports identifies the object), 130 interrupted (resumable).
  */
 import { fstatSync, readFileSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { EventEmitter } from 'eventemitter3';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isChecksumAlgorithm, type ChecksumAlgorithm } from './checksums.ts';
@@ -27,7 +28,7 @@ Usage:
   partwise upload <file> s3://<bucket>/<key> [options]   upload, or resume (verify first, then send what is missing)
   partwise upload <folder> s3://<bucket>/[<prefix>/] [--exclude GLOB] [--fail-fast]
                           the folder as one resumable job: rerun to continue; finished files are not sent again
-  partwise upload - s3://<bucket>/<key> [--expected-size SIZE]   upload standard input (a pipe); cannot be resumed:
+  partwise upload - s3://<bucket>/<key> [--expected-size SIZE | --max-size SIZE]   upload standard input (a pipe); cannot be resumed:
                           every part and the object are verified, and on failure the upload is aborted
   partwise status <file> s3://<bucket>/<key> [options]   dry run: what a resume would do, changing nothing
   partwise ls s3://<bucket>[/<prefix>] [options]         incomplete multipart uploads: start, age, parts, abort date
@@ -43,7 +44,9 @@ Upload options:
   --fresh                 abort the journaled upload for this file and destination, and start over
   --upload-id ID          adopt this upload already on the server (its parts are verified against the file first)
   --no-discover           with no journal, do not look for an upload of this key to adopt (the default looks)
-  --expected-size SIZE    with upload -: the stream's size or an upper bound, so the part size fits 10,000 parts
+  --expected-size SIZE    with upload -: the stream's exact size: the part size fits 10,000 parts, and a stream of
+                          another length (a producer that died) fails, aborted, replacing nothing
+  --max-size SIZE         with upload -: an upper bound instead, for planning only (a shorter stream is fine)
                           (without it a stream over 10,000 × part size fails when it gets there)
   --exclude GLOB          folder: skip matching paths (repeatable): *.tmp, .git, logs/**
   --fail-fast             folder: stop starting files after the first failure (exit 5 when any file failed)
@@ -109,6 +112,7 @@ const OPTIONS = {
   'legal-hold': { type: 'boolean' },
   'no-overwrite': { type: 'boolean' },
   'expected-size': { type: 'string' },
+  'max-size': { type: 'string' },
   exclude: { type: 'string', multiple: true },
   'fail-fast': { type: 'boolean' },
   'skip-unreadable': { type: 'boolean' },
@@ -136,6 +140,18 @@ function parseS3Url(url: string | undefined, needKey: boolean): { bucket: string
   }
   if (m[2] !== undefined && Buffer.byteLength(m[2]) > 1024) throw new UsageError('the key is longer than S3 allows (1,024 bytes)');
   return { bucket: m[1]!, key: m[2] ?? '' };
+}
+
+/**
+ * s3://bucket/key for one file. A key ending in "/" names a folder: the file goes in it under its
+ * own name, as `aws s3 cp` does (an object named "backups/" would be replaced by tomorrow's file
+ * without a word); standard input has no name, so it needs the full key.
+ */
+function fileUrl(file: string, url: string | undefined): { bucket: string; key: string } {
+  const { bucket, key } = parseS3Url(url, true);
+  if (!key.endsWith('/')) return { bucket, key };
+  if (file === '-') throw new UsageError(`${url} ends with "/", a folder's name, and standard input has no name to put in it: give the object's whole key (s3://${bucket}/${key}<name>)`);
+  return parseS3Url(`s3://${bucket}/${key}${basename(file)}`, true);
 }
 
 function shellQuote(s: string): string {
@@ -264,19 +280,19 @@ function engineOptions(v: Values, file: string, bucket: string, key: string, sig
 function streamOptions(v: Values, bucket: string, key: string, signal: AbortSignal): StreamUploadOptions {
   for (const flag of ['fresh', 'upload-id'] as const) if (v[flag]) throw new UsageError(`--${flag} cannot be used with a stream (upload -): a stream cannot be resumed`);
   const { file: _file, discover: _d, stateDir: _s, ...o } = engineOptions(v, '-', bucket, key, signal);
-  let expectedSize: number | undefined;
-  if (v['expected-size']) {
+  if (v['expected-size'] && v['max-size']) throw new UsageError('give --expected-size (the exact size) or --max-size (an upper bound), not both');
+  const size = (flag: 'expected-size' | 'max-size') => {
     try {
-      expectedSize = parseSize(v['expected-size']);
+      return parseSize(v[flag]!);
     } catch (err) {
-      throw new UsageError(`--expected-size: ${(err as Error).message}`);
+      throw new UsageError(`--${flag}: ${(err as Error).message}`);
     }
-  } else {
-    // Standard input redirected from a file has a size: plan for it.
-    const st = fstatSync(0);
-    if (st.isFile()) expectedSize = st.size;
-  }
-  return { ...o, source: process.stdin, ...(expectedSize !== undefined ? { expectedSize } : {}) };
+  };
+  if (v['expected-size']) return { ...o, source: process.stdin, expectedSize: size('expected-size') };
+  if (v['max-size']) return { ...o, source: process.stdin, maxSize: size('max-size') };
+  // Standard input redirected from a file has a size to plan for (a bound: a file being written may end elsewhere).
+  const st = fstatSync(0);
+  return { ...o, source: process.stdin, ...(st.isFile() ? { maxSize: st.size } : {}) };
 }
 
 interface Out {
@@ -338,7 +354,10 @@ async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Pr
   for (const flag of ['exclude', 'fail-fast', 'skip-unreadable'] as const) {
     if (v[flag] !== undefined) throw new UsageError(`--${flag} applies to a folder upload; ${file === '-' ? 'standard input is a stream' : `${file} is not a folder`}`);
   }
-  const { bucket, key } = parseS3Url(pos[1], true);
+  for (const flag of ['expected-size', 'max-size'] as const) {
+    if (file !== '-' && v[flag] !== undefined) throw new UsageError(`--${flag} applies to standard input (upload -); a file's size is known`);
+  }
+  const { bucket, key } = fileUrl(pos[0]!, pos[1]);
   const ac = new AbortController();
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -417,7 +436,7 @@ function isDirectory(path: string): boolean {
 /** `upload <dir> s3://bucket/prefix/`: the folder as one resumable job. */
 async function cmdFolder(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
   if (pos.length !== 2) throw new UsageError('upload takes <folder> s3://<bucket>/[<prefix>/]');
-  for (const flag of ['upload-id', 'expected-size'] as const) if (v[flag]) throw new UsageError(`--${flag} does not apply to a folder`);
+  for (const flag of ['upload-id', 'expected-size', 'max-size'] as const) if (v[flag]) throw new UsageError(`--${flag} does not apply to a folder`);
   const { bucket, key: prefix } = parseS3Url(pos[1], false);
   const ac = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -545,7 +564,7 @@ function describeStatus(s: StatusReport, file: string, url: string, bucket: stri
 async function cmdStatus(pos: string[], v: Values, out: Out): Promise<number> {
   if (pos.length !== 2) throw new UsageError('status takes <file> s3://<bucket>/<key>');
   if (v.fresh) throw new UsageError('--fresh does not apply to status: it foretells a resume, and an upload with --fresh aborts the journaled upload and starts over');
-  const { bucket, key } = parseS3Url(pos[1], true);
+  const { bucket, key } = fileUrl(pos[0]!, pos[1]);
   const s = await new Upload(engineOptions(v, pos[0]!, bucket, key)).status();
   if (out.json) {
     const { reconcile, ...rest } = s;
@@ -649,7 +668,7 @@ async function cmdAbortOlder(url: string, v: Values, out: Out): Promise<number> 
 
 async function cmdVerify(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
   if (pos.length !== 2) throw new UsageError('verify takes <file> s3://<bucket>/<key>');
-  const { bucket, key } = parseS3Url(pos[1], true);
+  const { bucket, key } = fileUrl(pos[0]!, pos[1]);
   let hashed = 0;
   const stop = out.tty ? ticker(() => `Hashing ${pos[0]}: ${formatBytes(hashed)}`) : () => undefined;
   let r;

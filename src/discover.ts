@@ -16,7 +16,7 @@ import type { ListAllResult } from './list-parts.ts';
 import { loadSendHashers, sendAlgorithm, sseKeyMd5 } from './options.ts';
 import { S3_MAX_PARTS, type PartPlan } from './planner.ts';
 import type { RemotePart } from './reconcile.ts';
-import type { IncompleteUpload } from './s3-port.ts';
+import type { HeadOutput, IncompleteUpload } from './s3-port.ts';
 import { listRemote, verifyListed, type RemoteVerification } from './session.ts';
 
 /** `ours-empty`: the upload this machine created and was stopped before journaling; it has no parts, so it is aborted (not adopted: nothing to keep, and its checksum settings cannot be read back). */
@@ -209,19 +209,10 @@ export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoin
 }
 
 /**
- * No upload to adopt: is the object at the key already this file (a run stopped after it forgot
- * its journal, or the same file uploaded before)? Only a same-size object is hashed, and only
- * identifying evidence counts.
- */
-export async function alreadyThere(cx: EngineContext): Promise<(VerifyObjectResult & { etag: string }) | undefined> {
-  return (await lookAtKey(cx)).present;
-}
-
-/**
  * What is at the key: `exists` when HEAD found an object, `present` when that object is proven to
  * be this file. A HEAD this run may not make (4xx) counts as nothing seen.
  */
-export async function lookAtKey(cx: EngineContext, opts: { existsOnly?: boolean } = {}): Promise<{ exists: boolean; present?: VerifyObjectResult & { etag: string } }> {
+export async function lookAtKey(cx: EngineContext, opts: { existsOnly?: boolean } = {}): Promise<{ exists: boolean; head?: HeadOutput; present?: VerifyObjectResult & { etag: string } }> {
   const o = cx.o;
   const head = await cx.retry(() => cx.s3.headObject({ bucket: o.bucket, key: o.key }, cx.req, cx.signal)).catch((err: unknown) => {
     // Cannot look (no s3:GetObject, or an SSE-C object this run has no key for): just upload.
@@ -229,15 +220,15 @@ export async function lookAtKey(cx: EngineContext, opts: { existsOnly?: boolean 
     throw err;
   });
   if (!head) return { exists: false };
-  if (opts.existsOnly) return { exists: true };
+  if (opts.existsOnly) return { exists: true, head };
   const fp = await fingerprint(o.file);
-  if (head.size !== fp.size) return { exists: true };
+  if (head.size !== fp.size) return { exists: true, head };
   // Stored as this run asks: the same encryption, or it is not "already there".
   const wantC = o.sseCustomerKey !== undefined;
   const wantKms = (o.serverSideEncryption ?? '').startsWith('aws:kms');
   const wantS3 = o.serverSideEncryption === 'AES256';
   const headKms = (head.serverSideEncryption ?? '').startsWith('aws:kms');
-  if (wantC !== Boolean(head.sseCustomerAlgorithm) || wantKms !== headKms || (wantS3 && head.serverSideEncryption !== 'AES256')) return { exists: true };
+  if (wantC !== Boolean(head.sseCustomerAlgorithm) || wantKms !== headKms || (wantS3 && head.serverSideEncryption !== 'AES256')) return { exists: true, head };
   const r = await verifyObject(cx.s3, { file: o.file, bucket: o.bucket, key: o.key, req: cx.req, signal: cx.signal, head, ...(o.hashWorkers !== undefined ? { hashWorkers: o.hashWorkers } : {}) });
-  return r.proven ? { exists: true, present: { ...r, etag: head.etag } } : { exists: true };
+  return r.proven ? { exists: true, head, present: { ...r, etag: head.etag } } : { exists: true, head };
 }

@@ -12,16 +12,18 @@ import { EngineContext, stopFollowing } from './context.ts';
 import { CompleteFailedError, JournalCorruptError, JournalMismatchError, UploadNotAdoptableError, ObjectExistsError, ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { fingerprint, fingerprintDifferences, openSource, type SourceFingerprint } from './file-source.ts';
-import { abortMultipart, finish, proveFinished } from './finish.ts';
+import { abortMultipart, finish } from './finish.ts';
 import { presentResult, uploadResult } from './result.ts';
-import { acquireLock, defaultStateDir, deleteJournal, journalPathFor, readIntent, readJournal, removeStaleTemps, setJournalAside, type JournalData } from './journal.ts';
+import { acquireLock } from './lock.ts';
+import { defaultStateDir, deleteJournal, journalPathFor, readIntent, readJournal, removeStaleTemps, setJournalAside, type JournalData } from './journal.ts';
 import { validateOptions, type EngineOptions } from './options.ts';
 import { ProgressTracker } from './progress.ts';
 import type { ReconcileReport } from './reconcile.ts';
 import { sendParts } from './send.ts';
-import { adopt, begin, checkJournalBelongs, planFromJournal, resume, verifyAgainstServer } from './session.ts';
+import { adopt, begin, checkJournalBelongs, planFromJournal, provenAfterGone, resume, verifyAgainstServer, type Session } from './session.ts';
 import { hasExplicitSettings } from './object-settings.ts';
-import { alreadyThere, discover, lookAtKey, type DiscoveryReport } from './discover.ts';
+import { settingsNotCarried } from './read-back.ts';
+import { discover, lookAtKey, type DiscoveryReport } from './discover.ts';
 import type { PartPlan } from './planner.ts';
 
 export type { EngineOptions } from './options.ts';
@@ -54,6 +56,13 @@ export function uploadIsOver(outcome: Outcome): boolean {
   const e = outcome.error;
   return e instanceof UploadGoneError || e instanceof ObjectVerificationError || e instanceof ObjectUnverifiedError;
 }
+
+const noError = () => undefined;
+/** UPLOAD_GONE as a value (the caller decides on it); any other failure goes on. */
+const goneOnly = (err: unknown): UploadGoneError => {
+  if (err instanceof UploadGoneError) return err;
+  throw err;
+};
 
 /** Complete said the server holds other bytes than it acknowledged: worth one repair pass. */
 function needsRepair(err: unknown): string | undefined {
@@ -132,34 +141,7 @@ export class Upload extends EventEmitter<UploadEvents> {
         this.cx.emit('warning', { code: 'ALREADY_COMPLETE', message: `a previous run completed upload ${opened.journal.uploadId}; the object is proven to be the file: ${opened.proof.judgement.checks.join(', ')}` });
         outcome = { ok: true, result: uploadResult(opened.journal, opened.plan, opened.proof, this.cx.stats, t0, { resumed: true, alreadyComplete: true, partsSkipped: opened.plan.partCount }) };
       } else {
-        let session = opened.session;
-        await sendParts(this.cx, session, fh);
-        let finished;
-        try {
-          finished = await finish(this.cx, session);
-        } catch (err) {
-          const code = needsRepair(err);
-          if (!code) throw err;
-          // The server holds other bytes than it acknowledged (corruption at rest, or a part replaced
-          // behind our back): verify every part against it once more, resend only the bad ones, and
-          // complete again. Once: a second failure is reported, not looped on.
-          this.cx.emit('warning', { code: 'REPAIR', message: `Complete said ${code}: re-verifying every part on the server and resending the ones that differ` });
-          const again = await resume(this.cx, session.journal, fp, journalPath, { repair: true });
-          if (again.kind === 'finished') throw err; // cannot be: the upload was there a moment ago
-          session = again.session;
-          await sendParts(this.cx, session, fh);
-          finished = await finish(this.cx, session);
-        }
-        outcome = {
-          ok: true,
-          result: uploadResult(session.journal, session.plan, finished.proof, this.cx.stats, t0, {
-            resumed: session.resumed,
-            alreadyComplete: false,
-            partsSkipped: opened.session.report?.verified.length ?? 0,
-            ...(opened.session.report ? { reconcile: opened.session.report } : {}),
-            ...(finished.completed?.etag ? { completedEtag: finished.completed.etag } : {}),
-          }),
-        };
+        outcome = { ok: true, result: await this.sendAndFinish(opened.session, fh, fp, journalPath, t0) };
       }
     } catch (err) {
       outcome = { ok: false, error: this.typed(err) };
@@ -176,6 +158,45 @@ export class Upload extends EventEmitter<UploadEvents> {
     this.cx.emit('phase', { phase: 'done' });
     this.cx.emit('complete', result);
     return result;
+  }
+
+  /**
+   * Send what the session lacks, complete, prove. The upload may vanish while parts go up
+   * (completed by another process, such as a run with another state folder that adopted it;
+   * aborted; expired): then the object at the key decides. Complete saying the server holds other
+   * bytes than it acknowledged earns one repair pass.
+   */
+  private async sendAndFinish(opened: Session, fh: FileHandle, fp: SourceFingerprint, journalPath: string, t0: number): Promise<UploadResult> {
+    const gone = await sendParts(this.cx, opened, fh).then(noError, goneOnly);
+    if (gone) {
+      const done = await provenAfterGone(this.cx, opened.journal, opened.plan, fp, gone.cause, this.cx.errorContext({ uploadId: opened.journal.uploadId, journalPath }));
+      this.cx.emit('warning', { code: 'COMPLETED_ELSEWHERE', message: `upload ${opened.journal.uploadId} was completed by another process while this run sent parts; the object is proven to be the file: ${done.proof.judgement.checks.join(', ')}` });
+      return uploadResult(opened.journal, opened.plan, done.proof, this.cx.stats, t0, { resumed: opened.resumed, alreadyComplete: true, partsSkipped: opened.report?.verified.length ?? 0 });
+    }
+    let session = opened;
+    let finished;
+    try {
+      finished = await finish(this.cx, session);
+    } catch (err) {
+      const code = needsRepair(err);
+      if (!code) throw err;
+      // The server holds other bytes than it acknowledged (corruption at rest, or a part replaced
+      // behind our back): verify every part against it once more, resend only the bad ones, and
+      // complete again. Once: a second failure is reported, not looped on.
+      this.cx.emit('warning', { code: 'REPAIR', message: `Complete said ${code}: re-verifying every part on the server and resending the ones that differ` });
+      const again = await resume(this.cx, session.journal, fp, journalPath, { repair: true });
+      if (again.kind === 'finished') throw err; // cannot be: the upload was there a moment ago
+      session = again.session;
+      await sendParts(this.cx, session, fh);
+      finished = await finish(this.cx, session);
+    }
+    return uploadResult(session.journal, session.plan, finished.proof, this.cx.stats, t0, {
+      resumed: session.resumed,
+      alreadyComplete: false,
+      partsSkipped: opened.report?.verified.length ?? 0,
+      ...(opened.report ? { reconcile: opened.report } : {}),
+      ...(finished.completed?.etag ? { completedEtag: finished.completed.etag } : {}),
+    });
   }
 
   /**
@@ -200,7 +221,8 @@ export class Upload extends EventEmitter<UploadEvents> {
     }
     if ((o.discover && !o.fresh) || o.noOverwrite) {
       const look = await lookAtKey(this.cx);
-      if (look.present && !o.fresh && !explicit) return { kind: 'present' as const, present: look.present };
+      // The bytes are proven; with settings asked for, they are read back and compared too.
+      if (look.present && !o.fresh && (await settingsNotCarried(this.cx, look.head, o.file)) === undefined) return { kind: 'present' as const, present: look.present };
       // Refused before anything is sent; Complete's If-None-Match covers a writer that comes later.
       if (look.exists && o.noOverwrite) throw new ObjectExistsError(this.cx.errorContext(), 'before');
     }
@@ -209,11 +231,12 @@ export class Upload extends EventEmitter<UploadEvents> {
 
   /**
    * noOverwrite on a resume: refused before a part is sent when the key holds an object that is not
-   * proven to be this file (with settings asked for, no object can be: they are not all in HEAD).
+   * proven to be this file with the settings asked for (read back where HEAD does not show them).
+   * A run stopped just after its object landed is not blocked by its own object.
    */
   private async refuseOverwrite(): Promise<void> {
     const look = await lookAtKey(this.cx);
-    if (look.exists && (!look.present || hasExplicitSettings(this.options))) throw new ObjectExistsError(this.cx.errorContext(), 'before');
+    if (look.exists && (!look.present || (await settingsNotCarried(this.cx, look.head, this.options.file)) !== undefined)) throw new ObjectExistsError(this.cx.errorContext(), 'before');
   }
 
   /** The journal for this file and destination, if any; `fresh` abandons it (set aside if unreadable). */
@@ -246,12 +269,13 @@ export class Upload extends EventEmitter<UploadEvents> {
       if (!this.options.discover && !this.options.uploadId && !intent) return { journalPath, exists: false };
       const { endpoint } = await this.locate();
       const found = await discover(this.cx, fp, endpoint, { dryRun: true, ...(this.options.uploadId ? { uploadId: this.options.uploadId } : {}), ...(intent ? { intentAt: Date.parse(intent.createdAt) } : {}) });
-      // As upload decides: with object settings asked for, nothing on the server is taken as this run's.
-      if (hasExplicitSettings(this.options)) {
-        return { journalPath, exists: false, discovery: { key: found.report.key, candidates: found.report.candidates, why: 'object settings are asked for, which an upload or object already on the server cannot be checked for: a new upload would begin' } };
-      }
-      const present = !found.adoption && this.options.discover ? await alreadyThere(this.cx) : undefined;
-      return { journalPath, exists: false, discovery: found.report, ...(present ? { alreadyComplete: true } : {}) };
+      // As upload decides: with object settings asked for, no upload is adopted (its settings cannot be
+      // read), and an object at the key counts only once its settings are read back and match.
+      const explicit = hasExplicitSettings(this.options);
+      const discovery: DiscoveryReport = explicit && found.adoption ? { key: found.report.key, candidates: found.report.candidates, why: 'object settings are asked for, which an upload already on the server cannot be checked for: it would not be adopted' } : found.report;
+      const look = (!found.adoption || explicit) && this.options.discover ? await lookAtKey(this.cx) : undefined;
+      const present = look?.present !== undefined && (await settingsNotCarried(this.cx, look.head, this.options.file)) === undefined;
+      return { journalPath, exists: false, discovery, ...(present ? { alreadyComplete: true } : {}) };
     }
     checkJournalBelongs(this.options, j, journalPath);
     const plan = planFromJournal(j, fp);
@@ -263,8 +287,8 @@ export class Upload extends EventEmitter<UploadEvents> {
       return { ...out, reconcile: report, bytesLeft: report.bytesToUpload };
     } catch (err) {
       if (!isNoSuchUpload(err)) throw err;
-      const proof = await proveFinished(this.cx, j, plan, fp);
-      return { ...out, uploadGone: true, alreadyComplete: proof.proven };
+      const finished = await provenAfterGone(this.cx, j, plan, fp, err, this.cx.errorContext({ uploadId: j.uploadId, journalPath })).catch(goneOnly);
+      return { ...out, uploadGone: true, alreadyComplete: !(finished instanceof UploadGoneError) };
     }
   }
 

@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'OBJECT_EXISTS'
   | 'SETTINGS_DIFFER'
   | 'STREAM_TOO_LARGE'
+  | 'STREAM_SIZE_MISMATCH'
   | 'STREAM_FAILED'
   | 'UNEXPECTED';
 
@@ -167,7 +168,18 @@ export class StreamTooLargeError extends PartwiseError {
   constructor(context: ErrorContext, maxParts: number, partSize: number) {
     super(
       'STREAM_TOO_LARGE',
-      `The stream is longer than ${maxParts} parts of ${partSize} bytes (S3's part limit); the multipart upload was aborted. Give its size (or an upper bound) with expected-size, so the part size is planned for it, or a larger part size, and run the pipeline again.`,
+      `The stream is longer than ${maxParts} parts of ${partSize} bytes (S3's part limit); the multipart upload was aborted. Give its size with expected-size (or an upper bound with max-size), so the part size is planned for it, or a larger part size, and run the pipeline again.`,
+      { context },
+    );
+  }
+}
+
+/** A stream of another length than its expected size: cut short (a producer that died), or another stream. */
+export class StreamSizeMismatchError extends PartwiseError {
+  constructor(context: ErrorContext, got: number, expected: number, more: boolean) {
+    super(
+      'STREAM_SIZE_MISMATCH',
+      `${more ? `The stream went on past the ${expected} bytes expected (expected-size; ${got} read): it is not the stream that was announced` : `The stream ended after ${got} bytes, not the ${expected} expected (expected-size): the producer stopped early or failed`}, so it was not completed into an object and nothing at the key was replaced. Check the producer; if the size is only an upper bound, give it as max-size (CLI: --max-size)`,
       { context },
     );
   }

@@ -15,12 +15,14 @@ export type WarningCode =
   | 'SLOW_DOWN'
   /** an upload of this key holds the file's parts, but the run asks for object settings it cannot be checked for */
   | 'NOT_ADOPTED'
-  /** a stream's length differed from its expected size */
+  /** a stream was longer than the upper bound given for it (max-size) */
   | 'SIZE_NOT_EXPECTED'
   /** a stream's multipart upload could not be aborted after a failure: the message gives the command */
   | 'ABORT_FAILED'
   /** folder job: a file changed since an interrupted run; its old upload is aborted and it starts over */
   | 'FILE_CHANGED'
+  /** the file has the same size and times but another device or inode (a remount): every part is verified from it */
+  | 'SOURCE_MOVED'
   /** a resume keeps the upload's own part size, not the one asked for */
   | 'PART_SIZE_KEPT'
   /** a resume keeps the upload's own checksum algorithm */
@@ -35,6 +37,8 @@ export type WarningCode =
   | 'COMPLETE_RECOVERED'
   /** a previous run completed the upload; the object was proven to be this file, nothing was sent */
   | 'ALREADY_COMPLETE'
+  /** the upload was completed by another process while this run sent parts; the object was proven to be this file */
+  | 'COMPLETED_ELSEWHERE'
   /** the object could not be read back (no s3:GetObject); Complete's own response was judged */
   | 'NO_READ_ACCESS'
   /** an unreadable journal was moved aside (--fresh) and kept for inspection */

@@ -33,14 +33,26 @@ export async function fingerprint(path: string): Promise<SourceFingerprint> {
   }
 }
 
-/** Lists what differs between two fingerprints (empty when the file is unchanged). */
+/**
+ * Lists how the file's contents may have changed between two fingerprints (empty when unchanged):
+ * size, modification time, and ctime, which every write and every replacement moves (a file moved
+ * over it, or copied with its times kept, has a new ctime). The inode and device are not in it: a
+ * remount (loop, LVM, USB, NFS, overlay) renumbers them for the same bytes; see `identityMoved`.
+ */
 export function fingerprintDifferences(was: SourceFingerprint, now: SourceFingerprint): string[] {
   const out: string[] = [];
   if (was.size !== now.size) out.push(`size ${was.size} → ${now.size}`);
   if (was.mtimeMs !== now.mtimeMs) out.push(`modified ${new Date(was.mtimeMs).toISOString()} → ${new Date(now.mtimeMs).toISOString()}`);
   else if (was.ctimeMs !== now.ctimeMs) out.push(`rewritten or re-attributed at ${new Date(now.ctimeMs).toISOString()} with its modification time kept`);
-  if (was.ino !== now.ino || was.dev !== now.dev) out.push('replaced by another file (inode changed)');
   return out;
+}
+
+/**
+ * The same contents under another device or inode number (a remount): not a reason to refuse a
+ * resume, but one to trust nothing recorded of the file, so every part is verified from it again.
+ */
+export function identityMoved(was: SourceFingerprint, now: SourceFingerprint): boolean {
+  return was.ino !== now.ino || was.dev !== now.dev;
 }
 
 /**

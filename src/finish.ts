@@ -6,7 +6,7 @@
  */
 import { checksumTypeFor, loadHashers, stripQuotes } from './checksums.ts';
 import type { EngineContext } from './context.ts';
-import { hasExplicitSettings } from './object-settings.ts';
+import { settingsNotCarried } from './read-back.ts';
 import { CompleteFailedError, ObjectExistsError, ObjectUnverifiedError, ObjectVerificationError, PausedError, S3RequestError, UploadGoneError, isNoSuchUpload } from './errors.ts';
 import { assertSourceUnchanged, type SourceFingerprint } from './file-source.ts';
 import { digestsFromJournal, type JournalData, type JournalPart } from './journal.ts';
@@ -16,6 +16,7 @@ import { classifyError } from './retry.ts';
 import type { CompleteOutput, HeadOutput, S3Port } from './s3-port.ts';
 import type { Session } from './session.ts';
 import { hashPartsInWorkers } from './verify-pool.ts';
+import type { LocalDigest } from './hashing.ts';
 import { expectedObject, expectedValues, judgeObject, judgeParts, provesBytes, type ExpectedObject, type ObjectJudgement } from './verify-object.ts';
 
 export interface Proof {
@@ -106,6 +107,23 @@ export async function proveObject(cx: EngineContext, j: JournalData, expected: E
   return judgeLook(cx, j, await lookAtObject(cx, j), expected, completed);
 }
 
+/** How long a just-completed object may take to show before its absence is believed (some servers and caches lag a write). */
+export const SETTLE_DELAYS_MS = [200, 400, 800, 1600];
+
+/**
+ * The key looked at right after a Complete the server accepted: a not-found then is looked at again
+ * (a read that lags the write, a cache) before anything is judged on it.
+ */
+async function lookAfterComplete(cx: EngineContext, j: JournalData): Promise<Look> {
+  let look = await lookAtObject(cx, j);
+  for (const ms of SETTLE_DELAYS_MS) {
+    if (look.kind !== 'absent' || cx.signal.aborted) break;
+    await new Promise((r) => setTimeout(r, ms));
+    look = await lookAtObject(cx, j);
+  }
+  return look;
+}
+
 /** AbortMultipartUpload, tolerating an upload already gone. */
 export async function abortMultipart(cx: EngineContext, j: Pick<JournalData, 'bucket' | 'key' | 'uploadId'>): Promise<void> {
   try {
@@ -148,10 +166,10 @@ async function checkPartsByAttributes(cx: EngineContext, j: JournalData, expecte
  * where it has every part (the fingerprint check made sure the file is the one it describes);
  * parts it lacks are hashed from the file.
  */
-export async function proveFinished(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint): Promise<Proof> {
+export async function proveFinished(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint, opts: { trustJournal?: boolean } = {}): Promise<Proof> {
   const look = await lookAtObject(cx, j);
   if (look.kind !== 'object') return nothingToJudge(look);
-  const digests = digestsFromJournal(j);
+  const digests = opts.trustJournal === false ? new Map<number, LocalDigest>() : digestsFromJournal(j);
   const missing = allParts(plan).filter((p) => !digests.has(p.partNumber) || (j.checksumAlgorithm !== null && !digests.get(p.partNumber)!.checksum));
   if (missing.length) {
     const hashed = await hashPartsInWorkers(fp.path, missing, j.checksumAlgorithm ?? undefined, { signal: cx.signal, ...(cx.o.hashWorkers !== undefined ? { workers: cx.o.hashWorkers } : {}) });
@@ -250,9 +268,8 @@ export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
       if (cx.signal.aborted) throw new PausedError(ctx, lookErr);
       throw new CompleteFailedError(ctx, err, true, `it could not be checked: ${(lookErr as Error).message}`);
     }
-    if (proof.proven && hasExplicitSettings(cx.o)) {
-      throw new CompleteFailedError(ctx, err, completeRetryable(err), 'the object at the key has these bytes, but whether it carries the requested object settings cannot be checked');
-    }
+    const notCarried = proof.proven ? await settingsNotCarried(cx, proof.head, s.stream ? undefined : cx.o.file) : undefined;
+    if (notCarried) throw new CompleteFailedError(ctx, err, completeRetryable(err), `the object at the key has these bytes, but ${notCarried}`);
     if (proof.proven) {
       // The object is the file; an upload still open (an identical object was there already) is closed.
       await abortMultipart(cx, j);
@@ -264,7 +281,10 @@ export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
     if (cx.o.noOverwrite && err instanceof S3RequestError && (err.s3Code === 'PreconditionFailed' || err.httpStatus === 412)) throw new ObjectExistsError(ctx, 'at-complete', err);
     throw new CompleteFailedError(ctx, err, completeRetryable(err), proof.why);
   }
-  const proof = await proveObject(cx, j, expected, completed);
+  const look = await lookAfterComplete(cx, j);
+  // Accepted by the server, yet not at the key: deleted since, or never shown. Not known to differ.
+  if (look.kind === 'absent') throw new ObjectUnverifiedError(ctx, 'Complete succeeded, but no object shows at the key (deleted since, or the server does not show it yet); check it with partwise verify');
+  const proof = await judgeLook(cx, j, look, expected, completed);
   if (proof.judgement.mismatches.length) throw new ObjectVerificationError(ctx, proof.judgement.mismatches);
   if (!proof.proven) throw new ObjectUnverifiedError(ctx, `Complete succeeded, but ${proof.why ?? 'nothing identifies the object'}`);
   return { proof, completed };

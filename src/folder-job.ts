@@ -24,9 +24,11 @@ import { listFolder, type FolderListing, type JobEntry } from './folder-walk.ts'
 import { poolFor } from './buffer-pool.ts';
 import { globMatcher } from './glob.ts';
 import { JobJournal, jobJournalPath, readJobState, type DoneRecord, type JobState } from './job-journal.ts';
-import { acquireLock, defaultStateDir, journalPathFor, readJournal } from './journal.ts';
+import { defaultStateDir, journalPathFor, readJournal } from './journal.ts';
+import { acquireLock } from './lock.ts';
 import { abortUploads } from './inspect.ts';
-import { hasExplicitSettings, objectSettings, settingsDiff } from './object-settings.ts';
+import { objectSettings, settingsDiff } from './object-settings.ts';
+import { settingsNotCarried } from './read-back.ts';
 import { DEFAULT_STREAM_PARTS_ABOVE, loadSendHashers, requestOptions, sendAlgorithm, validateOptions, type EngineOptions } from './options.ts';
 import { DEFAULT_PART_SIZE } from './planner.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -318,9 +320,10 @@ export class FolderJob extends EventEmitter<JobEvents> {
     // Parts the server acknowledged for this file: what it sent even when it then stops or fails.
     const acked = { bytes: 0 };
     try {
-      if (rec && (await this.confirmed(p, rec))) {
+      const confirmed = rec && (await this.confirmed(p, rec, journal));
+      if (confirmed) {
         this.progress.bytesDone += p.fp.size;
-        return { ...base, status: 'skipped', how: 'already uploaded: the stored checksum matches the journal, and the file is unchanged', bytesSent: 0 };
+        return { ...base, status: 'skipped', how: confirmed, bytesSent: 0 };
       }
       const partSize = this.options.partSize ?? DEFAULT_PART_SIZE;
       const multipart = p.fp.size >= partSize;
@@ -329,9 +332,12 @@ export class FolderJob extends EventEmitter<JobEvents> {
         // Before the upload exists: a run that no longer finds the file knows where its upload is recorded.
         await journal.append({ kind: 'started', key: p.key, file: p.file, journalPath: journalPathFor(stateDir, { endpoint: this.endpoint, bucket: this.options.bucket, key: p.key, sourcePath: p.fp.path }) });
       }
-      const r = multipart ? await this.multipart(p, stateDir, acked) : await this.single(p, acked);
+      // Sent before with other settings: the object gets the ones asked now, large or small (a
+      // multipart file starts a new upload rather than take the old object or upload as done).
+      const settingsChanged = rec !== undefined && rec.settings !== settingsKey(this.options, p.file);
+      const r = multipart ? await this.multipart(p, stateDir, acked, settingsChanged) : await this.single(p, acked);
       try {
-        await journal.append({ key: p.key, file: p.file, size: p.fp.size, mtimeMs: p.fp.mtimeMs, ctimeMs: p.fp.ctimeMs, etag: r.etag, ...(r.checksum ? { checksum: r.checksum, algorithm: r.algorithm } : {}), settings: settingsKey(this.options, p.file) });
+        await journal.append(this.doneRecord(p, r));
       } catch (err) {
         // On the server and proven, but a rerun cannot know it: failed, with what was really sent.
         return failedOutcome(base, err, 'sent and verified, but not recorded in the job journal', r.bytesSent);
@@ -383,16 +389,37 @@ export class FolderJob extends EventEmitter<JobEvents> {
   }
 
   /** Done before, unchanged here, and the server still holds the object it stored then. */
-  private async confirmed(p: Planned, rec: DoneRecord): Promise<boolean> {
-    if (rec.file !== p.file || rec.size !== p.fp.size || rec.mtimeMs !== p.fp.mtimeMs || rec.ctimeMs !== p.fp.ctimeMs) return false;
+  /** What the job journal records of a file the server holds and proved. */
+  private doneRecord(p: Planned, r: Sent): DoneRecord {
+    const until = this.options.objectLockRetainUntil?.toISOString();
+    return { key: p.key, file: p.file, size: p.fp.size, mtimeMs: p.fp.mtimeMs, ctimeMs: p.fp.ctimeMs, etag: r.etag, ...(r.checksum ? { checksum: r.checksum, algorithm: r.algorithm } : {}), settings: settingsKey(this.options, p.file), ...(until ? { retainUntil: until } : {}) };
+  }
+
+  /**
+   * Done before, unchanged here, and the server still holds the object it stored then: how it was
+   * confirmed, in words; undefined when it must be sent again. A later Object Lock date than the
+   * one recorded (a rolling "today + 30 days") extends the object's retention in place: the same
+   * object, locked longer, not a new copy of it.
+   */
+  private async confirmed(p: Planned, rec: DoneRecord, journal: JobJournal): Promise<string | undefined> {
+    if (rec.file !== p.file || rec.size !== p.fp.size || rec.mtimeMs !== p.fp.mtimeMs || rec.ctimeMs !== p.fp.ctimeMs) return undefined;
     // Sent with other object settings than this run asks for: sent again, with these.
-    if (rec.settings !== settingsKey(this.options, p.file)) return false;
+    if (rec.settings !== settingsKey(this.options, p.file)) return undefined;
     const cx = this.context(p);
     const head = await cx.retry(() => cx.s3.headObject({ bucket: this.options.bucket, key: p.key }, cx.req, cx.signal)).catch(() => undefined);
-    if (!head || head.size !== p.fp.size) return false;
+    if (!head || head.size !== p.fp.size) return undefined;
     // The stored checksum is the evidence; an ETag only where no checksum was recorded.
-    if (rec.checksum && rec.algorithm) return head.checksums[rec.algorithm as keyof typeof head.checksums] === rec.checksum;
-    return stripQuotes(head.etag) === stripQuotes(rec.etag) && rec.etag !== '';
+    const proven = rec.checksum && rec.algorithm ? head.checksums[rec.algorithm as keyof typeof head.checksums] === rec.checksum : stripQuotes(head.etag) === stripQuotes(rec.etag) && rec.etag !== '';
+    if (!proven) return undefined;
+    const how = 'already uploaded: the stored checksum matches the journal, and the file is unchanged';
+    const o = this.options;
+    const until = o.objectLockRetainUntil;
+    if (!until || !o.objectLockMode || (rec.retainUntil !== undefined && Date.parse(rec.retainUntil) >= until.getTime())) return how;
+    const s3 = cx.s3;
+    if (!s3.putObjectRetention) return undefined; // cannot extend it here: sent again with the new date
+    await cx.retry(() => s3.putObjectRetention!({ bucket: o.bucket, key: p.key, mode: o.objectLockMode!, retainUntil: until }, cx.req, cx.signal));
+    await journal.append({ ...rec, retainUntil: until.toISOString() });
+    return `${how}; its Object Lock retention extended to ${until.toISOString()}`;
   }
 
   private context(p: JobEntry): EngineContext {
@@ -452,10 +479,13 @@ export class FolderJob extends EventEmitter<JobEvents> {
           );
         } catch (err) {
           if (!(o.noOverwrite && err instanceof S3RequestError && err.httpStatus === 412)) throw err;
-          // Refused by If-None-Match: fine only if what is there is this file (a run stopped before its journal line).
+          // Refused by If-None-Match: fine only if what is there is this file with these settings (a run
+          // stopped before its journal line): the checksum or the MD5 ETag, and the settings read back.
           const head = await cx.retry(() => cx.s3.headObject({ bucket: o.bucket, key: p.key }, cx.req, cx.signal)).catch(() => undefined);
-          if (alg && checksum && head?.size === p.fp.size && head.checksums[alg] === checksum && !hasExplicitSettings(o)) {
-            return { etag: stripQuotes(head.etag), checksum, algorithm: alg, sent: false, bytesSent: 0, how: `already there: ${alg} ${checksum} matches` };
+          const byChecksum = alg !== null && checksum !== undefined && head?.checksums[alg] === checksum;
+          const byMd5 = head !== undefined && d.md5Hex !== undefined && etagsAreMd5(head) && stripQuotes(head.etag).toLowerCase() === d.md5Hex;
+          if (head?.size === p.fp.size && (byChecksum || byMd5) && (await settingsNotCarried(cx, head, p.file)) === undefined) {
+            return { etag: stripQuotes(head.etag), ...(byChecksum ? { checksum: checksum!, algorithm: alg! } : {}), sent: false, bytesSent: 0, how: `already there: ${byChecksum ? `${alg} ${checksum}` : `MD5 ETag ${d.md5Hex}`} matches, with the settings asked for` };
           }
           throw new ObjectExistsError(ctx, 'before', err);
         }
@@ -488,13 +518,15 @@ export class FolderJob extends EventEmitter<JobEvents> {
   }
 
   /** A file of a part size or more: the single-file engine, sharing the budget, its own journal. */
-  private async multipart(p: Planned, stateDir: string, acked: { bytes: number }): Promise<Sent> {
+  private async multipart(p: Planned, stateDir: string, acked: { bytes: number }, settingsChanged: boolean): Promise<Sent> {
     try {
-      return await this.multipartOnce(p, stateDir, false, acked);
+      return await this.multipartOnce(p, stateDir, settingsChanged, acked);
     } catch (err) {
-      // Changed since an interrupted run: that upload holds other bytes; it is aborted and the file starts over.
-      if (!(err instanceof PartwiseError && err.code === 'SOURCE_CHANGED') || this.stop.signal.aborted) throw err;
-      this.emit('warning', { file: p.file, code: 'FILE_CHANGED', message: `${p.file} changed since an interrupted run: its old upload is aborted and the file sent again` });
+      // Changed since an interrupted run, or asked now with other settings: that upload holds other
+      // bytes or will make another object; it is aborted and the file starts over.
+      const why = err instanceof PartwiseError ? { SOURCE_CHANGED: 'changed', SETTINGS_DIFFER: 'is asked for with other object settings' }[err.code as string] : undefined;
+      if (!why || this.stop.signal.aborted) throw err;
+      this.emit('warning', { file: p.file, code: 'FILE_CHANGED', message: `${p.file} ${why} since an interrupted run: its old upload is aborted and the file sent again` });
       // What the first attempt got acknowledged was sent too, whatever became of it.
       const before = acked.bytes;
       const r = await this.multipartOnce(p, stateDir, true, acked);
@@ -536,8 +568,11 @@ export class FolderJob extends EventEmitter<JobEvents> {
   }
 }
 
-/** The object settings a file goes up with, as a stable string (the job journal compares them). */
+/**
+ * The object settings a file goes up with, as a stable string (the job journal compares them). The
+ * Object Lock date is not in it: a later one extends the retention of the same object.
+ */
 function settingsKey(o: FolderJobOptions, file: string): string {
-  const s = objectSettings(o, file);
+  const { objectLockRetainUntil: _until, ...s } = objectSettings(o, file);
   return settingsDiff({}, s).join('\n');
 }

@@ -7,13 +7,15 @@ import { join } from 'node:path';
 import { CHECKSUM_ALGORITHMS, etagsAreMd5, isCrc, loadHashers, type ChecksumAlgorithm } from './checksums.ts';
 import { ObjectVerificationError, S3RequestError, isNoSuchUpload } from './errors.ts';
 import { fingerprint } from './file-source.ts';
-import { acquireLock, deleteJournal, readJournal, type JournalData } from './journal.ts';
+import { deleteJournal, readJournal, type JournalData } from './journal.ts';
+import { acquireLock } from './lock.ts';
 import { listAllParts, listPartsCaller } from './list-parts.ts';
-import { allParts, type PartPlan } from './planner.ts';
+import pLimit from 'p-limit';
+import { allParts, type PlannedPart } from './planner.ts';
 import type { VerificationLevel } from './events.ts';
 import type { HeadOutput, RequestOptions, S3Port } from './s3-port.ts';
 import { hashPartsInWorkers } from './verify-pool.ts';
-import { expectedObject, expectedValues, judgeObject, provesBytes } from './verify-object.ts';
+import { expectedFromParts, expectedValues, judgeObject, provesBytes } from './verify-object.ts';
 
 export interface JournalEntry {
   path: string;
@@ -151,20 +153,14 @@ export async function verifyObject(
   const base = { partSize: fp.size, partCount: 1, checksumAlgorithm: alg, bytesHashed: 0 };
   if (head.size !== fp.size) return { ...base, level: 'size', checks: [], mismatches: [`size: server ${head.size}, local ${fp.size}`], proven: false };
 
-  // Part layout: from the ETag's "-N" and the size of part 1.
+  // Part layout: the ETag's "-N", and every part's size as the server gives it.
   const multi = /-(\d+)"?$/.exec(head.etag);
-  let layout: PartPlan | undefined = multi ? undefined : { fileSize: fp.size, partSize: Math.max(1, fp.size), partCount: 1 };
+  let layout: PlannedPart[] | undefined = multi ? undefined : [{ partNumber: 1, offset: 0, size: fp.size }];
   let layoutWhy = '';
   if (multi) {
-    const n = Number(multi[1]);
-    try {
-      const part1 = await s3.headObject({ bucket: args.bucket, key: args.key, partNumber: 1 }, req);
-      if (part1 && part1.size > 0 && (part1.partsCount === undefined || part1.partsCount === n) && Math.ceil(fp.size / part1.size) === n) {
-        layout = { fileSize: fp.size, partSize: part1.size, partCount: n };
-      } else layoutWhy = part1 ? `part 1 is ${part1.size} bytes, which does not make ${n} parts of this file` : 'HEAD of part 1 found nothing';
-    } catch (err) {
-      layoutWhy = `HEAD of part 1 failed: ${(err as Error).message}`;
-    }
+    const learned = await partLayout(s3, { bucket: args.bucket, key: args.key }, req, Number(multi[1]), fp.size, args.signal);
+    if (typeof learned === 'string') layoutWhy = learned;
+    else layout = learned;
   }
   const got = alg ? head.checksums[alg]! : undefined;
   // Without the layout, only a full-object CRC can be computed: any partition of the file combines to it.
@@ -173,8 +169,7 @@ export async function verifyObject(
     const why = `the part layout could not be learned (${layoutWhy}), and ${alg ? `the server's ${alg} value (${got}) depends on it` : 'the server reports no checksum'}`;
     return { ...base, level: 'size', checks: [`size ${fp.size}`], mismatches: [], proven: false, why };
   }
-  const plan: PartPlan = layout ?? { fileSize: fp.size, partSize: 64 * 1024 * 1024, partCount: Math.max(1, Math.ceil(fp.size / (64 * 1024 * 1024))) };
-  const parts = allParts(plan);
+  const parts = layout ?? allParts({ fileSize: fp.size, partSize: 64 * 1024 * 1024, partCount: Math.max(1, Math.ceil(fp.size / (64 * 1024 * 1024))) });
   let bytesHashed = 0;
   const digests = await hashPartsInWorkers(fp.path, parts, alg ?? undefined, {
     ...(args.hashWorkers !== undefined ? { workers: args.hashWorkers } : {}),
@@ -185,7 +180,7 @@ export async function verifyObject(
     },
   });
   const etagIsMd5 = layout !== undefined && etagsAreMd5({ serverSideEncryption: head.serverSideEncryption, sseCustomerAlgorithm: head.sseCustomerAlgorithm });
-  const expected = expectedObject(plan, alg, etagIsMd5, digests);
+  const expected = expectedFromParts(parts, alg, etagIsMd5, digests);
   const values = expectedValues(expected);
   if (fullObjectOnly) delete values.composite;
   if (!multi) {
@@ -198,7 +193,52 @@ export async function verifyObject(
   }
   const verdict = judgeObject(head, expected, values);
   const proven = provesBytes(verdict);
-  const out: VerifyObjectResult = { ...verdict, proven, partSize: layout ? plan.partSize : 0, partCount: layout ? plan.partCount : Number(multi?.[1] ?? 1), checksumAlgorithm: alg, bytesHashed };
+  const out: VerifyObjectResult = { ...verdict, proven, partSize: layout ? layout[0]!.size : 0, partCount: layout ? layout.length : Number(multi?.[1] ?? 1), checksumAlgorithm: alg, bytesHashed };
   if (!proven && verdict.mismatches.length === 0) out.why = 'the server reports nothing that identifies the object (only its size matches)';
   return out;
+}
+
+/**
+ * Every part's size of a finished multipart object of `count` parts, as the server gives it: its
+ * part list (GetObjectAttributes, one call per 1,000 parts; servers list parts only for checksum
+ * uploads), else a HEAD of each part. Parts need not be equal: another tool may have chosen any
+ * sizes, and assuming part 1's would call an identical object different. Why not, in words, when
+ * the sizes cannot be learned or do not make the file.
+ */
+async function partLayout(s3: S3Port, ref: { bucket: string; key: string }, req: RequestOptions, count: number, fileSize: number, signal?: AbortSignal): Promise<PlannedPart[] | string> {
+  let sizes: number[] | undefined;
+  try {
+    const listed = await listAllParts(async (marker) => {
+      const out = await s3.getObjectAttributes({ ...ref, maxParts: 1000, ...(marker !== undefined ? { partNumberMarker: marker } : {}) }, req, signal);
+      return { parts: out.parts.map((p) => ({ ...p, etag: '' })), isTruncated: out.isTruncated, ...(out.nextPartNumberMarker !== undefined ? { nextPartNumberMarker: out.nextPartNumberMarker } : {}) };
+    });
+    if (listed.parts.length === count && listed.parts.every((p, i) => p.partNumber === i + 1 && p.size >= 0)) sizes = listed.parts.map((p) => p.size);
+  } catch (err) {
+    if (!(err instanceof S3RequestError)) throw err; // not offered or not allowed here: ask part by part
+  }
+  if (!sizes) {
+    const limit = pLimit(16);
+    try {
+      sizes = await Promise.all(
+        Array.from({ length: count }, (_, i) =>
+          limit(async () => {
+            const h = await s3.headObject({ ...ref, partNumber: i + 1 }, req, signal);
+            if (!h) throw new Error(`HEAD of part ${i + 1} found nothing`);
+            if (h.partsCount !== undefined && h.partsCount !== count) throw new Error(`part ${i + 1} says the object has ${h.partsCount} parts, its ETag ${count}`);
+            return h.size;
+          }),
+        ),
+      );
+    } catch (err) {
+      return `HEAD of a part failed: ${(err as Error).message}`;
+    }
+  }
+  const total = sizes.reduce((a, b) => a + b, 0);
+  if (total !== fileSize || sizes.some((s) => s <= 0 && count > 1)) return `the part sizes the server gives (${sizes.length > 4 ? `${sizes.slice(0, 3).join(', ')}, … ${total} bytes in all` : sizes.join(', ')}) do not make ${count} parts of this file`;
+  let offset = 0;
+  return sizes.map((size, i) => {
+    const p = { partNumber: i + 1, offset, size };
+    offset += size;
+    return p;
+  });
 }

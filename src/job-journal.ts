@@ -22,6 +22,8 @@ export interface DoneRecord {
   /** the object's stored checksum (full-object or composite value) and its algorithm */
   checksum?: string;
   algorithm?: string;
+  /** the Object Lock retain-until date it was sent or extended with (ISO 8601) */
+  retainUntil?: string;
 }
 
 /** A file's multipart upload is beginning (its own journal at `journalPath` will name it). */

@@ -1,10 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { ObjectSettings } from './object-settings.ts';
-import { chmod, link, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
-import { homedir, hostname } from 'node:os';
+import { chmod, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { isChecksumAlgorithm, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
-import { JournalCorruptError, StateUnwritableError, UploadLockedError, type ErrorContext, type LockedWork } from './errors.ts';
+import { JournalCorruptError, StateUnwritableError } from './errors.ts';
 import type { SourceFingerprint } from './file-source.ts';
 import type { LocalDigest } from './hashing.ts';
 
@@ -349,141 +349,4 @@ async function appendSynced(path: string, text: string): Promise<void> {
   } finally {
     await fh.close();
   }
-}
-
-interface LockInfo {
-  pid: number;
-  host: string;
-  startedAt: string;
-  /** unique per acquisition: who holds a lock file is decided by this, never by the path alone */
-  nonce: string;
-}
-
-interface Holder {
-  info: LockInfo | undefined;
-  /** what identifies this lock instance: its nonce, or for an unparseable file its inode */
-  tag: string;
-  mtimeMs: number;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function readHolder(path: string): Promise<Holder | undefined> {
-  try {
-    const [text, st] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
-    try {
-      const info = JSON.parse(text) as LockInfo;
-      // Locks written before nonces existed are told apart by their inode.
-      if (Number.isInteger(info.pid) && typeof info.host === 'string') return { info, tag: typeof info.nonce === 'string' ? info.nonce : `ino${st.ino}`, mtimeMs: st.mtimeMs };
-    } catch {
-      /* unparseable: see isStale */
-    }
-    return { info: undefined, tag: `ino${st.ino}`, mtimeMs: st.mtimeMs };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-/**
- * A holder is stale only when it is provably gone: a dead PID on this host. Lock files are
- * created whole (a complete temp file linked into place), so an unparseable one is not a writer
- * caught mid-write; it is left by an older version or a damaged disk, and counts as stale once old.
- */
-function isStale(h: Holder, host: string): boolean {
-  if (!h.info) return Date.now() - h.mtimeMs > 10_000;
-  return h.info.host === host && !pidAlive(h.info.pid);
-}
-
-const errCode = (err: unknown) => (err as NodeJS.ErrnoException).code;
-
-/** Unlinks `path` only if it is still the lock instance `tag` (safe: nobody replaces a live holder's file). */
-async function unlinkIfTag(path: string, tag: string): Promise<void> {
-  const h = await readHolder(path);
-  if (h?.tag === tag) await unlink(path).catch(() => undefined);
-}
-
-/**
- * Replaces the stale lock instance `stale` at `path` with ours (the file `mine`), atomically with
- * respect to every other process trying the same: the right to replace instance X is itself an
- * exclusive file, `path.claim-X`, created by link (which fails if it exists). Only the process
- * holding the claim renames over `path`, and only after checking `path` is still instance X. A
- * claim left by a claimer that died is stale in turn and taken over the same way.
- */
-async function replaceStale(path: string, stale: Holder, mine: string, me: LockInfo, depth: number): Promise<boolean> {
-  const claim = `${path}.claim-${stale.tag}`;
-  try {
-    await link(mine, claim);
-  } catch (err) {
-    if (errCode(err) !== 'EEXIST' || depth >= 3) return false;
-    const c = await readHolder(claim);
-    if (!c || !isStale(c, me.host)) return false; // a live claimer is finishing the takeover
-    if (!(await replaceStale(claim, c, mine, me, depth + 1))) return false;
-  }
-  try {
-    const now = await readHolder(path);
-    if (now?.tag !== stale.tag) return false; // someone else replaced it first
-    const staged = `${mine}.r`;
-    await link(mine, staged);
-    await rename(staged, path);
-    return true;
-  } finally {
-    await unlinkIfTag(claim, me.nonce);
-  }
-}
-
-/**
- * An exclusive lock file beside the journal, so two processes never drive one upload. A lock left
- * by a dead process on this host (kill -9, power loss) is taken over; two processes racing to take
- * over the same dead holder's lock never both win. Release removes the lock only while it is ours.
- */
-export async function acquireLock(journalPath: string, context: ErrorContext, what: LockedWork = 'upload'): Promise<() => Promise<void>> {
-  const lockPath = `${journalPath}.lock`;
-  await prepareStateDir(join(lockPath, '..'));
-  const me: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), nonce: randomBytes(12).toString('hex') };
-  const mine = `${lockPath}.new-${me.nonce}`;
-  try {
-    const fh = await open(mine, 'wx', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(me));
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    await rm(mine, { force: true }).catch(() => undefined);
-    throw new StateUnwritableError(join(lockPath, '..'), err, context);
-  }
-  const release = async () => unlinkIfTag(lockPath, me.nonce);
-  try {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      try {
-        await link(mine, lockPath);
-        return once(release);
-      } catch (err) {
-        if (errCode(err) !== 'EEXIST') throw err;
-      }
-      const holder = await readHolder(lockPath);
-      if (!holder) continue; // released in between
-      if (!isStale(holder, me.host)) {
-        throw new UploadLockedError(lockPath, holder.info ? { pid: holder.info.pid, host: holder.info.host } : { pid: -1, host: 'unknown (unreadable lock file)' }, { ...context, journalPath }, what);
-      }
-      if (await replaceStale(lockPath, holder, mine, me, 0)) return once(release);
-      await new Promise((r) => setTimeout(r, 5 + attempt * 5)); // another process is mid-takeover
-    }
-    throw new UploadLockedError(lockPath, { pid: -1, host: 'unknown (takeover kept racing)' }, { ...context, journalPath }, what);
-  } finally {
-    await rm(mine, { force: true });
-  }
-}
-
-function once(fn: () => Promise<void>): () => Promise<void> {
-  let p: Promise<void> | undefined;
-  return () => (p ??= fn());
 }

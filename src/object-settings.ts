@@ -124,13 +124,14 @@ export function objectSettings(o: ObjectSettingOptions, file: string | undefined
 }
 
 /**
- * Settings asked for beyond the guessed Content-Type and encryption. An upload started elsewhere,
- * or an object already at the key, cannot be checked for them (tags and ACL are not in ListParts or
- * HEAD), so with any of these nothing found on the server is taken as this run's. Encryption is
- * not among them: HEAD and the parts' answers show it, and it is checked where it matters.
+ * Settings asked for beyond the guessed Content-Type and the encryption type. Tags and ACLs are not
+ * in ListParts, and an upload shows nothing of its settings, so with any of these nothing found on
+ * the server is taken as this run's unless it is read back and compared (`compareSettings`): an
+ * upload of the key is never adopted, an object at the key only once its settings are proven. A
+ * KMS key id is among them: HEAD names an object's key, an upload's listing does not.
  */
 export function hasExplicitSettings(o: ObjectSettingOptions): boolean {
-  const { contentType, serverSideEncryption: _sse, sseKmsKeyId: _kms, ...rest } = objectSettings(o, undefined);
+  const { contentType, serverSideEncryption: _sse, ...rest } = objectSettings(o, undefined);
   return contentType !== undefined || Object.keys(rest).length > 0;
 }
 
@@ -182,4 +183,109 @@ export function taggingHeader(tags: Record<string, string>): string {
   return Object.entries(tags)
     .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
     .join('&');
+}
+
+/**
+ * Whether the KMS key asked for is the one an object names: `same`, `different`, or `unknown` when
+ * the two cannot be compared without asking KMS (an alias against the key's ARN). S3 names the key
+ * by its ARN; a bare key id is compared with the ARN's key part.
+ */
+export function sameKmsKey(asked: string, named: string | undefined): 'same' | 'different' | 'unknown' {
+  if (!named) return 'unknown';
+  if (asked === named) return 'same';
+  if (/(^|:)alias\//.test(asked) || /(^|:)alias\//.test(named)) return 'unknown';
+  const keyPart = (k: string) => (/^arn:[^:]+:kms:/.test(k) ? /:key\/(.+)$/.exec(k)?.[1] : k);
+  const a = keyPart(asked);
+  const b = keyPart(named);
+  if (a === undefined || b === undefined) return 'unknown';
+  // Two full ARNs with the same key id but other accounts or regions are other keys.
+  if (asked.startsWith('arn:') && named.startsWith('arn:')) return 'different';
+  return a === b ? 'same' : 'different';
+}
+
+/** What the server shows of an object's settings: HEAD's headers, and what the read-back calls found (undefined: could not be read). */
+export interface SeenSettings {
+  contentType?: string | undefined;
+  cacheControl?: string | undefined;
+  contentEncoding?: string | undefined;
+  contentDisposition?: string | undefined;
+  metadata?: Record<string, string> | undefined;
+  storageClass?: string | undefined;
+  objectLockMode?: string | undefined;
+  objectLockRetainUntil?: Date | undefined;
+  legalHold?: boolean | undefined;
+  serverSideEncryption?: string | undefined;
+  sseKmsKeyId?: string | undefined;
+  /** undefined: the tags could not be read */
+  tags?: Record<string, string> | undefined;
+  /** undefined: the ACL could not be read */
+  acl?: { ownerId?: string | undefined; grants: { grantee: { type: string; id?: string; uri?: string }; permission: string }[] } | undefined;
+}
+
+const ALL_USERS = 'http://acs.amazonaws.com/groups/global/AllUsers';
+const AUTHENTICATED_USERS = 'http://acs.amazonaws.com/groups/global/AuthenticatedUsers';
+
+/** The grants a canned ACL gives, as `who:permission` strings; undefined when they depend on what cannot be seen here (the bucket's owner). */
+function cannedGrants(acl: CannedAcl, owner: string): string[] | undefined {
+  const own = `user:${owner}:FULL_CONTROL`;
+  switch (acl) {
+    case 'private':
+      return [own];
+    case 'public-read':
+      return [own, `group:${ALL_USERS}:READ`];
+    case 'public-read-write':
+      return [own, `group:${ALL_USERS}:READ`, `group:${ALL_USERS}:WRITE`];
+    case 'authenticated-read':
+      return [own, `group:${AUTHENTICATED_USERS}:READ`];
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Whether an object carries the settings an upload would have given it, from what the server shows:
+ * `differs` names what is other, `unknown` what could not be checked. Only both empty proves it.
+ * Unset settings are compared with S3's defaults (no metadata, no tags, private, STANDARD);
+ * encryption and Object Lock only where asked (a bucket's defaults may add them). A retention
+ * that lasts longer than asked holds.
+ */
+export function compareSettings(wanted: ObjectSettings, seen: SeenSettings): { differs: string[]; unknown: string[] } {
+  const differs: string[] = [];
+  const unknown: string[] = [];
+  const show = (v: unknown) => (v === undefined ? '(not set)' : JSON.stringify(v));
+  const eq = (name: string, want: unknown, got: unknown) => {
+    if (stable(want) !== stable(got)) differs.push(`${name}: the object has ${show(got)}, this run asks ${show(want)}`);
+  };
+  if (wanted.contentType !== undefined) eq('contentType', wanted.contentType, seen.contentType);
+  eq('cacheControl', wanted.cacheControl, seen.cacheControl);
+  eq('contentEncoding', wanted.contentEncoding, seen.contentEncoding);
+  eq('contentDisposition', wanted.contentDisposition, seen.contentDisposition);
+  // S3 keeps metadata keys in lower case.
+  const lower = (m: Record<string, string> | undefined) => Object.fromEntries(Object.entries(m ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+  eq('metadata', lower(wanted.metadata), lower(seen.metadata));
+  eq('storageClass', wanted.storageClass ?? 'STANDARD', seen.storageClass ?? 'STANDARD');
+  if (seen.tags === undefined) unknown.push('tags (they could not be read back)');
+  else eq('tags', wanted.tags ?? {}, seen.tags);
+  const acl = wanted.acl ?? 'private';
+  const grants = seen.acl?.ownerId !== undefined ? cannedGrants(acl, seen.acl.ownerId) : undefined;
+  if (!seen.acl) unknown.push('acl (it could not be read back)');
+  else if (!grants) unknown.push(`acl (${acl} cannot be compared with the grants the server shows)`);
+  else {
+    const got = seen.acl.grants.map((g) => `${g.grantee.type}:${g.grantee.id ?? g.grantee.uri ?? '?'}:${g.permission}`).sort();
+    if (stable(got) !== stable([...grants].sort())) differs.push(`acl: the object's grants are ${got.join(', ')}, not those of ${acl}`);
+  }
+  if (wanted.objectLockMode !== undefined) eq('objectLockMode', wanted.objectLockMode, seen.objectLockMode);
+  if (wanted.objectLockRetainUntil !== undefined) {
+    const want = Date.parse(wanted.objectLockRetainUntil);
+    const got = seen.objectLockRetainUntil?.getTime();
+    if (got === undefined || got < want) differs.push(`objectLockRetainUntil: the object has ${seen.objectLockRetainUntil?.toISOString() ?? '(not set)'}, this run asks ${wanted.objectLockRetainUntil}`);
+  }
+  if (wanted.legalHold !== undefined) eq('legalHold', wanted.legalHold, seen.legalHold ?? false);
+  if (wanted.serverSideEncryption !== undefined) eq('serverSideEncryption', wanted.serverSideEncryption, seen.serverSideEncryption);
+  if (wanted.sseKmsKeyId !== undefined) {
+    const k = sameKmsKey(wanted.sseKmsKeyId, seen.sseKmsKeyId);
+    if (k === 'different') differs.push(`sseKmsKeyId: the object is encrypted with ${seen.sseKmsKeyId}, this run asks ${wanted.sseKmsKeyId}`);
+    if (k === 'unknown') unknown.push(`sseKmsKeyId (${seen.sseKmsKeyId ? `${seen.sseKmsKeyId} cannot be compared with ${wanted.sseKmsKeyId} without KMS` : 'the server does not name the object\'s key'})`);
+  }
+  return { differs, unknown };
 }

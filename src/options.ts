@@ -76,6 +76,8 @@ export const DEFAULT_STREAM_PARTS_ABOVE = 64 * 1024 * 1024;
 /** Rejects options that can never work, before anything touches the disk or the server. */
 export function validateOptions(o: EngineOptions): void {
   if (!o.file || !o.bucket || !o.key) throw new InvalidOptionsError('file, bucket and key are required');
+  // A folder's name: the next upload to it would replace the object without a word (the command appends the file's name).
+  if (o.key.endsWith('/')) throw new InvalidOptionsError(`the key ${JSON.stringify(o.key)} ends with "/", a folder's name: give the object's whole key`);
   // JavaScript callers get no type check: an S3Client (or nothing) where the port goes is said in words.
   if (typeof (o.s3 as Partial<EngineOptions['s3']> | undefined)?.describeEndpoint !== 'function') {
     throw new InvalidOptionsError('s3 must be an S3 port: new SdkS3Port(createS3Client({ region, endpoint })) or new SdkS3Port(yourS3Client), both exported (createUpload and createStreamUpload make one from client / endpoint / region)');

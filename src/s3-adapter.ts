@@ -13,8 +13,11 @@ import type {
   CompleteMultipartUploadCommandInput,
   CompletedPart,
   CreateMultipartUploadCommandInput,
+  GetObjectAclCommandInput,
   GetObjectAttributesCommandInput,
+  GetObjectTaggingCommandInput,
   HeadObjectCommandInput,
+  PutObjectRetentionCommandInput,
   ListMultipartUploadsCommandInput,
   ListPartsCommandInput,
   PutObjectCommandInput,
@@ -27,7 +30,7 @@ import { InvalidOptionsError, S3RequestError } from './errors.ts';
 import type { RemotePart } from './reconcile.ts';
 import { taggingHeader, type ObjectSettings } from './object-settings.ts';
 import { PACED_SLICE } from './rate-limit.ts';
-import type { AttributesOutput, HeadOutput, ListUploadsOutput, PartBody, RequestOptions, S3Port } from './s3-port.ts';
+import type { AclGrant, AclOutput, AttributesOutput, HeadOutput, ListUploadsOutput, ObjectRef, PartBody, RequestOptions, RetentionInput, S3Port } from './s3-port.ts';
 
 // Node loads the SDK's CommonJS build whether it is imported or required (its "module" field is for
 // bundlers; Node ignores it). An import first has Node's ESM loader lex the whole bundle for its
@@ -584,6 +587,16 @@ export class SdkS3Port implements S3Port {
       if (typeof out.PartsCount === 'number') head.partsCount = out.PartsCount;
       if (out.ServerSideEncryption) head.serverSideEncryption = out.ServerSideEncryption;
       if (out.SSECustomerAlgorithm) head.sseCustomerAlgorithm = out.SSECustomerAlgorithm;
+      if (out.SSEKMSKeyId) head.sseKmsKeyId = out.SSEKMSKeyId;
+      if (out.ContentType) head.contentType = out.ContentType;
+      if (out.CacheControl) head.cacheControl = out.CacheControl;
+      if (out.ContentEncoding) head.contentEncoding = out.ContentEncoding;
+      if (out.ContentDisposition) head.contentDisposition = out.ContentDisposition;
+      if (out.Metadata) head.metadata = out.Metadata;
+      if (out.StorageClass) head.storageClass = out.StorageClass;
+      if (out.ObjectLockMode) head.objectLockMode = out.ObjectLockMode;
+      if (out.ObjectLockRetainUntilDate) head.objectLockRetainUntil = out.ObjectLockRetainUntilDate;
+      if (out.ObjectLockLegalHoldStatus) head.legalHold = out.ObjectLockLegalHoldStatus === 'ON';
       return head;
     } catch (err) {
       if (err instanceof S3RequestError && (err.httpStatus === 404 || err.s3Code === 'NotFound' || err.s3Code === 'NoSuchKey')) return undefined;
@@ -645,5 +658,27 @@ export class SdkS3Port implements S3Port {
     if (next !== undefined && Number.isFinite(next)) result.nextPartNumberMarker = next;
     if (out.ObjectSize !== undefined) result.objectSize = out.ObjectSize;
     return result;
+  }
+
+  async getObjectTagging(input: ObjectRef, req: RequestOptions, signal?: AbortSignal): Promise<Record<string, string>> {
+    const params = { Bucket: input.bucket, Key: input.key, ...commonParams(req) } satisfies GetObjectTaggingCommandInput;
+    const out = await this.call('GetObjectTagging', (c) => c.send(new (sdk().GetObjectTaggingCommand)(params), this.opts(signal)));
+    return Object.fromEntries((out.TagSet ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
+  }
+
+  async getObjectAcl(input: ObjectRef, req: RequestOptions, signal?: AbortSignal): Promise<AclOutput> {
+    const params = { Bucket: input.bucket, Key: input.key, ...commonParams(req) } satisfies GetObjectAclCommandInput;
+    const out = await this.call('GetObjectAcl', (c) => c.send(new (sdk().GetObjectAclCommand)(params), this.opts(signal)));
+    const grants: AclGrant[] = (out.Grants ?? []).map((g) => {
+      const who = g.Grantee;
+      const grantee: AclGrant['grantee'] = who?.Type === 'CanonicalUser' && who.ID ? { type: 'user', id: who.ID } : who?.Type === 'Group' && who.URI ? { type: 'group', uri: who.URI } : { type: 'other', text: JSON.stringify(who ?? {}) };
+      return { grantee, permission: g.Permission ?? '' };
+    });
+    return { ...(out.Owner?.ID ? { ownerId: out.Owner.ID } : {}), grants };
+  }
+
+  async putObjectRetention(input: RetentionInput, req: RequestOptions, signal?: AbortSignal): Promise<void> {
+    const params = { Bucket: input.bucket, Key: input.key, Retention: { Mode: input.mode, RetainUntilDate: input.retainUntil }, ...commonParams(req) } satisfies PutObjectRetentionCommandInput;
+    await this.call('PutObjectRetention', (c) => c.send(new (sdk().PutObjectRetentionCommand)(params), this.opts(signal)));
   }
 }

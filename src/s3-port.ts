@@ -124,6 +124,34 @@ export interface HeadOutput {
   checksumType?: string;
   serverSideEncryption?: string;
   sseCustomerAlgorithm?: string;
+  /** the KMS key the object is encrypted with, as the server names it (usually an ARN) */
+  sseKmsKeyId?: string;
+  /** what HEAD shows of the object's settings (absent: the server sent nothing for it) */
+  contentType?: string;
+  cacheControl?: string;
+  contentEncoding?: string;
+  contentDisposition?: string;
+  metadata?: Record<string, string>;
+  storageClass?: string;
+  objectLockMode?: string;
+  objectLockRetainUntil?: Date;
+  legalHold?: boolean;
+}
+
+/** A grant of an object's ACL: to a user by id, or to a group by URI. */
+export interface AclGrant {
+  grantee: { type: 'user'; id: string } | { type: 'group'; uri: string } | { type: 'other'; text: string };
+  permission: string;
+}
+
+export interface AclOutput {
+  ownerId?: string;
+  grants: AclGrant[];
+}
+
+export interface RetentionInput extends ObjectRef {
+  mode: 'GOVERNANCE' | 'COMPLIANCE';
+  retainUntil: Date;
 }
 
 export interface AttributesInput extends ObjectRef {
@@ -180,4 +208,12 @@ export interface S3Port {
   headObject(input: HeadInput, req: RequestOptions, signal?: AbortSignal): Promise<HeadOutput | undefined>;
   listMultipartUploads(input: ListUploadsInput, req: RequestOptions, signal?: AbortSignal): Promise<ListUploadsOutput>;
   getObjectAttributes(input: AttributesInput, req: RequestOptions, signal?: AbortSignal): Promise<AttributesOutput>;
+  /**
+   * Reading back what HEAD does not show, to prove an object carries the settings asked for, and
+   * extending a retention date. Optional: a port without them cannot prove those settings, so
+   * nothing already on the server is taken as a run's that asks for them.
+   */
+  getObjectTagging?(input: ObjectRef, req: RequestOptions, signal?: AbortSignal): Promise<Record<string, string>>;
+  getObjectAcl?(input: ObjectRef, req: RequestOptions, signal?: AbortSignal): Promise<AclOutput>;
+  putObjectRetention?(input: RetentionInput, req: RequestOptions, signal?: AbortSignal): Promise<void>;
 }

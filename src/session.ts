@@ -7,7 +7,7 @@
 import { checksumTypeFor, etagsAreMd5, stripQuotes, type ChecksumAlgorithm } from './checksums.ts';
 import type { EngineContext } from './context.ts';
 import { JournalMismatchError, RemotePartsInconsistentError, SettingsDifferError, UploadGoneError, isNoSuchUpload, type ErrorContext } from './errors.ts';
-import { assertSourceUnchanged, type SourceFingerprint } from './file-source.ts';
+import { assertSourceUnchanged, identityMoved, type SourceFingerprint } from './file-source.ts';
 import type { LocalDigest } from './hashing.ts';
 import { classifyError } from './retry.ts';
 import { JOURNAL_SCHEMA, removeIntent, writeIntent, writeJournalAtomic, type JournalData, type JournalPart } from './journal.ts';
@@ -18,6 +18,7 @@ import { partsOfPlan, planParts, planWithPartSize, type PartPlan } from './plann
 import { needsMd5, reconcile, type ReconcileReport, type RemotePart } from './reconcile.ts';
 import type { CreateOutput } from './s3-port.ts';
 import { proveFinished, type Proof } from './finish.ts';
+import { settingsNotCarried } from './read-back.ts';
 import { partHashing, type PartHashing } from './verify-pool.ts';
 
 export interface Session {
@@ -237,6 +238,13 @@ export async function resume(
   checkJournalBelongs(o, j, journalPath);
   const ctx: ErrorContext = cx.errorContext({ uploadId: j.uploadId, journalPath });
   await assertSourceUnchanged(j.source, o.file, ctx);
+  // A remount renumbers the device (and maybe the inode) of the same bytes: the resume goes on,
+  // trusting nothing recorded of the file (every listed part is hashed from it anyway).
+  const moved = identityMoved(j.source, fp);
+  if (moved) {
+    cx.emit('warning', { code: 'SOURCE_MOVED', message: `${o.file} has the same size and times but another device or inode number than when the upload started (a remount?); every part is verified against the file` });
+    j.source = fp;
+  }
   await loadSendHashers(j.checksumAlgorithm, j.uploadId);
   const plan = planFromJournal(j, fp);
   if (!repair) {
@@ -273,14 +281,8 @@ export async function resume(
     }
   } catch (err) {
     if (!isNoSuchUpload(err)) throw err;
-    // The upload is gone: completed by a run that died before it could say so, aborted, or
-    // expired. Only proof that the object at the key is this file counts as finished.
-    const proof = await proveFinished(cx, j, plan, fp);
-    // The bytes are provable, the settings are not (tags, ACL, Object Lock are not in HEAD): with
-    // settings asked for, an identical object from elsewhere must not pass for this upload's.
-    if (proof.proven && hasExplicitSettings(o)) throw new UploadGoneError(ctx, err, 'the object at the key has these bytes, but whether it carries the requested object settings cannot be checked');
-    if (proof.proven) return { kind: 'finished', journal: j, plan, proof };
-    throw new UploadGoneError(ctx, err, proof.why);
+    // The upload is gone: completed by a run that died before it could say so, aborted, or expired.
+    return provenAfterGone(cx, j, plan, fp, err, ctx, { trustJournal: !moved });
   }
   const { report, local, remote, stoppedEarly } = verified;
   if (report.extraParts.length) {
@@ -309,6 +311,19 @@ export async function resume(
   await writeJournalAtomic(journalPath, { ...j, updatedAt: new Date().toISOString() });
   const toUpload = report.toUpload.filter((n) => !sent?.digests.has(n));
   return { kind: 'session', session: { journalPath, journal: j, plan, alg: j.checksumAlgorithm, digests, resumed: true, toUpload, report } };
+}
+
+/**
+ * The upload is gone from the server (completed by a run that died before it could say so, or by
+ * another process while this one sent; aborted; expired): only proof that the object at the key is
+ * this file, with the settings asked for (read back), counts as finished. Otherwise UPLOAD_GONE,
+ * saying why the object is not this upload's.
+ */
+export async function provenAfterGone(cx: EngineContext, j: JournalData, plan: PartPlan, fp: SourceFingerprint, err: unknown, ctx: ErrorContext, opts: { trustJournal?: boolean } = {}): Promise<Extract<Opened, { kind: 'finished' }>> {
+  const proof = await proveFinished(cx, j, plan, fp, opts);
+  const notCarried = proof.proven ? await settingsNotCarried(cx, proof.head, cx.o.file) : undefined;
+  if (proof.proven && !notCarried) return { kind: 'finished', journal: j, plan, proof };
+  throw new UploadGoneError(ctx, err, notCarried ? `the object at the key has these bytes, but ${notCarried}` : proof.why);
 }
 
 /**

@@ -12,7 +12,7 @@ import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { checksumTypeFor, stripQuotes } from './checksums.ts';
 import { EngineContext, stopFollowing } from './context.ts';
-import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, causedByStop, S3RequestError, SourceUnreadableError, StreamFailedError, StreamTooLargeError, isNoSuchUpload } from './errors.ts';
+import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, causedByStop, S3RequestError, SourceUnreadableError, StreamFailedError, StreamSizeMismatchError, StreamTooLargeError, isNoSuchUpload } from './errors.ts';
 import type { UploadEvents, UploadResult } from './events.ts';
 import { finish } from './finish.ts';
 import { digestBuffer, type LocalDigest } from './hashing.ts';
@@ -30,10 +30,17 @@ export interface StreamUploadOptions extends Omit<EngineOptions, 'file' | 'fresh
   /** the bytes: any async iterable of chunks (process.stdin, a Readable, a generator) */
   source: AsyncIterable<Uint8Array>;
   /**
-   * The stream's size if known (or an upper bound): the part size is raised so it fits 10,000
-   * parts. Without it, a stream longer than 10,000 × part size fails when it gets there.
+   * The stream's exact size: the part size is planned for it, and a stream of any other length
+   * (a producer that died after 1 MB of a 20 GiB dump) fails, its upload aborted, instead of
+   * replacing the object at the key.
    */
   expectedSize?: number;
+  /**
+   * An upper bound on the stream's size, for planning only: the part size is raised so it fits
+   * 10,000 parts, and a shorter stream is fine. Without either, a stream longer than 10,000 × part
+   * size fails when it gets there.
+   */
+  maxSize?: number;
   /** test hook: S3's 10,000-part limit */
   maxParts?: number;
 }
@@ -48,9 +55,11 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
     super();
     const eo: EngineOptions = { ...options, file: '-' };
     validateOptions(eo);
-    if (options.expectedSize !== undefined && !(Number.isSafeInteger(options.expectedSize) && options.expectedSize >= 0)) {
-      throw new PartwiseError('INVALID_OPTIONS', `expectedSize must be a whole number of bytes; got ${options.expectedSize}`);
+    for (const name of ['expectedSize', 'maxSize'] as const) {
+      const v = options[name];
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new PartwiseError('INVALID_OPTIONS', `${name} must be a whole number of bytes; got ${v}`);
     }
+    if (options.expectedSize !== undefined && options.maxSize !== undefined) throw new PartwiseError('INVALID_OPTIONS', 'give expectedSize (the exact size) or maxSize (an upper bound), not both');
     ({ stop: this.stop, unlink: this.unlinkStop } = stopFollowing(options.signal));
     ProgressTracker.follow(this);
     this.cx = new EngineContext(eo, options.limiter ?? pLimit(options.concurrency ?? 4), this.stop.signal, this.emit.bind(this));
@@ -70,7 +79,7 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
     const o = this.options;
     const cx = this.cx;
     const maxParts = o.maxParts ?? S3_MAX_PARTS;
-    const sized = planParts(o.expectedSize ?? 0, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}), maxParts });
+    const sized = planParts(o.expectedSize ?? o.maxSize ?? 0, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}), maxParts });
     const partSize = sized.partSize;
     const alg = sendAlgorithm(cx.o);
     const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
@@ -89,8 +98,9 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
       const total = await this.sendAll(j, digests, maxParts);
       const plan: PartPlan = { fileSize: total, partSize, partCount: Math.max(1, j.parts.length) };
       j.partCount = plan.partCount;
-      if (o.expectedSize !== undefined && total !== o.expectedSize) {
-        cx.emit('warning', { code: 'SIZE_NOT_EXPECTED', message: `the stream had ${total} bytes, not the ${o.expectedSize} expected (the part size was planned from the expected size)` });
+      if (o.expectedSize !== undefined && total !== o.expectedSize) throw new StreamSizeMismatchError(ctx, total, o.expectedSize, total > o.expectedSize);
+      if (o.maxSize !== undefined && total > o.maxSize) {
+        cx.emit('warning', { code: 'SIZE_NOT_EXPECTED', message: `the stream had ${total} bytes, more than the ${o.maxSize} given as its upper bound (the part size was planned from it)` });
       }
       const session: Session = { journalPath: '', journal: j, plan, alg, digests, resumed: false, toUpload: [], stream: true };
       const finished = await finish(cx, session);
@@ -180,6 +190,12 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
           break;
         }
         total += filled;
+        // More than the exact size announced: not that stream; nothing more is read or sent.
+        if (this.options.expectedSize !== undefined && total > this.options.expectedSize) {
+          failure = new StreamSizeMismatchError(cx.errorContext({ uploadId: j.uploadId }), total, this.options.expectedSize, true);
+          give(buf);
+          break;
+        }
         const partNumber = n;
         const body = buf.subarray(0, filled);
         sends.push(

@@ -1,7 +1,7 @@
 import { compositeChecksum, fullObjectChecksum, isCrc, multipartEtag, stripQuotes, type ChecksumAlgorithm, type PartDigest } from './checksums.ts';
 import type { VerificationLevel } from './events.ts';
 import type { LocalDigest } from './hashing.ts';
-import type { PartPlan } from './planner.ts';
+import { allParts, type PartPlan, type PlannedPart } from './planner.ts';
 import type { HeadOutput } from './s3-port.ts';
 
 export interface ExpectedObject {
@@ -24,17 +24,22 @@ export interface ExpectedValues {
  * the multipart ETag (MD5 of the part MD5s); without a checksum algorithm, only that remains.
  */
 export function expectedObject(plan: PartPlan, algorithm: ChecksumAlgorithm | null, etagIsMd5: boolean, digests: ReadonlyMap<number, LocalDigest>): ExpectedObject {
+  return expectedFromParts(allParts(plan), algorithm, etagIsMd5, digests);
+}
+
+/** The same, for parts of any sizes (an object another tool uploaded, its layout learned from the server). */
+export function expectedFromParts(parts: readonly Pick<PlannedPart, 'partNumber' | 'size'>[], algorithm: ChecksumAlgorithm | null, etagIsMd5: boolean, digests: ReadonlyMap<number, LocalDigest>): ExpectedObject {
   const partDigests: PartDigest[] = [];
   const md5s: string[] = [];
-  for (let n = 1; n <= plan.partCount; n++) {
-    const d = digests.get(n);
-    if (!d) throw new Error(`no digest for part ${n}`);
-    partDigests.push({ size: n < plan.partCount ? plan.partSize : plan.fileSize - (plan.partCount - 1) * plan.partSize, checksum: d.checksum ?? Buffer.alloc(0) });
+  for (const p of parts) {
+    const d = digests.get(p.partNumber);
+    if (!d) throw new Error(`no digest for part ${p.partNumber}`);
+    partDigests.push({ size: p.size, checksum: d.checksum ?? Buffer.alloc(0) });
     if (d.md5Hex !== undefined) md5s.push(d.md5Hex);
   }
-  const e: ExpectedObject = { size: plan.fileSize, algorithm, partDigests };
+  const e: ExpectedObject = { size: parts.reduce((a, p) => a + p.size, 0), algorithm, partDigests };
   // The multipart ETag needs every part's MD5; parts proven by their checksum alone have none.
-  if (etagIsMd5 && md5s.length === plan.partCount) e.partMd5Hex = md5s;
+  if (etagIsMd5 && md5s.length === parts.length) e.partMd5Hex = md5s;
   return e;
 }
 

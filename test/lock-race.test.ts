@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { readFile, readdir, utimes, writeFile } from 'node:fs/promises';
+import { readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { PausedError, Upload, UploadLockedError } from '../src/index.ts';
 import { abortUploads } from '../src/inspect.ts';
-import { acquireLock } from '../src/journal.ts';
+import { LOCK_HEARTBEAT_MS, LOCK_STALE_MS, acquireLock } from '../src/lock.ts';
 import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
 import { emulatorClient } from './emulator/client.ts';
 import { S3Emulator } from './emulator/server.ts';
@@ -38,7 +38,7 @@ test(`lock: ${RACERS} real processes racing over ${ROUNDS} locks left by a dead 
   const start = Date.now() + 2500; // every racer has loaded by then
   const script = `
     import { appendFileSync } from 'node:fs';
-    import { acquireLock } from ${JSON.stringify(new URL('../src/journal.ts', import.meta.url).href)};
+    import { acquireLock } from ${JSON.stringify(new URL('../src/lock.ts', import.meta.url).href)};
     const won = [];
     for (let r = 0; r < ${ROUNDS}; r++) {
       const at = ${start} + r * ${STEP_MS};
@@ -80,7 +80,7 @@ test(`lock: ${RACERS} real processes racing over ${ROUNDS} locks left by a dead 
   }
 });
 
-test('lock: release removes only its own lock; a lock file is never empty or torn', async () => {
+test('lock: release removes only its own lock', async () => {
   const dir = await tempDir();
   const p = join(dir, 'j.json');
   const release = await acquireLock(p, {});
@@ -91,6 +91,37 @@ test('lock: release removes only its own lock; a lock file is never empty or tor
   await writeFile(`${p}.lock`, other);
   await release();
   assert.equal(await readFile(`${p}.lock`, 'utf8'), other, 'not removed: it is not ours');
+});
+
+test('lock: a reader never finds a lock file empty or torn, however its read falls against acquisitions, takeovers and releases', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  const dead = deadPid();
+  let reads = 0;
+  const bad: string[] = [];
+  let running = true;
+  const reader = (async () => {
+    while (running) {
+      const text = await readFile(`${p}.lock`, 'utf8').catch(() => undefined);
+      if (text === undefined) continue;
+      reads++;
+      try {
+        if (typeof JSON.parse(text).nonce !== 'string') bad.push(text);
+      } catch {
+        bad.push(text);
+      }
+    }
+  })();
+  for (let i = 0; i < 40; i++) {
+    if (i % 2) await writeFile(`${p}.lock`, JSON.stringify({ pid: dead, host: hostname(), startedAt: 'then', nonce: `dead-${i}` }));
+    const release = await acquireLock(p, {});
+    await new Promise((r) => setTimeout(r, 2));
+    await release();
+  }
+  running = false;
+  await reader;
+  assert.ok(reads > 20, `${reads} reads landed on a lock file`);
+  assert.deepEqual(bad, [], 'every read found a whole lock');
 });
 
 test('lock: abort takes the lock, so it cannot pull an upload from under a running process', async () => {
@@ -126,10 +157,15 @@ test('lock: a dead holder whose takeover a live process has claimed is not taken
   const p = join(dir, 'j.json');
   const dead = deadPid();
   await writeFile(`${p}.lock`, JSON.stringify({ pid: dead, host: hostname(), startedAt: 'then', nonce: 'dead-1' }));
-  // A live process (this one, another acquisition) holds the claim on that dead lock, mid-takeover.
-  const claim = JSON.stringify({ pid: process.pid, host: hostname(), startedAt: 'now', nonce: 'live-claimer' });
+  // A live process holds the claim on that dead lock, mid-takeover.
+  const live = spawn('sleep', ['60'], { stdio: 'ignore' });
+  const claim = JSON.stringify({ pid: live.pid, host: hostname(), startedAt: 'now', nonce: 'live-claimer' });
   await writeFile(`${p}.lock.claim-dead-1`, claim);
-  await assert.rejects(acquireLock(p, {}), UploadLockedError);
+  try {
+    await assert.rejects(acquireLock(p, {}), UploadLockedError);
+  } finally {
+    live.kill();
+  }
   assert.equal(await readFile(`${p}.lock.claim-dead-1`, 'utf8'), claim, 'the live claim is left alone');
   // The claimer dies too: its claim is stale in turn, and the lock is taken over.
   await writeFile(`${p}.lock.claim-dead-1`, JSON.stringify({ pid: dead, host: hostname(), startedAt: 'then', nonce: 'dead-claimer' }));
@@ -166,4 +202,46 @@ test('lock: Upload.abort() takes the lock as well', async () => {
   } finally {
     await emu.close();
   }
+});
+
+test('lock: a restarted container is PID 1 again: a lock naming the caller\'s own PID with another nonce is an earlier life of that PID (stale); one from another boot is stale; this process\'s own held lock is live', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  // This PID, a nonce this process never held: the holder died and the PID came round again.
+  await writeFile(`${p}.lock`, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: 'before the restart', nonce: 'earlier-life' }));
+  const r1 = await acquireLock(p, {});
+  await assert.rejects(acquireLock(p, {}), UploadLockedError, 'a lock this process holds is live');
+  await r1();
+  // A live PID, but recorded under another boot of this machine: nothing from then runs now.
+  await writeFile(`${p}.lock`, JSON.stringify({ pid: process.ppid, host: hostname(), startedAt: 'yesterday', nonce: 'old-boot', bootId: 'another-boot' }));
+  await (await acquireLock(p, {}))();
+});
+
+test('lock: a holder in another PID namespace of this host is judged by its heartbeat: silent for LOCK_STALE_MS it is stale; touched while watched it is live', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  const pidNs = 'pid:[1]'; // not this process's namespace
+  const other = { pid: 1, host: hostname(), startedAt: 'x', nonce: 'container', pidNs };
+  await writeFile(`${p}.lock`, JSON.stringify(other));
+  const silent = new Date(Date.now() - LOCK_STALE_MS - 1000);
+  await utimes(`${p}.lock`, silent, silent);
+  await (await acquireLock(p, {}))();
+  await writeFile(`${p}.lock`, JSON.stringify(other));
+  const recent = new Date(Date.now() - LOCK_STALE_MS + 1500);
+  await utimes(`${p}.lock`, recent, recent);
+  const beat = setTimeout(() => void utimes(`${p}.lock`, new Date(), new Date()), 500);
+  await assert.rejects(acquireLock(p, {}), UploadLockedError, 'its heartbeat moved while watched');
+  clearTimeout(beat);
+});
+
+test('lock: a held lock\'s file is touched while held (its heartbeat), and not after release', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  const release = await acquireLock(p, {});
+  const old = new Date(Date.now() - 60_000);
+  await utimes(`${p}.lock`, old, old);
+  await new Promise((r) => setTimeout(r, LOCK_HEARTBEAT_MS + 500));
+  assert.ok((await stat(`${p}.lock`)).mtimeMs > Date.now() - LOCK_HEARTBEAT_MS - 1000, 'touched');
+  await release();
+  await assert.rejects(stat(`${p}.lock`), { code: 'ENOENT' });
 });

@@ -12,12 +12,46 @@ import { S3RequestError } from '../src/errors.ts';
 import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
 import { wrapPort } from './helpers/ports.ts';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { guessContentType, objectSettings, settingsDiff, settingsProblems, taggingHeader } from '../src/object-settings.ts';
+import { compareSettings, guessContentType, objectSettings, sameKmsKey, settingsDiff, settingsProblems, taggingHeader } from '../src/object-settings.ts';
 import { cliEnv, jsonLines, runCli } from './helpers/cli.ts';
 import { uploadThenPause } from './helpers/pause.ts';
 import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
 
 const MiB = 1024 * 1024;
+
+test('sameKmsKey: a key id against the ARN S3 names; other ARNs are other keys; an alias cannot be compared', () => {
+  const arn = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab';
+  const rows: [string, string | undefined, ReturnType<typeof sameKmsKey>][] = [
+    [arn, arn, 'same'],
+    ['1234abcd-12ab', arn, 'same'],
+    ['9999-other', arn, 'different'],
+    ['arn:aws:kms:eu-west-1:444455556666:key/1234abcd-12ab', arn, 'different'],
+    ['alias/backups', arn, 'unknown'],
+    ['arn:aws:kms:eu-west-1:111122223333:alias/backups', arn, 'unknown'],
+    ['1234abcd-12ab', undefined, 'unknown'],
+  ];
+  for (const [asked, named, want] of rows) assert.equal(sameKmsKey(asked, named), want, `${asked} vs ${named}`);
+});
+
+test('compareSettings: defaults count (no tags, private, no metadata); a longer retention holds; what cannot be read is unknown, never proof', () => {
+  const owner = 'o1';
+  const privateAcl = { ownerId: owner, grants: [{ grantee: { type: 'user', id: owner }, permission: 'FULL_CONTROL' }] };
+  const publicAcl = { ownerId: owner, grants: [...privateAcl.grants, { grantee: { type: 'group', uri: 'http://acs.amazonaws.com/groups/global/AllUsers' }, permission: 'READ' }] };
+  const seen = { contentType: 'application/x-tar', metadata: { Host: 'db1' }, tags: { team: 'ops' }, acl: privateAcl };
+  const wanted = { contentType: 'application/x-tar', metadata: { host: 'db1' }, tags: { team: 'ops' } };
+  assert.deepEqual(compareSettings(wanted, seen), { differs: [], unknown: [] });
+  assert.match(compareSettings({ ...wanted, tags: { team: 'x' } }, seen).differs.join(), /^tags:/);
+  assert.match(compareSettings({ contentType: 'application/x-tar', tags: { team: 'ops' } }, seen).differs.join(), /^metadata:/, 'fewer settings asked: the metadata there differs');
+  assert.match(compareSettings({ ...wanted, acl: 'public-read' }, seen).differs.join(), /^acl:/);
+  assert.deepEqual(compareSettings({ ...wanted, acl: 'public-read' }, { ...seen, acl: publicAcl }), { differs: [], unknown: [] });
+  assert.match(compareSettings({ ...wanted, acl: 'bucket-owner-full-control' }, seen).unknown.join(), /^acl/);
+  assert.match(compareSettings(wanted, { ...seen, tags: undefined }).unknown.join(), /^tags/);
+  assert.match(compareSettings(wanted, { ...seen, acl: undefined }).unknown.join(), /^acl/);
+  const lock = { ...wanted, objectLockMode: 'GOVERNANCE' as const, objectLockRetainUntil: '2027-01-01T00:00:00.000Z' };
+  assert.deepEqual(compareSettings(lock, { ...seen, objectLockMode: 'GOVERNANCE', objectLockRetainUntil: new Date('2027-02-01T00:00:00Z') }), { differs: [], unknown: [] });
+  assert.match(compareSettings(lock, { ...seen, objectLockMode: 'GOVERNANCE', objectLockRetainUntil: new Date('2026-12-31T00:00:00Z') }).differs.join(), /objectLockRetainUntil/);
+  assert.match(compareSettings({ ...wanted, serverSideEncryption: 'aws:kms', sseKmsKeyId: 'k-a' }, { ...seen, serverSideEncryption: 'aws:kms', sseKmsKeyId: 'arn:aws:kms:r:1:key/k-b' }).differs.join(), /sseKmsKeyId/);
+});
 
 test('guessContentType: from the extension, case-insensitive, octet-stream when unknown', () => {
   const rows: [string, string][] = [
@@ -285,7 +319,7 @@ test('with object settings asked for, nothing unprovable passes: an unrecorded j
   const gone = { ...base, key: 'twin', stateDir: join(dir, 'twin2'), tags: { retain: '7y' } };
   const { uploadId } = await uploadThenPause(gone, 1);
   await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'twin', UploadId: uploadId }));
-  await assert.rejects(createUpload(gone).done(), (e: { code?: string; message?: string }) => e.code === 'UPLOAD_GONE' && /settings cannot be checked/.test(e.message ?? ''));
+  await assert.rejects(createUpload(gone).done(), (e: { code?: string; message?: string }) => e.code === 'UPLOAD_GONE' && /carries other object settings \(tags/.test(e.message ?? ''));
   const tags = (await s3.send(new GetObjectTaggingCommand({ Bucket: bucket, Key: 'twin' }))).TagSet ?? [];
   assert.deepEqual(tags, []);
 

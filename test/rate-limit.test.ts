@@ -60,27 +60,31 @@ test('maxBytesPerSecond below one 64 KiB slice per second is refused up front', 
   );
 });
 
-test('a 100 MiB upload capped at 20 MiB/s takes 5 s ± 10% on RGW, and the progress rate says so', async () => {
+// A cap is a ceiling: the upload is never faster than it, however idle or busy the machine (a busy
+// one only makes it slower, which proves nothing here). That the cap is reached is the fake-clock
+// tests' to show above, and the benchmark's to measure on the real server.
+test('a 100 MiB upload capped at 20 MiB/s on RGW never goes faster than the cap: not in total, not at any moment, not in the progress rate', async () => {
   loadS3Env();
   const bucket = await makeBucket('pw-rate');
   const dir = await tempDir();
   const f = await randomFile(dir, 100 * MiB);
   const up = createUpload({ file: f.path, bucket, key: 'capped.bin', stateDir: dir, partSize: 8 * MiB, concurrency: 4, maxBytesPerSecond: 20 * MiB });
-  let lastRate = 0;
+  let maxRate = 0;
   let maxSentAhead = 0;
   up.on('progress', (p) => {
-    if (p.phase === 'upload' && p.elapsedMs > 1000) lastRate = p.bytesPerSecond;
+    if (p.phase === 'upload' && p.elapsedMs > 1000) maxRate = Math.max(maxRate, p.bytesPerSecond);
     maxSentAhead = Math.max(maxSentAhead, p.bytesSent - (p.elapsedMs / 1000) * 20 * MiB);
   });
   const t0 = performance.now();
   const r = await up.done();
   const s = (performance.now() - t0) / 1000;
-  assert.ok(s >= 4.5 && s <= 5.5, `took ${s.toFixed(2)} s`);
+  // 100 MiB at 20 MiB/s, less the bucket (at most 1 MiB, 50 ms of the rate) that may go at once.
+  assert.ok(s >= (100 - 1) / 20, `took ${s.toFixed(2)} s: faster than the cap`);
   assert.equal(r.bytesSent, 100 * MiB);
   assert.equal(sha256(await getObjectBytes(bucket, 'capped.bin')), f.sha256);
   // Smooth, not bursts: never more than the bucket (1 MiB at this rate) plus the slices in flight ahead of the cap.
   assert.ok(maxSentAhead <= 1.5 * MiB, `sent ${(maxSentAhead / MiB).toFixed(2)} MiB ahead of the cap at some point`);
-  assert.ok(Math.abs(lastRate / (20 * MiB) - 1) < 0.15, `progress said ${(lastRate / MiB).toFixed(1)} MiB/s`);
+  assert.ok(maxRate <= 20 * MiB * 1.05, `progress said ${(maxRate / MiB).toFixed(1)} MiB/s`);
 });
 
 test('a paced part that takes longer than the request timeout still completes: the timeout is for a silent socket, not a deadline', async () => {

@@ -12,7 +12,7 @@ import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { StreamUpload } from '../src/index.ts';
 import { SdkS3Port, createS3Client, toS3RequestError } from '../src/s3-adapter.ts';
 import { S3RequestError } from '../src/errors.ts';
-import { BIN, cliEnv, jsonLines } from './helpers/cli.ts';
+import { BIN, cliEnv, jsonLines, runCliPiped } from './helpers/cli.ts';
 import { wrapPort } from './helpers/ports.ts';
 import { getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
 
@@ -114,17 +114,7 @@ test('CLI: `cat file | partwise upload - s3://…` uploads standard input and ve
   const dir = await tempDir();
   const f = await randomFile(dir, 12 * MiB + 3);
   const env = cliEnv(dir);
-  const run = (args: string[]) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.stdin.on('error', () => undefined); // a usage error exits before reading: EPIPE is expected
-      createReadStream(f.path).pipe(child.stdin); // a pipe: no size to plan from
-      child.on('exit', (code) => resolve({ code, stdout, stderr }));
-    });
+  const run = (args: string[]) => runCliPiped(args, env, createReadStream(f.path));
   const r = await run(['upload', '-', `s3://${bucket}/piped.bin`, '--part-size', '5MiB', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const done = jsonLines(r.stdout).at(-1)!;
@@ -212,4 +202,50 @@ test('a stop while a part is on its way (the producer faster than the network) i
     yield randomBytes(6 * MiB);
   })();
   await assert.rejects(new StreamUpload({ s3: failing, source: src2, bucket, key: 'inflight2', partSize: 5 * MiB, retry: { maxAttempts: 1 } }).done(), (e: { code?: string; causeCode?: string }) => e.code === 'STREAM_FAILED' && e.causeCode === 'PART_FAILED');
+});
+
+test('a stream cut short (or longer than said) with an expected size fails, its upload aborted, and the good object at the key is untouched; --max-size is a bound a shorter stream may stay under', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream');
+  const s3 = new SdkS3Port(createS3Client());
+  const good = randomBytes(3 * MiB);
+  await new StreamUpload({ s3, source: piped(good).source, bucket, key: 'nightly.dump', partSize: MiB, minPartSize: 1 }).done();
+  const cut = randomBytes(MiB); // the producer died after 1 MB of a 20 MiB dump
+  for (const [data, expectedSize] of [
+    [cut, 20 * MiB],
+    [randomBytes(3 * MiB + 5), 2 * MiB], // more than said: another stream than the one expected
+  ] as const) {
+    await assert.rejects(new StreamUpload({ s3, source: piped(data).source, bucket, key: 'nightly.dump', partSize: MiB, minPartSize: 1, expectedSize }).done(), (e: { code?: string; causeCode?: string; message?: string }) => {
+      assert.equal(e.code, 'STREAM_FAILED');
+      assert.equal(e.causeCode, 'STREAM_SIZE_MISMATCH');
+      assert.match(e.message ?? '', /max-size/);
+      return true;
+    });
+    assert.equal(await openUploads(bucket), 0, 'aborted');
+    assert.equal(sha256(await getObjectBytes(bucket, 'nightly.dump')), sha256(good), 'the good object is still there');
+  }
+  const r = await new StreamUpload({ s3, source: piped(cut).source, bucket, key: 'bounded', partSize: MiB, minPartSize: 1, maxSize: 20 * MiB }).done();
+  assert.equal(r.size, cut.length);
+  assert.equal(sha256(await getObjectBytes(bucket, 'bounded')), sha256(cut));
+});
+
+test('CLI: a stream shorter than --expected-size exits 1 and replaces nothing; `upload - s3://bucket/folder/` is refused (a stream has no name), a file to such a URL goes under its own name', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream-cli');
+  const dir = await tempDir();
+  const f = await randomFile(dir, 2 * MiB, 'report.csv');
+  const env = cliEnv(dir);
+  const run = (args: string[], input: Buffer) => runCliPiped(args, env, input);
+  const ok = await run(['upload', '-', `s3://${bucket}/db.dump`], f.bytes);
+  assert.equal(ok.code, 0, ok.stderr);
+  const short = await run(['upload', '-', `s3://${bucket}/db.dump`, '--expected-size', '20MiB'], f.bytes.subarray(0, MiB));
+  assert.equal(short.code, 1, short.stderr);
+  assert.match(short.stderr, /STREAM_FAILED.*STREAM_SIZE_MISMATCH/);
+  assert.equal(sha256(await getObjectBytes(bucket, 'db.dump')), f.sha256, 'the good object stays');
+  const folder = await run(['upload', '-', `s3://${bucket}/backups/`], f.bytes);
+  assert.equal(folder.code, 2, folder.stderr);
+  const file = await new Promise<number | null>((resolve) => spawn(process.execPath, [BIN, 'upload', f.path, `s3://${bucket}/backups/`], { env, stdio: 'ignore' }).on('exit', resolve));
+  assert.equal(file, 0);
+  assert.equal(sha256(await getObjectBytes(bucket, 'backups/report.csv')), f.sha256, 'aws s3 cp\'s rule: the file\'s name appended');
+  await assert.rejects(getObjectBytes(bucket, 'backups/'), 'no object named "backups/"');
 });

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { before, test } from 'node:test';
+import { CompleteMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, UploadPartCommand } from '@aws-sdk/client-s3';
+import { verifyObject } from '../src/inspect.ts';
+import { SdkS3Port, createS3Client } from '../src/s3-adapter.ts';
+import { emulatorClient } from './emulator/client.ts';
+import { S3Emulator } from './emulator/server.ts';
+import { tempDir } from './helpers/s3.ts';
 import { createHasher, loadHashers } from '../src/checksums.ts';
 import type { HeadOutput } from '../src/s3-port.ts';
 import { expectedValues, judgeObject, judgeParts, provesBytes, type ExpectedObject } from '../src/verify-object.ts';
@@ -85,4 +93,63 @@ test('provesBytes: size alone never proves an object', () => {
   assert.equal(provesBytes({ level: 'size', checks: ['size 207'], mismatches: [] }), false);
   assert.equal(provesBytes({ level: 'multipart-etag', checks: ['ETag x'], mismatches: [] }), true);
   assert.equal(provesBytes({ level: 'full-object-checksum', checks: ['c'], mismatches: ['size: server 1, local 2'] }), false);
+});
+
+test('verify learns every part\'s size (not part 1\'s times N): an object with unequal parts is proven by its ETag and checksum; where sizes cannot be learned, never "does not match" on a guess', async () => {
+  const emu = await S3Emulator.start({ minPartSize: 1024 });
+  try {
+    const sdk = emulatorClient(emu.endpoint);
+    await sdk.send(new CreateBucketCommand({ Bucket: 'uneq' }));
+    const dir = await tempDir();
+    const sizes = [6000, 4000, 5000];
+    const bytes = randomBytes(sizes.reduce((a, b) => a + b, 0));
+    const file = join(dir, 'f.bin');
+    await writeFile(file, bytes);
+    const b64 = (alg: 'CRC32C', data: Buffer) => {
+      const h = createHasher(alg);
+      h.update(data);
+      return h.digest().toString('base64');
+    };
+    // Another tool's upload, with parts of its own sizes.
+    const put = async (key: string, type: 'FULL_OBJECT' | 'COMPOSITE' | null) => {
+      const { UploadId } = await sdk.send(new CreateMultipartUploadCommand({ Bucket: 'uneq', Key: key, ...(type ? { ChecksumAlgorithm: 'CRC32C' as const, ChecksumType: type } : {}) }));
+      const parts = [];
+      let off = 0;
+      for (const [i, size] of sizes.entries()) {
+        const data = bytes.subarray(off, off + size);
+        off += size;
+        const crc = b64('CRC32C', data);
+        const r = await sdk.send(new UploadPartCommand({ Bucket: 'uneq', Key: key, UploadId, PartNumber: i + 1, Body: data, ...(type ? { ChecksumCRC32C: crc } : {}) }));
+        parts.push({ PartNumber: i + 1, ETag: r.ETag!, ...(type ? { ChecksumCRC32C: crc } : {}) });
+      }
+      await sdk.send(new CompleteMultipartUploadCommand({ Bucket: 'uneq', Key: key, UploadId, MultipartUpload: { Parts: parts } }));
+    };
+    await put('full', 'FULL_OBJECT');
+    await put('composite', 'COMPOSITE');
+    await put('plain', null);
+    const s3 = new SdkS3Port(createS3Client({ endpoint: emu.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' } }));
+    // (No checksum asked: the server applied its default, CRC64NVME of the whole object, as AWS does.)
+    for (const [key, level] of [['full', 'full-object-checksum'], ['composite', 'composite-checksum'], ['plain', 'full-object-checksum']] as const) {
+      const r = await verifyObject(s3, { file, bucket: 'uneq', key });
+      assert.deepEqual(r.mismatches, [], key);
+      assert.equal(r.proven, true, `${key}: ${r.why}`);
+      assert.equal(r.level, level, key);
+      assert.equal(r.partCount, 3);
+      assert.ok(r.checks.some((c) => c.startsWith('ETag ')), `${key}: the multipart ETag of the learned layout matches: ${r.checks.join('; ')}`);
+    }
+    // Part sizes that cannot be learned (HEAD of a part refused, no part list): the full-object CRC
+    // still proves the object; nothing else is called a mismatch.
+    await emu.withFault({ op: 'HeadObject', partNumber: 2, times: 1000, action: { type: 'error', status: 403, code: 'AccessDenied' } }, async () => {
+      const full = await verifyObject(s3, { file, bucket: 'uneq', key: 'full' });
+      assert.equal(full.proven, true);
+      assert.deepEqual(full.mismatches, []);
+      // No part list for it either (no checksum was asked): its ETag cannot be computed, and is not called a mismatch.
+      const plain = await verifyObject(s3, { file, bucket: 'uneq', key: 'plain' });
+      assert.deepEqual(plain.mismatches, [], 'an ETag that depends on an unknown layout is not a mismatch');
+      assert.equal(plain.proven, true, 'the full-object CRC needs no layout');
+      assert.ok(!plain.checks.some((c) => c.startsWith('ETag ')));
+    });
+  } finally {
+    await emu.close();
+  }
 });

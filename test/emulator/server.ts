@@ -19,6 +19,8 @@ export type OpName =
   | 'HeadObject'
   | 'GetObject'
   | 'GetObjectAttributes'
+  | 'GetObjectTagging'
+  | 'GetObjectAcl'
   | 'PutObject'
   | 'DeleteObject';
 
@@ -64,6 +66,10 @@ interface MpUpload {
   type: 'COMPOSITE' | 'FULL_OBJECT' | null;
   sseCKeyMd5?: string;
   kms: boolean;
+  /** the KMS key, as S3 names it (an ARN) */
+  kmsKeyId?: string;
+  /** the object headers given at create (Content-Type, x-amz-meta-*, …), as HEAD returns them */
+  headers: Record<string, string>;
   parts: Map<number, StoredPart>;
   initiated: Date;
 }
@@ -78,6 +84,8 @@ interface StoredObject {
   partsCount: number;
   sseCKeyMd5?: string;
   kms: boolean;
+  kmsKeyId?: string;
+  headers: Record<string, string>;
   /** checksums listed per part only when the upload chose an algorithm */
   explicitAlgorithm: boolean;
 }
@@ -212,6 +220,8 @@ export class S3Emulator {
     if (method === 'DELETE' && q.has('uploadId')) return 'AbortMultipartUpload';
     if (method === 'HEAD') return 'HeadObject';
     if (method === 'GET' && q.has('attributes')) return 'GetObjectAttributes';
+    if (method === 'GET' && q.has('tagging')) return 'GetObjectTagging';
+    if (method === 'GET' && q.has('acl')) return 'GetObjectAcl';
     if (method === 'GET') return 'GetObject';
     if (method === 'PUT') return 'PutObject';
     if (method === 'DELETE') return 'DeleteObject';
@@ -304,9 +314,10 @@ export class S3Emulator {
         if (alg === 'CRC64NVME' && typeHeader === 'COMPOSITE') throw new S3Error(400, 'InvalidRequest', 'The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm.');
         const type = alg ? ((typeHeader as 'COMPOSITE' | 'FULL_OBJECT' | undefined) ?? (alg === 'CRC64NVME' ? 'FULL_OBJECT' : 'COMPOSITE')) : null;
         const uploadId = randomBytes(24).toString('base64url');
-        const u: MpUpload = { bucket: c.bucket, key: c.key, uploadId, algorithm: alg, type, kms: (h['x-amz-server-side-encryption'] as string | undefined)?.startsWith('aws:kms') ?? false, parts: new Map(), initiated: new Date() };
+        const u: MpUpload = { bucket: c.bucket, key: c.key, uploadId, algorithm: alg, type, kms: (h['x-amz-server-side-encryption'] as string | undefined)?.startsWith('aws:kms') ?? false, headers: objectHeaders(h), parts: new Map(), initiated: new Date() };
         const ssec = sseC(c.req);
         if (ssec) u.sseCKeyMd5 = ssec;
+        if (u.kms) u.kmsKeyId = kmsArn(h['x-amz-server-side-encryption-aws-kms-key-id'] as string | undefined);
         this.uploads.set(uploadId, u);
         const headers: Record<string, string> = {};
         if (alg) {
@@ -393,7 +404,7 @@ export class S3Emulator {
       case 'GetObject': {
         const o = this.object(c.bucket, c.key);
         if (o.sseCKeyMd5 && sseC(c.req) !== o.sseCKeyMd5) throw new S3Error(400, 'InvalidRequest', 'The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.');
-        const headers: Record<string, string> = { etag: `"${o.etag}"`, 'last-modified': new Date().toUTCString(), ...sseHeaders(o) };
+        const headers: Record<string, string> = { ...o.headers, etag: `"${o.etag}"`, 'last-modified': new Date().toUTCString(), ...sseHeaders(o) };
         const partNumber = c.q.get('partNumber');
         const mode = String(h['x-amz-checksum-mode'] ?? '').toUpperCase() === 'ENABLED' && this.options.headChecksums !== false;
         let data = o.data;
@@ -412,7 +423,7 @@ export class S3Emulator {
           headers['x-amz-checksum-type'] = o.type;
         }
         headers['content-length'] = String(data.length);
-        return op === 'HeadObject' ? { headers } : { headers: { ...headers, 'content-type': 'application/octet-stream' }, raw: data };
+        return op === 'HeadObject' ? { headers } : { headers, raw: data };
       }
       case 'GetObjectAttributes': {
         const o = this.object(c.bucket, c.key);
@@ -436,10 +447,16 @@ export class S3Emulator {
         if (wanted.includes('ObjectSize')) body += el('ObjectSize', o.data.length);
         return { body: body + '</GetObjectAttributesResponse>' };
       }
+      case 'GetObjectTagging':
+        this.object(c.bucket, c.key);
+        return { body: '<Tagging><TagSet></TagSet></Tagging>' };
+      case 'GetObjectAcl':
+        this.object(c.bucket, c.key);
+        return { body: `<AccessControlPolicy><Owner><ID>${OWNER}</ID></Owner><AccessControlList><Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser"><ID>${OWNER}</ID></Grantee><Permission>FULL_CONTROL</Permission></Grant></AccessControlList></AccessControlPolicy>` };
       case 'PutObject': {
         const b = this.bucket(c.bucket);
         const cs = await digestB64('CRC64NVME', c.body);
-        b.set(c.key, { data: c.body, etag: md5Hex(c.body), algorithm: 'CRC64NVME', type: 'FULL_OBJECT', checksum: cs, parts: [{ size: c.body.length }], partsCount: 1, kms: false, explicitAlgorithm: false });
+        b.set(c.key, { data: c.body, etag: md5Hex(c.body), algorithm: 'CRC64NVME', type: 'FULL_OBJECT', checksum: cs, parts: [{ size: c.body.length }], partsCount: 1, kms: false, headers: objectHeaders(h), explicitAlgorithm: false });
         return { headers: { etag: `"${md5Hex(c.body)}"` } };
       }
       case 'DeleteObject':
@@ -510,6 +527,8 @@ export class S3Emulator {
       parts: await Promise.all(parts.map(async (p) => ({ size: p.data.length, ...(u.algorithm ? { checksum: await digestB64(u.algorithm, p.data) } : {}) }))),
       partsCount: parts.length,
       kms: u.kms,
+      ...(u.kmsKeyId ? { kmsKeyId: u.kmsKeyId } : {}),
+      headers: u.headers,
       explicitAlgorithm: u.algorithm !== null,
     };
     if (u.sseCKeyMd5) obj.sseCKeyMd5 = u.sseCKeyMd5;
@@ -572,9 +591,28 @@ function sseC(req: IncomingMessage): string | undefined {
   return md5;
 }
 
-function sseHeaders(x: { kms: boolean; sseCKeyMd5?: string }): Record<string, string> {
+/** The headers an object keeps from its create request; S3's default type when none was given. */
+function objectHeaders(h: IncomingMessage['headers']): Record<string, string> {
+  const out: Record<string, string> = { 'content-type': 'binary/octet-stream' };
+  for (const [k, v] of Object.entries(h)) {
+    if (typeof v === 'string' && (k.startsWith('x-amz-meta-') || ['content-type', 'cache-control', 'content-encoding', 'content-disposition'].includes(k))) out[k] = v;
+  }
+  return out;
+}
+
+/** The account every object here belongs to. */
+const OWNER = 'emulator-owner';
+
+/** S3 names a KMS key by its key ARN, whatever form it was given in (an alias resolves to its key); with none given, the account's default key. */
+function kmsArn(given: string | undefined): string {
+  if (given?.startsWith('arn:') && given.includes(':key/')) return given;
+  const alias = given?.replace(/^arn:.*:alias\//, 'alias/');
+  return `arn:aws:kms:us-east-1:111122223333:key/${alias?.startsWith('alias/') ? `${alias.slice(6)}-key` : (given ?? 'default-key')}`;
+}
+
+function sseHeaders(x: { kms: boolean; kmsKeyId?: string; sseCKeyMd5?: string }): Record<string, string> {
   if (x.sseCKeyMd5) return { 'x-amz-server-side-encryption-customer-algorithm': 'AES256', 'x-amz-server-side-encryption-customer-key-md5': x.sseCKeyMd5 };
-  if (x.kms) return { 'x-amz-server-side-encryption': 'aws:kms' };
+  if (x.kms) return { 'x-amz-server-side-encryption': 'aws:kms', ...(x.kmsKeyId ? { 'x-amz-server-side-encryption-aws-kms-key-id': x.kmsKeyId } : {}) };
   return {};
 }
 

@@ -20,13 +20,23 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<CliRun> 
   return collect(process.execPath, [BIN, ...args], env);
 }
 
-function collect(cmd: string, argv: string[], env: NodeJS.ProcessEnv): Promise<CliRun> {
+/** The command with `input` on its standard input: a pipe (a stream has no size to plan from), or bytes written at once. */
+export function runCliPiped(args: string[], env: NodeJS.ProcessEnv, input: Buffer | NodeJS.ReadableStream): Promise<CliRun> {
+  return collect(process.execPath, [BIN, ...args], env, input);
+}
+
+function collect(cmd: string, argv: string[], env: NodeJS.ProcessEnv, input?: Buffer | NodeJS.ReadableStream): Promise<CliRun> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, argv, { env, stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    if (input) {
+      child.stdin!.on('error', () => undefined); // a usage error exits before reading: EPIPE is expected
+      if (Buffer.isBuffer(input)) child.stdin!.end(input);
+      else input.pipe(child.stdin!);
+    }
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
     child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
 }

@@ -9,8 +9,9 @@ type Method = Exclude<keyof S3Port, never>;
 /** Delegates every call to `inner`, except the methods given in `overrides`. */
 export function wrapPort(inner: S3Port, overrides: Partial<S3Port>): S3Port {
   const out = {} as Record<Method, unknown>;
-  for (const m of ['describeEndpoint', 'clientMaxAttempts', 'createMultipartUpload', 'uploadPart', 'putObject', 'listParts', 'completeMultipartUpload', 'abortMultipartUpload', 'headObject', 'listMultipartUploads', 'getObjectAttributes'] as const) {
-    out[m] = overrides[m] ?? (inner[m].bind(inner) as unknown);
+  for (const m of ['describeEndpoint', 'clientMaxAttempts', 'createMultipartUpload', 'uploadPart', 'putObject', 'listParts', 'completeMultipartUpload', 'abortMultipartUpload', 'headObject', 'listMultipartUploads', 'getObjectAttributes', 'getObjectTagging', 'getObjectAcl', 'putObjectRetention'] as const) {
+    const own = inner[m];
+    if (overrides[m] ?? own) out[m] = overrides[m] ?? (own!.bind(inner) as unknown);
   }
   return out as unknown as S3Port;
 }
