@@ -19,10 +19,10 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { AbortMultipartUploadCommand, DeleteObjectCommand, DeleteObjectsCommand, ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { createCRC32 } from 'hash-wasm';
-import { activeImplementations, createHasher, loadHashers } from '../src/checksums.ts';
+import { activeImplementations, createHasher, loadHashers } from '../src/core/checksums.ts';
 import { createUpload } from '../src/index.ts';
-import { journalBytesWritten } from '../src/journal.ts';
-import { allParts, planParts } from '../src/planner.ts';
+import { journalBytesWritten } from '../src/local/journal.ts';
+import { allParts, planParts } from '../src/core/planner.ts';
 import { uploadThenPause } from '../test/helpers/pause.ts';
 import { referenceDigest } from '../test/helpers/reference.ts';
 import { countingClient, loadS3Env, makeBucket, plainClient, tempDir } from '../test/helpers/s3.ts';
@@ -403,7 +403,7 @@ print();
 print(`| hashes | worker threads | GB/s | speed-up |`);
 print(`|---|---:|---:|---:|`);
 {
-  const { hashPartsInWorkers } = (await import(new URL('../dist/src/verify-pool.js', import.meta.url).href)) as typeof import('../src/verify-pool.ts');
+  const { hashPartsInWorkers } = (await import(new URL('../dist/src/local/verify-pool.js', import.meta.url).href)) as typeof import('../src/local/verify-pool.ts');
   const vParts = allParts(planParts(Math.min(verifyMiB, 1024) * MiB, { partSize: 16 * MiB }));
   for (const md5 of [false, true]) {
     let one = 0;

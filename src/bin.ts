@@ -5,7 +5,7 @@ import module from 'node:module';
 // temp folder; NODE_DISABLE_COMPILE_CACHE=1 turns it off): ~35 ms of every start, a twentieth of a
 // resume with little left to send. Enabled before anything else loads, so it covers all of it.
 (module as { enableCompileCache?: () => unknown }).enableCompileCache?.();
-const { main } = await import('./cli.ts');
+const { main } = await import('./cli/main.ts');
 
 // The SDK's notice about its future Node requirement is not for our users' terminals; other warnings stay.
 process.removeAllListeners('warning');

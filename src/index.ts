@@ -1,11 +1,11 @@
 /**
  * partwise: resumable S3 multipart uploads that verify every part before trusting it.
  */
-import { Upload } from './engine.ts';
-import { StreamUpload, type StreamUploadOptions } from './stream-upload.ts';
-import type { EngineOptions } from './options.ts';
-import { SdkS3Port, type ClientOptions } from './s3-adapter.ts';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { Upload } from './upload/engine.ts';
+import { StreamUpload, type StreamUploadOptions } from './jobs/stream-upload.ts';
+import type { EngineOptions } from './upload/options.ts';
+import { SdkS3Port, type ClientOptions } from './s3/adapter.ts';
+import type { S3Client } from './s3/adapter.ts';
 
 export type UploadOptions = Omit<EngineOptions, 's3'> &
   ClientOptions & {
@@ -37,17 +37,17 @@ export function uploadFile(options: UploadOptions) {
   return createUpload(options).done();
 }
 
-export { Upload, type StatusReport } from './engine.ts';
-export type { EngineOptions } from './options.ts';
-export { SdkS3Port, createS3Client, type ClientOptions } from './s3-adapter.ts';
-export type { S3Port, RequestOptions } from './s3-port.ts';
-export * from './errors.ts';
-export { planParts, DEFAULT_PART_SIZE, S3_MIN_PART_SIZE, S3_MAX_PART_SIZE, S3_MAX_PARTS, S3_MAX_OBJECT_SIZE, KiB, MiB, GiB, type PartPlan } from './planner.ts';
-export { reconcile, type ReconcileReport, type PartVerdict, type PartStatus, type RemotePart } from './reconcile.ts';
-export { DEFAULT_RETRY_POLICY, decideRetry, classifyError, type RetryPolicy } from './retry.ts';
-export { CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, type ChecksumAlgorithm, type ChecksumType } from './checksums.ts';
-export { defaultStateDir, type JournalData } from './journal.ts';
-export { RateLimiter } from './rate-limit.ts';
-export { StreamUpload, type StreamUploadOptions } from './stream-upload.ts';
-export { FolderJob, listFolder, type FolderJobOptions, type JobEntry, type JobSummary, type FileOutcome, type JobProgress, type JobEvents } from './folder-job.ts';
-export type { UploadEvents, UploadResult, ProgressSnapshot, PlanEvent, VerificationLevel, WarningCode, WarningEvent, Phase } from './events.ts';
+export { Upload, type StatusReport } from './upload/engine.ts';
+export type { EngineOptions } from './upload/options.ts';
+export { SdkS3Port, createS3Client, type ClientOptions } from './s3/adapter.ts';
+export type { S3Port, RequestOptions } from './s3/port.ts';
+export * from './core/errors.ts';
+export { planParts, DEFAULT_PART_SIZE, S3_MIN_PART_SIZE, S3_MAX_PART_SIZE, S3_MAX_PARTS, S3_MAX_OBJECT_SIZE, KiB, MiB, GiB, type PartPlan } from './core/planner.ts';
+export { reconcile, type ReconcileReport, type PartVerdict, type PartStatus, type RemotePart } from './core/reconcile.ts';
+export { DEFAULT_RETRY_POLICY, decideRetry, classifyError, type RetryPolicy } from './core/retry.ts';
+export { CHECKSUM_ALGORITHMS, DEFAULT_CHECKSUM_ALGORITHM, type ChecksumAlgorithm, type ChecksumType } from './core/checksums.ts';
+export { defaultStateDir, type JournalData } from './local/journal.ts';
+export { RateLimiter } from './core/rate-limit.ts';
+export { StreamUpload, type StreamUploadOptions } from './jobs/stream-upload.ts';
+export { FolderJob, listFolder, type FolderJobOptions, type JobEntry, type JobSummary, type FileOutcome, type JobProgress, type JobEvents } from './jobs/folder-job.ts';
+export type { UploadEvents, UploadResult, ProgressSnapshot, PlanEvent, VerificationLevel, WarningCode, WarningEvent, Phase, DiscoveryReport, CandidateReport, CandidateStatus } from './upload/events.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { Upload, type EngineOptions } from '../../src/engine.ts';
-import { PausedError } from '../../src/errors.ts';
-import { SdkS3Port, createS3Client } from '../../src/s3-adapter.ts';
+import { Upload, type EngineOptions } from '../../src/upload/engine.ts';
+import { PausedError } from '../../src/core/errors.ts';
+import { SdkS3Port, createS3Client } from '../../src/s3/adapter.ts';
 
 /**
  * Starts an upload and pauses it with its AbortSignal right after `afterParts` parts are

@@ -2,7 +2,7 @@
  * S3Port wrappers for tests: they sit between the engine and the real server (the SDK adapter
  * talking to RGW) to slow it down, observe it or make it fail on demand. No module is mocked.
  */
-import type { S3Port } from '../../src/s3-port.ts';
+import type { S3Port } from '../../src/s3/port.ts';
 
 type Method = Exclude<keyof S3Port, never>;
 

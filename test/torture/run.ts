@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { GetObjectCommand, ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
-import { readJournal } from '../../src/journal.ts';
+import { readJournal } from '../../src/local/journal.ts';
 import { mulberry32 } from '../helpers/fault-proxy.ts';
 
 export const MOMENTS = ['after-create', 'mid-part', 'journal-write', 'verify', 'complete-in-flight', 'after-complete', 'random'] as const;

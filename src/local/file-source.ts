@@ -1,0 +1,141 @@
+import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { loadHashers, type ChecksumAlgorithm } from '../core/checksums.ts';
+import { SourceChangedError, SourceUnreadableError, type ErrorContext } from '../core/errors.ts';
+import { computesMd5, digestBuffer, type LocalDigest } from '../core/hashing.ts';
+import { digestFileRange } from './file-hashing.ts';
+import type { PlannedPart } from '../core/planner.ts';
+import type { PartBody } from '../core/part-body.ts';
+
+/**
+ * Identifies the bytes a journal's parts came from; any change means the parts can't be trusted.
+ * ctime is in it because a rewrite in place can keep size and mtime (`touch -r`, tools that
+ * preserve times) but cannot set ctime back: the kernel moves it on every write.
+ */
+export interface SourceFingerprint {
+  path: string;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  dev: number;
+}
+
+export async function fingerprint(path: string): Promise<SourceFingerprint> {
+  try {
+    const real = await realpath(path);
+    const st = await stat(real, { bigint: true });
+    if (st.isDirectory()) throw new Error('it is a directory, and this takes one file (the command uploads a folder as a job: partwise upload <folder> s3://<bucket>/<prefix>/)');
+    if (!st.isFile()) throw new Error('it is not a regular file (a device, socket or pipe cannot be re-read to resume)');
+    // Nanosecond times as numbers of ms with the fraction: two writes in one millisecond differ.
+    const ms = (ns: bigint) => Number(ns / 1000n) / 1000;
+    return { path: real, size: Number(st.size), mtimeMs: ms(st.mtimeNs), ctimeMs: ms(st.ctimeNs), ino: Number(st.ino), dev: Number(st.dev) };
+  } catch (err) {
+    throw new SourceUnreadableError(path, err);
+  }
+}
+
+/**
+ * Lists how the file's contents may have changed between two fingerprints (empty when unchanged):
+ * size, modification time, and ctime, which every write and every replacement moves (a file moved
+ * over it, or copied with its times kept, has a new ctime). The inode and device are not in it: a
+ * remount (loop, LVM, USB, NFS, overlay) renumbers them for the same bytes; see `identityMoved`.
+ */
+export function fingerprintDifferences(was: SourceFingerprint, now: SourceFingerprint): string[] {
+  const out: string[] = [];
+  if (was.size !== now.size) out.push(`size ${was.size} → ${now.size}`);
+  if (was.mtimeMs !== now.mtimeMs) out.push(`modified ${new Date(was.mtimeMs).toISOString()} → ${new Date(now.mtimeMs).toISOString()}`);
+  else if (was.ctimeMs !== now.ctimeMs) out.push(`rewritten or re-attributed at ${new Date(now.ctimeMs).toISOString()} with its modification time kept`);
+  return out;
+}
+
+/**
+ * The same contents under another device or inode number (a remount): not a reason to refuse a
+ * resume, but one to trust nothing recorded of the file, so every part is verified from it again.
+ */
+export function identityMoved(was: SourceFingerprint, now: SourceFingerprint): boolean {
+  return was.ino !== now.ino || was.dev !== now.dev;
+}
+
+/**
+ * The one check that the file still holds the bytes a journal describes. Called before a resume
+ * trusts anything, when a part fails, and before Complete, so a change never yields a mixed object.
+ */
+export async function assertSourceUnchanged(was: SourceFingerprint, file: string, context: ErrorContext): Promise<void> {
+  const diffs = fingerprintDifferences(was, await fingerprint(file));
+  if (diffs.length) throw new SourceChangedError(file, diffs, context);
+}
+
+export async function openSource(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, 'r');
+  } catch (err) {
+    throw new SourceUnreadableError(path, err);
+  }
+}
+
+/** Reads exactly `length` bytes at `offset` (into `buf` when given, else a fresh buffer). */
+export async function readRange(fh: FileHandle, offset: number, length: number, buf: Buffer = Buffer.allocUnsafe(length)): Promise<Buffer> {
+  let done = 0;
+  while (done < length) {
+    // Reads stay well under 2 GiB: Node 20 aborts the process on a single read of 2^31 bytes or more.
+    const { bytesRead } = await fh.read(buf, done, Math.min(length - done, 1 << 30), offset + done);
+    if (bytesRead === 0) throw new Error(`unexpected end of file at offset ${offset + done} (the file shrank during the upload)`);
+    done += bytesRead;
+  }
+  return buf;
+}
+
+const SLICE = 1024 * 1024;
+
+/** A part body streamed from the file in 1 MiB reads; each call of `chunks` reads it afresh. */
+function fileRangeBody(fh: FileHandle, offset: number, length: number): PartBody {
+  return {
+    length,
+    async *chunks() {
+      let done = 0;
+      while (done < length) {
+        // A fresh buffer per slice: the HTTP layer may still hold the previous one.
+        const buf = Buffer.allocUnsafe(Math.min(SLICE, length - done));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, offset + done);
+        if (bytesRead === 0) throw new Error(`unexpected end of file at offset ${offset + done} (the file shrank during the upload)`);
+        done += bytesRead;
+        yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+      }
+    },
+  };
+}
+
+export interface PreparedPart {
+  body: PartBody;
+  digest: LocalDigest;
+}
+
+/**
+ * A part's bytes and digest, read inside its concurrency slot. Up to `streamAbove` bytes the part
+ * is held in memory (hashed and sent from one buffer, reused on a retry); above it, it is hashed in
+ * a first pass over the file and streamed from the file in a second, so memory does not grow with
+ * the part size. The server checks what it receives against the precomputed MD5 and checksum, so a
+ * change between the passes cannot slip through.
+ */
+export async function preparePart(
+  fh: FileHandle,
+  part: PlannedPart,
+  alg: ChecksumAlgorithm | null,
+  streamAbove: number,
+  from: { reuse?: PreparedPart; alloc?: (size: number) => Buffer; md5?: boolean } = {},
+): Promise<PreparedPart> {
+  const md5 = from.md5 !== false;
+  // Each run loads the hashers it uses, here where parts are hashed for sending (not all up front:
+  // CRC64NVME's WASM costs ~30 ms of every start that never uses it).
+  await loadHashers([alg ?? undefined, computesMd5(alg, md5) ? 'MD5' : undefined]);
+  if (part.size > streamAbove) {
+    return { body: fileRangeBody(fh, part.offset, part.size), digest: await digestFileRange(fh, part.offset, part.size, alg ?? undefined, undefined, undefined, md5) };
+  }
+  const prior = from.reuse && Buffer.isBuffer(from.reuse.body) && from.reuse.body.length === part.size ? from.reuse.body : undefined;
+  const buf = await readRange(fh, part.offset, part.size, prior ?? from.alloc?.(part.size));
+  return { body: buf, digest: digestBuffer(buf, alg ?? undefined, md5) };
+}
+
+export function sameDigest(a: LocalDigest, b: LocalDigest): boolean {
+  return a.md5Hex === b.md5Hex && (a.checksum === undefined ? b.checksum === undefined : b.checksum !== undefined && a.checksum.equals(b.checksum));
+}

@@ -1,0 +1,246 @@
+import assert from 'node:assert/strict';
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { before, describe, test } from 'node:test';
+import { ListPartsCommand } from '@aws-sdk/client-s3';
+import { AwsCrc32c } from '@aws-crypto/crc32c';
+import pLimit from 'p-limit';
+import { MiB, PausedError, Upload, createUpload, type PartwiseError, type ProgressSnapshot } from '../src/index.ts';
+import { SdkS3Port, createS3Client } from '../src/s3/adapter.ts';
+import { readJournal } from '../src/local/journal.ts';
+import { uploadThenPause } from './helpers/pause.ts';
+import { concurrencyProbe, slowParts, wrapPort } from './helpers/ports.ts';
+import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
+
+describe('uploads against the local RADOS Gateway', () => {
+  let bucket: string;
+  before(async () => {
+    loadS3Env();
+    bucket = await makeBucket('pw-upload');
+  });
+
+  test('parts above streamPartsAbove are streamed from the file (hashed first, then sent): RGW checks them and the object is identical', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 12 * MiB + 99);
+    const { client, counts } = countingClient();
+    const sent: number[] = [];
+    const up = createUpload({ client, file: f.path, bucket, key: 'stream/file.bin', partSize: 5 * MiB, stateDir: dir, streamPartsAbove: 1 * MiB });
+    up.on('part-sent', (e) => sent.push(e.bytes));
+    const r = await up.done();
+    assert.equal(sha256(await getObjectBytes(bucket, 'stream/file.bin')), f.sha256);
+    assert.equal(counts.UploadPart, 3);
+    assert.equal(r.verification.level, 'full-object-checksum');
+    assert.ok(Math.max(...sent) <= 1 * MiB, 'sent in slices of at most 1 MiB');
+    assert.equal(sent.reduce((a, b) => a + b, 0), f.bytes.length);
+  });
+
+  test('streamed parts hashed by WASM (CRC64NVME) at concurrency 8: a hasher held across reads is taken on demand, not from a fixed four', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 8 * 5 * MiB + 5);
+    const up = createUpload({ file: f.path, bucket, key: 'stream/crc64.bin', partSize: 5 * MiB, stateDir: dir, streamPartsAbove: 1 * MiB, concurrency: 8, checksumAlgorithm: 'CRC64NVME' });
+    const r = await up.done();
+    assert.equal(r.partsUploaded, 9);
+    assert.equal(r.verification.level, 'full-object-checksum');
+    assert.equal(sha256(await getObjectBytes(bucket, 'stream/crc64.bin')), f.sha256);
+  });
+
+  test('cheapest sufficient evidence: once RGW echoes part checksums, MD5 is not computed (no Content-MD5), and a resume verifies by checksum alone; with --checksum none MD5 stays', async () => {
+    for (const alg of ['CRC32C', 'none'] as const) {
+      const dir = await tempDir();
+      const f = await randomFile(dir, 4 * 5 * MiB + 77);
+      const key = `evidence/${alg}`;
+      const inner = new SdkS3Port(createS3Client());
+      const md5Sent: boolean[] = [];
+      const s3 = wrapPort(inner, {
+        uploadPart: (input, req, signal) => {
+          md5Sent.push(input.contentMd5 !== undefined);
+          return inner.uploadPart(input, req, signal);
+        },
+      });
+      const base = { s3, file: f.path, bucket, key, partSize: 5 * MiB, stateDir: dir, concurrency: 1, checksumAlgorithm: alg };
+      await uploadThenPause(base, 3);
+      if (alg === 'CRC32C') assert.deepEqual(md5Sent, [true, false, false], 'the first part learns that the server checks checksums');
+      else assert.deepEqual(md5Sent, [true, true, true]);
+      const up = new Upload(base);
+      let report: { hashing?: { md5: boolean }; verified: number[]; parts: { basis: string[] }[] } | undefined;
+      up.on('reconcile', (r) => (report = r));
+      const r = await up.done();
+      assert.deepEqual(report!.verified, [1, 2, 3]);
+      assert.equal(report!.hashing!.md5, alg === 'none', alg === 'none' ? 'MD5 is the only evidence' : 'checksums alone');
+      assert.deepEqual(report!.parts[1]!.basis, alg === 'none' ? ['etag'] : ['checksum']);
+      assert.equal(r.verification.level, alg === 'none' ? 'multipart-etag' : 'full-object-checksum');
+      assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256);
+    }
+  });
+
+  test('a failure forgetting the intent after Create is the upload\'s: plan named it, the error is resumable with its id, and the rerun resumes it', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 2 * 5 * MiB + 3);
+    const key = 'intent/remove-fails';
+    const inner = new SdkS3Port(createS3Client());
+    let created = '';
+    const s3 = wrapPort(inner, {
+      createMultipartUpload: async (input, req, signal) => {
+        const out = await inner.createMultipartUpload(input, req, signal);
+        created = out.uploadId;
+        // The intent written before Create becomes a folder with something in it: removing it fails.
+        const intent = (await readdir(dir)).find((n) => n.endsWith('.intent'))!;
+        await rm(join(dir, intent));
+        await mkdir(join(dir, intent, 'x'), { recursive: true });
+        return out;
+      },
+    });
+    const base = { s3, file: f.path, bucket, key, partSize: 5 * MiB, stateDir: dir };
+    const up = new Upload(base);
+    const planned: string[] = [];
+    up.on('plan', (e) => planned.push(e.uploadId));
+    up.on('error', () => {});
+    const err = await up.done().then(
+      () => assert.fail('removing the intent failed, yet the upload succeeded'),
+      (e: PartwiseError) => e,
+    );
+    assert.ok(created, 'Create ran');
+    assert.deepEqual(planned, [created], 'plan named the upload before the intent was forgotten');
+    assert.equal(err.code, 'UNEXPECTED');
+    assert.equal(err.resumable, true, err.message);
+    assert.equal(err.context.uploadId, created);
+    assert.match(err.message, /journal is kept/);
+    const journal = (await readdir(dir)).find((n) => n.endsWith('.json'))!;
+    assert.equal((await readJournal(join(dir, journal)))?.uploadId, created, 'the journal names the upload');
+    await rm(join(dir, (await readdir(dir)).find((n) => n.endsWith('.intent'))!), { recursive: true });
+    const r = await new Upload({ ...base, s3: inner }).done();
+    assert.equal(r.uploadId, created, 'the rerun resumed the same upload');
+    assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256);
+  });
+
+  test('cheapest evidence at concurrency: the other parts wait for the first part\'s answer, so only part 1 carries Content-MD5', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 6 * 5 * MiB);
+    const inner = new SdkS3Port(createS3Client());
+    const md5Sent = new Map<number, boolean>();
+    const s3 = wrapPort(inner, {
+      uploadPart: (input, req, signal) => {
+        md5Sent.set(input.partNumber, input.contentMd5 !== undefined);
+        return inner.uploadPart(input, req, signal);
+      },
+    });
+    const r = await new Upload({ s3, file: f.path, bucket, key: 'evidence/concurrent', partSize: 5 * MiB, stateDir: dir, concurrency: 6 }).done();
+    assert.equal(r.partCount, 6);
+    assert.deepEqual([...md5Sent].sort((a, b) => a[0] - b[0]).map(([, m]) => m), [true, false, false, false, false, false]);
+    assert.equal(sha256(await getObjectBytes(bucket, 'evidence/concurrent')), f.sha256);
+  });
+
+  test('a fresh upload of several parts: byte-identical object, exact request counts, full-object checksum verified', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 17 * MiB + 4321);
+    const { client, counts, partNumbers } = countingClient();
+    const up = createUpload({ client, file: f.path, bucket, key: 'fresh/file.bin', partSize: 5 * MiB, stateDir: dir, concurrency: 3 });
+    const snaps: ProgressSnapshot[] = [];
+    let completes = 0;
+    const done: number[] = [];
+    up.on('progress', (s) => snaps.push(s));
+    up.on('complete', () => completes++);
+    up.on('part-done', (e) => done.push(e.partNumber));
+    const r = await up.done();
+
+    assert.equal(sha256(await getObjectBytes(bucket, 'fresh/file.bin')), f.sha256, 'object bytes equal the file');
+    assert.deepEqual(counts, { CreateMultipartUpload: 1, UploadPart: 4, CompleteMultipartUpload: 1, HeadObject: 1 });
+    assert.deepEqual([...partNumbers].sort((a, b) => a - b), [1, 2, 3, 4]);
+    assert.deepEqual(done.sort((a, b) => a - b), [1, 2, 3, 4]);
+    assert.equal(r.partsUploaded, 4);
+    assert.equal(r.partsSkipped, 0);
+    assert.equal(r.bytesSent, f.bytes.length);
+    assert.equal(r.size, f.bytes.length);
+    assert.match(r.etag, /^[0-9a-f]{32}-4$/);
+    // The default algorithm is CRC32C; the server's value must equal an independent CRC of the file.
+    const ref = new AwsCrc32c();
+    ref.update(f.bytes);
+    assert.equal(r.checksumAlgorithm, 'CRC32C');
+    assert.equal(r.checksum, Buffer.from(await ref.digest()).toString('base64'));
+    assert.equal(r.verification.level, 'full-object-checksum');
+    assert.equal(completes, 1, 'complete fires exactly once');
+    assert.ok(snaps.length > 0);
+    for (const s of snaps) assert.ok(s.fractionDone <= 1 && s.bytesSent <= s.totalBytes, 'never above 100%');
+    assert.equal(snaps.at(-1)!.fractionDone, 1);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.json')), [], 'journal removed after success');
+  });
+
+  test('a 0-byte file becomes a 0-byte object', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 0);
+    const r = await createUpload({ client: plainClient(), file: f.path, bucket, key: 'empty', stateDir: dir }).done();
+    assert.equal(r.size, 0);
+    assert.equal(r.partCount, 1);
+    assert.equal((await getObjectBytes(bucket, 'empty')).length, 0);
+  });
+
+  test('checksums off: verified by Content-MD5 and the multipart ETag', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 11 * MiB);
+    const r = await createUpload({ client: plainClient(), file: f.path, bucket, key: 'md5-only', partSize: 5 * MiB, stateDir: dir, checksumAlgorithm: 'none' }).done();
+    assert.equal(r.verification.level, 'multipart-etag');
+    assert.equal(r.checksumAlgorithm, null);
+    assert.equal(sha256(await getObjectBytes(bucket, 'md5-only')), f.sha256);
+  });
+
+  test('one shared limiter bounds the parts in flight across several uploads', async () => {
+    const dir = await tempDir();
+    const a = await randomFile(dir, 12 * MiB, 'a.bin');
+    const b = await randomFile(dir, 12 * MiB, 'b.bin');
+    const probe = concurrencyProbe(new SdkS3Port(createS3Client()));
+    const limiter = pLimit(2);
+    const common = { s3: probe.port, bucket, partSize: 5 * MiB, minPartSize: 5 * MiB, stateDir: dir, limiter, concurrency: 16 };
+    const [ra, rb] = await Promise.all([new Upload({ ...common, file: a.path, key: 'shared/a' }).done(), new Upload({ ...common, file: b.path, key: 'shared/b' }).done()]);
+    assert.equal(probe.max(), 2, 'at most 2 parts in flight across both uploads');
+    assert.equal(ra.partsUploaded + rb.partsUploaded, 6);
+    assert.equal(sha256(await getObjectBytes(bucket, 'shared/a')), a.sha256);
+    assert.equal(sha256(await getObjectBytes(bucket, 'shared/b')), b.sha256);
+  });
+
+  test('pause with an AbortSignal leaves a resumable upload; the resume sends only the rest', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 26 * MiB);
+    const ac = new AbortController();
+    const first = new Upload({ s3: slowParts(new SdkS3Port(createS3Client()), 50), file: f.path, bucket, key: 'paused', partSize: 5 * MiB, stateDir: dir, concurrency: 1, signal: ac.signal });
+    const firstDone: number[] = [];
+    first.on('part-done', (e) => {
+      firstDone.push(e.partNumber);
+      if (firstDone.length === 2) ac.abort();
+    });
+    await assert.rejects(first.done(), (e: unknown) => e instanceof PausedError && e.code === 'PAUSED' && e.resumable);
+    assert.deepEqual(firstDone, [1, 2]);
+    const journalFile = (await readdir(dir)).find((n) => n.endsWith('.json'))!;
+    // The journal as partwise reads it back: the file, plus its append-only part log.
+    const journal = (await readJournal(`${dir}/${journalFile}`))!;
+    const onDisk = (await readFile(`${dir}/${journalFile}`, 'utf8')) + (await readFile(`${dir}/${journalFile}.log`, 'utf8'));
+    assert.deepEqual(journal.parts.map((p: { partNumber: number }) => p.partNumber), [1, 2], 'journal holds the finished parts');
+    assert.equal(onDisk.includes(process.env.AWS_SECRET_ACCESS_KEY!), false, 'no secret in the journal');
+
+    const { client, counts, partNumbers } = countingClient();
+    const second = createUpload({ client, file: f.path, bucket, key: 'paused', stateDir: dir });
+    const skipped: number[] = [];
+    second.on('part-skip', (e) => skipped.push(e.partNumber));
+    const r = await second.done();
+    assert.deepEqual(skipped, [1, 2]);
+    assert.deepEqual([...partNumbers].sort((a, b) => a - b), [3, 4, 5, 6]);
+    assert.equal(counts.CreateMultipartUpload, undefined, 'no new upload was created');
+    assert.equal(counts.ListParts, 1);
+    assert.equal(r.resumed, true);
+    assert.equal(r.partsSkipped, 2);
+    assert.equal(r.uploadId, journal.uploadId);
+    assert.equal(sha256(await getObjectBytes(bucket, 'paused')), f.sha256);
+  });
+
+  test('an explicit abort calls AbortMultipartUpload and deletes the journal', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 11 * MiB);
+    await uploadThenPause({ file: f.path, bucket, key: 'to-abort', partSize: 5 * MiB, stateDir: dir }, 1);
+    const { client, counts } = countingClient();
+    const uploadId = await createUpload({ client, file: f.path, bucket, key: 'to-abort', stateDir: dir }).abort();
+    assert.ok(uploadId);
+    assert.equal(counts.AbortMultipartUpload, 1);
+    assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.json')), []);
+    // RGW says NoSuchKey (AWS: NoSuchUpload) for an upload it no longer has.
+    await assert.rejects(plainClient().send(new ListPartsCommand({ Bucket: bucket, Key: 'to-abort', UploadId: uploadId })), (e: Error) => ['NoSuchKey', 'NoSuchUpload'].includes(e.name));
+  });
+});
