@@ -7,11 +7,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { FolderJob, SdkS3Port, createS3Client, listFolder } from '../src/index.ts';
+import { FolderJob, S3RequestError, SdkS3Port, createS3Client, listFolder } from '../src/index.ts';
+import { wrapPort } from './helpers/ports.ts';
 import { cliEnv, jsonLines, runCliUnprivileged } from './helpers/cli.ts';
 import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, tempDir } from './helpers/s3.ts';
 
@@ -132,6 +133,12 @@ test('two files mapped to one key are refused up front (INVALID_OPTIONS naming b
     () => new FolderJob({ s3: new SdkS3Port(createS3Client({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9' })), bucket: 'b', entries: [{ file: '/data/one.bin', key: 'k' }, { file: '/data/two.bin', key: 'k' }, { file: '/data/three.bin', key: 'other' }] }),
     (e: { code?: string; message?: string }) => e.code === 'INVALID_OPTIONS' && /\/data\/one\.bin/.test(e.message ?? '') && /\/data\/two\.bin/.test(e.message ?? '') && /"k"/.test(e.message ?? ''),
   );
+  for (const entries of [
+    [{ file: '/data/one.bin', key: 'k' }, { file: '/data/one.bin', key: 'k' }], // the same file twice
+    [{ file: '/data/one.bin', key: 'backups/' }], // a folder's name
+  ]) {
+    assert.throws(() => new FolderJob({ s3: new SdkS3Port(createS3Client({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9' })), bucket: 'b', entries }), (e: { code?: string }) => e.code === 'INVALID_OPTIONS', JSON.stringify(entries));
+  }
 });
 
 test('a multipart file interrupted, then deleted before the rerun: its upload is aborted and its journal removed, and the summary counts it (abandoned)', async () => {
@@ -168,4 +175,126 @@ test('a multipart file interrupted, then deleted before the rerun: its upload is
   const r3 = await new FolderJob({ s3, dir, bucket, prefix: 'rot/', stateDir: state, partSize: 5 * MiB }).done();
   assert.equal(r3.abandoned, 0);
   assert.equal(r3.skipped, 1);
+});
+
+/** A folder job interrupted once a part of its one large file is acknowledged; returns what it needs to go on. */
+async function interruptedLargeFile(prefix: string) {
+  loadS3Env();
+  const bucket = await makeBucket('pw-walk');
+  const dir = await tempDir();
+  const state = await tempDir();
+  await writeFile(join(dir, 'big.log'), randomBytes(16 * MiB));
+  const s3 = new SdkS3Port(countingClient().client);
+  const ac = new AbortController();
+  const first = new FolderJob({ s3, dir, bucket, prefix, stateDir: state, partSize: 5 * MiB, concurrency: 1, signal: ac.signal });
+  first.on('file-event', (e) => {
+    if (e.event === 'part-done') ac.abort(new Error('stop'));
+  });
+  await first.done();
+  const open = async () => (await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? [];
+  assert.equal((await open()).length, 1);
+  return { bucket, dir, state, s3, open };
+}
+
+test('an upload of a deleted file that cannot be aborted is a failure (exit 5 material), counted among the entries, and tried again by the next run', async () => {
+  const { bucket, dir, state, s3, open } = await interruptedLargeFile('ab/');
+  await rm(join(dir, 'big.log'));
+  await writeFile(join(dir, 'other.txt'), 'x');
+  const denied = wrapPort(s3, {
+    abortMultipartUpload: async () => {
+      throw new S3RequestError({ operation: 'AbortMultipartUpload', s3Code: 'AccessDenied', httpStatus: 403 });
+    },
+  });
+  const r = await new FolderJob({ s3: denied, dir, bucket, prefix: 'ab/', stateDir: state, partSize: 5 * MiB }).done();
+  assert.equal(r.failed, 1, JSON.stringify(r.outcomes));
+  assert.equal(r.abandoned, 0);
+  assert.equal(r.entries, r.uploaded + r.skipped + r.failed + r.interrupted + r.unreadable + r.excluded + r.notRegular + r.abandoned);
+  assert.equal((await open()).length, 1, 'still open');
+  const again = await new FolderJob({ s3, dir, bucket, prefix: 'ab/', stateDir: state, partSize: 5 * MiB }).done();
+  assert.equal(again.abandoned, 1);
+  assert.equal(again.failed, 0);
+  assert.deepEqual(await open(), []);
+});
+
+test('an interrupted upload of a file now excluded is left alone with UPLOAD_LEFT and the command; one of a file truncated below the part size is aborted before its PutObject', async () => {
+  {
+    const { bucket, dir, state, s3, open } = await interruptedLargeFile('ex/');
+    const job = new FolderJob({ s3, dir, bucket, prefix: 'ex/', stateDir: state, partSize: 5 * MiB, exclude: ['*.log'] });
+    const warnings: string[] = [];
+    job.on('warning', (w) => warnings.push(`${w.code}: ${w.message}`));
+    const r = await job.done();
+    assert.equal(r.failed, 0);
+    assert.ok(warnings.some((w) => w.startsWith('UPLOAD_LEFT') && w.includes('partwise abort')), warnings.join('\n'));
+    assert.equal((await open()).length, 1, 'left alone: the file is still there');
+  }
+  {
+    const { bucket, dir, state, s3, open } = await interruptedLargeFile('tr/');
+    await truncate(join(dir, 'big.log'), 1000); // copytruncate log rotation
+    const job = new FolderJob({ s3, dir, bucket, prefix: 'tr/', stateDir: state, partSize: 5 * MiB });
+    const warnings: string[] = [];
+    job.on('warning', (w) => warnings.push(w.code));
+    const r = await job.done();
+    assert.equal(r.uploaded, 1);
+    assert.ok(warnings.includes('FILE_CHANGED'), warnings.join());
+    assert.deepEqual(await open(), [], 'the old upload did not outlive the file\'s change');
+    assert.deepEqual((await readdir(state)).filter((n) => n.endsWith('.json')), []);
+  }
+});
+
+test('an excluded entry is never looked at: excluded temp files in a folder that cannot be searched do not fail the job', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-walk');
+  const dir = await tempDir();
+  await writeFile(join(dir, 'a.txt'), 'alpha');
+  await mkdir(join(dir, 'spool'));
+  await writeFile(join(dir, 'spool', 'job.tmp'), 'temp');
+  await chmod(join(dir, 'spool'), 0o444); // readable (listable), not searchable
+  const r = await runCliUnprivileged(['upload', dir, `s3://${bucket}/x/`, '--exclude', '*.tmp', '--json'], cliEnv(await tempDir()));
+  assert.equal(r.code, 0, r.stderr);
+  const done = jsonLines(r.stdout).at(-1) as unknown as JobComplete;
+  assert.deepEqual({ entries: done.entries, uploaded: done.uploaded, excluded: done.excluded, failed: done.failed }, { entries: 2, uploaded: 1, excluded: 1, failed: 0 });
+});
+
+test('--fail-fast after a walk failure: the files never started have outcomes too, and the outcomes add up to the counts', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-walk');
+  const dir = await tempDir();
+  for (let i = 0; i < 4; i++) await writeFile(join(dir, `f${i}.txt`), `file ${i}`);
+  await writeFile(raw(dir, [0x62, 0xff]), 'bad name');
+  const r = await new FolderJob({ s3: new SdkS3Port(countingClient().client), dir, bucket, prefix: 'ff/', stateDir: await tempDir(), failFast: true }).done();
+  assert.equal(r.failed, 5);
+  assert.equal(r.outcomes.length, r.entries);
+  assert.equal(r.outcomes.filter((o) => o.notStarted).length, 4);
+});
+
+test('listFolder: a key over S3\'s 1,024 bytes is refused by name (INVALID_KEY), not sent to fail at the server', async () => {
+  const dir = await tempDir();
+  let d = dir;
+  for (let i = 0; i < 6; i++) {
+    d = join(d, 'x'.repeat(200));
+    await mkdir(d);
+  }
+  await writeFile(join(d, 'deep.txt'), 'deep');
+  await writeFile(join(dir, 'short.txt'), 'short');
+  const w = await listFolder(dir, 'p/', []);
+  assert.deepEqual(w.entries.map((e) => e.key), ['p/short.txt']);
+  assert.equal(w.invalid.length, 1);
+  assert.match(w.invalid[0]!.why, /S3 allows 1024/);
+});
+
+test('--skip-unreadable skips only what could not be read: a file the server refuses stays a failure', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-walk');
+  const dir = await tempDir();
+  await writeFile(join(dir, 'a.txt'), 'alpha');
+  await writeFile(join(dir, 'refused.txt'), 'beta');
+  const inner = new SdkS3Port(countingClient().client);
+  const s3 = wrapPort(inner, {
+    putObject: async (input, req, signal) => {
+      if (input.key.endsWith('refused.txt')) throw new S3RequestError({ operation: 'PutObject', s3Code: 'AccessDenied', httpStatus: 403 });
+      return inner.putObject(input, req, signal);
+    },
+  });
+  const r = await new FolderJob({ s3, dir, bucket, prefix: 's/', stateDir: await tempDir(), skipUnreadable: true }).done();
+  assert.deepEqual({ uploaded: r.uploaded, failed: r.failed, unreadable: r.unreadable }, { uploaded: 1, failed: 1, unreadable: 0 });
 });

@@ -249,3 +249,18 @@ test('CLI: a stream shorter than --expected-size exits 1 and replaces nothing; `
   assert.equal(sha256(await getObjectBytes(bucket, 'backups/report.csv')), f.sha256, 'aws s3 cp\'s rule: the file\'s name appended');
   await assert.rejects(getObjectBytes(bucket, 'backups/'), 'no object named "backups/"');
 });
+
+test('a stream that goes on past its expected size is stopped there: an endless producer is not read to the end', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream');
+  let pulled = 0;
+  const endless = (async function* () {
+    for (;;) {
+      pulled += 64 * 1024;
+      yield Buffer.alloc(64 * 1024, 7);
+    }
+  })();
+  await assert.rejects(new StreamUpload({ s3: new SdkS3Port(createS3Client()), source: endless, bucket, key: 'endless', partSize: MiB, minPartSize: 1, expectedSize: 2 * MiB }).done(), (e: { causeCode?: string }) => e.causeCode === 'STREAM_SIZE_MISMATCH');
+  assert.ok(pulled <= 4 * MiB, `read ${pulled} bytes of a stream announced as 2 MiB`);
+  assert.equal(await openUploads(bucket), 0);
+});

@@ -12,6 +12,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { PausedError, Upload, UploadLockedError } from '../src/index.ts';
 import { abortUploads } from '../src/upload/inspect.ts';
@@ -208,17 +209,58 @@ test('lock: Upload.abort() takes the lock as well', async () => {
   }
 });
 
-test('lock: a restarted container is PID 1 again: a lock naming the caller\'s own PID with another nonce is an earlier life of that PID (stale); one from another boot is stale; this process\'s own held lock is live', async () => {
+test('lock: a restarted container is PID 1 again: a lock naming the caller\'s own PID with another nonce, or recorded under another boot, is stale once its heartbeat is silent; this process\'s own held lock is live', async () => {
   const dir = await tempDir();
   const p = join(dir, 'j.json');
-  // This PID, a nonce this process never held: the holder died and the PID came round again.
+  const silent = () => new Date(Date.now() - LOCK_STALE_MS - 1000);
+  // This PID, a nonce this process never held, no heartbeat since: the holder died and the PID came round again.
   await writeFile(`${p}.lock`, JSON.stringify({ pid: process.pid, host: hostname(), startedAt: 'before the restart', nonce: 'earlier-life' }));
+  await utimes(`${p}.lock`, silent(), silent());
   const r1 = await acquireLock(p, {});
   await assert.rejects(acquireLock(p, {}), UploadLockedError, 'a lock this process holds is live');
   await r1();
-  // A live PID, but recorded under another boot of this machine: nothing from then runs now.
+  // A live PID, but recorded under another boot of this machine, and silent since.
   await writeFile(`${p}.lock`, JSON.stringify({ pid: process.ppid, host: hostname(), startedAt: 'yesterday', nonce: 'old-boot', bootId: 'another-boot' }));
+  await utimes(`${p}.lock`, silent(), silent());
   await (await acquireLock(p, {}))();
+});
+
+test('lock: another boot id, or this PID with another nonce, whose heartbeat still beats is live (another machine of the same name on a shared folder; another thread of this process)', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  for (const holder of [
+    { pid: 1, host: hostname(), startedAt: 'x', nonce: 'twin-machine', bootId: 'another-boot' },
+    { pid: process.pid, host: hostname(), startedAt: 'x', nonce: 'another-thread' },
+  ]) {
+    await writeFile(`${p}.lock`, JSON.stringify(holder));
+    const beat = setInterval(() => void utimes(`${p}.lock`, new Date(), new Date()), 500);
+    try {
+      await assert.rejects(acquireLock(p, {}), UploadLockedError, holder.nonce);
+    } finally {
+      clearInterval(beat);
+    }
+  }
+});
+
+test('lock: a worker thread of this process cannot take the lock its main thread holds (threads share the PID)', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  const release = await acquireLock(p, {});
+  try {
+    // From source, as the hash threads start (tsx registered in the thread before the module loads).
+    const api = import.meta.resolve('tsx/esm/api');
+    const lock = new URL('../src/local/lock.ts', import.meta.url).href;
+    const code = `const { workerData, parentPort } = require('node:worker_threads');
+      import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(lock)}); })
+        .then((l) => l.acquireLock(workerData, {}))
+        .then(() => parentPort.postMessage('ALSO HOLDS'), (e) => parentPort.postMessage(e.code ?? String(e)));`;
+    const w = new Worker(code, { eval: true, workerData: p });
+    const [answer] = (await once(w, 'message')) as [string];
+    await w.terminate();
+    assert.equal(answer, 'UPLOAD_LOCKED');
+  } finally {
+    await release();
+  }
 });
 
 test('lock: a holder in another PID namespace of this host is judged by its heartbeat: silent for LOCK_STALE_MS it is stale; touched while watched it is live', async () => {

@@ -50,6 +50,7 @@ test('compareSettings: defaults count (no tags, private, no metadata); a longer 
   const lock = { ...wanted, objectLockMode: 'GOVERNANCE' as const, objectLockRetainUntil: '2027-01-01T00:00:00.000Z' };
   assert.deepEqual(compareSettings(lock, { ...seen, objectLockMode: 'GOVERNANCE', objectLockRetainUntil: new Date('2027-02-01T00:00:00Z') }), { differs: [], unknown: [] });
   assert.match(compareSettings(lock, { ...seen, objectLockMode: 'GOVERNANCE', objectLockRetainUntil: new Date('2026-12-31T00:00:00Z') }).differs.join(), /objectLockRetainUntil/);
+  assert.deepEqual(compareSettings({ ...wanted, metadata: { host: ' db1 ' } }, seen), { differs: [], unknown: [] }, 'HTTP drops the spaces around a header value');
   assert.match(compareSettings({ ...wanted, serverSideEncryption: 'aws:kms', sseKmsKeyId: 'k-a' }, { ...seen, serverSideEncryption: 'aws:kms', sseKmsKeyId: 'arn:aws:kms:r:1:key/k-b' }).differs.join(), /sseKmsKeyId/);
 });
 
@@ -90,6 +91,7 @@ test('settingsProblems: each rule, as a table', () => {
     [{ tags: { k: 'v'.repeat(257) } }, /over 256 characters/],
     [{ metadata: { big: 'x'.repeat(2100) } }, /S3 allows 2 KB/],
     [{ metadata: { 'bad key': 'v' } }, /not a valid header name/],
+    [{ metadata: { owner: 'héllo' } }, /not printable ASCII/],
     [{ objectLockMode: 'GOVERNANCE' }, /go together/],
     [{ objectLockMode: 'GOVERNANCE', objectLockRetainUntil: new Date('2025-01-01') }, /in the past/],
     [{ objectLockMode: 'GOVERNANCE', objectLockRetainUntil: new Date('nope') }, /not a date/],

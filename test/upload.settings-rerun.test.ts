@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CreateBucketCommand, GetObjectAclCommand, GetObjectTaggingCommand, HeadObjectCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectAclCommand, GetObjectTaggingCommand, HeadObjectCommand, ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { FolderJob, PausedError, S3RequestError, SdkS3Port, createS3Client, createUpload, type S3Port } from '../src/index.ts';
 import { Upload } from '../src/upload/engine.ts';
 import { emulatorClient } from './emulator/client.ts';
@@ -89,6 +89,8 @@ test('a folder job with a rolling Object Lock date ("today + N days"): a later d
   const third = await run(day(29));
   assert.equal(third.r.skipped, 2);
   assert.equal(third.counts.PutObjectRetention ?? 0, 0, 'an earlier date: the object is already locked longer');
+  const fourth = await run(day(31));
+  assert.equal(fourth.counts.PutObjectRetention ?? 0, 0, 'the same date: nothing to extend');
 });
 
 /** A port that lets Complete (or PutObject) land on the server, then stops the run as if it were killed before it could record it. */
@@ -158,6 +160,19 @@ for (const checksum of ['crc32c', 'none'] as const) {
     assert.equal(third.skipped, 1, 'recorded: the next run confirms it from the journal');
   });
 }
+
+test('a folder job with --no-overwrite and a setting: an object with the same bytes but other settings at the key is someone else\'s (OBJECT_EXISTS), untouched', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-noover-kill');
+  const dir = await tempDir();
+  const bytes = randomBytes(3000);
+  await writeFile(join(dir, 'a.txt'), bytes);
+  await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: 'o/a.txt', Body: bytes, Metadata: { host: 'other' } }));
+  const r = await new FolderJob({ s3: new SdkS3Port(countingClient().client), dir, bucket, prefix: 'o/', stateDir: await tempDir(), noOverwrite: true, metadata: { host: 'db1' } }).done();
+  assert.equal(r.failed, 1);
+  assert.equal(r.outcomes[0]!.error?.code, 'OBJECT_EXISTS');
+  assert.deepEqual((await plainClient().send(new HeadObjectCommand({ Bucket: bucket, Key: 'o/a.txt' }))).Metadata, { host: 'other' });
+});
 
 test('the KMS key is compared: an object under key A is not "already complete" for a run asking key B; the same key is; an alias cannot be compared, so no shortcut; an upload is not adopted for a key asked', async () => {
   const emu = await S3Emulator.start({ minPartSize: 1024 });

@@ -117,7 +117,7 @@ export function jobSummaryLine(r: {
   notRegular?: number;
   abandoned?: number;
   bytesSent: number;
-  outcomes: { status: string }[];
+  outcomes: { status: string; notStarted?: true }[];
 }): string {
   // What else the walk met: never a reason for "nothing to send" to hide a failure or an entry not read.
   const besides = [
@@ -129,7 +129,7 @@ export function jobSummaryLine(r: {
   const tail = besides.length ? `; ${besides.join('; ')}` : '';
   if (r.skipped === r.files && r.files > 0 && r.failed === 0 && r.interrupted === 0) return `Nothing to send: all ${r.files} files are already uploaded (each confirmed by its stored checksum)${tail}.`;
   // Where the failed files were named: as each failed, on stderr; the ones never started, nowhere else.
-  const named = r.outcomes.filter((x) => x.status === 'failed').length;
+  const named = r.outcomes.filter((x) => x.status === 'failed' && !x.notStarted).length;
   const notStarted = r.failed - named;
   const notes = [...(named ? ['each named on stderr as it failed'] : []), ...(notStarted ? [`${notStarted} not started`] : [])];
   const failed = `${r.failed} failed${notes.length ? ` (${notes.join('; ')})` : ''}`;

@@ -149,6 +149,8 @@ export function settingsProblems(o: ObjectSettingOptions, now = Date.now()): str
   const metaBytes = Object.entries(o.metadata ?? {}).reduce((a, [k, v]) => a + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
   if (metaBytes > 2048) p.push(`user metadata is ${metaBytes} bytes; S3 allows 2 KB`);
   for (const k of Object.keys(o.metadata ?? {})) if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(k)) p.push(`metadata key ${JSON.stringify(k)} is not a valid header name`);
+  // Sent as HTTP headers, and signed as such: anything but printable ASCII is refused at the server (SignatureDoesNotMatch).
+  for (const [k, v] of Object.entries(o.metadata ?? {})) if (!/^[\x20-\x7e]*$/.test(v)) p.push(`metadata ${k}: the value is not printable ASCII (S3 sends metadata as HTTP headers); encode it first (percent-encoding or base64)`);
   if ((o.objectLockMode === undefined) !== (o.objectLockRetainUntil === undefined)) p.push('object lock mode and retain-until date go together');
   if (o.objectLockRetainUntil !== undefined) {
     const t = o.objectLockRetainUntil.getTime();
@@ -256,12 +258,14 @@ export function compareSettings(wanted: ObjectSettings, seen: SeenSettings): { d
   const eq = (name: string, want: unknown, got: unknown) => {
     if (stable(want) !== stable(got)) differs.push(`${name}: the object has ${show(got)}, this run asks ${show(want)}`);
   };
-  if (wanted.contentType !== undefined) eq('contentType', wanted.contentType, seen.contentType);
-  eq('cacheControl', wanted.cacheControl, seen.cacheControl);
-  eq('contentEncoding', wanted.contentEncoding, seen.contentEncoding);
-  eq('contentDisposition', wanted.contentDisposition, seen.contentDisposition);
+  // These travel as HTTP headers, whose values lose their surrounding spaces on the way.
+  const header = (v: string | undefined) => v?.trim();
+  if (wanted.contentType !== undefined) eq('contentType', header(wanted.contentType), header(seen.contentType));
+  eq('cacheControl', header(wanted.cacheControl), header(seen.cacheControl));
+  eq('contentEncoding', header(wanted.contentEncoding), header(seen.contentEncoding));
+  eq('contentDisposition', header(wanted.contentDisposition), header(seen.contentDisposition));
   // S3 keeps metadata keys in lower case.
-  const lower = (m: Record<string, string> | undefined) => Object.fromEntries(Object.entries(m ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+  const lower = (m: Record<string, string> | undefined) => Object.fromEntries(Object.entries(m ?? {}).map(([k, v]) => [k.toLowerCase(), v.trim()]));
   eq('metadata', lower(wanted.metadata), lower(seen.metadata));
   eq('storageClass', wanted.storageClass ?? 'STANDARD', seen.storageClass ?? 'STANDARD');
   if (seen.tags === undefined) unknown.push('tags (they could not be read back)');

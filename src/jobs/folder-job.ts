@@ -25,7 +25,7 @@ import { fingerprint, openSource, preparePart, type PreparedPart, type SourceFin
 import { listFolder, type FolderListing, type JobEntry } from '../local/folder-walk.ts';
 import { poolFor } from '../local/buffer-pool.ts';
 import { globMatcher } from '../core/glob.ts';
-import { JobJournal, jobJournalPath, readJobState, type DoneRecord, type JobState } from '../local/job-journal.ts';
+import { JobJournal, jobJournalPath, readJobState, type DoneRecord, type JobState, type StartedRecord } from '../local/job-journal.ts';
 import { defaultStateDir, journalPathFor, readJournal } from '../local/journal.ts';
 import { acquireLock } from '../local/lock.ts';
 import { abortUploads } from '../upload/inspect.ts';
@@ -78,6 +78,8 @@ export interface FileOutcome {
   bytesSent: number;
   /** s3Code: the server's (or the network's) code when a request failed, from the error or its cause */
   error?: { code: string; message: string; s3Code?: string };
+  /** the file was never started (a stop, or a failure that stopped the job): nothing was tried */
+  notStarted?: true;
 }
 
 /** Failures that do not depend on the file: the bucket, the credentials, the region, the endpoint. */
@@ -99,9 +101,11 @@ function s3CodeOf(err: unknown): string | undefined {
 }
 
 /**
- * A job's accounting: every entry the walk met (`entries`) ends in exactly one of uploaded, skipped
- * (already there, proven), failed, interrupted, unreadable (skipped as asked), excluded or
- * notRegular, and those add up to `entries`. For a list of `entries`, each is one entry.
+ * A job's accounting: every unit of the job (`entries`: each entry the walk met, or each of a list's
+ * `entries`, plus each upload of a file deleted since an interrupted run) ends in exactly one of
+ * uploaded, skipped (already there, proven), failed, interrupted, unreadable (skipped as asked),
+ * excluded, notRegular or abandoned, and those add up to `entries`. Every outcome but excluded and
+ * notRegular (listed in notRead) is in `outcomes`.
  */
 export interface JobSummary {
   entries: number;
@@ -119,7 +123,7 @@ export interface JobSummary {
   excluded: number;
   /** entries that are not regular files (symbolic links, special files), listed in notRead */
   notRegular: number;
-  /** uploads of files deleted since an interrupted run, aborted (outcomes with status abandoned; not entries) */
+  /** uploads of files deleted since an interrupted run, aborted (outcomes with status abandoned) */
   abandoned: number;
   bytesSent: number;
   outcomes: FileOutcome[];
@@ -162,16 +166,19 @@ interface Planned extends JobEntry {
   fp: SourceFingerprint;
 }
 
-/** Two files for one key would both be "uploaded", one object would survive, and every rerun would send both again. */
-function refuseSharedKeys(entries: readonly JobEntry[]): void {
+/** Entries that cannot each end in one object: a folder's name as a key, the same file twice, two files for one key. */
+function refuseBadEntries(entries: readonly JobEntry[]): void {
   const byKey = new Map<string, string>();
-  const clashes: string[] = [];
+  const problems: string[] = [];
   for (const e of entries) {
     const first = byKey.get(e.key);
-    if (first !== undefined && first !== e.file) clashes.push(`${JSON.stringify(e.key)}: ${first} and ${e.file}`);
+    // A folder's name as a key: the next file to it would replace the object without a word.
+    if (!e.key || e.key.endsWith('/')) problems.push(`${e.file} → ${JSON.stringify(e.key)}: a key must name an object, not a folder`);
+    else if (first === e.file) problems.push(`${e.file} is listed twice for ${JSON.stringify(e.key)}`);
+    else if (first !== undefined) problems.push(`${JSON.stringify(e.key)}: ${first} and ${e.file} (two files cannot go to one key: one object would survive, and each run would send both again)`);
     else byKey.set(e.key, e.file);
   }
-  if (clashes.length) throw new InvalidOptionsError(`two files cannot go to one key (one object would survive, and each run would send both again): ${clashes.slice(0, 5).join('; ')}${clashes.length > 5 ? `; and ${clashes.length - 5} more` : ''}`);
+  if (problems.length) throw new InvalidOptionsError(`entries: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`);
 }
 
 /** A file's failure as its outcome, with its error's stable code (anything untyped is UNEXPECTED). */
@@ -198,7 +205,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
     if (!options.entries && !options.dir) throw new PartwiseError('INVALID_OPTIONS', 'a folder job needs dir or entries');
     validateOptions({ ...options, file: '-', key: '-' });
     globMatcher(options.exclude ?? []); // a bad pattern is refused here, before anything is listed or sent
-    if (options.entries) refuseSharedKeys(options.entries);
+    if (options.entries) refuseBadEntries(options.entries);
     this.limiter = options.limiter ?? pLimit(options.concurrency ?? 4);
     this.rate = options.rateLimiter ?? (options.maxBytesPerSecond !== undefined ? new RateLimiter(options.maxBytesPerSecond) : undefined);
     ({ stop: this.stop, unlink: this.unlinkStop } = stopFollowing(options.signal));
@@ -239,22 +246,21 @@ export class FolderJob extends EventEmitter<JobEvents> {
           early.push(this.notReadOutcome({ file: e.file, key: e.key, size: 0 }, err instanceof PartwiseError ? err : new SourceUnreadableError(e.file, err)));
         }
       }
-      const units = listed.entries.length + listed.invalid.length + listed.unreadable.length;
       const state = await readJobState(journalPath);
       const journal = new JobJournal(journalPath);
       // Writable before anything is sent: a job that cannot record its files would send them every run.
       await journal.open();
       this.endpoint = endpoint;
-      const abandoned = await this.settleOrphans(state, new Set(planned.map((p) => p.key)), journal, stateDir);
+      const settled = await this.settleOrphans(state, new Set(planned.map((p) => p.key)), journal, stateDir);
       this.progress = { files: planned.length, filesDone: 0, bytesTotal: planned.reduce((a, p) => a + p.fp.size, 0), bytesDone: 0, bytesSent: 0 };
       this.emit('job-plan', { files: planned.length, bytesTotal: this.progress.bytesTotal, notRead: listed.notRead, journalPath });
       const outcomes: FileOutcome[] = [...early];
-      for (const u of [...abandoned, ...early]) this.emit('file-done', u);
+      for (const u of [...settled, ...early]) this.emit('file-done', u);
       // Files start as budget allows: a file waits for a slot to start; its parts share the same limiter.
       const fileSlots = pLimit(Math.max(1, this.limiter.concurrency));
       // Verification workers: the machine's cores shared by the files verifying at once.
       this.hashWorkers = o.hashWorkers ?? Math.max(1, Math.floor(availableParallelism() / fileSlots.concurrency));
-      let stopStarting = early.some((x) => x.status === 'failed') && o.failFast === true;
+      let stopStarting = [...settled, ...early].some((x) => x.status === 'failed') && o.failFast === true;
       // Files a failure kept from starting are failed, even if a stop comes after: a rerun meets the same failure.
       let failureStopped = stopStarting;
       let listenerFailed: { error: unknown } | undefined;
@@ -284,28 +290,35 @@ export class FolderJob extends EventEmitter<JobEvents> {
         ),
       );
       if (listenerFailed) throw listenerFailed.error;
+      // Files never started have an outcome too: left for the next run after a stop, failed after a
+      // failure that stopped the job (a rerun meets it again).
+      const leftForNextRun = this.stop.signal.aborted && !failureStopped;
+      const seen = new Set(outcomes.map((x) => x.key));
+      for (const p of planned) {
+        if (seen.has(p.key)) continue;
+        const base = { file: p.file, key: p.key, size: p.fp.size, bytesSent: 0, notStarted: true as const };
+        outcomes.push(leftForNextRun ? { ...base, status: 'interrupted', how: 'not started: the job was stopped; the same command sends it' } : { ...base, status: 'failed', how: 'not started: an earlier failure stopped the job starting files' });
+      }
       // A list keeps its order; a folder's outcomes read in key order.
       const order = new Map((o.entries ?? []).map((e, i) => [e.key, i]));
       outcomes.sort(o.entries ? (a, b) => order.get(a.key)! - order.get(b.key)! : (a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-      const count = (s: FileStatus) => outcomes.filter((x) => x.status === s).length;
-      const leftForNextRun = this.stop.signal.aborted && !failureStopped;
-      const notStarted = units - outcomes.length;
+      // Uploads of files gone since an interrupted run come first: units of the job, not of the walk.
+      const all = [...settled, ...outcomes];
+      const count = (s: FileStatus) => all.filter((x) => x.status === s).length;
       return {
-        entries: listed.met,
+        entries: listed.met + settled.length,
         files: listed.entries.length,
         bytesTotal: this.progress.bytesTotal,
         uploaded: count('uploaded'),
         skipped: count('skipped'),
-        // Files never started: left for the next run after a stop, failed after a failure that stopped the job.
-        failed: count('failed') + (leftForNextRun ? 0 : notStarted),
-        interrupted: count('interrupted') + (leftForNextRun ? notStarted : 0),
+        failed: count('failed'),
+        interrupted: count('interrupted'),
         unreadable: count('unreadable'),
         excluded: listed.excluded,
         notRegular: listed.notRead.length,
-        abandoned: abandoned.filter((x) => x.status === 'abandoned').length,
+        abandoned: count('abandoned'),
         bytesSent: outcomes.reduce((a, x) => a + x.bytesSent, 0),
-        // Uploads of files gone since an interrupted run come first: they are not entries of this walk.
-        outcomes: [...abandoned, ...outcomes],
+        outcomes: all,
         notRead: listed.notRead,
         journalPath,
         durationMs: Date.now() - t0,
@@ -337,6 +350,13 @@ export class FolderJob extends EventEmitter<JobEvents> {
       // Sent before with other settings: the object gets the ones asked now, large or small (a
       // multipart file starts a new upload rather than take the old object or upload as done).
       const settingsChanged = rec !== undefined && rec.settings !== settingsKey(this.options, p.file);
+      const started = state.started.get(p.key);
+      if (!multipart && started) {
+        // Now below the part size (truncated, or a larger part size asked): the multipart upload an
+        // interrupted run began for it would be left open and forgotten once this PUT is recorded.
+        const id = await this.dropStarted(started, journal, stateDir);
+        if (id) this.emit('warning', { file: p.file, code: 'FILE_CHANGED', message: `${p.file} now goes up in one request: its multipart upload ${id} from an interrupted run was aborted` });
+      }
       const r = multipart ? await this.multipart(p, stateDir, acked, settingsChanged) : await this.single(p, acked);
       try {
         await journal.append(this.doneRecord(p, r));
@@ -363,24 +383,35 @@ export class FolderJob extends EventEmitter<JobEvents> {
     for (const s of state.started.values()) {
       if (planned.has(s.key)) continue;
       const base = { file: s.file, key: s.key, size: 0, bytesSent: 0 };
-      try {
-        const exists = await lstat(s.file).then(
-          () => true,
-          (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' || err.code === 'ENOTDIR' ? false : Promise.reject(err)),
-        );
+      // Gone for certain only on ENOENT/ENOTDIR; a file that cannot be looked at (EACCES) may be there.
+      const gone = await lstat(s.file).then(
+        () => false,
+        (err: NodeJS.ErrnoException) => err.code === 'ENOENT' || err.code === 'ENOTDIR',
+      );
+      if (!gone) {
         const j = await readJournal(s.journalPath).catch(() => undefined);
-        if (exists) {
-          if (j) this.emit('warning', { file: s.file, code: 'UPLOAD_LEFT', message: `${s.file} is not part of this run, and its upload ${j.uploadId} from an interrupted run is still open; remove it with: partwise abort s3://${j.bucket}/${j.key} --upload-id ${j.uploadId}` });
-          continue;
-        }
-        if (j) await abortUploads(this.options.s3, j.bucket, [{ key: j.key, uploadId: j.uploadId }], stateDir, requestOptions(this.options));
-        await journal.append({ kind: 'dropped', key: s.key });
-        if (j) out.push({ ...base, status: 'abandoned', how: `deleted since an interrupted run: its upload ${j.uploadId} was aborted and its journal removed` });
+        if (j) this.emit('warning', { file: s.file, code: 'UPLOAD_LEFT', message: `${s.file} is not part of this run, and its upload ${j.uploadId} from an interrupted run is still open; remove it with: partwise abort s3://${j.bucket}/${j.key} --upload-id ${j.uploadId}` });
+        continue;
+      }
+      try {
+        const id = await this.dropStarted(s, journal, stateDir);
+        if (id) out.push({ ...base, status: 'abandoned', how: `deleted since an interrupted run: its upload ${id} was aborted and its journal removed` });
       } catch (err) {
-        out.push(failedOutcome(base, err, 'deleted since an interrupted run, and its upload could not be aborted', 0));
+        out.push(failedOutcome(base, err, 'deleted since an interrupted run, and its upload could not be aborted (it stays open; the next run tries again)', 0));
       }
     }
     return out;
+  }
+
+  /**
+   * Aborts the multipart upload a 'started' record announced (if its journal still names one),
+   * removes its journal, and records that it is settled. Returns the upload id aborted.
+   */
+  private async dropStarted(s: StartedRecord, journal: JobJournal, stateDir: string): Promise<string | undefined> {
+    const j = await readJournal(s.journalPath).catch(() => undefined);
+    if (j) await abortUploads(this.options.s3, j.bucket, [{ key: j.key, uploadId: j.uploadId }], stateDir, requestOptions(this.options));
+    await journal.append({ kind: 'dropped', key: s.key });
+    return j?.uploadId;
   }
 
   /** A failure, unless the entry could not be read and skipUnreadable asked to list such entries instead. */

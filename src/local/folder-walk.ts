@@ -6,6 +6,7 @@
  * regular file (symbolic links are not followed; sockets, FIFOs and devices are not read), or one
  * an exclude pattern matched (counted; a matching folder is not entered and counts once).
  */
+import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { SourceUnreadableError } from '../core/errors.ts';
@@ -69,30 +70,34 @@ export async function listFolder(dir: string, prefix: string, exclude: readonly 
   const base = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
   /** `d`: the folder's path; `rel`: its path relative to the root ('' for the root), both valid UTF-8. */
   const walk = async (d: string, rel: string): Promise<void> => {
-    let names: Buffer[];
+    let dirents: Dirent<Buffer>[];
     try {
-      names = await readdir(d, { encoding: 'buffer' });
+      dirents = await readdir(d, { encoding: 'buffer', withFileTypes: true });
     } catch (err) {
       if (rel === '') throw new SourceUnreadableError(dir, err);
       out.unreadable.push({ path: rel, key: `${base}${rel}/`, cause: err });
       return;
     }
-    names.sort(Buffer.compare);
-    for (const name of names) {
+    dirents.sort((a, b) => Buffer.compare(a.name, b.name));
+    for (const dirent of dirents) {
+      const name = dirent.name;
       const valid = isUtf8(name);
       // Patterns see the name as decoded (an invalid byte as U+FFFD, which `?` matches).
       const text = valid ? name.toString('utf8') : escapeName(name);
       const relPath = rel ? `${rel}/${text}` : text;
       const full = valid ? `${d}/${text}` : Buffer.concat([Buffer.from(`${d}/`, 'utf8'), name]);
-      let st;
-      try {
-        st = await lstat(full);
-      } catch (err) {
-        // Gone since the folder was listed (temp files come and go), or its folder is readable but not searchable.
-        out.unreadable.push({ path: relPath, key: base + relPath, cause: err });
-        continue;
+      // The kind from the listing itself where the file system gives it, so an excluded entry is
+      // never looked at (a temp file gone since the listing, or in a folder that cannot be searched).
+      let kind: Pick<Dirent, 'isDirectory' | 'isFile' | 'isSymbolicLink'> = dirent;
+      if (!dirent.isDirectory() && !dirent.isFile() && !dirent.isSymbolicLink() && !dirent.isFIFO() && !dirent.isSocket() && !dirent.isBlockDevice() && !dirent.isCharacterDevice()) {
+        try {
+          kind = await lstat(full); // a file system that does not say (DT_UNKNOWN)
+        } catch (err) {
+          out.unreadable.push({ path: relPath, key: base + relPath, cause: err });
+          continue;
+        }
       }
-      const isDir = st.isDirectory();
+      const isDir = kind.isDirectory();
       const lossy = name.toString('utf8');
       if (excluded(rel ? `${rel}/${lossy}` : lossy, isDir)) {
         out.excluded++;
@@ -103,9 +108,9 @@ export async function listFolder(dir: string, prefix: string, exclude: readonly 
         continue;
       }
       const key = base + relPath;
-      if (st.isSymbolicLink()) out.notRead.push({ path: relPath, why: 'symbolic link (not followed)' });
+      if (kind.isSymbolicLink()) out.notRead.push({ path: relPath, why: 'symbolic link (not followed)' });
       else if (isDir) await walk(`${d}/${text}`, relPath);
-      else if (!st.isFile()) out.notRead.push({ path: relPath, why: 'special file (socket, FIFO or device)' });
+      else if (!kind.isFile()) out.notRead.push({ path: relPath, why: 'special file (socket, FIFO or device)' });
       else if (Buffer.byteLength(key) > S3_MAX_KEY_BYTES) out.invalid.push({ path: relPath, key, why: `its key would be ${Buffer.byteLength(key)} bytes; S3 allows ${S3_MAX_KEY_BYTES}` });
       else out.entries.push({ file: `${d}/${text}`, key });
     }

@@ -2,9 +2,10 @@
  * The lock beside a journal, so two processes never drive one upload (or one folder job). A lock
  * file names its holder (host, PID, the boot and PID namespace it runs in, and a nonce unique to
  * the acquisition) and is kept fresh by a heartbeat while held. A holder is taken over only when it
- * is provably gone: a dead PID on this host; an earlier life of the caller's own PID (a restarted
- * container is PID 1 again); a holder from before this machine's last boot; or, in another PID
- * namespace on this host, where its PID cannot be asked after, a heartbeat that has stopped.
+ * is provably gone: a dead PID on this host, where the PID means the same process (the same boot
+ * and PID namespace, and not the caller's own PID); anywhere else on this host (the caller's own
+ * PID, as a restarted container that is PID 1 again sees it, another PID namespace, another boot)
+ * a heartbeat silent for LOCK_STALE_MS. Another host's locks are never taken over.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
@@ -82,22 +83,29 @@ type Verdict = 'live' | 'stale' | 'watch';
 /**
  * Lock files are created whole (a complete temp file linked into place), so an unparseable one is
  * not a writer caught mid-write; it is left by an older version or a damaged disk, and counts as
- * stale once old. Another host's processes cannot be seen from here: its locks are live.
+ * stale once old. Another host's processes cannot be seen from here: its locks are live. On this
+ * host a holder's PID is asked after only where it means the same process: the same boot and PID
+ * namespace, and not this process's own PID. Otherwise only the heartbeat can tell: the holder may
+ * be another thread of this process (worker threads share the PID), an earlier life of the PID (a
+ * restarted container), another container, or another machine of the same name sharing the
+ * folder; silent for LOCK_STALE_MS, it is gone (after a reboot or a kill, long since).
  */
 function judge(h: Holder, me: LockInfo, now = Date.now()): Verdict {
-  if (!h.info) return now - h.mtimeMs > LOCK_STALE_MS ? 'stale' : 'live';
+  const silent = now - h.mtimeMs > LOCK_STALE_MS;
+  if (!h.info) return silent ? 'stale' : 'live';
   const i = h.info;
   if (i.host !== me.host) return 'live';
-  if (i.bootId && me.bootId && i.bootId !== me.bootId) return 'stale';
-  if (i.pidNs && me.pidNs && i.pidNs !== me.pidNs) return now - h.mtimeMs > LOCK_STALE_MS ? 'stale' : 'watch';
-  if (i.pid === me.pid) return mine.has(i.nonce) ? 'live' : 'stale';
-  return pidAlive(i.pid) ? 'live' : 'stale';
+  if (i.pid === me.pid && mine.has(i.nonce)) return 'live';
+  const samePids = (!i.bootId || !me.bootId || i.bootId === me.bootId) && (!i.pidNs || !me.pidNs || i.pidNs === me.pidNs);
+  if (samePids && i.pid !== me.pid) return pidAlive(i.pid) ? 'live' : 'stale';
+  return silent ? 'stale' : 'watch';
 }
 
 /** A holder only its heartbeat can speak for: waits until it beats (live) or has been silent long enough (stale). */
 async function watch(path: string, h: Holder, me: LockInfo): Promise<Verdict> {
   for (;;) {
-    await new Promise((r) => setTimeout(r, Math.max(50, h.mtimeMs + LOCK_STALE_MS + 50 - Date.now())));
+    // A live holder beats every LOCK_HEARTBEAT_MS: looked at a little more often than that, until it is stale.
+    await new Promise((r) => setTimeout(r, Math.max(50, Math.min(LOCK_HEARTBEAT_MS + 250, h.mtimeMs + LOCK_STALE_MS + 50 - Date.now()))));
     const now = await readHolder(path);
     if (!now || now.tag !== h.tag) return 'stale'; // released or replaced meanwhile: try again from the top
     if (now.mtimeMs !== h.mtimeMs) return 'live';
@@ -169,7 +177,13 @@ export async function acquireLock(journalPath: string, context: ErrorContext, wh
     throw new StateUnwritableError(join(lockPath, '..'), err, context);
   }
   const held = () => {
-    const beat = setInterval(() => void utimes(lockPath, new Date(), new Date()).catch(() => undefined), LOCK_HEARTBEAT_MS);
+    // Touched only while it is still ours: a holder that was paused past LOCK_STALE_MS and lost the
+    // lock must not keep its new holder's file looking alive for it.
+    const beat = setInterval(() => {
+      void readHolder(lockPath)
+        .then((h) => (h?.tag === me.nonce ? utimes(lockPath, new Date(), new Date()) : clearInterval(beat)))
+        .catch(() => undefined);
+    }, LOCK_HEARTBEAT_MS);
     beat.unref();
     return once(async () => {
       clearInterval(beat);
