@@ -430,7 +430,8 @@ test('a file whose record cannot be synced to the job journal: failed (STATE_UNW
   const r = await job.done();
   assert.equal(r.uploaded, 0);
   assert.equal(r.failed, 2, 'the second file counts as failed: it never started');
-  assert.equal(r.outcomes.length, 1, 'no file starts once the state folder cannot be written');
+  assert.equal(r.outcomes.filter((x) => !x.notStarted).length, 1, 'no file starts once the state folder cannot be written');
+  assert.equal(r.outcomes.find((x) => x.notStarted)?.status, 'failed', 'the one never started has its outcome');
   const o = r.outcomes[0]!;
   assert.equal(o.key, 'f0.bin');
   assert.equal(o.error?.code, 'STATE_UNWRITABLE');
@@ -524,7 +525,7 @@ test('a stopped folder job: the file in flight and the ones never started are le
   const r = await job.done();
   assert.equal(r.failed, 0, JSON.stringify(r.outcomes));
   assert.equal(r.interrupted, 3, 'a-big.bin stopped mid-way, b and c never started');
-  assert.deepEqual(r.outcomes.map((o) => o.status), ['interrupted']);
+  assert.deepEqual(r.outcomes.map((o) => [o.status, o.notStarted ?? false]), [['interrupted', false], ['interrupted', true], ['interrupted', true]]);
   assert.equal(r.outcomes[0]!.error?.code, 'PAUSED');
   // The parts that went up before the stop were sent, and are counted as such.
   assert.ok(acknowledged >= 5 * MiB);
