@@ -9,6 +9,7 @@ import type { ParseArgsConfig } from 'node:util';
 import { isChecksumAlgorithm, type ChecksumAlgorithm } from '../core/checksums.ts';
 import { settingsProblems, type CannedAcl, type ObjectLockMode, type ObjectSettingOptions, type StorageClass } from '../core/object-settings.ts';
 import { S3_MAX_PART_SIZE, S3_MIN_PART_SIZE } from '../core/planner.ts';
+import { indexFromEnv, parseIndex } from '../core/shared-plan.ts';
 import type { StreamUploadOptions } from '../jobs/stream-upload.ts';
 import { defaultStateDir } from '../local/journal.ts';
 import { SdkS3Port } from '../s3/adapter.ts';
@@ -30,6 +31,12 @@ Usage:
   partwise abort s3://<bucket>[/<prefix>] --older-than AGE [--dry-run]   every upload under the prefix started before AGE (7d, 12h, 30m)
   partwise verify <file> s3://<bucket>/<key> [options]   check a finished object against the file, without downloading it
 
+One object from many workers (under Slurm, Kubernetes, AWS Batch; state only in the bucket):
+  partwise plan <file> s3://<bucket>/<key> --workers N   begin the upload once, write its plan beside the key
+  partwise upload <file> s3://<bucket>/<key> --worker I/N|auto   worker I of N: its range of parts, verified and sent
+  partwise finish s3://<bucket>/<key> [--keep-receipts]  check every part against the receipts, Complete, prove the object
+  partwise upload <folder> s3://<bucket>/<prefix>/ --shard I/N|auto|auto/N   shard I of N of the folder job
+
 Upload options:
   --part-size SIZE        part size, e.g. 8MiB, 64MiB, 1GiB (default 16MiB; raised to fit 10,000 parts)
   --concurrency N         parallel part uploads (default 4)
@@ -45,6 +52,11 @@ Upload options:
   --exclude GLOB          folder: skip matching paths (repeatable): *.tmp, .git, logs/**
   --fail-fast             folder: stop starting files after the first failure (exit 5 when any file failed)
   --skip-unreadable       folder: list and count entries that cannot be read instead of failing on them
+  --workers N             plan: how many workers share the object's parts (contiguous ranges)
+  --worker I/N|auto       upload: be worker I (0-based) of N; auto reads SLURM_ARRAY_TASK_ID (with _MIN, _COUNT),
+                          JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX
+  --shard I/N|auto|auto/N folder: be shard I of N (entries by a stable hash of their path; auto as --worker)
+  --keep-receipts         finish: keep the plan and receipts after success, as a proof record
   --no-overwrite          never replace an object at the key (checked first, and If-None-Match on Complete)
 Object settings (fixed when the upload is created; a resume must give the same ones):
   --storage-class CLASS   STANDARD, STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR, GLACIER, DEEP_ARCHIVE, ...
@@ -110,6 +122,10 @@ export const OPTIONS = {
   exclude: { type: 'string', multiple: true },
   'fail-fast': { type: 'boolean' },
   'skip-unreadable': { type: 'boolean' },
+  workers: { type: 'string' },
+  worker: { type: 'string' },
+  shard: { type: 'string' },
+  'keep-receipts': { type: 'boolean' },
   'older-than': { type: 'string' },
   'dry-run': { type: 'boolean' },
   json: { type: 'boolean' },
@@ -284,4 +300,26 @@ export function streamOptions(v: Values, bucket: string, key: string, signal: Ab
   // Standard input redirected from a file has a size to plan for (a bound: a file being written may end elsewhere).
   const st = fstatSync(0);
   return { ...o, source: process.stdin, ...(st.isFile() ? { maxSize: st.size } : {}) };
+}
+
+/**
+ * `--worker I/N`, `--shard I/N`, or `auto` (`auto/N`): the index from the scheduler's environment,
+ * N from it (Slurm gives it), from `auto/N`, or (a worker) from the plan. Wrong or missing: a usage error.
+ */
+export function indexFlag(v: Values, flag: 'worker' | 'shard'): { index: number; count?: number } {
+  const text = v[flag]!;
+  try {
+    if (text === 'auto' || text.startsWith('auto/')) {
+      const env = indexFromEnv(process.env, `--${flag}`);
+      const given = text.startsWith('auto/') ? parseIndex(`0/${text.slice(5)}`, `--${flag}`).count : undefined;
+      if (given !== undefined && env.count !== undefined && env.count !== given) throw new UsageError(`--${flag} ${text}: the scheduler says ${env.count} tasks (${env.from})`);
+      const count = given ?? env.count;
+      if (count !== undefined && env.index >= count) throw new UsageError(`--${flag} ${text}: index ${env.index} (${env.from}) is not below ${count}`);
+      return { index: env.index, ...(count !== undefined ? { count } : {}) };
+    }
+    return (({ index, count }) => ({ index, count }))(parseIndex(text, `--${flag}`));
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError((err as Error).message);
+  }
 }

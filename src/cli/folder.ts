@@ -1,13 +1,13 @@
 /** `partwise upload <folder> s3://bucket/prefix/`: the folder as one resumable job. */
 import { FolderJob, type JobProgress } from '../jobs/folder-job.ts';
-import { engineOptions, parseS3Url, rerunCommand, UsageError, type Values } from './args.ts';
+import { engineOptions, indexFlag, parseS3Url, rerunCommand, UsageError, type Values } from './args.ts';
 import { EXIT, reportError, STOP_SIGNALS, ticker, type Out } from './output.ts';
 import { formatBytes, jobSummaryLine, stopNotice } from './render.ts';
 
 /** `upload <dir> s3://bucket/prefix/`: the folder as one resumable job. */
 export async function cmdFolder(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
   if (pos.length !== 2) throw new UsageError('upload takes <folder> s3://<bucket>/[<prefix>/]');
-  for (const flag of ['upload-id', 'expected-size', 'max-size'] as const) if (v[flag]) throw new UsageError(`--${flag} does not apply to a folder`);
+  for (const flag of ['upload-id', 'expected-size', 'max-size', 'worker', 'workers', 'keep-receipts'] as const) if (v[flag]) throw new UsageError(`--${flag} does not apply to a folder${flag === 'worker' ? ' (a folder is split across workers with --shard)' : ''}`);
   const { bucket, key: prefix } = parseS3Url(pos[1], false);
   const ac = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -16,7 +16,9 @@ export async function cmdFolder(pos: string[], v: Values, argv: string[], out: O
   };
   for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
   const { file: _f, key: _k, signal: _s, ...o } = engineOptions(v, pos[0]!, bucket, prefix || '-', ac.signal);
-  const job = new FolderJob({ ...o, dir: pos[0]!, prefix: prefix ?? '', exclude: v.exclude ?? [], signal: ac.signal, ...(v['fail-fast'] ? { failFast: true } : {}), ...(v['skip-unreadable'] ? { skipUnreadable: true } : {}) });
+  const shard = v.shard !== undefined ? indexFlag(v, 'shard') : undefined;
+  if (shard && shard.count === undefined) throw new UsageError(`--shard ${v.shard}: the scheduler's environment gives the index but not the number of shards: give it as --shard auto/N`);
+  const job = new FolderJob({ ...o, dir: pos[0]!, prefix: prefix ?? '', exclude: v.exclude ?? [], signal: ac.signal, ...(v['fail-fast'] ? { failFast: true } : {}), ...(v['skip-unreadable'] ? { skipUnreadable: true } : {}), ...(shard ? { shard: { index: shard.index, count: shard.count! } } : {}) });
   let latest: JobProgress | undefined;
   const t0 = Date.now();
   job.on('job-progress', (p) => (latest = p));

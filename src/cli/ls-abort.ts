@@ -3,6 +3,7 @@ import { abortUploads, listIncompleteUploads } from '../upload/inspect.ts';
 import { defaultStateDir } from '../local/journal.ts';
 import { parseS3Url, port, requestOptions, UsageError, type Values } from './args.ts';
 import { EXIT, type Out } from './output.ts';
+import { abortShared } from './shared.ts';
 import { formatAge, formatBytes, parseAge } from './render.ts';
 
 export async function cmdLs(pos: string[], v: Values, out: Out): Promise<number> {
@@ -37,6 +38,8 @@ export async function cmdAbort(pos: string[], v: Values, out: Out): Promise<numb
   const s3 = port(v);
   const req = requestOptions(v);
   const stateDir = v['state-dir'] ?? defaultStateDir();
+  // A shared upload's key: its plan names the upload, and goes with it.
+  if (!v['upload-id'] && (await abortShared(v, bucket, key, out))) return EXIT.ok;
   let targets: { key: string; uploadId: string }[];
   if (v['upload-id']) targets = [{ key, uploadId: v['upload-id'] }];
   else {

@@ -13,6 +13,7 @@ import { OPTIONS, USAGE, UsageError, type Values } from './args.ts';
 import { cmdFolder } from './folder.ts';
 import { cmdAbort, cmdLs } from './ls-abort.ts';
 import { EXIT, output, reportError } from './output.ts';
+import { cmdFinish, cmdPlan, cmdWorker } from './shared.ts';
 import { cmdStatus } from './status.ts';
 import { cmdUpload } from './upload.ts';
 import { cmdVerify } from './verify.ts';
@@ -59,7 +60,12 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'upload':
-        return pos[0] !== undefined && pos[0] !== '-' && isDirectory(pos[0]) ? await cmdFolder(pos, v, argv, out) : await cmdUpload(pos, v, argv, out);
+        if (pos[0] !== undefined && pos[0] !== '-' && isDirectory(pos[0])) return await cmdFolder(pos, v, argv, out);
+        return v.worker !== undefined ? await cmdWorker(pos, v, argv, out) : await cmdUpload(pos, v, argv, out);
+      case 'plan':
+        return await cmdPlan(pos, v, argv, out);
+      case 'finish':
+        return await cmdFinish(pos, v, argv, out);
       case 'status':
         return await cmdStatus(pos, v, out);
       case 'ls':

@@ -6,7 +6,7 @@ import { ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedEr
 import type { ReconcileReport } from '../core/reconcile.ts';
 import { rerunCommand, shellQuote, UsageError, type Values } from './args.ts';
 
-export const EXIT = { ok: 0, failure: 1, usage: 2, mismatch: 3, unverified: 4, someFilesFailed: 5, interrupted: 130 } as const;
+export const EXIT = { ok: 0, failure: 1, usage: 2, mismatch: 3, unverified: 4, someFilesFailed: 5, notWhole: 6, interrupted: 130 } as const;
 
 export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
@@ -96,5 +96,7 @@ export function reportError(err: unknown, argv: string[], out: Out): number {
   if (e instanceof ObjectVerificationError) return EXIT.mismatch;
   if (e instanceof ObjectUnverifiedError) return EXIT.unverified;
   if (e.code === 'INVALID_OPTIONS') return EXIT.usage;
+  // A shared upload not whole yet: a finishing job can wait for requeued workers on this code alone.
+  if (e.code === 'PARTS_MISSING') return EXIT.notWhole;
   return EXIT.failure;
 }

@@ -10,6 +10,9 @@ import { describeDiscovery, formatBytes, renderProgress, renderSummary, stopNoti
 export async function cmdUpload(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
   if (pos.length !== 2) throw new UsageError('upload takes <file> s3://<bucket>/<key>');
   const file = pos[0]!;
+  for (const flag of ['workers', 'keep-receipts', 'shard'] as const) {
+    if (v[flag] !== undefined) throw new UsageError(`--${flag} does not apply to upload${flag === 'shard' ? ' of a file (it splits a folder job)' : ' (see partwise plan and partwise finish)'}`);
+  }
   for (const flag of ['exclude', 'fail-fast', 'skip-unreadable'] as const) {
     if (v[flag] !== undefined) throw new UsageError(`--${flag} applies to a folder upload; ${file === '-' ? 'standard input is a stream' : `${file} is not a folder`}`);
   }

@@ -26,6 +26,9 @@ export type ErrorCode =
   | 'SETTINGS_DIFFER'
   | 'STREAM_TOO_LARGE'
   | 'STREAM_SIZE_MISMATCH'
+  | 'PLAN_MISMATCH'
+  | 'PARTS_MISSING'
+  | 'RECEIPT_MISMATCH'
   | 'STREAM_FAILED'
   | 'UNEXPECTED';
 
@@ -197,6 +200,41 @@ export class StreamFailedError extends PartwiseError {
     const why = cause.message.split(FRESH).join('a new run of the whole pipeline');
     const what = causeCode === 'PAUSED' ? 'Uploading the stream was stopped before it finished' : `Uploading the stream failed (${causeCode}: ${why})`;
     super('STREAM_FAILED', `${what}. Multipart upload ${context.uploadId ?? '?'} was aborted, as a stream cannot be resumed: run the whole pipeline again.`, { context, cause });
+  }
+}
+
+/** A shared upload's plan does not describe this file, these settings or this part layout: nothing is sent under it. */
+export class PlanMismatchError extends PartwiseError {
+  /** `differences` empty: there is no plan at all */
+  constructor(context: ErrorContext, readonly differences: string[], next: string) {
+    const where = `s3://${context.bucket}/${context.key}`;
+    super('PLAN_MISMATCH', `${differences.length ? `The plan for ${where}${context.uploadId ? ` (upload ${context.uploadId})` : ''} does not match: ${differences.join('; ')}` : `There is no shared-upload plan for ${where}`}. ${next}`, { context });
+  }
+}
+
+/** Finishing a shared upload found parts (or receipts) missing: nothing was completed; the workers named can be run again. */
+export class PartsMissingError extends PartwiseError {
+  constructor(
+    context: ErrorContext,
+    readonly missing: { parts: number[]; workers: number[]; why: string[] },
+  ) {
+    const parts = missing.parts.length > 12 ? `${missing.parts.slice(0, 12).join(', ')} and ${missing.parts.length - 12} more` : missing.parts.join(', ');
+    super(
+      'PARTS_MISSING',
+      `Upload ${context.uploadId ?? '?'} is not whole yet${parts ? ` (parts ${parts} are missing)` : ''}${missing.why.length ? `: ${missing.why.join('; ')}` : ''}. Nothing was completed. Run worker${missing.workers.length > 1 ? 's' : ''} ${missing.workers.join(', ')} again (each resumes its range), then finish again.`,
+      { context, resumable: true },
+    );
+  }
+}
+
+/** A worker's receipt and the server disagree about its parts: another writer, or a worker that read other bytes. Never completed. */
+export class ReceiptMismatchError extends PartwiseError {
+  constructor(context: ErrorContext, readonly worker: number, details: string[]) {
+    super(
+      'RECEIPT_MISMATCH',
+      `Worker ${worker}'s receipt and the server disagree (${details.join('; ')}): another writer, or a worker that read other bytes than the plan's. Nothing was completed. Run worker ${worker} again on the planned file (it verifies its range against the file and resends what differs), then finish again.`,
+      { context, resumable: true },
+    );
   }
 }
 

@@ -23,6 +23,7 @@ import { InvalidKeyError, InvalidOptionsError, ObjectExistsError, PartwiseError,
 import type { UploadEvents, UploadResult } from '../upload/events.ts';
 import { fingerprint, openSource, preparePart, type PreparedPart, type SourceFingerprint } from '../local/file-source.ts';
 import { listFolder, type FolderListing, type JobEntry } from '../local/folder-walk.ts';
+import { shardOf } from '../core/shared-plan.ts';
 import { poolFor } from '../local/buffer-pool.ts';
 import { globMatcher } from '../core/glob.ts';
 import { JobJournal, jobJournalPath, readJobState, type DoneRecord, type JobState, type StartedRecord } from '../local/job-journal.ts';
@@ -53,6 +54,12 @@ export interface FolderJobOptions extends Omit<EngineOptions, 'file' | 'key' | '
    * Default false: an entry not read is a failure. Names S3 cannot take are failures either way.
    */
   skipUnreadable?: boolean;
+  /**
+   * This run is shard `index` of `count` (0-based) of the tree, as one task of a scheduler's array:
+   * it accounts for and sends the entries whose relative path (for `entries`, the key) hashes to
+   * it. The shards' union is the whole tree, each entry in exactly one; each has its own journal.
+   */
+  shard?: { index: number; count: number };
   /**
    * The job's name: its journal. Default: the folder (with bucket and prefix), or for `entries` the
    * list itself; give one when a backup tool passes a different list each run of the same job.
@@ -206,6 +213,10 @@ export class FolderJob extends EventEmitter<JobEvents> {
     validateOptions({ ...options, file: '-', key: '-' });
     globMatcher(options.exclude ?? []); // a bad pattern is refused here, before anything is listed or sent
     if (options.entries) refuseBadEntries(options.entries);
+    const shard = options.shard;
+    if (shard && !(Number.isSafeInteger(shard.count) && shard.count >= 1 && Number.isSafeInteger(shard.index) && shard.index >= 0 && shard.index < shard.count)) {
+      throw new InvalidOptionsError(`shard must be { index, count } with 0 ≤ index < count; got ${JSON.stringify(shard)}`);
+    }
     this.limiter = options.limiter ?? pLimit(options.concurrency ?? 4);
     this.rate = options.rateLimiter ?? (options.maxBytesPerSecond !== undefined ? new RateLimiter(options.maxBytesPerSecond) : undefined);
     ({ stop: this.stop, unlink: this.unlinkStop } = stopFollowing(options.signal));
@@ -223,14 +234,17 @@ export class FolderJob extends EventEmitter<JobEvents> {
     await loadSendHashers(sendAlgorithm(o));
     const endpoint = await o.s3.describeEndpoint();
     const stateDir = o.stateDir ?? defaultStateDir();
-    const source = o.jobId !== undefined ? `job:${o.jobId}` : o.entries ? JSON.stringify(o.entries.map((e) => [resolve(e.file), e.key])) : resolve(o.dir!);
+    const whole = o.jobId !== undefined ? `job:${o.jobId}` : o.entries ? JSON.stringify(o.entries.map((e) => [resolve(e.file), e.key])) : resolve(o.dir!);
+    const shard = o.shard;
+    const source = shard ? `${whole}#shard ${shard.index}/${shard.count}` : whole;
     const journalPath = jobJournalPath(stateDir, { endpoint, bucket: o.bucket, prefix: o.prefix ?? '', source });
     // One run of a job at a time (cron firing again while a long backup still runs): the second
     // stops here, before it lists the folder, reads the journal or sends anything. A dead
     // holder's lock is taken over.
     const release = await acquireLock(journalPath, { bucket: o.bucket, journalPath }, 'folder job');
     try {
-      const listed: FolderListing = o.entries ? { entries: o.entries, notRead: [], invalid: [], unreadable: [], excluded: 0, met: o.entries.length } : await listFolder(o.dir!, o.prefix ?? '', o.exclude ?? []);
+      const given = o.entries && shard ? o.entries.filter((e) => shardOf(e.key, shard.count) === shard.index) : o.entries;
+      const listed: FolderListing = given ? { entries: given, notRead: [], invalid: [], unreadable: [], excluded: 0, met: given.length } : await listFolder(o.dir!, o.prefix ?? '', o.exclude ?? [], shard ? { shard } : {});
       const where = (path: string) => (o.dir !== undefined ? `${resolve(o.dir)}/${path}` : path);
       // Each its own outcome, said as it is met: a name S3 cannot take, what the walk could not read,
       // and a listed file that vanished or cannot be looked at since.

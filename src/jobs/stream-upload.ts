@@ -103,7 +103,7 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
       if (o.maxSize !== undefined && total > o.maxSize) {
         cx.emit('warning', { code: 'SIZE_NOT_EXPECTED', message: `the stream had ${total} bytes, more than the ${o.maxSize} given as its upper bound (the part size was planned from it)` });
       }
-      const session: Session = { journalPath: '', journal: j, plan, alg, digests, resumed: false, toUpload: [], stream: true };
+      const session: Session = { journalPath: '', journal: j, plan, alg, digests, resumed: false, toUpload: [], noFile: true };
       const finished = await finish(cx, session);
       cx.emit('phase', { phase: 'done' });
       const result = uploadResult(j, plan, finished.proof, cx.stats, t0, { resumed: false, alreadyComplete: false, partsSkipped: 0 });

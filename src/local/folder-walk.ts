@@ -10,6 +10,7 @@ import type { Dirent } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { SourceUnreadableError } from '../core/errors.ts';
+import { shardOf } from '../core/shared-plan.ts';
 import { globMatcher } from '../core/glob.ts';
 
 export interface JobEntry {
@@ -63,11 +64,15 @@ export function isUtf8(b: Buffer): boolean {
 }
 
 /** Walks a folder by the rules above. An unreadable top folder is the job's failure (thrown). */
-export async function listFolder(dir: string, prefix: string, exclude: readonly string[]): Promise<FolderListing> {
+export async function listFolder(dir: string, prefix: string, exclude: readonly string[], opts: { shard?: { index: number; count: number } } = {}): Promise<FolderListing> {
   const root = resolve(dir);
   const excluded = globMatcher(exclude);
   const out: FolderListing = { entries: [], notRead: [], invalid: [], unreadable: [], excluded: 0, met: 0 };
   const base = prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
+  // A shard (one of N workers walking the same tree) accounts for the entries whose relative path
+  // hashes to it: every entry in exactly one shard, folders walked by all.
+  const shard = opts.shard;
+  const mine = (relPath: string) => !shard || shardOf(relPath, shard.count) === shard.index;
   /** `d`: the folder's path; `rel`: its path relative to the root ('' for the root), both valid UTF-8. */
   const walk = async (d: string, rel: string): Promise<void> => {
     let dirents: Dirent<Buffer>[];
@@ -75,7 +80,7 @@ export async function listFolder(dir: string, prefix: string, exclude: readonly 
       dirents = await readdir(d, { encoding: 'buffer', withFileTypes: true });
     } catch (err) {
       if (rel === '') throw new SourceUnreadableError(dir, err);
-      out.unreadable.push({ path: rel, key: `${base}${rel}/`, cause: err });
+      if (mine(rel)) out.unreadable.push({ path: rel, key: `${base}${rel}/`, cause: err });
       return;
     }
     dirents.sort((a, b) => Buffer.compare(a.name, b.name));
@@ -93,23 +98,27 @@ export async function listFolder(dir: string, prefix: string, exclude: readonly 
         try {
           kind = await lstat(full); // a file system that does not say (DT_UNKNOWN)
         } catch (err) {
-          out.unreadable.push({ path: relPath, key: base + relPath, cause: err });
+          if (mine(relPath)) out.unreadable.push({ path: relPath, key: base + relPath, cause: err });
           continue;
         }
       }
       const isDir = kind.isDirectory();
       const lossy = name.toString('utf8');
       if (excluded(rel ? `${rel}/${lossy}` : lossy, isDir)) {
-        out.excluded++;
+        if (mine(relPath)) out.excluded++;
         continue;
       }
+      if (isDir && valid && !kind.isSymbolicLink()) {
+        await walk(`${d}/${text}`, relPath);
+        continue;
+      }
+      if (!mine(relPath)) continue;
       if (!valid) {
         out.invalid.push({ path: relPath, key: base + relPath + (isDir ? '/' : ''), why: `its name is not valid UTF-8 (S3 keys are UTF-8)${isDir ? '; nothing in this folder was read' : ''}` });
         continue;
       }
       const key = base + relPath;
       if (kind.isSymbolicLink()) out.notRead.push({ path: relPath, why: 'symbolic link (not followed)' });
-      else if (isDir) await walk(`${d}/${text}`, relPath);
       else if (!kind.isFile()) out.notRead.push({ path: relPath, why: 'special file (socket, FIFO or device)' });
       else if (Buffer.byteLength(key) > S3_MAX_KEY_BYTES) out.invalid.push({ path: relPath, key, why: `its key would be ${Buffer.byteLength(key)} bytes; S3 allows ${S3_MAX_KEY_BYTES}` });
       else out.entries.push({ file: `${d}/${text}`, key });

@@ -13,7 +13,9 @@ import type {
   CompleteMultipartUploadCommandInput,
   CompletedPart,
   CreateMultipartUploadCommandInput,
+  DeleteObjectCommandInput,
   GetObjectAclCommandInput,
+  GetObjectCommandInput,
   GetObjectAttributesCommandInput,
   GetObjectTaggingCommandInput,
   HeadObjectCommandInput,
@@ -683,5 +685,23 @@ export class SdkS3Port implements S3Port {
   async putObjectRetention(input: RetentionInput, req: RequestOptions, signal?: AbortSignal): Promise<void> {
     const params = { Bucket: input.bucket, Key: input.key, Retention: { Mode: input.mode, RetainUntilDate: input.retainUntil }, ...commonParams(req) } satisfies PutObjectRetentionCommandInput;
     await this.call('PutObjectRetention', (c) => c.send(new (sdk().PutObjectRetentionCommand)(params), this.opts(signal)));
+  }
+
+  async getObject(input: ObjectRef, req: RequestOptions, signal?: AbortSignal): Promise<{ body: Buffer; etag: string } | undefined> {
+    const params = { Bucket: input.bucket, Key: input.key, ...commonParams(req), ...sseCParams(req) } satisfies GetObjectCommandInput;
+    try {
+      return await this.call('GetObject', async (c) => {
+        const out = await c.send(new (sdk().GetObjectCommand)(params), this.opts(signal));
+        return { body: Buffer.from(await out.Body!.transformToByteArray()), etag: String(out.ETag ?? '') };
+      });
+    } catch (err) {
+      if (err instanceof S3RequestError && (err.httpStatus === 404 || err.s3Code === 'NoSuchKey')) return undefined;
+      throw err;
+    }
+  }
+
+  async deleteObject(input: ObjectRef, req: RequestOptions, signal?: AbortSignal): Promise<void> {
+    const params = { Bucket: input.bucket, Key: input.key, ...commonParams(req) } satisfies DeleteObjectCommandInput;
+    await this.call('DeleteObject', (c) => c.send(new (sdk().DeleteObjectCommand)(params), this.opts(signal)));
   }
 }

@@ -25,11 +25,17 @@ export const LIST_PARTS_PAGE = 1000;
  */
 export async function listAllParts(
   call: (marker: number | undefined) => ReturnType<S3Port['listParts']>,
+  range?: { first: number; last: number },
 ): Promise<ListAllResult> {
   const byNumber = new Map<number, RemotePart>();
-  let marker: number | undefined;
+  // A range (a shared upload's worker): from just before its first part, until a page reaches its last.
+  let marker: number | undefined = range && range.first > 1 ? range.first - 1 : undefined;
   let pages = 0;
   const about: Pick<ListAllResult, 'checksumAlgorithm' | 'checksumType' | 'abortDate'> = {};
+  const result = (stoppedEarly: boolean): ListAllResult => {
+    const parts = sorted(byNumber);
+    return { parts: range ? parts.filter((p) => p.partNumber >= range.first && p.partNumber <= range.last) : parts, pages, stoppedEarly, ...about };
+  };
   for (;;) {
     const page = await call(marker);
     pages++;
@@ -43,15 +49,15 @@ export async function listAllParts(
       if (p.partNumber > (marker ?? 0)) byNumber.set(p.partNumber, p); // ignore repeats of earlier pages
       highest = Math.max(highest, p.partNumber);
     }
-    if (!page.isTruncated) break;
+    if (!page.isTruncated || (range && highest >= range.last)) break;
     const next = Math.max(page.nextPartNumberMarker ?? 0, highest);
     if (next <= (marker ?? 0) || next >= 10_000) {
       // Nothing to gain from asking again (or nothing can follow part 10,000).
-      return { parts: sorted(byNumber), pages, stoppedEarly: next < 10_000, ...about };
+      return result(next < 10_000);
     }
     marker = next;
   }
-  return { parts: sorted(byNumber), pages, stoppedEarly: false, ...about };
+  return result(false);
 }
 
 function sorted(m: Map<number, RemotePart>): RemotePart[] {

@@ -218,4 +218,10 @@ export interface S3Port {
   getObjectTagging?(input: ObjectRef, req: RequestOptions, signal?: AbortSignal): Promise<Record<string, string>>;
   getObjectAcl?(input: ObjectRef, req: RequestOptions, signal?: AbortSignal): Promise<AclOutput>;
   putObjectRetention?(input: RetentionInput, req: RequestOptions, signal?: AbortSignal): Promise<void>;
+  /**
+   * A small object's bytes (a shared upload's plan or a receipt), undefined when there is none;
+   * and removing one. Optional: a port without them cannot coordinate workers through the bucket.
+   */
+  getObject?(input: ObjectRef, req: RequestOptions, signal?: AbortSignal): Promise<{ body: Buffer; etag: string } | undefined>;
+  deleteObject?(input: ObjectRef, req: RequestOptions, signal?: AbortSignal): Promise<void>;
 }

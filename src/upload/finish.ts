@@ -220,7 +220,7 @@ export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
   const j = s.journal;
   const ctx = cx.errorContext({ uploadId: j.uploadId, journalPath: s.journalPath });
   // The bytes we hashed must still be the file's: a change mid-upload would make a mixed object.
-  if (!s.stream) await assertSourceUnchanged(j.source, cx.o.file, ctx);
+  if (!s.noFile) await assertSourceUnchanged(j.source, cx.o.file, ctx);
   const ordered = orderedParts(s, ctx);
   const expected = expectedObject(s.plan, s.alg, j.etagIsMd5, s.digests);
   const values = await expectedValuesLoaded(expected);
@@ -259,7 +259,7 @@ export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
       if (cx.signal.aborted) throw new PausedError(ctx, lookErr);
       throw new CompleteFailedError(ctx, err, true, `it could not be checked: ${(lookErr as Error).message}`);
     }
-    const notCarried = proof.proven ? await settingsNotCarried(cx, proof.head, s.stream ? undefined : cx.o.file) : undefined;
+    const notCarried = proof.proven ? await settingsNotCarried(cx, proof.head, s.noFile ? undefined : cx.o.file) : undefined;
     if (notCarried) throw new CompleteFailedError(ctx, err, completeRetryable(err), `the object at the key has these bytes, but ${notCarried}`);
     if (proof.proven) {
       // The object is the file; an upload still open (an identical object was there already) is closed.

@@ -20,7 +20,8 @@ const md5b64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
 /** Uploads every part in `s.toUpload`; the journal follows each acknowledged part. */
 export async function sendParts(cx: EngineContext, s: Session, fh: FileHandle, opts: { phases?: boolean } = {}): Promise<void> {
   const phases = opts.phases !== false;
-  const writer = new JournalWriter(s.journalPath, { bucket: s.journal.bucket, key: s.journal.key, uploadId: s.journal.uploadId });
+  // No journal on disk (a shared upload's worker: its truth is the server's listing): nothing to record.
+  const writer = s.journalPath ? new JournalWriter(s.journalPath, { bucket: s.journal.bucket, key: s.journal.key, uploadId: s.journal.uploadId }) : undefined;
   if (phases) cx.emit('phase', { phase: 'upload' });
   let failure: { partNumber: number; error: unknown } | undefined;
   // Until the server has shown it echoes checksums, the first part to go is a probe: the others wait
@@ -49,7 +50,7 @@ export async function sendParts(cx: EngineContext, s: Session, fh: FileHandle, o
       }),
     ),
   );
-  await writer.flush();
+  await writer?.flush();
   const ctx = cx.errorContext({ uploadId: s.journal.uploadId, journalPath: s.journalPath });
   if (cx.signal.aborted) throw new PausedError(ctx, cx.signal.reason);
   if (failure) {
@@ -63,7 +64,7 @@ export async function sendParts(cx: EngineContext, s: Session, fh: FileHandle, o
   if (phases) cx.emit('phase', { phase: 'complete' });
 }
 
-async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number, writer: JournalWriter): Promise<void> {
+async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number, writer: JournalWriter | undefined): Promise<void> {
   const part = partAt(s.plan, n);
   const streamAbove = cx.o.streamPartsAbove ?? DEFAULT_STREAM_PARTS_ABOVE;
   // Read inside the concurrency slot: memory stays near concurrency × min(part size, streamAbove).
@@ -120,7 +121,7 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
   cx.stats.partsSent++;
   cx.stats.bytesSent += part.size;
   cx.emit('part-done', { partNumber: n, size: part.size, etag, attempts });
-  await writer.record(jp, s.journal.etagIsMd5, s.journal.serverChecksums === true);
+  await writer?.record(jp, s.journal.etagIsMd5, s.journal.serverChecksums === true);
 }
 
 /**

@@ -23,8 +23,8 @@ export interface Session {
   /** parts to send, ascending */
   toUpload: number[];
   report?: ReconcileReport;
-  /** a stream's upload: no file to re-check, no journal on disk */
-  stream?: boolean;
+  /** no file to re-check before Complete: a stream's upload, or a shared upload's finish step */
+  noFile?: boolean;
 }
 
 export type Opened = { kind: 'session'; session: Session } | { kind: 'finished'; journal: JournalData; plan: PartPlan; proof: Proof };

@@ -9,7 +9,7 @@ type Method = Exclude<keyof S3Port, never>;
 /** Delegates every call to `inner`, except the methods given in `overrides`. */
 export function wrapPort(inner: S3Port, overrides: Partial<S3Port>): S3Port {
   const out = {} as Record<Method, unknown>;
-  for (const m of ['describeEndpoint', 'clientMaxAttempts', 'createMultipartUpload', 'uploadPart', 'putObject', 'listParts', 'completeMultipartUpload', 'abortMultipartUpload', 'headObject', 'listMultipartUploads', 'getObjectAttributes', 'getObjectTagging', 'getObjectAcl', 'putObjectRetention'] as const) {
+  for (const m of ['describeEndpoint', 'clientMaxAttempts', 'createMultipartUpload', 'uploadPart', 'putObject', 'listParts', 'completeMultipartUpload', 'abortMultipartUpload', 'headObject', 'listMultipartUploads', 'getObjectAttributes', 'getObjectTagging', 'getObjectAcl', 'putObjectRetention', 'getObject', 'deleteObject'] as const) {
     const own = inner[m];
     if (overrides[m] ?? own) out[m] = overrides[m] ?? (own!.bind(inner) as unknown);
   }

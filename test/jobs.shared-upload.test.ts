@@ -1,0 +1,187 @@
+/**
+ * Jobs, one object from many workers, in one process against the local RGW (the same steps under a
+ * real Slurm cluster: jobs.slurm.test.ts): plan, workers, finish without the file; the plan found
+ * again, and refused for other bytes; a worker on another version of the file refused, and finish
+ * naming it; a receipt that disagrees with the server; a finish killed past Complete; two copies
+ * of one worker at once; abort of an abandoned plan.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { createHasher, loadHashers } from '../src/core/checksums.ts';
+import { S3RequestError } from '../src/core/errors.ts';
+import { planKey, receiptKey } from '../src/core/shared-plan.ts';
+import { abandonSharedUpload, finishSharedUpload, planSharedUpload, SharedWorker } from '../src/jobs/shared-upload.ts';
+import { SdkS3Port } from '../src/s3/adapter.ts';
+import type { S3Port } from '../src/s3/port.ts';
+import { wrapPort } from './helpers/ports.ts';
+import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
+
+const MiB = 1024 * 1024;
+
+async function keysUnder(bucket: string, prefix: string): Promise<string[]> {
+  return ((await plainClient().send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }))).Contents ?? []).map((o) => o.Key!).sort();
+}
+async function openUploads(bucket: string): Promise<number> {
+  return (await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length ?? 0;
+}
+
+async function setup(size = 23 * MiB + 7) {
+  loadS3Env();
+  const bucket = await makeBucket('pw-shared');
+  const dir = await tempDir();
+  const f = await randomFile(dir, size);
+  const { client, counts } = countingClient();
+  return { bucket, dir, f, s3: new SdkS3Port(client), counts };
+}
+
+test('plan, three workers, finish without the file: byte-identical, proven by the combined full-object CRC; records removed; each part sent once', async () => {
+  const { bucket, f, s3, counts } = await setup();
+  const base = { s3, bucket, key: 'db.dump', partSize: 5 * MiB };
+  const planned = await planSharedUpload({ ...base, file: f.path, workers: 3 });
+  assert.equal(planned.reused, false);
+  assert.equal(planned.plan.partCount, 5);
+  const again = await planSharedUpload({ ...base, file: f.path, workers: 3 });
+  assert.equal(again.reused, true, 'the plan step run again finds its plan');
+  assert.equal(again.plan.uploadId, planned.plan.uploadId);
+  assert.equal(counts.CreateMultipartUpload, 1);
+  let sent = 0;
+  for (let i = 0; i < 3; i++) {
+    const r = await new SharedWorker({ ...base, file: f.path, worker: i, workers: 3 }).done();
+    sent += r.bytesSent;
+  }
+  assert.equal(sent, f.bytes.length, 'every byte sent once');
+  const done = await finishSharedUpload(base);
+  assert.equal(done.alreadyComplete, false);
+  assert.equal(done.verification.level, 'full-object-checksum');
+  assert.equal(sha256(await getObjectBytes(bucket, 'db.dump')), f.sha256);
+  const h = await plainClient().send(new HeadObjectCommand({ Bucket: bucket, Key: 'db.dump', ChecksumMode: 'ENABLED' }));
+  assert.equal(h.ChecksumCRC32C, done.checksum, 'the checksum the server shows is the one combined from the receipts');
+  assert.deepEqual(await keysUnder(bucket, 'db.dump.partwise/'), [], 'plan and receipts removed');
+  assert.equal(await openUploads(bucket), 0);
+});
+
+test('a worker rerun is a resume: it verifies what the server holds of its range and sends only the rest', async () => {
+  const { bucket, f, s3 } = await setup();
+  const base = { s3, bucket, key: 'resume.bin', partSize: 5 * MiB };
+  await planSharedUpload({ ...base, file: f.path, workers: 1 });
+  const ac = new AbortController();
+  const first = new SharedWorker({ ...base, file: f.path, worker: 0, concurrency: 1, signal: ac.signal });
+  first.on('part-done', () => ac.abort());
+  await assert.rejects(first.done());
+  const rerun = await new SharedWorker({ ...base, file: f.path, worker: 0 }).done();
+  assert.ok(rerun.partsVerified >= 1, `${rerun.partsVerified} parts verified, not sent again`);
+  assert.equal(rerun.partsVerified + rerun.partsSent, 5);
+  assert.equal((await finishSharedUpload(base)).verification.level, 'full-object-checksum');
+});
+
+test('another version of the file: the plan step refuses the plan for other bytes; its worker is refused (PLAN_MISMATCH) and sends nothing; finish names that worker (exit 6 material) and completes nothing', async () => {
+  const { bucket, dir, f, s3 } = await setup();
+  const base = { s3, bucket, key: 'two.bin', partSize: 5 * MiB };
+  await planSharedUpload({ ...base, file: f.path, workers: 2 });
+  // Same size and name on "another host": other bytes, another modification time.
+  const other = join(dir, 'other.bin');
+  await writeFile(other, randomBytes(f.bytes.length));
+  await assert.rejects(planSharedUpload({ ...base, file: other, workers: 2 }), (e: { code?: string; message?: string }) => e.code === 'PLAN_MISMATCH' && /other bytes/.test(e.message ?? ''));
+  // The same size and modification time: only the samples tell.
+  execFileSync('touch', ['-r', f.path, other]);
+  const { client, counts } = countingClient();
+  await assert.rejects(new SharedWorker({ ...base, s3: new SdkS3Port(client), file: other, worker: 1 }).done(), (e: { code?: string; message?: string }) => e.code === 'PLAN_MISMATCH' && /samples hold other bytes/.test(e.message ?? ''));
+  assert.equal(counts.UploadPart ?? 0, 0, 'nothing sent');
+  await new SharedWorker({ ...base, file: f.path, worker: 0 }).done();
+  await assert.rejects(finishSharedUpload(base), (e: { code?: string; message?: string; missing?: { workers: number[] } }) => {
+    assert.equal(e.code, 'PARTS_MISSING');
+    assert.deepEqual(e.missing?.workers, [1]);
+    assert.match(e.message ?? '', /Run worker 1 again/);
+    return true;
+  });
+  assert.equal(await openUploads(bucket), 1, 'nothing completed');
+  await assert.rejects(getObjectBytes(bucket, 'two.bin'));
+  // Abandoned: abort takes the upload and the records.
+  assert.ok(await abandonSharedUpload(base));
+  assert.equal(await openUploads(bucket), 0);
+  assert.deepEqual(await keysUnder(bucket, 'two.bin.partwise/'), []);
+});
+
+test('a receipt that disagrees with what the server holds (another writer replaced a part) is never completed (RECEIPT_MISMATCH, the worker named)', async () => {
+  const { bucket, dir, f, s3 } = await setup(12 * MiB);
+  const base = { s3, bucket, key: 'swap.bin', partSize: 5 * MiB };
+  const { plan } = await planSharedUpload({ ...base, file: f.path, workers: 2 });
+  for (let i = 0; i < 2; i++) await new SharedWorker({ ...base, file: f.path, worker: i }).done();
+  // Another writer puts other bytes under part 1 (with the upload's checksum, as a client must).
+  const other = join(dir, 'x.bin');
+  await writeFile(other, randomBytes(5 * MiB));
+  await loadHashers(['CRC32C']);
+  const bytes = await readFile(other);
+  const h = createHasher('CRC32C');
+  h.update(bytes);
+  await s3.uploadPart({ bucket, key: 'swap.bin', uploadId: plan.uploadId, partNumber: 1, body: bytes, checksum: { algorithm: 'CRC32C', value: h.digest().toString('base64') } }, {});
+  await assert.rejects(finishSharedUpload(base), (e: { code?: string; worker?: number }) => e.code === 'RECEIPT_MISMATCH' && e.worker === 0);
+  assert.equal(await openUploads(bucket), 1, 'nothing completed');
+  assert.ok(await abandonSharedUpload(base));
+  assert.equal(await openUploads(bucket), 0);
+  assert.deepEqual(await keysUnder(bucket, 'swap.bin.partwise/'), []);
+});
+
+test('finish killed past Complete: run again, it proves the object by the receipts\' CRC and says already complete; --keep-receipts leaves the records', async () => {
+  const { bucket, f, s3 } = await setup(11 * MiB);
+  const key = 'killed.bin';
+  await planSharedUpload({ s3, bucket, key, file: f.path, workers: 2, partSize: 5 * MiB });
+  for (let i = 0; i < 2; i++) await new SharedWorker({ s3, bucket, key, file: f.path, worker: i }).done();
+  const dying: S3Port = wrapPort(s3, {
+    completeMultipartUpload: async (input, req, signal) => {
+      await s3.completeMultipartUpload(input, req, signal);
+      throw new Error('killed');
+    },
+    headObject: async () => {
+      throw new S3RequestError({ operation: 'HeadObject', s3Code: 'ECONNRESET' });
+    },
+  });
+  await assert.rejects(finishSharedUpload({ s3: dying, bucket, key, retry: { maxAttempts: 1 } }));
+  const again = await finishSharedUpload({ s3, bucket, key, keepRecords: true });
+  assert.equal(again.alreadyComplete, true);
+  assert.equal(again.verification.level, 'full-object-checksum');
+  assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256);
+  assert.equal((await keysUnder(bucket, 'killed.bin.partwise/')).length, 3, 'plan and two receipts kept as a proof record');
+  assert.deepEqual(JSON.parse((await (await plainClient().send(new GetObjectCommand({ Bucket: bucket, Key: receiptKey(key, 1, 2) }))).Body!.transformToString())).worker, 1);
+});
+
+test('two copies of one worker at the same time (a requeued or replaced task): the same parts, the same receipt, one identical object', async () => {
+  const { bucket, f, s3 } = await setup(31 * MiB);
+  const base = { s3, bucket, key: 'twice.bin', partSize: 5 * MiB };
+  await planSharedUpload({ ...base, file: f.path, workers: 2 });
+  const [a, b] = await Promise.all([new SharedWorker({ ...base, file: f.path, worker: 0 }).done(), new SharedWorker({ ...base, file: f.path, worker: 0 }).done()]);
+  assert.equal(a.first, b.first);
+  await new SharedWorker({ ...base, file: f.path, worker: 1 }).done();
+  await finishSharedUpload(base);
+  assert.equal(sha256(await getObjectBytes(bucket, 'twice.bin')), f.sha256);
+});
+
+test('a plan object that is not a plan (another program\'s, or torn) is refused, never used', async () => {
+  const { bucket, f, s3 } = await setup(6 * MiB);
+  await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: planKey('x.bin'), Body: '{"format":"something-else"}' }));
+  await assert.rejects(planSharedUpload({ s3, bucket, key: 'x.bin', file: f.path, workers: 2 }), (e: { code?: string; message?: string }) => e.code === 'PLAN_MISMATCH' && /not a plan partwise can use/.test(e.message ?? ''));
+  await assert.rejects(finishSharedUpload({ s3, bucket, key: 'x.bin' }), (e: { code?: string }) => e.code === 'PLAN_MISMATCH');
+});
+
+test('finish never takes an object for the upload\'s on less than its CRC: the upload gone and another object at the key is UPLOAD_GONE; a receipt of another worker put in place is RECEIPT_MISMATCH', async () => {
+  const { bucket, f, s3 } = await setup(11 * MiB);
+  const base = { s3, bucket, key: 'gone.bin', partSize: 5 * MiB };
+  const { plan } = await planSharedUpload({ ...base, file: f.path, workers: 2 });
+  for (let i = 0; i < 2; i++) await new SharedWorker({ ...base, file: f.path, worker: i }).done();
+  // A receipt copied over another worker's: its range is not that worker's.
+  const r0 = await plainClient().send(new GetObjectCommand({ Bucket: bucket, Key: receiptKey('gone.bin', 0, 2) }));
+  const r1body = await plainClient().send(new GetObjectCommand({ Bucket: bucket, Key: receiptKey('gone.bin', 1, 2) }));
+  const saved = await r1body.Body!.transformToString();
+  await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: receiptKey('gone.bin', 1, 2), Body: await r0.Body!.transformToString() }));
+  await assert.rejects(finishSharedUpload(base), (e: { code?: string; worker?: number }) => e.code === 'RECEIPT_MISMATCH' && e.worker === 1);
+  await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: receiptKey('gone.bin', 1, 2), Body: saved }));
+  // The upload aborted by someone, and an object of the same size put at the key.
+  await s3.abortMultipartUpload({ bucket, key: 'gone.bin', uploadId: plan.uploadId }, {});
+  await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: 'gone.bin', Body: randomBytes(f.bytes.length) }));
+  await assert.rejects(finishSharedUpload(base), (e: { code?: string }) => e.code === 'UPLOAD_GONE');
+});
