@@ -8,9 +8,11 @@
  *   4. resume verification (`partwise status`) next to this machine's hashing limit
  *   5. 10,000 parts: per-1,000 time, journal bytes, ListParts requests on resume
  *   6. where a partwise upload's CPU and memory go (--cpu-prof, heap snapshot)
+ *   7. a folder of many small files
+ *   8. one object from N workers: aggregate rate against N × a per-worker cap; the cost of coordination
  * Each upload runs as its users run it, in its own process, under GNU time.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, open, rm } from 'node:fs/promises';
@@ -484,6 +486,118 @@ print();
   tenResults = { per, fullJournal, listParts: counts.ListParts ?? 0, overheadS: toListed / 1000 };
 }
 
+// ------------------------------------------------------------------ 8. beyond one machine
+// One object from N workers, each capped with --max-rate as a stand-in for its host's NIC: the
+// aggregate against N × the cap, until this 2-core machine (which also runs the gateway) is the limit.
+const shareMiB = Number(process.env.BENCH_SHARED_MIB ?? 2048);
+const capMiB = Number(process.env.BENCH_SHARED_CAP_MIB ?? 32);
+let sharedResult: { rows: { n: number; mbps: number; ratio: number; finishS: number }[]; finishSmall: number; finishLarge: number; combineMs: Record<string, number>; requests: Record<string, number> } | undefined;
+{
+  print(`## 8. Beyond one machine: one ${shareMiB} MiB object from N workers, each capped at ${capMiB} MiB/s`);
+  print();
+  print(`Each worker is \`partwise upload FILE URL --worker I/N --max-rate ${capMiB}MiB/s\` in its own process, all started at once after \`partwise plan\` (64 MiB parts); the time is from the first start to the last exit, process start-up included; \`partwise finish\` is timed apart (it reads no data).`);
+  print();
+  const sharedFile = join(work, 'shared.bin');
+  {
+    const fh = await open(sharedFile, 'w');
+    for (let i = 0; i < shareMiB; i += 64) await fh.write(randomBytes(64 * MiB));
+    await fh.close();
+  }
+  const bin = here('../dist/src/bin.js');
+  const env = { ...process.env, PARTWISE_STATE_DIR: stateDir };
+  const cli = (args: string[]) => {
+    const r = spawnSync(process.execPath, [bin, ...args], { env, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`partwise ${args.join(' ')}: exit ${r.status}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const rows: { n: number; mbps: number; ratio: number; finishS: number }[] = [];
+  print(`| workers | aggregate MB/s | N × cap MB/s | aggregate / (N × cap) | finish (s) |`);
+  print(`|---:|---:|---:|---:|---:|`);
+  for (const n of [1, 2, 4, 8]) {
+    const key = freshKey(`shared-${n}`);
+    const url = `s3://${bucket}/${key}`;
+    cli(['plan', sharedFile, url, '--workers', String(n), '--part-size', '64MiB']);
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        new Promise<void>((resolve, reject) => {
+          const c = spawn(process.execPath, [bin, 'upload', sharedFile, url, '--worker', `${i}/${n}`, '--max-rate', `${capMiB}MiB/s`, '--quiet'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+          c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`worker ${i}/${n}: exit ${code}`))));
+        }),
+      ),
+    );
+    const wallS = (performance.now() - t0) / 1000;
+    const tf = performance.now();
+    cli(['finish', url]);
+    const finishS = (performance.now() - tf) / 1000;
+    const mbps = (shareMiB * MiB) / 1e6 / wallS;
+    const ideal = (n * capMiB * MiB) / 1e6;
+    rows.push({ n, mbps, ratio: mbps / ideal, finishS });
+    print(`| ${n} | ${fmt(mbps)} | ${fmt(ideal)} | ${fmt(mbps / ideal, 2)} | ${fmt(finishS, 2)} |`);
+    await clean(key);
+  }
+  await rm(sharedFile, { force: true });
+  print();
+  // The cost of coordination, and the finish step's time against the object's bytes: 10,000 parts of
+  // 4 KiB and of 64 KiB (16 × the bytes), 8 workers, through the library with a request counter.
+  const { planSharedUpload, SharedWorker, finishSharedUpload } = await import('../src/jobs/shared-upload.ts');
+  const { SdkS3Port } = await import('../src/s3/adapter.ts');
+  const { combineCrcs } = await import('../src/core/shared-plan.ts');
+  const finishTimes: number[] = [];
+  let requests: Record<string, number> = {};
+  const phaseMs: Record<string, number> = {};
+  for (const partKiB of [4, 64]) {
+    const f = join(work, `tenk-${partKiB}.bin`);
+    writeFileSync(f, randomBytes(10_000 * partKiB * 1024));
+    const key = freshKey(`shared-10k-${partKiB}`);
+    const { client, counts } = countingClient();
+    const port = new SdkS3Port(client);
+    const base = { s3: port, bucket, key, partSize: partKiB * 1024, minPartSize: 1, concurrency: 16 };
+    const snap = () => ({ ...counts });
+    const diff = (a: Record<string, number>, b: Record<string, number>): Record<string, number> => {
+      const d: Record<string, number> = {};
+      for (const [k, v] of Object.entries(b)) if (v - (a[k] ?? 0) > 0) d[k] = v - (a[k] ?? 0);
+      return d;
+    };
+    let t = performance.now();
+    const c0 = snap();
+    await planSharedUpload({ ...base, file: f, workers: 8 });
+    phaseMs[`plan-${partKiB}`] = performance.now() - t;
+    const c1 = snap();
+    t = performance.now();
+    await Promise.all(Array.from({ length: 8 }, (_, i) => new SharedWorker({ ...base, file: f, worker: i }).done()));
+    phaseMs[`workers-${partKiB}`] = performance.now() - t;
+    const c2 = snap();
+    t = performance.now();
+    await finishSharedUpload(base);
+    const finishMs = performance.now() - t;
+    finishTimes.push(finishMs);
+    const c3 = snap();
+    if (partKiB === 4) requests = { ...Object.fromEntries(Object.entries(diff(c0, c1)).map(([k, v]) => [`plan ${k}`, v])), ...Object.fromEntries(Object.entries(diff(c1, c2)).filter(([k]) => k !== 'UploadPart').map(([k, v]) => [`workers ${k}`, v])), ...Object.fromEntries(Object.entries(diff(c2, c3)).map(([k, v]) => [`finish ${k}`, v])) };
+    await clean(key);
+    rmSync(f, { force: true });
+  }
+  const combineMs: Record<string, number> = {};
+  for (const alg of ['CRC32C', 'CRC64NVME'] as const) {
+    const pieces = Array.from({ length: 10_000 }, (_, i) => ({ crc: randomBytes(alg === 'CRC64NVME' ? 8 : 4).toString('base64'), bytes: i === 9_999 ? 1 : 16 * MiB }));
+    const t = performance.now();
+    combineCrcs(alg, pieces);
+    combineMs[alg] = performance.now() - t;
+  }
+  print(`Coordination for a 10,000-part object and 8 workers (requests besides the 10,000 UploadParts, counted at the client):`);
+  print();
+  print(`| step | requests | time |`);
+  print(`|---|---|---:|`);
+  const reqs = (prefix: string) => Object.entries(requests).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => `${k.slice(prefix.length + 1)} ${v}`).join(', ');
+  print(`| plan | ${reqs('plan')} | ${fmt(phaseMs['plan-4']! / 1000, 2)} s |`);
+  print(`| 8 workers (their ranges listed, receipts written; their UploadParts not counted) | ${reqs('workers')} | ${fmt(phaseMs['workers-4']! / 1000, 2)} s with the parts |`);
+  print(`| finish (receipts read, ListParts every page, Complete, HEAD, records removed) | ${reqs('finish')} | ${fmt(finishTimes[0]! / 1000, 2)} s |`);
+  print(`| finish of the same layout with 16 × the bytes (10,000 parts of 64 KiB, ${fmt((10_000 * 64) / 1024)} MiB) | the same | ${fmt(finishTimes[1]! / 1000, 2)} s |`);
+  print(`| combining 10,000 part CRCs into the object's, in process (CRC32C; CRC64NVME) | none | ${fmt(combineMs.CRC32C!, 0)} ms; ${fmt(combineMs.CRC64NVME!, 0)} ms |`);
+  print();
+  sharedResult = { rows, finishSmall: finishTimes[0]!, finishLarge: finishTimes[1]!, combineMs, requests };
+}
+
 // ------------------------------------------------------------------ 7. many small files
 const manyFiles = Number(process.env.BENCH_FILES ?? 1000);
 let manyResult: { partwise: number; aws: number } | undefined;
@@ -602,9 +716,12 @@ const targets: [string, string, string, boolean][] = [
   [`10,000 parts: journal bytes written (section 5)`, `${fmt(ten.fullJournal / MiB, 2)} MiB`, '≤ 64 MiB', ten.fullJournal <= 64 * MiB],
   [`${fmt(manyFiles)} small files vs aws s3 cp --recursive (section 7)`, `${fmt(manyResult!.aws / manyResult!.partwise, 2)} × its speed`, '≥ 1 ×', manyResult!.partwise <= manyResult!.aws],
   [`10,000 parts: ListParts requests on resume; journal load + ListParts pages (section 5)`, `${ten.listParts}; ${fmt(ten.overheadS, 2)} s`, '10; < 1 s', ten.listParts === 10 && ten.overheadS < 1],
+  ...sharedResult!.rows.map((r): [string, string, string, boolean] => [`${r.n} worker(s) on one object, each capped at ${capMiB} MiB/s: aggregate / (N × cap) (section 8)`, `${fmt(r.ratio, 2)}`, '≥ 0.9', r.ratio >= 0.9]),
+  [`finish of 10,000 parts: 16 × the bytes, the same time (section 8)`, `${fmt(sharedResult!.finishSmall / 1000, 2)} s → ${fmt(sharedResult!.finishLarge / 1000, 2)} s`, '≤ 1.5 × (reads no data)', sharedResult!.finishLarge <= 1.5 * sharedResult!.finishSmall],
+  [`combining 10,000 part CRCs (section 8)`, `${fmt(Math.max(...Object.values(sharedResult!.combineMs)), 0)} ms`, '< 1 s', Math.max(...Object.values(sharedResult!.combineMs)) < 1000],
 ];
 const summary = [
-  `## Targets (issue 10), from this run`,
+  `## Targets, from this run`,
   '',
   `| measure | partwise | target | met |`,
   `|---|---:|---|---|`,
@@ -636,6 +753,12 @@ const panels: Panel[] = [
     }).concat(
       [resumeRuns.get(`0.9/${MINIMAL}`)!.map((x) => x.cost.wallS)].map((xs) => ({ label: 'least possible (floor)', median: median(xs), min: Math.min(...xs), max: Math.max(...xs), highlight: false })),
     ),
+  },
+  {
+    title: `One object from N workers, each capped at ${capMiB} MiB/s (a host's NIC)`,
+    unit: 'aggregate MB/s',
+    better: 'higher',
+    bars: sharedResult!.rows.map((r) => ({ label: `${r.n} worker${r.n > 1 ? 's' : ''} (N × cap ${fmt((r.n * capMiB * MiB) / 1e6)})`, median: r.mbps, min: r.mbps, max: r.mbps, highlight: true })),
   },
 ];
 writeFileSync(here('./chart.svg'), chartSvg('partwise against its peers on a local Ceph RGW', `${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model ?? '?'} shared with the server; medians of ${rounds} alternating rounds, whiskers min–max`, panels));

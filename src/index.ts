@@ -51,3 +51,5 @@ export { RateLimiter } from './core/rate-limit.ts';
 export { StreamUpload, type StreamUploadOptions } from './jobs/stream-upload.ts';
 export { FolderJob, listFolder, type FolderJobOptions, type JobEntry, type JobSummary, type FileOutcome, type JobProgress, type JobEvents } from './jobs/folder-job.ts';
 export type { UploadEvents, UploadResult, ProgressSnapshot, PlanEvent, VerificationLevel, WarningCode, WarningEvent, Phase, DiscoveryReport, CandidateReport, CandidateStatus } from './upload/events.ts';
+export { planSharedUpload, SharedWorker, finishSharedUpload, abandonSharedUpload, type SharedOptions, type WorkerOptions, type FinishOptions, type PlanResult, type WorkerResult, type FinishResult } from './jobs/shared-upload.ts';
+export { rangeOf, shardOf, indexFromEnv, parseIndex, combineCrcs, planKey, receiptKey, type SharedPlan, type Receipt, type ReceiptPart } from './core/shared-plan.ts';

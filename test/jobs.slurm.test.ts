@@ -48,16 +48,22 @@ async function openUploads(bucket: string): Promise<number> {
   return (await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length ?? 0;
 }
 
-function setup() {
+/** A `partwise` on the PATH of every job (as an npm install -g would put it), and the finisher's short wait. */
+async function setup() {
   loadS3Env();
   loadSlurmEnv();
+  const bin = await tempDir();
+  await script(bin, 'partwise', `exec "${node}" "${BIN}" "$@"`);
+  process.env.PATH = `${bin}:${process.env.PATH}`;
+  process.env.PARTWISE_FINISH_WAIT = '2';
 }
+const EXAMPLES = (name: string) => new URL(`../examples/slurm/${name}`, import.meta.url).pathname;
 
 /** The finishing job an operator submits: waits (exit 6) while requeued workers still run, then finishes. */
 const FINISHER = (url: string) => `for i in $(seq 90); do "${node}" "${BIN}" finish ${url} --json; rc=$?; [ $rc -ne 6 ] && exit $rc; sleep 2; done; exit 6`;
 
 test('Slurm: an array of 4 workers on a 1 GiB file and a dependent finisher; a task killed by SIGKILL mid-range is requeued; the object is byte-identical, proven without the file, and bytes sent ≤ the file plus the parts in flight at the kill', { timeout: 600_000 }, async () => {
-  setup();
+  await setup();
   const bucket = await makeBucket('pw-slurm');
   const dir = await tempDir();
   const file = join(dir, 'vm.img');
@@ -65,9 +71,9 @@ test('Slurm: an array of 4 workers on a 1 GiB file and a dependent finisher; a t
   const url = `s3://${bucket}/images/vm.img`;
   const plan = spawnJson([BIN, 'plan', file, url, '--workers', '4', '--part-size', '16MiB', '--json']);
   assert.equal(plan.partCount, 64);
-  const worker = await script(dir, 'worker.sh', `exec "${node}" "${BIN}" upload "${file}" ${url} --worker auto --concurrency 2 --max-rate 48MiB/s --json`);
-  const array = sbatch(['--array=0-3', '-o', join(dir, 'w-%a.out'), '--open-mode=append', worker]);
-  const finisher = sbatch(['--dependency', `afterany:${array}`, '-o', join(dir, 'finish.out'), '--wrap', FINISHER(url)]);
+  // The recipe's own job scripts (examples/slurm), with \`partwise\` on the PATH as an install puts it.
+  const array = sbatch(['--array=0-3', '--requeue', '-o', join(dir, 'w-%a.out'), '--open-mode=append', EXAMPLES('worker.sbatch'), file, url, '--concurrency', '2', '--max-rate', '48MiB/s']);
+  const finisher = sbatch(['--dependency', `afterany:${array}`, '-o', join(dir, 'finish.out'), EXAMPLES('finish.sbatch'), url]);
   // Task 1 killed once a few of its parts are acknowledged, then requeued as a requeue policy would.
   const out1 = join(dir, 'w-1.out');
   for (let i = 0; ; i++) {
@@ -76,7 +82,7 @@ test('Slurm: an array of 4 workers on a 1 GiB file and a dependent finisher; a t
     if (i > 600) throw new Error(`task 1 never got going: ${text}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  killTask(`${array}_1`);
+  assert.ok(killTask(`${array}_1`) >= 1, 'the task\'s processes were killed');
   for (let i = 0; jobState(`${array}_1`).state !== 'FAILED'; i++) {
     if (i > 200) throw new Error(`task 1 not failed: ${JSON.stringify(jobState(`${array}_1`))}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -94,6 +100,10 @@ test('Slurm: an array of 4 workers on a 1 GiB file and a dependent finisher; a t
     const events = await eventsOf(join(dir, `w-${i}.out`));
     started += events.filter((e) => e.event === 'part-start').reduce((a, e) => a + (e.size as number), 0);
     assert.ok(events.some((e) => e.event === 'worker-complete'), `task ${i} completed its range`);
+    if (i === 1) {
+      assert.equal(events.filter((e) => e.event === 'plan').length, 2, 'task 1 ran twice: killed, then requeued');
+      assert.ok((events.find((e) => e.event === 'worker-complete')!.partsVerified as number) >= 3, 'the requeued task verified what the killed one had sent, and did not send it again');
+    }
   }
   assert.ok(started <= 1024 * MiB + 2 * 16 * MiB, `${started / MiB} MiB sent for a 1024 MiB file`);
   assert.equal(await openUploads(bucket), 0);
@@ -102,7 +112,7 @@ test('Slurm: an array of 4 workers on a 1 GiB file and a dependent finisher; a t
 });
 
 test('Slurm: two copies of one worker index at the same time (a requeue racing the original) end in one identical object, neither failing', { timeout: 300_000 }, async () => {
-  setup();
+  await setup();
   const bucket = await makeBucket('pw-slurm');
   const dir = await tempDir();
   const file = join(dir, 'db.dump');
@@ -122,7 +132,7 @@ test('Slurm: two copies of one worker index at the same time (a requeue racing t
 });
 
 test('Slurm: a worker whose host has another version of the file is refused and sends nothing; the finisher names it (exit 6) and completes nothing', { timeout: 300_000 }, async () => {
-  setup();
+  await setup();
   const bucket = await makeBucket('pw-slurm');
   const dir = await tempDir();
   const file = join(dir, 'data.bin');
@@ -152,7 +162,7 @@ test('Slurm: a worker whose host has another version of the file is refused and 
 });
 
 test('Slurm: a folder job sharded over an array (--shard auto): every file identical, the shards\' counts add up to the tree, a rerun sends nothing', { timeout: 300_000 }, async () => {
-  setup();
+  await setup();
   const bucket = await makeBucket('pw-slurm');
   const dir = await tempDir();
   const tree = join(dir, 'tree');
@@ -163,9 +173,8 @@ test('Slurm: a folder job sharded over an array (--shard auto): every file ident
     await mkdir(join(tree, rel, '..'), { recursive: true });
     await writeFile(join(tree, rel), data);
   }
-  const shardJob = await script(dir, 'shard.sh', `exec "${node}" "${BIN}" upload "${tree}" s3://${bucket}/tree/ --shard auto --part-size 5MiB --json`);
   const runArray = async (round: string) => {
-    const a = sbatch(['--array=0-2', '-o', join(dir, `${round}-%a.out`), shardJob]);
+    const a = sbatch(['--array=0-2', '-o', join(dir, `${round}-%a.out`), EXAMPLES('shard-folder.sbatch'), tree, `s3://${bucket}/tree/`, '--part-size', '5MiB']);
     await waitJobs([a]);
     const sums = [];
     for (let i = 0; i < 3; i++) {

@@ -3,7 +3,7 @@
  * batch scripts and arrays, wait for them, kill a task as SIGKILL would, requeue it.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -53,21 +53,25 @@ export function jobState(id: string): { state: string; exitCode: string } {
   return { state: /JobState=(\S+)/.exec(text)?.[1] ?? '?', exitCode: /\bExitCode=(\S+)/.exec(text)?.[1] ?? '?' };
 }
 
-/** SIGKILL to every process of an array task, as a node failure or the OOM killer would; the task ends FAILED (0:9). */
-export function killTask(arrayTask: string): void {
+/**
+ * SIGKILL to every process of an array task (not its slurmstepd), as the OOM killer or a crash
+ * would; the task ends FAILED (0:9). Its processes are found by the SLURM_JOB_ID in their
+ * environment: `scontrol listpids` asks only the first of several slurmd on one host.
+ */
+export function killTask(arrayTask: string): number {
   const real = run('squeue', ['-h', '-j', arrayTask, '-o', '%A']);
-  const pids = run('scontrol', ['listpids', real])
-    .split('\n')
-    .slice(1)
-    .map((l) => l.trim().split(/\s+/)[0]!)
-    .filter((p) => /^\d+$/.test(p));
-  for (const pid of pids) {
+  let killed = 0;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'slurmstepd') continue;
+      if (!readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`SLURM_JOB_ID=${real}`)) continue;
       process.kill(Number(pid), 'SIGKILL');
+      killed++;
     } catch {
-      /* gone already */
+      /* gone meanwhile, or not ours to read */
     }
   }
+  return killed;
 }
 
 /** Puts a finished array task back in the queue and releases it at once (slurm.md, trap 2). */
