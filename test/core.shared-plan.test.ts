@@ -89,6 +89,7 @@ test('receiptProblems: a receipt is whole only for its worker\'s range, its uplo
   assert.match(receiptProblems({ ...good, uploadId: 'v' }, plan, 0).join(), /upload v/);
   assert.match(receiptProblems(good, plan, 1).join(), /not worker 1/);
   assert.match(receiptProblems({ ...good, crc: 'AAAAAA==' }, plan, 0).join(), /range CRC/);
+  assert.match(receiptProblems({ ...good, bytes: 7 }, plan, 0).join(), /its bytes/);
   assert.match(receiptProblems({ ...good, parts: [parts[0]!] }, plan, 0).join(), /lists 1 parts/);
   assert.match(receiptProblems({ format: 'x' }, plan, 0).join(), /not a partwise receipt/);
 });

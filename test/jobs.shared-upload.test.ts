@@ -185,3 +185,12 @@ test('finish never takes an object for the upload\'s on less than its CRC: the u
   await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: 'gone.bin', Body: randomBytes(f.bytes.length) }));
   await assert.rejects(finishSharedUpload(base), (e: { code?: string }) => e.code === 'UPLOAD_GONE');
 });
+
+test('the plan step run again without --checksum finds a CRC64NVME plan; asked for another checksum, it refuses', async () => {
+  const { bucket, f, s3 } = await setup(6 * MiB);
+  const base = { s3, bucket, key: 'c64.bin', file: f.path, workers: 2 };
+  const first = await planSharedUpload({ ...base, checksumAlgorithm: 'CRC64NVME' });
+  assert.equal((await planSharedUpload(base)).plan.uploadId, first.plan.uploadId);
+  await assert.rejects(planSharedUpload({ ...base, checksumAlgorithm: 'CRC32C' }), (e: { code?: string; message?: string }) => e.code === 'PLAN_MISMATCH' && /checksum is CRC64NVME/.test(e.message ?? ''));
+  assert.ok(await abandonSharedUpload(base));
+});

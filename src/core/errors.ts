@@ -229,12 +229,11 @@ export class PartsMissingError extends PartwiseError {
 
 /** A worker's receipt and the server disagree about its parts: another writer, or a worker that read other bytes. Never completed. */
 export class ReceiptMismatchError extends PartwiseError {
-  constructor(context: ErrorContext, readonly worker: number, details: string[]) {
-    super(
-      'RECEIPT_MISMATCH',
-      `Worker ${worker}'s receipt and the server disagree (${details.join('; ')}): another writer, or a worker that read other bytes than the plan's. Nothing was completed. Run worker ${worker} again on the planned file (it verifies its range against the file and resends what differs), then finish again.`,
-      { context, resumable: true },
-    );
+  /** `worker` undefined: the receipts together, not one of them */
+  constructor(context: ErrorContext, readonly worker: number | undefined, details: string[]) {
+    const who = worker === undefined ? 'The receipts' : `Worker ${worker}'s receipt`;
+    const next = worker === undefined ? 'Run the workers again on the planned file' : `Run worker ${worker} again on the planned file (it verifies its range against the file and resends what differs)`;
+    super('RECEIPT_MISMATCH', `${who} and the server disagree (${details.join('; ')}): another writer, or a worker that read other bytes than the plan's. Nothing was completed. ${next}, then finish again.`, { context, resumable: true });
   }
 }
 

@@ -188,6 +188,7 @@ export function receiptProblems(r: unknown, plan: SharedPlan, worker: number): s
     const size = n < plan.partCount ? plan.partSize : plan.size - (plan.partCount - 1) * plan.partSize;
     if (p.partNumber !== n || p.size !== size || typeof p.checksum !== 'string') out.push(`its entry ${i} is not part ${n} of ${size} bytes`);
   });
+  if (!out.length && o.bytes !== o.parts.reduce((a, p) => a + p.size, 0)) out.push(`its bytes (${o.bytes}) are not its parts' sizes added up`);
   if (!out.length && o.crc !== receiptCrc(plan.checksumAlgorithm, o.parts)) out.push(`its range CRC ${o.crc} is not the combination of its parts' (${receiptCrc(plan.checksumAlgorithm, o.parts)})`);
   return out;
 }

@@ -171,7 +171,8 @@ export async function planSharedUpload(o: SharedOptions & { workers: number }): 
   const samples = await sampleSource(fp.path, fp.size);
   const settings = objectSettings(o, o.file);
   const layout = planParts(fp.size, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}) });
-  const wanted = { size: fp.size, mtimeMs: fp.mtimeMs, samples, partSize: layout.partSize, alg, workers: o.workers, settings };
+  // The checksum is compared with a plan found only when one was asked for (the default need not match an older plan's).
+  const wanted = { size: fp.size, mtimeMs: fp.mtimeMs, samples, partSize: layout.partSize, alg: o.checksumAlgorithm === undefined ? undefined : alg, workers: o.workers, settings };
 
   const existing = await readPlan(cx);
   if (existing) return { plan: await reuse(cx, existing, wanted, o.partSize !== undefined), reused: true, planKey: planKey(o.key) };
@@ -211,11 +212,11 @@ export async function planSharedUpload(o: SharedOptions & { workers: number }): 
 }
 
 /** A plan found at the key is this run's only when it describes the same bytes, layout and settings, and its upload is still open. */
-async function reuse(cx: EngineContext, plan: SharedPlan, w: { size: number; mtimeMs: number; samples: SourceSample[]; partSize: number; alg: CombinableAlgorithm; workers: number; settings: ReturnType<typeof objectSettings> }, partSizeAsked: boolean): Promise<SharedPlan> {
+async function reuse(cx: EngineContext, plan: SharedPlan, w: { size: number; mtimeMs: number; samples: SourceSample[]; partSize: number; alg: CombinableAlgorithm | undefined; workers: number; settings: ReturnType<typeof objectSettings> }, partSizeAsked: boolean): Promise<SharedPlan> {
   const diffs: string[] = [];
   if (plan.source.size !== w.size || plan.source.mtimeMs !== w.mtimeMs || plan.source.samples.some((s, i) => w.samples[i]?.crc32c !== s.crc32c)) diffs.push(`it is for other bytes (${plan.source.size} bytes modified ${new Date(plan.source.mtimeMs).toISOString()}; this file: ${w.size} bytes modified ${new Date(w.mtimeMs).toISOString()}${plan.source.size === w.size && plan.source.mtimeMs === w.mtimeMs ? ', other sampled bytes' : ''})`);
   if (partSizeAsked && plan.partSize !== w.partSize) diffs.push(`its part size is ${plan.partSize}, this run asks ${w.partSize}`);
-  if (plan.checksumAlgorithm !== w.alg) diffs.push(`its checksum is ${plan.checksumAlgorithm}, this run asks ${w.alg}`);
+  if (w.alg && plan.checksumAlgorithm !== w.alg) diffs.push(`its checksum is ${plan.checksumAlgorithm}, this run asks ${w.alg}`);
   if (plan.workers !== w.workers) diffs.push(`it has ${plan.workers} workers, this run asks ${w.workers}`);
   diffs.push(...settingsDiff(plan.settings, w.settings));
   const ctx = cx.errorContext({ uploadId: plan.uploadId });
@@ -279,7 +280,7 @@ export class SharedWorker extends EventEmitter<UploadEvents> {
     cx.emit('plan', { bucket: plan.bucket, key: plan.key, uploadId: plan.uploadId, fileSize: rangeBytes, partSize: plan.partSize, partCount: Math.max(0, last - first + 1), checksumAlgorithm: plan.checksumAlgorithm, resumed: true, journalPath: '' });
     const digests = new Map<number, LocalDigest>();
     let verified = 0;
-    let toUpload: number[] = [];
+    const toUpload: number[] = [];
     if (first <= last) {
       let listed: ListAllResult;
       try {
@@ -290,6 +291,9 @@ export class SharedWorker extends EventEmitter<UploadEvents> {
         throw err;
       }
       await loadSendHashers(plan.checksumAlgorithm, plan.uploadId);
+      // A server that lists every part's checksum stores and checks them: the checksum is the
+      // evidence, and MD5 (the slowest hash here) is neither computed nor sent.
+      if (listed.parts.length && listed.parts.every((p) => p.checksum !== undefined)) j.serverChecksums = true;
       const v = await verifyListed(cx, j, layout, fp, listed);
       for (let n = first; n <= last; n++) {
         const verdict = v.report.parts[n - 1]!;
@@ -307,7 +311,6 @@ export class SharedWorker extends EventEmitter<UploadEvents> {
         await fh.close();
       }
     }
-    toUpload = [];
     const parts: ReceiptPart[] = [];
     for (let n = first; n <= last; n++) {
       const d = digests.get(n);
@@ -397,7 +400,7 @@ export async function finishSharedUpload(o: FinishOptions): Promise<FinishResult
 
   // The object's CRC two ways: from the parts the server lists, and from the receipts' ranges.
   const fromParts = combineCrcs(alg, listed.parts.map((p) => ({ crc: p.checksum!, bytes: p.size })));
-  if (fromParts !== expectedCrc) throw new ReceiptMismatchError(ctx, -1, [`the parts on the server combine to ${fromParts}, the receipts to ${expectedCrc}`]);
+  if (fromParts !== expectedCrc) throw new ReceiptMismatchError(ctx, undefined, [`the parts on the server combine to ${fromParts}, the receipts to ${expectedCrc}`]);
 
   const digests = new Map<number, LocalDigest>(listed.parts.map((p) => [p.partNumber, { checksum: Buffer.from(p.checksum!, 'base64') }]));
   const j = newJournal({ ...cx.o, bucket: plan.bucket, key: plan.key }, { uploadId: plan.uploadId }, { endpoint: '', partSize: plan.partSize, partCount: plan.partCount, checksumAlgorithm: alg, checksumType: 'FULL_OBJECT', source: { path: '-', size: plan.size, mtimeMs: 0, ctimeMs: 0, ino: 0, dev: 0 }, settings: plan.settings });
