@@ -1,7 +1,8 @@
 /**
  * Layer s3/: the S3 wire. This port (the operations the engine needs, and their shapes) is all
- * the other layers talk to; adapter.ts maps it onto the AWS SDK and is the only module that
- * imports it; list-parts.ts pages ListParts. It may import core/.
+ * the other layers talk to; adapter.ts maps it onto the AWS SDK (with client.ts, which loads the SDK
+ * and builds its client, the only code that imports it); list-parts.ts pages ListParts. It may
+ * import core/.
  */
 import type { PartBody } from '../core/part-body.ts';
 import type { ChecksumAlgorithm, ChecksumType } from '../core/checksums.ts';
