@@ -61,7 +61,9 @@ test('plan, three workers, finish without the file: byte-identical, proven by th
   assert.equal(sha256(await getObjectBytes(bucket, 'db.dump')), f.sha256);
   const h = await plainClient().send(new HeadObjectCommand({ Bucket: bucket, Key: 'db.dump', ChecksumMode: 'ENABLED' }));
   assert.equal(h.ChecksumCRC32C, done.checksum, 'the checksum the server shows is the one combined from the receipts');
-  assert.deepEqual(await keysUnder(bucket, 'db.dump.partwise/'), [], 'plan and receipts removed');
+  assert.deepEqual(await keysUnder(bucket, 'db.dump.partwise/'), [planKey('db.dump')], 'receipts removed; the plan stays as the finished record');
+  const record = JSON.parse(await (await plainClient().send(new GetObjectCommand({ Bucket: bucket, Key: planKey('db.dump') }))).Body!.transformToString());
+  assert.equal(record.finished.checksum, done.checksum);
   assert.equal(await openUploads(bucket), 0);
 });
 
@@ -193,4 +195,109 @@ test('the plan step run again without --checksum finds a CRC64NVME plan; asked f
   assert.equal((await planSharedUpload(base)).plan.uploadId, first.plan.uploadId);
   await assert.rejects(planSharedUpload({ ...base, checksumAlgorithm: 'CRC32C' }), (e: { code?: string; message?: string }) => e.code === 'PLAN_MISMATCH' && /checksum is CRC64NVME/.test(e.message ?? ''));
   assert.ok(await abandonSharedUpload(base));
+});
+
+test('the file changed while a worker sent its range: the worker fails SOURCE_CHANGED and writes no receipt; finish names it (PARTS_MISSING), completes nothing', async () => {
+  const { bucket, f, s3 } = await setup(16 * MiB);
+  const base = { s3, bucket, key: 'moving.bin', partSize: 5 * MiB };
+  await planSharedUpload({ ...base, file: f.path, workers: 1 });
+  const w = new SharedWorker({ ...base, file: f.path, worker: 0, concurrency: 1 });
+  let changed = false;
+  w.on('part-done', () => {
+    if (changed) return;
+    changed = true;
+    // Rewritten in place, same size, after part 1 was sent: the range would mix two versions.
+    const bytes = Buffer.from(f.bytes);
+    bytes.fill(7, 0, 1024);
+    execFileSync('dd', ['of=' + f.path, 'conv=notrunc', 'status=none'], { input: bytes.subarray(0, 1024) });
+  });
+  await assert.rejects(w.done(), (e: { code?: string; message?: string }) => e.code === 'SOURCE_CHANGED' && /partwise abort s3:\/\/.*plan again/.test(e.message ?? '') && !/--fresh/.test(e.message ?? ''));
+  assert.deepEqual(await keysUnder(bucket, 'moving.bin.partwise/'), [planKey('moving.bin')], 'no receipt');
+  await assert.rejects(finishSharedUpload(base), (e: { code?: string; missing?: { workers: number[] } }) => e.code === 'PARTS_MISSING' && e.missing?.workers[0] === 0);
+  assert.equal(await openUploads(bucket), 1, 'nothing completed');
+  assert.ok(await abandonSharedUpload(base));
+});
+
+test('run again after finish, every step proves the object by the finished record and does nothing: plan (no new upload), a worker (no listing, nothing sent), finish (already complete); a finish killed while removing receipts completes its cleanup', async () => {
+  const { bucket, f, s3 } = await setup(11 * MiB);
+  const base = { s3, bucket, key: 'again.bin', partSize: 5 * MiB };
+  await planSharedUpload({ ...base, file: f.path, workers: 2 });
+  for (let i = 0; i < 2; i++) await new SharedWorker({ ...base, file: f.path, worker: i }).done();
+  // Killed after the first receipt was removed.
+  let deletes = 0;
+  const dying = wrapPort(s3, {
+    deleteObject: async (input, req, signal) => {
+      if (deletes++ >= 1) {
+        await new Promise((r) => setTimeout(r, 300)); // the first removal lands before the kill
+        throw new Error('killed');
+      }
+      return s3.deleteObject!(input, req, signal);
+    },
+  });
+  await assert.rejects(finishSharedUpload({ ...base, s3: dying, retry: { maxAttempts: 1 } }), /killed/);
+  assert.equal((await keysUnder(bucket, 'again.bin.partwise/')).length, 2, 'the plan (finished) and one receipt left');
+  const { client, counts } = countingClient();
+  const port = new SdkS3Port(client);
+  const again = await finishSharedUpload({ ...base, s3: port });
+  assert.equal(again.alreadyComplete, true);
+  assert.equal(again.verification.level, 'full-object-checksum');
+  assert.deepEqual(await keysUnder(bucket, 'again.bin.partwise/'), [planKey('again.bin')]);
+  const w = await new SharedWorker({ ...base, s3: port, file: f.path, worker: 1, workers: 2 }).done();
+  assert.equal(w.alreadyFinished, true);
+  const p = await planSharedUpload({ ...base, s3: port, file: f.path, workers: 2 });
+  assert.equal(p.finished, true);
+  assert.equal(counts.ListParts ?? 0, 0);
+  assert.equal(counts.UploadPart ?? 0, 0);
+  assert.equal(counts.CreateMultipartUpload ?? 0, 0);
+  assert.equal(counts.CompleteMultipartUpload ?? 0, 0);
+  assert.equal(sha256(await getObjectBytes(bucket, 'again.bin')), f.sha256);
+});
+
+test('two finish steps at once (a requeued finish job): both succeed on proof, one object, the finished record written', async () => {
+  const { bucket, f, s3 } = await setup(11 * MiB);
+  const base = { s3, bucket, key: 'twin.bin', partSize: 5 * MiB };
+  await planSharedUpload({ ...base, file: f.path, workers: 2 });
+  for (let i = 0; i < 2; i++) await new SharedWorker({ ...base, file: f.path, worker: i }).done();
+  const [a, b] = await Promise.all([finishSharedUpload(base), finishSharedUpload(base)]);
+  assert.equal(a.checksum, b.checksum);
+  assert.equal(a.verification.level, 'full-object-checksum');
+  assert.equal(b.verification.level, 'full-object-checksum');
+  assert.equal(sha256(await getObjectBytes(bucket, 'twin.bin')), f.sha256);
+  assert.deepEqual(await keysUnder(bucket, 'twin.bin.partwise/'), [planKey('twin.bin')]);
+  assert.equal(await openUploads(bucket), 0);
+});
+
+test('a finished record whose object was replaced since: finish and workers refuse (PLAN_MISMATCH), never say done; a plan for a new version of the file replaces the record; abort removes a finished record and leaves the object', async () => {
+  const { bucket, dir, f, s3 } = await setup(6 * MiB);
+  const base = { s3, bucket, key: 'replaced.bin', partSize: 5 * MiB };
+  await planSharedUpload({ ...base, file: f.path, workers: 1 });
+  await new SharedWorker({ ...base, file: f.path, worker: 0 }).done();
+  const first = await finishSharedUpload(base);
+  await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: 'replaced.bin', Body: randomBytes(f.bytes.length) }));
+  await assert.rejects(finishSharedUpload(base), (e: { code?: string; message?: string }) => e.code === 'PLAN_MISMATCH' && /not the one finished/.test(e.message ?? '') && /partwise abort/.test(e.message ?? ''));
+  await assert.rejects(new SharedWorker({ ...base, file: f.path, worker: 0 }).done(), (e: { code?: string }) => e.code === 'PLAN_MISMATCH');
+  // The file's next version: the plan step begins anew.
+  const next = join(dir, 'next.bin');
+  await writeFile(next, randomBytes(7 * MiB));
+  const p = await planSharedUpload({ ...base, file: next, workers: 1 });
+  assert.equal(p.finished, false);
+  assert.equal(p.reused, false);
+  assert.notEqual(p.plan.uploadId, first.uploadId);
+  await new SharedWorker({ ...base, file: next, worker: 0 }).done();
+  await finishSharedUpload(base);
+  assert.equal(sha256(await getObjectBytes(bucket, 'replaced.bin')), sha256(await readFile(next)));
+  const gone = await abandonSharedUpload(base);
+  assert.equal(gone?.finished, true);
+  assert.deepEqual(await keysUnder(bucket, 'replaced.bin.partwise/'), []);
+  assert.equal(sha256(await getObjectBytes(bucket, 'replaced.bin')), sha256(await readFile(next)), 'the object stays');
+  // Finished again, then the object replaced: planning the same file is not "already finished".
+  await planSharedUpload({ ...base, file: next, workers: 1 });
+  await new SharedWorker({ ...base, file: next, worker: 0 }).done();
+  await finishSharedUpload(base);
+  await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: 'replaced.bin', Body: randomBytes(7 * MiB) }));
+  const anew = await planSharedUpload({ ...base, file: next, workers: 1 });
+  assert.equal(anew.finished, false, 'the object is not the file any more');
+  assert.equal(anew.reused, false);
+  assert.equal((await abandonSharedUpload(base))?.finished, false, 'the new upload aborted');
+  assert.equal(await openUploads(bucket), 0);
 });

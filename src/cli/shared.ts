@@ -38,7 +38,8 @@ export async function cmdPlan(pos: string[], v: Values, argv: string[], out: Out
     const { discover: _d, stateDir: _s, ...o } = engineOptions(v, pos[0]!, bucket, key);
     const r = await planSharedUpload({ ...o, workers });
     const p = r.plan;
-    if (out.json) out.line({ event: 'plan', reused: r.reused, planKey: r.planKey, ...p, source: { name: p.source.name, size: p.source.size, mtimeMs: p.source.mtimeMs } });
+    if (out.json) out.line({ event: 'plan', reused: r.reused, finished: r.finished, planKey: r.planKey, ...p, source: { name: p.source.name, size: p.source.size, mtimeMs: p.source.mtimeMs } });
+    else if (r.finished) out.say(`Already finished: s3://${bucket}/${key} holds this file (full-object ${p.checksumAlgorithm} ${p.finished!.checksum}, shown by the server; finished ${p.finished!.finishedAt}). Nothing to plan: the workers and finish, run again, prove it and do nothing.`);
     else {
       const ranges = Array.from({ length: Math.min(p.workers, 4) }, (_, i) => rangeOf(i, p.workers, p.partCount)).map((x, i) => `worker ${i}: parts ${x.first}–${x.last}`);
       out.say(
@@ -78,6 +79,7 @@ export async function cmdWorker(pos: string[], v: Values, argv: string[], out: O
     const r = await w.done();
     tick();
     if (out.json) out.line({ event: 'worker-complete', ...r });
+    else if (r.alreadyFinished) out.say(`Worker ${r.worker} of ${r.workers}: already finished, s3://${bucket}/${key} is proven by its full-object checksum; nothing to do`);
     else out.say(`Worker ${r.worker} of ${r.workers}: parts ${r.first}–${r.last}, ${r.partsVerified} verified on the server, ${r.partsSent} sent (${formatBytes(r.bytesSent)}); receipt s3://${bucket}/${r.receiptKey}`);
     return EXIT.ok;
   } catch (err) {
@@ -105,12 +107,13 @@ export async function cmdFinish(pos: string[], v: Values, argv: string[], out: O
   }
 }
 
-/** `abort s3://bucket/key` on a shared upload's key: its upload aborted, its plan and receipts removed. */
+/** `abort s3://bucket/key` on a shared upload's key: its upload aborted, its plan and receipts removed (a finished one: its records only). */
 export async function abortShared(v: Values, bucket: string, key: string, out: Out): Promise<boolean> {
   const { file: _f, discover: _d, stateDir: _s, ...o } = engineOptions(v, '-', bucket, key);
-  const id = await abandonSharedUpload(o);
-  if (id === undefined) return false;
-  if (out.json) out.line({ event: 'aborted', bucket, key, uploadId: id, plan: true });
-  else out.say(`Aborted shared upload ${id} of s3://${bucket}/${key}; its plan and receipts removed`);
+  const r = await abandonSharedUpload(o);
+  if (r === undefined) return false;
+  if (out.json) out.line({ event: 'aborted', bucket, key, uploadId: r.uploadId, plan: true, finished: r.finished });
+  else if (r.finished) out.say(`Removed the finished record of shared upload ${r.uploadId} (and any receipts kept); the object s3://${bucket}/${key} stays`);
+  else out.say(`Aborted shared upload ${r.uploadId} of s3://${bucket}/${key}; its plan and receipts removed`);
   return true;
 }

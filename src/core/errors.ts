@@ -87,11 +87,12 @@ export class InvalidKeyError extends PartwiseError {
 
 export class SourceChangedError extends PartwiseError {
   readonly differences: string[];
-  constructor(path: string, differences: string[], context: ErrorContext) {
+  /** `step`: what helps, where --fresh is not how this upload starts over (a shared upload) */
+  constructor(path: string, differences: string[], context: ErrorContext, step?: string) {
     super(
       'SOURCE_CHANGED',
       `${path} changed since this upload started (${differences.join(', ')}); the parts on the server may hold the old bytes, so partwise will not mix them into one object. ` +
-        `Start over with ${FRESH}, which aborts upload ${context.uploadId ?? '?'} and uploads the file as it is now.`,
+        (step ?? `Start over with ${FRESH}, which aborts upload ${context.uploadId ?? '?'} and uploads the file as it is now.`),
       { context },
     );
     this.differences = differences;

@@ -43,6 +43,19 @@ export interface SharedPlan {
   source: { name: string; size: number; mtimeMs: number; samples: SourceSample[] };
   /** the object settings the upload was created with (no secrets: an SSE-C key is not allowed here) */
   settings: ObjectSettings;
+  /**
+   * Set by the finish step once the object is proven, before any receipt is removed: the plan stays
+   * as this small record, so every step run again (a requeued finish, the whole pipeline rerun)
+   * proves the object by it and does nothing, instead of failing for want of a plan.
+   */
+  finished?: FinishedRecord;
+}
+
+export interface FinishedRecord {
+  /** the object's full-object checksum (base64), combined from the receipts and shown by the server */
+  checksum: string;
+  etag: string;
+  finishedAt: string;
 }
 
 export interface ReceiptPart {
@@ -170,6 +183,7 @@ export function planProblems(p: unknown, bucket: string, key: string): string[] 
   if (!isCombinable(o.checksumAlgorithm)) out.push('its checksum is not one whose part values combine (CRC32, CRC32C, CRC64NVME)');
   if (typeof o.uploadId !== 'string' || !o.uploadId) out.push('it names no upload');
   if (!o.source || !Array.isArray(o.source.samples)) out.push('it has no source identity');
+  if (o.finished !== undefined && (typeof o.finished !== 'object' || o.finished === null || typeof o.finished.checksum !== 'string' || !o.finished.checksum)) out.push('its finished record names no checksum');
   return out;
 }
 

@@ -13,7 +13,8 @@
  * - finish, on any host and without the file: every planned part listed with its planned size and
  *   the checksum its worker's receipt names, the receipts' CRCs combined into the object's, Complete
  *   with that FULL_OBJECT checksum, the object proven by HEAD; idempotent after a kill past
- *   Complete. Plan and receipts are removed after success unless kept as a proof record.
+ *   Complete. After success the plan becomes a finished record (the object's checksum), so every
+ *   step run again proves the object and does nothing; receipts are removed unless kept.
  */
 import { hostname } from 'node:os';
 import { basename } from 'node:path';
@@ -25,7 +26,7 @@ import { objectSettings, settingsDiff } from '../core/object-settings.ts';
 import { partAt, planParts, type PartPlan } from '../core/planner.ts';
 import { combineCrcs, isCombinable, planKey, planProblems, rangeOf, receiptCrc, receiptKey, receiptProblems, workerOf, type CombinableAlgorithm, type Receipt, type ReceiptPart, type SharedPlan, type SourceSample } from '../core/shared-plan.ts';
 import { judgeObject } from '../core/verify-object.ts';
-import { fingerprint, openSource, readRange, type SourceFingerprint } from '../local/file-source.ts';
+import { assertSourceUnchanged, fingerprint, openSource, readRange, type SourceFingerprint } from '../local/file-source.ts';
 import { listAllParts, listPartsCaller, type ListAllResult } from '../s3/list-parts.ts';
 import type { S3Port } from '../s3/port.ts';
 import { EngineContext, stopFollowing } from '../upload/context.ts';
@@ -45,6 +46,8 @@ export interface PlanResult {
   plan: SharedPlan;
   /** the plan was already there for this file (run again): nothing was begun */
   reused: boolean;
+  /** that plan was finished, and the object at the key is proven this file's: nothing to do */
+  finished: boolean;
   planKey: string;
 }
 
@@ -57,7 +60,10 @@ export interface WorkerResult {
   partsVerified: number;
   partsSent: number;
   bytesSent: number;
+  /** '' when the plan was already finished */
   receiptKey: string;
+  /** the plan was finished and the object proven: nothing was listed or sent */
+  alreadyFinished: boolean;
 }
 
 /** As an upload's result says it, plus what the finish step combined. */
@@ -175,7 +181,13 @@ export async function planSharedUpload(o: SharedOptions & { workers: number }): 
   const wanted = { size: fp.size, mtimeMs: fp.mtimeMs, samples, partSize: layout.partSize, alg: o.checksumAlgorithm === undefined ? undefined : alg, workers: o.workers, settings };
 
   const existing = await readPlan(cx);
-  if (existing) return { plan: await reuse(cx, existing, wanted, o.partSize !== undefined), reused: true, planKey: planKey(o.key) };
+  if (existing?.finished) {
+    // This file finished already: the whole pipeline run again does nothing. Another file (a new
+    // version, other settings): the finished record gives way to a new plan.
+    if (sourceDiffs(existing, wanted).length === 0 && settingsDiff(existing.settings, settings).length === 0 && (!wanted.alg || wanted.alg === existing.checksumAlgorithm) && (await finishedProof(cx, existing)).ok) return { plan: existing, reused: true, finished: true, planKey: planKey(o.key) };
+    const { deleteObject } = needObjects(cx.s3);
+    await cx.retry(() => deleteObject({ bucket: o.bucket, key: planKey(o.key) }, cx.req, cx.signal));
+  } else if (existing) return { plan: await reuse(cx, existing, wanted, o.partSize !== undefined), reused: true, finished: false, planKey: planKey(o.key) };
 
   await loadSendHashers(alg);
   const created = await cx.retry(() => cx.s3.createMultipartUpload({ bucket: o.bucket, key: o.key, checksumAlgorithm: alg, checksumType: 'FULL_OBJECT', settings }, cx.req, cx.signal));
@@ -206,15 +218,38 @@ export async function planSharedUpload(o: SharedOptions & { workers: number }): 
     await abortMultipart(cx, { bucket: o.bucket, key: o.key, uploadId: created.uploadId });
     const theirs = await readPlan(cx);
     if (!theirs) throw new PlanMismatchError(ctx, ['another plan step wrote a plan and it is gone again'], 'Run the plan step again.');
-    return { plan: await reuse(cx, theirs, wanted, o.partSize !== undefined), reused: true, planKey: planKey(o.key) };
+    return { plan: await reuse(cx, theirs, wanted, o.partSize !== undefined), reused: true, finished: false, planKey: planKey(o.key) };
   }
-  return { plan, reused: false, planKey: planKey(o.key) };
+  return { plan, reused: false, finished: false, planKey: planKey(o.key) };
+}
+
+type Wanted = { size: number; mtimeMs: number; samples: SourceSample[]; partSize: number; alg: CombinableAlgorithm | undefined; workers: number; settings: ReturnType<typeof objectSettings> };
+
+function sourceDiffs(plan: SharedPlan, w: Wanted): string[] {
+  if (plan.source.size === w.size && plan.source.mtimeMs === w.mtimeMs && plan.source.samples.every((s, i) => w.samples[i]?.crc32c === s.crc32c)) return [];
+  return [`it is for other bytes (${plan.source.size} bytes modified ${new Date(plan.source.mtimeMs).toISOString()}; this file: ${w.size} bytes modified ${new Date(w.mtimeMs).toISOString()}${plan.source.size === w.size && plan.source.mtimeMs === w.mtimeMs ? ', other sampled bytes' : ''})`];
+}
+
+/** A finished plan's object, judged by its full-object checksum: still the one finished, or why not. */
+async function finishedProof(cx: EngineContext, plan: SharedPlan): Promise<{ ok: true; head: NonNullable<Awaited<ReturnType<S3Port['headObject']>>>; judged: ReturnType<typeof judgeObject> } | { ok: false; why: string }> {
+  const f = plan.finished!;
+  const head = await cx.retry(() => cx.s3.headObject({ bucket: plan.bucket, key: plan.key }, cx.req, cx.signal));
+  if (!head) return { ok: false, why: `there is no object at the key now (deleted since it was finished at ${f.finishedAt})` };
+  const judged = judgeObject(head, { size: plan.size, algorithm: plan.checksumAlgorithm, partDigests: [] }, { fullObject: f.checksum });
+  if (judged.mismatches.length || judged.level !== 'full-object-checksum') return { ok: false, why: `the object at the key is not the one finished at ${f.finishedAt} (${judged.mismatches.join('; ') || 'it shows no full-object checksum to compare'})` };
+  return { ok: true, head, judged };
+}
+
+/** A finished plan's object, or PLAN_MISMATCH saying it was replaced or deleted since. */
+async function assertFinished(cx: EngineContext, plan: SharedPlan): Promise<{ head: NonNullable<Awaited<ReturnType<S3Port['headObject']>>>; judged: ReturnType<typeof judgeObject> }> {
+  const proof = await finishedProof(cx, plan);
+  if (!proof.ok) throw new PlanMismatchError(cx.errorContext({ uploadId: plan.uploadId }), [`it was finished, but ${proof.why}`], `To upload the file again: partwise abort s3://${plan.bucket}/${plan.key} (removes the finished record), then plan.`);
+  return proof;
 }
 
 /** A plan found at the key is this run's only when it describes the same bytes, layout and settings, and its upload is still open. */
-async function reuse(cx: EngineContext, plan: SharedPlan, w: { size: number; mtimeMs: number; samples: SourceSample[]; partSize: number; alg: CombinableAlgorithm | undefined; workers: number; settings: ReturnType<typeof objectSettings> }, partSizeAsked: boolean): Promise<SharedPlan> {
-  const diffs: string[] = [];
-  if (plan.source.size !== w.size || plan.source.mtimeMs !== w.mtimeMs || plan.source.samples.some((s, i) => w.samples[i]?.crc32c !== s.crc32c)) diffs.push(`it is for other bytes (${plan.source.size} bytes modified ${new Date(plan.source.mtimeMs).toISOString()}; this file: ${w.size} bytes modified ${new Date(w.mtimeMs).toISOString()}${plan.source.size === w.size && plan.source.mtimeMs === w.mtimeMs ? ', other sampled bytes' : ''})`);
+async function reuse(cx: EngineContext, plan: SharedPlan, w: Wanted, partSizeAsked: boolean): Promise<SharedPlan> {
+  const diffs = sourceDiffs(plan, w);
   if (partSizeAsked && plan.partSize !== w.partSize) diffs.push(`its part size is ${plan.partSize}, this run asks ${w.partSize}`);
   if (w.alg && plan.checksumAlgorithm !== w.alg) diffs.push(`its checksum is ${plan.checksumAlgorithm}, this run asks ${w.alg}`);
   if (plan.workers !== w.workers) diffs.push(`it has ${plan.workers} workers, this run asks ${w.workers}`);
@@ -274,6 +309,12 @@ export class SharedWorker extends EventEmitter<UploadEvents> {
     // Another version of the file on this host: its parts are never sent into this object.
     if (diffs.length) throw new PlanMismatchError(ctx, [`this host's ${o.file} is not the planned file: ${diffs.join('; ')}`], 'Run this worker where the planned file is (the same bytes, as on a shared file system); nothing was sent.');
     const { first, last } = rangeOf(o.worker, plan.workers, plan.partCount);
+    if (plan.finished) {
+      // Run again after the finish (a requeued task, the pipeline rerun): the object proves it.
+      await assertFinished(cx, plan);
+      cx.emit('phase', { phase: 'done' });
+      return { worker: o.worker, workers: plan.workers, first, last, partsVerified: 0, partsSent: 0, bytesSent: 0, receiptKey: '', alreadyFinished: true };
+    }
     const layout = partPlanOf(plan);
     const j = newJournal({ ...cx.o, bucket: plan.bucket, key: plan.key }, { uploadId: plan.uploadId }, { endpoint: '', partSize: plan.partSize, partCount: plan.partCount, checksumAlgorithm: plan.checksumAlgorithm, checksumType: 'FULL_OBJECT', source: fp, settings: plan.settings });
     const rangeBytes = first > last ? 0 : partAt(layout, last).offset + partAt(layout, last).size - partAt(layout, first).offset;
@@ -310,6 +351,8 @@ export class SharedWorker extends EventEmitter<UploadEvents> {
       } finally {
         await fh.close();
       }
+      // Changed while the range was read: parts already sent hold the old bytes, so no receipt vouches for them.
+      await assertSourceUnchanged(fp, o.file, ctx, `No receipt was written. Once the file is settled, remove the shared upload (partwise abort s3://${plan.bucket}/${plan.key}) and plan again: every worker must read the same bytes.`);
     }
     const parts: ReceiptPart[] = [];
     for (let n = first; n <= last; n++) {
@@ -322,7 +365,7 @@ export class SharedWorker extends EventEmitter<UploadEvents> {
     // A copy of this worker run at the same time writes the same parts and the same receipt.
     await writeJson(cx, key, receipt, false);
     cx.emit('phase', { phase: 'done' });
-    return { worker: o.worker, workers: plan.workers, first, last, partsVerified: verified, partsSent: cx.stats.partsSent, bytesSent: cx.stats.bytesSent, receiptKey: key };
+    return { worker: o.worker, workers: plan.workers, first, last, partsVerified: verified, partsSent: cx.stats.partsSent, bytesSent: cx.stats.bytesSent, receiptKey: key, alreadyFinished: false };
   }
 }
 
@@ -341,7 +384,12 @@ export async function finishSharedUpload(o: FinishOptions): Promise<FinishResult
   validateOptions({ ...o, file: '-' });
   const cx = context({ ...o, file: '-' }, quiet, o.signal ?? new AbortController().signal);
   const plan = await readPlan(cx);
-  if (!plan) throw new PlanMismatchError(cx.errorContext(), [], 'Nothing to finish: plan and run the workers first (or it was finished and its records removed; partwise verify checks the object against the file).');
+  if (!plan) throw new PlanMismatchError(cx.errorContext(), [], 'Nothing to finish: plan and run the workers first (or its finished record was removed with partwise abort; partwise verify checks the object against the file).');
+  if (plan.finished) {
+    const { head, judged } = await assertFinished(cx, plan);
+    await removeReceipts(cx, plan, o.keepRecords === true);
+    return { bucket: plan.bucket, key: plan.key, uploadId: plan.uploadId, etag: stripQuotes(head.etag), size: plan.size, partCount: plan.partCount, checksumAlgorithm: plan.checksumAlgorithm, checksum: plan.finished.checksum, verification: { level: judged.level, checks: judged.checks }, alreadyComplete: true, recordsKept: o.keepRecords === true };
+  }
   const ctx = cx.errorContext({ uploadId: plan.uploadId });
   const alg = plan.checksumAlgorithm;
   await loadHashers([alg]);
@@ -409,12 +457,13 @@ export async function finishSharedUpload(o: FinishOptions): Promise<FinishResult
   const session: Session = { journalPath: '', journal: j, plan: layout, alg, digests, resumed: true, toUpload: [], noFile: true };
   const done = await finish(cx, session);
   const head = done.proof.head;
-  await removeRecords(cx, plan, o.keepRecords === true);
+  const etag = stripQuotes(head?.etag ?? done.completed?.etag ?? '');
+  await recordFinished(cx, plan, expectedCrc, etag, o.keepRecords === true);
   return {
     bucket: plan.bucket,
     key: plan.key,
     uploadId: plan.uploadId,
-    etag: stripQuotes(head?.etag ?? done.completed?.etag ?? ''),
+    etag,
     size: plan.size,
     partCount: plan.partCount,
     checksumAlgorithm: alg,
@@ -433,30 +482,46 @@ async function alreadyFinished(cx: EngineContext, o: FinishOptions, plan: Shared
   if (!head) throw new UploadGoneError(ctx, gone, 'there is no object at the key');
   const judged = judgeObject(head, { size: plan.size, algorithm: plan.checksumAlgorithm, partDigests: [] }, { fullObject: expectedCrc });
   if (judged.mismatches.length || judged.level !== 'full-object-checksum') throw new UploadGoneError(ctx, gone, judged.mismatches.join('; ') || 'the object shows no full-object checksum to compare');
-  await removeRecords(cx, plan, o.keepRecords === true);
+  await recordFinished(cx, plan, expectedCrc, stripQuotes(head.etag), o.keepRecords === true);
   return { bucket: plan.bucket, key: plan.key, uploadId: plan.uploadId, etag: stripQuotes(head.etag), size: plan.size, partCount: plan.partCount, checksumAlgorithm: plan.checksumAlgorithm, checksum: expectedCrc, verification: { level: judged.level, checks: judged.checks }, alreadyComplete: true, recordsKept: o.keepRecords === true };
 }
 
-async function removeRecords(cx: EngineContext, plan: SharedPlan, keep: boolean): Promise<void> {
-  if (keep) return;
+/**
+ * The plan becomes the finished record before any receipt goes: a finish killed while removing
+ * them, or run again later, still knows what the object must be.
+ */
+async function recordFinished(cx: EngineContext, plan: SharedPlan, checksum: string, etag: string, keepReceipts: boolean): Promise<void> {
+  const finished: SharedPlan = { ...plan, finished: { checksum, etag, finishedAt: new Date().toISOString() } };
+  await writeJson(cx, planKey(plan.key), finished, false);
+  await removeReceipts(cx, plan, keepReceipts);
+}
+
+async function removeKeys(cx: EngineContext, bucket: string, keys: string[]): Promise<void> {
   const { deleteObject } = needObjects(cx.s3);
-  const keys = [...Array.from({ length: plan.workers }, (_, i) => receiptKey(plan.key, i, plan.workers)), planKey(plan.key)];
   const limit = pLimit(8);
-  await Promise.all(keys.map((key) => limit(() => cx.retry(() => deleteObject({ bucket: plan.bucket, key }, cx.req, cx.signal)))));
+  await Promise.all(keys.map((key) => limit(() => cx.retry(() => deleteObject({ bucket, key }, cx.req, cx.signal)))));
+}
+
+async function removeReceipts(cx: EngineContext, plan: SharedPlan, keep: boolean): Promise<void> {
+  if (keep) return;
+  await removeKeys(cx, plan.bucket, Array.from({ length: plan.workers }, (_, i) => receiptKey(plan.key, i, plan.workers)));
 }
 
 /**
- * An abandoned shared upload: its multipart upload aborted, its plan and receipts removed. Returns
- * the upload id, or undefined when no plan is at the key.
+ * An abandoned shared upload: its multipart upload aborted, its plan and receipts removed; for a
+ * finished one, only its records (the object stays). Undefined when no plan is at the key.
  */
-export async function abandonSharedUpload(o: Omit<FinishOptions, 'keepRecords'>): Promise<string | undefined> {
+export async function abandonSharedUpload(o: Omit<FinishOptions, 'keepRecords'>): Promise<{ uploadId: string; finished: boolean } | undefined> {
   const cx = context({ ...o, file: '-' }, quiet, o.signal ?? new AbortController().signal);
   const raw = await readJson(cx, planKey(o.key));
   if (raw === undefined) return undefined;
   const plan = raw as Partial<SharedPlan>;
-  if (plan.uploadId && planProblems(raw, o.bucket, o.key).length === 0) await abortMultipart(cx, { bucket: o.bucket, key: o.key, uploadId: plan.uploadId });
+  const whole = planProblems(raw, o.bucket, o.key).length === 0;
+  if (plan.uploadId && whole && !plan.finished) await abortMultipart(cx, { bucket: o.bucket, key: o.key, uploadId: plan.uploadId });
   const workers = Number.isSafeInteger(plan.workers) ? plan.workers! : 0;
-  await removeRecords(cx, { ...(plan as SharedPlan), workers, bucket: o.bucket, key: o.key }, false);
-  return plan.uploadId ?? '(unreadable plan)';
+  // The plan last: while a receipt is left, the plan still says whose it is.
+  await removeKeys(cx, o.bucket, Array.from({ length: workers }, (_, i) => receiptKey(o.key, i, workers)));
+  await removeKeys(cx, o.bucket, [planKey(o.key)]);
+  return { uploadId: plan.uploadId ?? '(unreadable plan)', finished: whole && plan.finished !== undefined };
 }
 

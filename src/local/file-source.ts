@@ -60,9 +60,9 @@ export function identityMoved(was: SourceFingerprint, now: SourceFingerprint): b
  * The one check that the file still holds the bytes a journal describes. Called before a resume
  * trusts anything, when a part fails, and before Complete, so a change never yields a mixed object.
  */
-export async function assertSourceUnchanged(was: SourceFingerprint, file: string, context: ErrorContext): Promise<void> {
+export async function assertSourceUnchanged(was: SourceFingerprint, file: string, context: ErrorContext, step?: string): Promise<void> {
   const diffs = fingerprintDifferences(was, await fingerprint(file));
-  if (diffs.length) throw new SourceChangedError(file, diffs, context);
+  if (diffs.length) throw new SourceChangedError(file, diffs, context, step);
 }
 
 export async function openSource(path: string): Promise<FileHandle> {
