@@ -130,6 +130,25 @@ describe('the partwise command, end to end against the local server', () => {
       assert.deepEqual([e.event, e.code, e.resumable], ['error', 'INVALID_OPTIONS', false], r.stdout);
       assert.match(e.message, args.includes('1MiB') ? /--part-size must be from 5 MiB to 5 GiB/ : /no-such-flag|unknown command frobnicate/);
     }
+    // What the plan fixed, given to a worker or finish, would seem to change what it cannot: refused.
+    for (const [args, re] of [
+      [['upload', 'f', 's3://bkt/k', '--worker', '0/2', '--part-size', '8MiB'], /--part-size does not apply to a worker: the plan fixed it/],
+      [['upload', 'f', 's3://bkt/k', '--worker', '0/2', '--checksum', 'crc32'], /--checksum does not apply to a worker/],
+      [['upload', 'f', 's3://bkt/k', '--worker', '0/2', '--storage-class', 'GLACIER'], /--storage-class does not apply to a worker/],
+      [['finish', 's3://bkt/k', '--metadata', 'a=b'], /--metadata does not apply to finish/],
+      [['finish', 's3://bkt/k', '--sse', 'AES256'], /--sse does not apply to finish/],
+      [['upload', 'f', 's3://bkt/k', '--worker', '2/2'], /--worker 2\/2: the index must be from 0 to N-1/],
+      [['upload', '<dir>', 's3://bkt/p/', '--shard', 'auto'], /--shard auto\/N/],
+    ] as const) {
+      const folder = await tempDir();
+      const r = await runCli(args.map((a) => (a === '<dir>' ? folder : a)), { ...env, SLURM_ARRAY_TASK_ID: '1' });
+      assert.equal(r.code, 2, `${JSON.stringify(args)}: ${r.stderr}`);
+      assert.match(r.stderr, re);
+    }
+    // --shard auto/N past N (task ids 1..N from --array=1-N): refused, naming the ids it needs.
+    const past = await runCli(['upload', await tempDir(), 's3://bkt/p/', '--shard', 'auto/3'], { ...env, SLURM_ARRAY_TASK_ID: '3' });
+    assert.equal(past.code, 2, past.stderr);
+    assert.match(past.stderr, /index 3 \(SLURM_ARRAY_TASK_ID\) is not below 3: array task ids must be 0 to 2/);
     const help = await runCli(['--help'], env);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /partwise upload <file> s3:\/\/<bucket>\/<key>/);

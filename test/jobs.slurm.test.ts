@@ -131,7 +131,7 @@ test('Slurm: two copies of one worker index at the same time (a requeue racing t
   assert.equal(await objectSha(bucket, 'db.dump'), sha);
 });
 
-test('Slurm: a worker whose host has another version of the file is refused and sends nothing; the finisher names it (exit 6) and completes nothing', { timeout: 300_000 }, async () => {
+test('Slurm: a worker whose host has another version of the file is refused and sends nothing; the finisher names it (exit 6) and completes nothing; that task rerun alone where the file is (sbatch --array=1) is worker 1 and the finish completes', { timeout: 300_000 }, async () => {
   await setup();
   const bucket = await makeBucket('pw-slurm');
   const dir = await tempDir();
@@ -154,14 +154,24 @@ test('Slurm: a worker whose host has another version of the file is refused and 
   assert.equal(jobState(finisher).exitCode, '6:0');
   const err = (await eventsOf(join(dir, 'finish.out'))).find((e) => e.event === 'error')!;
   assert.equal(err.code, 'PARTS_MISSING');
-  assert.match(err.message as string, /Run worker 1 again/);
+  assert.match(err.message as string, /Run worker 1 again.*--worker 1\/2.*sbatch --array=1/);
   assert.equal(await openUploads(bucket), 1, 'nothing completed');
+  // The operator's fix: task 1 alone, where the planned file is (an array of one, minimum 1: still worker 1 of 2).
+  const again = sbatch(['--array=1', '-o', join(dir, 'again-%a.out'), EXAMPLES('worker.sbatch'), file, url]);
+  await waitJobs([again]);
+  assert.equal(jobState(`${again}_1`).exitCode, '0:0', await readFile(join(dir, 'again-1.out'), 'utf8'));
+  const done = (await eventsOf(join(dir, 'again-1.out'))).find((e) => e.event === 'worker-complete')!;
+  assert.equal(done.worker, 1);
+  assert.equal(spawnJson([BIN, 'finish', url, '--json']).event, 'finish-complete');
+  assert.equal(await objectSha(bucket, 'data.bin'), createHash('sha256').update(await readFile(file)).digest('hex'));
   const abort = spawnJson([BIN, 'abort', url, '--json']);
   assert.equal(abort.event, 'aborted');
+  assert.equal(abort.finished, true, 'the finished record removed');
   assert.equal(await openUploads(bucket), 0);
+  await plainClient().send(new DeleteObjectCommand({ Bucket: bucket, Key: 'data.bin' }));
 });
 
-test('Slurm: a folder job sharded over an array (--shard auto): every file identical, the shards\' counts add up to the tree, a rerun sends nothing', { timeout: 300_000 }, async () => {
+test('Slurm: a folder job sharded over an array (--shard auto/N): every file identical, the shards\' counts add up to the tree, a rerun sends nothing; a rerun of one task alone is still its shard; bare --shard auto is refused', { timeout: 300_000 }, async () => {
   await setup();
   const bucket = await makeBucket('pw-slurm');
   const dir = await tempDir();
@@ -174,7 +184,7 @@ test('Slurm: a folder job sharded over an array (--shard auto): every file ident
     await writeFile(join(tree, rel), data);
   }
   const runArray = async (round: string) => {
-    const a = sbatch(['--array=0-2', '-o', join(dir, `${round}-%a.out`), EXAMPLES('shard-folder.sbatch'), tree, `s3://${bucket}/tree/`, '--part-size', '5MiB']);
+    const a = sbatch(['--array=0-2', '-o', join(dir, `${round}-%a.out`), EXAMPLES('shard-folder.sbatch'), tree, `s3://${bucket}/tree/`, '3', '--part-size', '5MiB']);
     await waitJobs([a]);
     const sums = [];
     for (let i = 0; i < 3; i++) {
@@ -191,6 +201,19 @@ test('Slurm: a folder job sharded over an array (--shard auto): every file ident
   const second = await runArray('second');
   assert.equal(second.reduce((a, s) => a + s.uploaded, 0), 0, 'a rerun sends nothing');
   assert.equal(second.reduce((a, s) => a + s.skipped, 0), files.size);
+  // Task 1 alone (sbatch --array=1: an array of one, minimum 1): still shard 1 of 3.
+  const one = sbatch(['--array=1', '-o', join(dir, 'one-%a.out'), EXAMPLES('shard-folder.sbatch'), tree, `s3://${bucket}/tree/`, '3', '--part-size', '5MiB']);
+  await waitJobs([one]);
+  assert.equal(jobState(`${one}_1`).exitCode, '0:0');
+  const alone = (await eventsOf(join(dir, 'one-1.out'))).find((e) => e.event === 'job-complete')! as unknown as { entries: number; uploaded: number };
+  assert.equal(alone.entries, first[1]!.entries, 'the same entries as task 1 of the array');
+  assert.equal(alone.uploaded, 0);
+  // Bare --shard auto cannot know N: refused (exit 2), nothing read.
+  const bare = await script(dir, 'bare.sh', `exec "${node}" "${BIN}" upload "${tree}" s3://${bucket}/tree/ --shard auto --json`);
+  const b = sbatch(['--array=1', '-o', join(dir, 'bare-%a.out'), bare]);
+  await waitJobs([b]);
+  assert.equal(jobState(`${b}_1`).exitCode, '2:0');
+  assert.match(await readFile(join(dir, 'bare-1.out'), 'utf8'), /--shard auto\/N/);
 });
 
 /** The JSON lines of a job's output (stderr is in the same file: its lines are text). */

@@ -53,9 +53,9 @@ Upload options:
   --fail-fast             folder: stop starting files after the first failure (exit 5 when any file failed)
   --skip-unreadable       folder: list and count entries that cannot be read instead of failing on them
   --workers N             plan: how many workers share the object's parts (contiguous ranges)
-  --worker I/N|auto       upload: be worker I (0-based) of N; auto reads SLURM_ARRAY_TASK_ID (with _MIN, _COUNT),
-                          JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX
-  --shard I/N|auto|auto/N folder: be shard I of N (entries by a stable hash of their path; auto as --worker)
+  --worker I/N|auto       upload: be worker I (0-based) of N; auto reads I from SLURM_ARRAY_TASK_ID,
+                          JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX, N from the plan
+  --shard I/N|auto/N      folder: be shard I of N (entries by a stable hash of their path; auto as --worker)
   --keep-receipts         finish: keep the receipts after success, as a proof record (the plan stays as a finished record)
   --no-overwrite          never replace an object at the key (checked first, and If-None-Match on Complete)
 Object settings (fixed when the upload is created; a resume must give the same ones):
@@ -311,10 +311,8 @@ export function indexFlag(v: Values, flag: 'worker' | 'shard'): { index: number;
   try {
     if (text === 'auto' || text.startsWith('auto/')) {
       const env = indexFromEnv(process.env, `--${flag}`);
-      const given = text.startsWith('auto/') ? parseIndex(`0/${text.slice(5)}`, `--${flag}`).count : undefined;
-      if (given !== undefined && env.count !== undefined && env.count !== given) throw new UsageError(`--${flag} ${text}: the scheduler says ${env.count} tasks (${env.from})`);
-      const count = given ?? env.count;
-      if (count !== undefined && env.index >= count) throw new UsageError(`--${flag} ${text}: index ${env.index} (${env.from}) is not below ${count}`);
+      const count = text.startsWith('auto/') ? parseIndex(`0/${text.slice(5)}`, `--${flag}`).count : undefined;
+      if (count !== undefined && env.index >= count) throw new UsageError(`--${flag} ${text}: index ${env.index} (${env.from}) is not below ${count}: array task ids must be 0 to ${count - 1} (sbatch --array=0-${count - 1})`);
       return { index: env.index, ...(count !== undefined ? { count } : {}) };
     }
     return (({ index, count }) => ({ index, count }))(parseIndex(text, `--${flag}`));

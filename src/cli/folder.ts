@@ -17,7 +17,8 @@ export async function cmdFolder(pos: string[], v: Values, argv: string[], out: O
   for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
   const { file: _f, key: _k, signal: _s, ...o } = engineOptions(v, pos[0]!, bucket, prefix || '-', ac.signal);
   const shard = v.shard !== undefined ? indexFlag(v, 'shard') : undefined;
-  if (shard && shard.count === undefined) throw new UsageError(`--shard ${v.shard}: the scheduler's environment gives the index but not the number of shards: give it as --shard auto/N`);
+  // Slurm's task count is the array submitted, not the shards: a rerun of one task is an array of one.
+  if (shard && shard.count === undefined) throw new UsageError(`--shard ${v.shard}: the number of shards must be given, --shard auto/N (the scheduler gives each task its index, and a rerun of one task, sbatch --array=2, is an array of one)`);
   const job = new FolderJob({ ...o, dir: pos[0]!, prefix: prefix ?? '', exclude: v.exclude ?? [], signal: ac.signal, ...(v['fail-fast'] ? { failFast: true } : {}), ...(v['skip-unreadable'] ? { skipUnreadable: true } : {}), ...(shard ? { shard: { index: shard.index, count: shard.count! } } : {}) });
   let latest: JobProgress | undefined;
   const t0 = Date.now();

@@ -16,6 +16,15 @@ function refuseFlags(v: Values, command: string): void {
   }
 }
 
+/** What the plan fixed (layout, checksum, object settings): a worker or finish taking them would seem to change what it cannot. */
+const PLANNED = ['part-size', 'checksum', 'storage-class', 'tag', 'metadata', 'content-type', 'cache-control', 'content-encoding', 'content-disposition', 'acl', 'sse', 'sse-kms-key-id', 'sse-c-key-file', 'object-lock-mode', 'object-lock-retain-until', 'legal-hold'] as const;
+function refusePlanned(v: Values, command: string): void {
+  for (const flag of PLANNED) if (v[flag] !== undefined) throw new UsageError(`--${flag} does not apply to ${command}: the plan fixed it (give it to partwise plan)`);
+}
+
+/** A worker's range in words: empty when the plan has fewer parts than workers. */
+const rangeText = (first: number, last: number) => (first > last ? 'no parts (the plan has fewer parts than workers)' : `parts ${first}–${last}`);
+
 /** Ctrl-C and friends stop the step; a worker's range resumes when it is run again. */
 function stoppable(out: Out, what: 'file' | 'folder'): { signal: AbortSignal; done: () => void } {
   const ac = new AbortController();
@@ -41,7 +50,7 @@ export async function cmdPlan(pos: string[], v: Values, argv: string[], out: Out
     if (out.json) out.line({ event: 'plan', reused: r.reused, finished: r.finished, planKey: r.planKey, ...p, source: { name: p.source.name, size: p.source.size, mtimeMs: p.source.mtimeMs } });
     else if (r.finished) out.say(`Already finished: s3://${bucket}/${key} holds this file (full-object ${p.checksumAlgorithm} ${p.finished!.checksum}, shown by the server; finished ${p.finished!.finishedAt}). Nothing to plan: the workers and finish, run again, prove it and do nothing.`);
     else {
-      const ranges = Array.from({ length: Math.min(p.workers, 4) }, (_, i) => rangeOf(i, p.workers, p.partCount)).map((x, i) => `worker ${i}: parts ${x.first}–${x.last}`);
+      const ranges = Array.from({ length: Math.min(p.workers, 4) }, (_, i) => rangeOf(i, p.workers, p.partCount)).map((x, i) => `worker ${i}: ${rangeText(x.first, x.last)}`);
       out.say(
         [
           `${r.reused ? 'Plan already there' : 'Planned'}: upload ${p.uploadId} of ${pos[0]} → s3://${bucket}/${key}, ${p.partCount} parts of ${formatBytes(p.partSize)} (${p.checksumAlgorithm}, FULL_OBJECT) in ${p.workers} ranges (${ranges.join(', ')}${p.workers > 4 ? ', …' : ''}); plan: s3://${bucket}/${r.planKey}`,
@@ -58,6 +67,7 @@ export async function cmdPlan(pos: string[], v: Values, argv: string[], out: Out
 export async function cmdWorker(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
   if (pos.length !== 2 || pos[0] === '-') throw new UsageError('a worker takes <file> s3://<bucket>/<key> --worker I/N');
   refuseFlags(v, 'a worker');
+  refusePlanned(v, 'a worker');
   const { index, count } = indexFlag(v, 'worker');
   const { bucket, key } = fileUrl(pos[0]!, pos[1]);
   const stop = stoppable(out, 'file');
@@ -80,7 +90,7 @@ export async function cmdWorker(pos: string[], v: Values, argv: string[], out: O
     tick();
     if (out.json) out.line({ event: 'worker-complete', ...r });
     else if (r.alreadyFinished) out.say(`Worker ${r.worker} of ${r.workers}: already finished, s3://${bucket}/${key} is proven by its full-object checksum; nothing to do`);
-    else out.say(`Worker ${r.worker} of ${r.workers}: parts ${r.first}–${r.last}, ${r.partsVerified} verified on the server, ${r.partsSent} sent (${formatBytes(r.bytesSent)}); receipt s3://${bucket}/${r.receiptKey}`);
+    else out.say(`Worker ${r.worker} of ${r.workers}: ${rangeText(r.first, r.last)}, ${r.partsVerified} verified on the server, ${r.partsSent} sent (${formatBytes(r.bytesSent)}); receipt s3://${bucket}/${r.receiptKey}`);
     return EXIT.ok;
   } catch (err) {
     tick();
@@ -94,6 +104,7 @@ export async function cmdWorker(pos: string[], v: Values, argv: string[], out: O
 export async function cmdFinish(pos: string[], v: Values, argv: string[], out: Out): Promise<number> {
   if (pos.length !== 1) throw new UsageError('finish takes s3://<bucket>/<key>');
   refuseFlags(v, 'finish');
+  refusePlanned(v, 'finish');
   if (v.worker !== undefined || v.workers !== undefined) throw new UsageError('--worker and --workers do not apply to finish');
   const { bucket, key } = parseS3Url(pos[0], true);
   try {

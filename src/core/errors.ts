@@ -217,12 +217,12 @@ export class PlanMismatchError extends PartwiseError {
 export class PartsMissingError extends PartwiseError {
   constructor(
     context: ErrorContext,
-    readonly missing: { parts: number[]; workers: number[]; why: string[] },
+    readonly missing: { parts: number[]; workers: number[]; why: string[]; of?: number },
   ) {
     const parts = missing.parts.length > 12 ? `${missing.parts.slice(0, 12).join(', ')} and ${missing.parts.length - 12} more` : missing.parts.join(', ');
     super(
       'PARTS_MISSING',
-      `Upload ${context.uploadId ?? '?'} is not whole yet${parts ? ` (parts ${parts} are missing)` : ''}${missing.why.length ? `: ${missing.why.join('; ')}` : ''}. Nothing was completed. Run worker${missing.workers.length > 1 ? 's' : ''} ${missing.workers.join(', ')} again (each resumes its range), then finish again.`,
+      `Upload ${context.uploadId ?? '?'} is not whole yet${parts ? ` (parts ${parts} are missing)` : ''}${missing.why.length ? `: ${missing.why.join('; ')}` : ''}. Nothing was completed. Run worker${missing.workers.length > 1 ? 's' : ''} ${missing.workers.join(', ')} again where the file is (each resumes its range${missing.of ? `: partwise upload <file> s3://${context.bucket}/${context.key} --worker ${missing.workers[0]}/${missing.of}, or that array task alone, sbatch --array=${missing.workers.join(',')} with --worker auto` : ''}), then finish again.`,
       { context, resumable: true },
     );
   }

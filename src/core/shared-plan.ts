@@ -113,27 +113,20 @@ export function parseIndex(text: string, flag: string): { index: number; count: 
 }
 
 /**
- * The index a scheduler gives its array task, from the environment: Slurm's SLURM_ARRAY_TASK_ID
- * (less SLURM_ARRAY_TASK_MIN, with SLURM_ARRAY_TASK_COUNT), a Kubernetes Indexed Job's
- * JOB_COMPLETION_INDEX, AWS Batch's AWS_BATCH_JOB_ARRAY_INDEX. Only Slurm gives the count.
+ * The index a scheduler gives its array task, from the environment: Slurm's SLURM_ARRAY_TASK_ID, a
+ * Kubernetes Indexed Job's JOB_COMPLETION_INDEX, AWS Batch's AWS_BATCH_JOB_ARRAY_INDEX. Never the
+ * count: Slurm's SLURM_ARRAY_TASK_COUNT (and _MIN) describe the array submitted, and a rerun of one
+ * task (sbatch --array=2) is an array of one whose minimum is 2, so the task id itself is the index
+ * and N comes from the plan or from auto/N.
  */
-export function indexFromEnv(env: Record<string, string | undefined>, flag: string): { index: number; count?: number; from: string } {
+export function indexFromEnv(env: Record<string, string | undefined>, flag: string): { index: number; from: string } {
   const num = (name: string) => {
     const v = env[name];
     if (v === undefined || v === '') return undefined;
     if (!/^\d+$/.test(v)) throw new InvalidOptionsError(`${flag} auto: ${name}=${JSON.stringify(v)} is not a whole number`);
     return Number(v);
   };
-  const slurm = num('SLURM_ARRAY_TASK_ID');
-  if (slurm !== undefined) {
-    const min = num('SLURM_ARRAY_TASK_MIN') ?? 0;
-    const count = num('SLURM_ARRAY_TASK_COUNT');
-    const index = slurm - min;
-    // sbatch --array=0-7 gives MIN 0 and COUNT 8; a sparse array (--array=1,3,9) has no such index.
-    if (count !== undefined && (index < 0 || index >= count)) throw new InvalidOptionsError(`${flag} auto: SLURM_ARRAY_TASK_ID ${slurm} is not in ${min}..${min + count - 1} (use a dense array: --array=0-${count - 1})`);
-    return { index, ...(count !== undefined ? { count } : {}), from: 'SLURM_ARRAY_TASK_ID' };
-  }
-  for (const name of ['JOB_COMPLETION_INDEX', 'AWS_BATCH_JOB_ARRAY_INDEX']) {
+  for (const name of ['SLURM_ARRAY_TASK_ID', 'JOB_COMPLETION_INDEX', 'AWS_BATCH_JOB_ARRAY_INDEX']) {
     const v = num(name);
     if (v !== undefined) return { index: v, from: name };
   }

@@ -302,8 +302,8 @@ export class SharedWorker extends EventEmitter<UploadEvents> {
     const plan = await readPlan(cx);
     if (!plan) throw new PlanMismatchError(cx.errorContext(), [], `Run partwise plan ${o.file} s3://${o.bucket}/${o.key} --workers N first (or it was finished and removed).`);
     const ctx: ErrorContext = cx.errorContext({ uploadId: plan.uploadId });
-    if (o.workers !== undefined && o.workers !== plan.workers) throw new PlanMismatchError(ctx, [`it has ${plan.workers} workers, this worker was started as one of ${o.workers}`], 'Start the workers as the plan says (an array of that many tasks).');
-    if (o.worker >= plan.workers) throw new PlanMismatchError(ctx, [`it has workers 0 to ${plan.workers - 1}, not ${o.worker}`], 'Start the workers as the plan says.');
+    if (o.workers !== undefined && o.workers !== plan.workers) throw new PlanMismatchError(ctx, [`it has ${plan.workers} workers, this worker was started as one of ${o.workers}`], `Start the workers as the plan says: --worker I/${plan.workers}, or --worker auto (N from the plan).`);
+    if (o.worker >= plan.workers) throw new PlanMismatchError(ctx, [`it has workers 0 to ${plan.workers - 1}, not ${o.worker}`], `Start the workers as the plan says: --worker I/${plan.workers} with I from 0 to ${plan.workers - 1} (an array's task ids 0 to ${plan.workers - 1}: sbatch --array=0-${plan.workers - 1}).`);
     const fp = await fingerprint(o.file);
     const diffs = await sourceDifferences(plan, fp);
     // Another version of the file on this host: its parts are never sent into this object.
@@ -411,7 +411,7 @@ export async function finishSharedUpload(o: FinishOptions): Promise<FinishResult
       }),
     ),
   );
-  if (missingWorkers.size) why.push(`no receipt from worker${missingWorkers.size > 1 ? 's' : ''} ${[...missingWorkers].join(', ')}`);
+  if (missingWorkers.size) why.push(`no receipt from worker${missingWorkers.size > 1 ? 's' : ''} ${[...missingWorkers].sort((a, b) => a - b).join(', ')}`);
   const expectedCrc = missingWorkers.size ? '' : combineCrcs(alg, receipts.map((r) => ({ crc: r.crc, bytes: r.bytes })));
 
   let listed: ListAllResult;
@@ -444,7 +444,7 @@ export async function finishSharedUpload(o: FinishOptions): Promise<FinishResult
     const want = r.parts[n - r.first]!.checksum;
     if (p.checksum !== want) throw new ReceiptMismatchError(ctx, w, [`part ${n} on the server has ${alg} ${p.checksum}, its receipt ${want}`]);
   }
-  if (missingWorkers.size) throw new PartsMissingError(ctx, { parts: missingParts, workers: [...missingWorkers].sort((a, b) => a - b), why });
+  if (missingWorkers.size) throw new PartsMissingError(ctx, { parts: missingParts, workers: [...missingWorkers].sort((a, b) => a - b), why, of: plan.workers });
 
   // The object's CRC two ways: from the parts the server lists, and from the receipts' ranges.
   const fromParts = combineCrcs(alg, listed.parts.map((p) => ({ crc: p.checksum!, bytes: p.size })));
