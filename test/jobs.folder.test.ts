@@ -389,6 +389,35 @@ test('two runs of one folder job at once: the second is refused (UPLOAD_LOCKED, 
   assert.equal(third.skipped, 3, 'the lock released: the next run goes ahead');
 });
 
+test('two copies of one shard at once (a requeued task racing the original): the second waits for the first (SHARD_WAITING, once), then finds its work done and sends nothing; neither fails', async () => {
+  const { bucket, dir, state, inner } = await threeSmallFiles();
+  let hold!: () => void;
+  const held = new Promise<void>((r) => (hold = r));
+  let entered!: () => void;
+  const inPut = new Promise<void>((r) => (entered = r));
+  const holding = wrapPort(inner, {
+    putObject: async (input, req, signal) => {
+      entered();
+      await held;
+      return inner.putObject(input, req, signal);
+    },
+  });
+  const shard = { index: 0, count: 1 };
+  const firstDone = new FolderJob({ s3: holding, dir, bucket, stateDir: state, concurrency: 1, shard }).done();
+  await inPut;
+  const { client, counts } = countingClient();
+  const second = new FolderJob({ s3: new SdkS3Port(client), dir, bucket, stateDir: state, shard });
+  const warnings: string[] = [];
+  second.on('warning', (w) => warnings.push(w.code));
+  const secondDone = second.done();
+  setTimeout(hold, 2500);
+  const [a, b] = await Promise.all([firstDone, secondDone]);
+  assert.equal(a.uploaded, 3);
+  assert.deepEqual([b.uploaded, b.skipped, b.failed], [0, 3, 0], 'the second found the work done');
+  assert.deepEqual(warnings, ['SHARD_WAITING']);
+  assert.equal(counts.PutObject, undefined, 'the second sent nothing');
+});
+
 test('a listener that throws fails the job only once every file in flight has finished: the lock is never let go under a running upload', async () => {
   const { bucket, dir, state, inner } = await threeSmallFiles();
   let inFlight = 0;

@@ -291,3 +291,44 @@ test('lock: a held lock\'s file is touched while held (its heartbeat), and not a
   await release();
   await assert.rejects(stat(`${p}.lock`), { code: 'ENOENT' });
 });
+
+test('lock: a held lock replaced by another holder\'s (a takeover after a long pause) is never touched by the old holder\'s heartbeat', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  const release = await acquireLock(p, {});
+  const theirs = join(dir, 'theirs');
+  await writeFile(theirs, JSON.stringify({ pid: 999_999, host: 'elsewhere', startedAt: 'now', nonce: 'theirs' }));
+  const old = new Date(Date.now() - 60_000);
+  await utimes(theirs, old, old);
+  await rename(theirs, `${p}.lock`);
+  await new Promise((r) => setTimeout(r, 2 * LOCK_HEARTBEAT_MS + 500));
+  assert.equal(Math.round((await stat(`${p}.lock`)).mtimeMs / 1000), Math.round(old.getTime() / 1000), 'not touched');
+  await release();
+  assert.equal(JSON.parse(await readFile(`${p}.lock`, 'utf8')).nonce, 'theirs', 'release left their lock');
+});
+
+test('lock: with wait, a live holder is waited for (onWait once) and the lock taken when it is released; a holder whose heartbeat is long silent ends the wait with UPLOAD_LOCKED; an abort ends it too', async () => {
+  const dir = await tempDir();
+  const p = join(dir, 'j.json');
+  const first = await acquireLock(p, {});
+  const waits: { pid: number; host: string }[] = [];
+  const t0 = Date.now();
+  setTimeout(() => void first(), LOCK_HEARTBEAT_MS + 500);
+  const second = await acquireLock(p, {}, 'folder job', { onWait: (h) => waits.push(h) });
+  assert.ok(Date.now() - t0 >= LOCK_HEARTBEAT_MS, 'it waited for the release');
+  assert.deepEqual(waits, [{ pid: process.pid, host: hostname() }]);
+  await second();
+  // Another host's lock, silent for longer than 3 × LOCK_STALE_MS: not waited for.
+  await writeFile(`${p}.lock`, JSON.stringify({ pid: 4242, host: 'gone-node', startedAt: 'then', nonce: 'gone' }));
+  const silent = new Date(Date.now() - 3 * LOCK_STALE_MS - 1000);
+  await utimes(`${p}.lock`, silent, silent);
+  await assert.rejects(acquireLock(p, {}, 'folder job', { onWait: () => assert.fail('no wait') }), (e) => e instanceof UploadLockedError && e.holder.host === 'gone-node');
+  // Fresh again: waited for, until the signal stops the wait.
+  const now = new Date();
+  await utimes(`${p}.lock`, now, now);
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(new Error('stopped')), 300);
+  const t1 = Date.now();
+  await assert.rejects(acquireLock(p, {}, 'folder job', { onWait: () => undefined, signal: ac.signal }), /stopped/);
+  assert.ok(Date.now() - t1 < LOCK_HEARTBEAT_MS, 'stopped at once, not at the next look');
+});

@@ -101,7 +101,12 @@ export class FolderJob extends EventEmitter<JobEvents> {
     // One run of a job at a time (cron firing again while a long backup still runs): the second
     // stops here, before it lists the folder, reads the journal or sends anything. A dead
     // holder's lock is taken over.
-    const release = await acquireLock(journalPath, { bucket: o.bucket, journalPath }, 'folder job');
+    // A shard is scheduler work, which may run twice at once (a requeued task racing the original):
+    // the second copy waits for the first, then finds its work done, instead of failing the task.
+    const wait = shard
+      ? { signal: this.stop.signal, onWait: (h: { pid: number; host: string }) => this.emit('warning', { code: 'SHARD_WAITING', message: `shard ${shard.index}/${shard.count} is being run by another partwise (pid ${h.pid} on ${h.host}; a requeued task racing the original?): waiting for it to finish, then checking its work` }) }
+      : undefined;
+    const release = await acquireLock(journalPath, { bucket: o.bucket, journalPath }, 'folder job', wait);
     try {
       const given = o.entries && shard ? o.entries.filter((e) => shardOf(e.key, shard.count) === shard.index) : o.entries;
       const listed: FolderListing = given ? { entries: given, notRead: [], invalid: [], unreadable: [], excluded: 0, met: given.length } : await listFolder(o.dir!, o.prefix ?? '', o.exclude ?? [], shard ? { shard } : {});

@@ -9,8 +9,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
-import { link, open, readFile, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
+import { link, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { StateUnwritableError, UploadLockedError, type ErrorContext, type LockedWork } from '../core/errors.ts';
 import { prepareStateDir } from './journal.ts';
@@ -158,7 +159,32 @@ async function replaceStale(path: string, stale: Holder, ours: string, me: LockI
  * both win. While held, its file is touched every LOCK_HEARTBEAT_MS. Release removes the lock only
  * while it is ours.
  */
-export async function acquireLock(journalPath: string, context: ErrorContext, what: LockedWork = 'upload'): Promise<() => Promise<void>> {
+export interface LockWait {
+  /** called once, when the lock is first found held by a live process */
+  onWait: (holder: { pid: number; host: string }) => void;
+  signal?: AbortSignal;
+}
+
+/** Touches the lock file only if it is still ours, through one open descriptor: a lock replaced between the look and the touch is never touched. */
+async function beat(lockPath: string, nonce: string): Promise<boolean> {
+  const fh = await open(lockPath, 'r');
+  try {
+    const info = JSON.parse(await fh.readFile('utf8')) as Partial<LockInfo>;
+    if (info.nonce !== nonce) return false;
+    const now = new Date();
+    await fh.utimes(now, now);
+    return true;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * `wait`: a lock held by a live process is waited for (polled every LOCK_HEARTBEAT_MS) instead of
+ * refused, for work a scheduler may run twice at once; the wait ends with UPLOAD_LOCKED only when
+ * the holder's heartbeat has been silent for 3 × LOCK_STALE_MS (another host that died holding it).
+ */
+export async function acquireLock(journalPath: string, context: ErrorContext, what: LockedWork = 'upload', wait?: LockWait): Promise<() => Promise<void>> {
   const lockPath = `${journalPath}.lock`;
   await prepareStateDir(join(lockPath, '..'));
   const me: LockInfo = { pid: process.pid, host: hostname(), startedAt: new Date().toISOString(), nonce: randomBytes(12).toString('hex'), ...(BOOT_ID ? { bootId: BOOT_ID } : {}), ...(PID_NS ? { pidNs: PID_NS } : {}) };
@@ -179,18 +205,19 @@ export async function acquireLock(journalPath: string, context: ErrorContext, wh
   const held = () => {
     // Touched only while it is still ours: a holder that was paused past LOCK_STALE_MS and lost the
     // lock must not keep its new holder's file looking alive for it.
-    const beat = setInterval(() => {
-      void readHolder(lockPath)
-        .then((h) => (h?.tag === me.nonce ? utimes(lockPath, new Date(), new Date()) : clearInterval(beat)))
+    const timer = setInterval(() => {
+      void beat(lockPath, me.nonce)
+        .then((ours) => ours || clearInterval(timer))
         .catch(() => undefined);
     }, LOCK_HEARTBEAT_MS);
-    beat.unref();
+    timer.unref();
     return once(async () => {
-      clearInterval(beat);
+      clearInterval(timer);
       await unlinkIfTag(lockPath, me.nonce);
       mine.delete(me.nonce);
     });
   };
+  let waited = false;
   try {
     for (let attempt = 0; attempt < 20; attempt++) {
       try {
@@ -203,6 +230,17 @@ export async function acquireLock(journalPath: string, context: ErrorContext, wh
       if (!holder) continue; // released in between
       let verdict = judge(holder, me);
       if (verdict === 'watch') verdict = await watch(lockPath, holder, me);
+      const who = holder.info ? { pid: holder.info.pid, host: holder.info.host } : { pid: -1, host: 'unknown (unreadable lock file)' };
+      if (verdict === 'live' && wait && Date.now() - holder.mtimeMs <= 3 * LOCK_STALE_MS) {
+        if (!waited) wait.onWait(who);
+        waited = true;
+        wait.signal?.throwIfAborted();
+        await sleep(LOCK_HEARTBEAT_MS, undefined, wait.signal ? { signal: wait.signal } : {}).catch((err) => {
+          throw wait.signal?.reason ?? err;
+        });
+        attempt--;
+        continue;
+      }
       if (verdict === 'live') {
         throw new UploadLockedError(lockPath, holder.info ? { pid: holder.info.pid, host: holder.info.host } : { pid: -1, host: 'unknown (unreadable lock file)' }, { ...context, journalPath }, what);
       }
