@@ -354,8 +354,8 @@ async function threeSmallFiles() {
   return { bucket, dir, state, inner: new SdkS3Port(countingClient().client) };
 }
 
-test('two runs of one folder job at once: the second is refused (UPLOAD_LOCKED, the holder named) before it sends anything; the lock goes with the first', async () => {
-  const { bucket, dir, state, inner } = await threeSmallFiles();
+/** A port whose PutObject calls wait until `hold()`; `inPut` resolves when the first one arrives. */
+function heldPuts(inner: SdkS3Port) {
   let hold!: () => void;
   const held = new Promise<void>((r) => (hold = r));
   let entered!: () => void;
@@ -367,6 +367,12 @@ test('two runs of one folder job at once: the second is refused (UPLOAD_LOCKED, 
       return inner.putObject(input, req, signal);
     },
   });
+  return { holding, inPut, hold };
+}
+
+test('two runs of one folder job at once: the second is refused (UPLOAD_LOCKED, the holder named) before it sends anything; the lock goes with the first', async () => {
+  const { bucket, dir, state, inner } = await threeSmallFiles();
+  const { holding, inPut, hold } = heldPuts(inner);
   const first = new FolderJob({ s3: holding, dir, bucket, stateDir: state, concurrency: 1 });
   const firstDone = first.done();
   await inPut;
@@ -391,17 +397,7 @@ test('two runs of one folder job at once: the second is refused (UPLOAD_LOCKED, 
 
 test('two copies of one shard at once (a requeued task racing the original): the second waits for the first (SHARD_WAITING, once), then finds its work done and sends nothing; neither fails', async () => {
   const { bucket, dir, state, inner } = await threeSmallFiles();
-  let hold!: () => void;
-  const held = new Promise<void>((r) => (hold = r));
-  let entered!: () => void;
-  const inPut = new Promise<void>((r) => (entered = r));
-  const holding = wrapPort(inner, {
-    putObject: async (input, req, signal) => {
-      entered();
-      await held;
-      return inner.putObject(input, req, signal);
-    },
-  });
+  const { holding, inPut, hold } = heldPuts(inner);
   const shard = { index: 0, count: 1 };
   const firstDone = new FolderJob({ s3: holding, dir, bucket, stateDir: state, concurrency: 1, shard }).done();
   await inPut;
