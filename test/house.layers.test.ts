@@ -1,13 +1,15 @@
 /**
  * The house: src/ is in layer folders whose imports point only down
  * (cli → jobs → upload → local, s3 → core), with no circle anywhere, and only the S3 adapter
- * imports the SDK. Read from the source itself, type-only imports included: a type is a tie too.
+ * imports the SDK. Read from the source by the TypeScript parser, type-only, side-effect and dynamic
+ * imports and requires included: a type is a tie too.
  * The same check anyone can run: `node --import tsx --test test/house.layers.test.ts`.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { test } from 'node:test';
+import ts from 'typescript';
 
 const SRC = new URL('../src/', import.meta.url).pathname;
 
@@ -20,18 +22,70 @@ function files(dir = SRC): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [relative(SRC, join(dir, e.name))] : []));
 }
 
-const IMPORT = /(?:import|export)\s[^'"`;]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|new URL\(\s*['"](\.[^'"]+)['"]/g;
+/**
+ * Every tie a file has, read by the TypeScript parser (not a pattern): import and export
+ * declarations (type-only and side-effect ones too), `import x = require()`, `import()` and
+ * `require()` calls (a `createRequire` one included; a name given as a const string in the file is
+ * followed), `typeof import('x')` types, `new URL('./x', import.meta.url)`. A specifier that cannot
+ * be read (a computed import or require) is returned in `unreadable`, and fails the layer tests.
+ * `sdkStrings` counts every string naming an @aws-sdk/ package, however it is used.
+ */
+export function tiesOf(text: string, fileName = 'x.ts'): { specs: string[]; unreadable: string[]; sdkStrings: number } {
+  const sf = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const consts = new Map<string, string>();
+  /** names bound to createRequire(...): calls to them are requires */
+  const requires = new Set(['require']);
+  const specs: string[] = [];
+  const unreadable: string[] = [];
+  let sdkStrings = 0;
+  const where = (n: ts.Node) => `${fileName}:${sf.getLineAndCharacterOfPosition(n.getStart()).line + 1}`;
+  const literal = (n: ts.Node | undefined): string | undefined => {
+    if (!n) return undefined;
+    if (ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n)) return n.text;
+    if (ts.isIdentifier(n)) return consts.get(n.text);
+    return undefined;
+  };
+  const take = (arg: ts.Node | undefined, at: ts.Node) => {
+    const v = literal(arg);
+    if (v === undefined) unreadable.push(`${where(at)} ${at.getText().slice(0, 60)}`);
+    else specs.push(v);
+  };
+  const collectConsts = (n: ts.Node): void => {
+    if (ts.isVariableDeclaration(n) && ts.isIdentifier(n.name) && n.initializer && (ts.isStringLiteral(n.initializer) || ts.isNoSubstitutionTemplateLiteral(n.initializer))) consts.set(n.name.text, n.initializer.text);
+    if (ts.isVariableDeclaration(n) && ts.isIdentifier(n.name) && n.initializer && ts.isCallExpression(n.initializer) && ts.isIdentifier(n.initializer.expression) && n.initializer.expression.text === 'createRequire') requires.add(n.name.text);
+    ts.forEachChild(n, collectConsts);
+  };
+  collectConsts(sf);
+  const visit = (n: ts.Node): void => {
+    if ((ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n) || ts.isTemplateHead(n) || ts.isTemplateMiddle(n) || ts.isTemplateTail(n)) && n.text.includes('@aws-sdk/')) sdkStrings++;
+    if ((ts.isImportDeclaration(n) || ts.isExportDeclaration(n)) && n.moduleSpecifier) take(n.moduleSpecifier, n);
+    else if (ts.isImportEqualsDeclaration(n) && ts.isExternalModuleReference(n.moduleReference)) take(n.moduleReference.expression, n);
+    else if (ts.isImportTypeNode(n) && ts.isLiteralTypeNode(n.argument)) take(n.argument.literal, n);
+    else if (ts.isCallExpression(n)) {
+      const callee = n.expression;
+      const isImport = callee.kind === ts.SyntaxKind.ImportKeyword;
+      // require(x), or createRequire(url)(x) called at once
+      const isRequire = (ts.isIdentifier(callee) && requires.has(callee.text)) || (ts.isCallExpression(callee) && ts.isIdentifier(callee.expression) && callee.expression.text === 'createRequire');
+      if (isImport || isRequire) take(n.arguments[0], n);
+    } else if (ts.isNewExpression(n) && ts.isIdentifier(n.expression) && n.expression.text === 'URL' && n.arguments?.length === 2 && n.arguments[1]!.getText() === 'import.meta.url') {
+      const v = literal(n.arguments[0]);
+      if (v?.startsWith('.')) specs.push(v);
+    }
+    ts.forEachChild(n, visit);
+  };
+  visit(sf);
+  return { specs, unreadable, sdkStrings };
+}
 
-function importsOf(file: string): { local: string[]; packages: string[] } {
-  const text = readFileSync(join(SRC, file), 'utf8');
+function importsOf(file: string): { local: string[]; packages: string[]; unreadable: string[]; sdkStrings: number } {
+  const t = tiesOf(readFileSync(join(SRC, file), 'utf8'), file);
   const local: string[] = [];
   const packages: string[] = [];
-  for (const m of text.matchAll(IMPORT)) {
-    const spec = m[1] ?? m[2] ?? m[3]!;
+  for (const spec of t.specs) {
     if (spec.startsWith('.')) local.push(relative(SRC, resolve(dirname(join(SRC, file)), spec)).replace(/\.js$/, '.ts'));
     else packages.push(spec);
   }
-  return { local, packages };
+  return { local, packages, unreadable: t.unreadable, sdkStrings: t.sdkStrings };
 }
 
 const folderOf = (f: string) => (f.includes('/') ? f.slice(0, f.indexOf('/')) : '.');
@@ -89,9 +143,38 @@ test('layers: no import circle anywhere (type-only ties included)', () => {
   assert.deepEqual(circles, []);
 });
 
-test('layers: only the S3 adapter (s3/adapter.ts, and s3/client.ts, which loads the SDK and builds its client) imports the AWS SDK', () => {
+test('layers: only the S3 adapter (s3/adapter.ts, and s3/client.ts, which loads the SDK and builds its client) imports the AWS SDK, or names it in any string', () => {
   const users = files().filter((f) => importsOf(f).packages.some((p) => p.startsWith('@aws-sdk/')));
   assert.deepEqual(users.sort(), ['s3/adapter.ts', 's3/client.ts']);
+  const naming = files().filter((f) => importsOf(f).sdkStrings > 0 && !f.startsWith('s3/'));
+  assert.deepEqual(naming, [], 'a string naming an @aws-sdk/ package outside the S3 layer');
+});
+
+test('layers: every import specifier can be read (no computed import or require hides a tie)', () => {
+  assert.deepEqual(files().flatMap((f) => importsOf(f).unreadable), []);
+});
+
+test('layers: the tie reader finds every form a tie can take (so the layer tests can fail)', () => {
+  const t = tiesOf(
+    [
+      "import './side-effect.ts';",
+      "import type { A } from '../upload/a.ts';",
+      "export * from '../jobs/b.ts';",
+      "import c = require('../cli/c.ts');",
+      "const m = await import(`../upload/d.ts`);",
+      "const SDK = '@aws-sdk/client-s3';",
+      "const req = createRequire(import.meta.url);",
+      'const s = req(SDK);',
+      'const r = require(SDK);',
+      "const direct = createRequire(import.meta.url)('@aws-sdk/lib-storage');",
+      "let w: typeof import('hash-wasm');",
+      "const u = new URL('./worker.js', import.meta.url);",
+      'const x = await import(someName);',
+    ].join('\n'),
+  );
+  assert.deepEqual(t.specs.sort(), ['../cli/c.ts', '../jobs/b.ts', '../upload/a.ts', '../upload/d.ts', './side-effect.ts', './worker.js', '@aws-sdk/client-s3', '@aws-sdk/client-s3', '@aws-sdk/lib-storage', 'hash-wasm'].sort());
+  assert.deepEqual(t.unreadable, ['x.ts:13 import(someName)']);
+  assert.equal(t.sdkStrings, 2);
 });
 
 test('layers: each folder\'s main file opens by saying what lives there and what it may import', () => {
