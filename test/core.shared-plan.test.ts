@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { before, test } from 'node:test';
 import { createHasher, loadHashers } from '../src/core/checksums.ts';
-import { combineCrcs, indexFromEnv, parseIndex, rangeOf, receiptCrc, receiptProblems, shardOf, workerOf, type CombinableAlgorithm, type Receipt, type SharedPlan } from '../src/core/shared-plan.ts';
+import { combineCrcs, indexFromEnv, parseIndex, planProblems, rangeOf, receiptCrc, receiptProblems, shardOf, workerOf, type CombinableAlgorithm, type Receipt, type SharedPlan } from '../src/core/shared-plan.ts';
 import { referenceDigest } from './helpers/reference.ts';
 
 before(() => loadHashers());
@@ -92,4 +92,25 @@ test('receiptProblems: a receipt is whole only for its worker\'s range, its uplo
   assert.match(receiptProblems({ ...good, bytes: 7 }, plan, 0).join(), /its bytes/);
   assert.match(receiptProblems({ ...good, parts: [parts[0]!] }, plan, 0).join(), /lists 1 parts/);
   assert.match(receiptProblems({ format: 'x' }, plan, 0).join(), /not a partwise receipt/);
+  // An entry for another part, or of another size, even with the CRC recomputed to match.
+  for (const bad of [[parts[0]!, { ...parts[1]!, partNumber: 3 }], [parts[0]!, { ...parts[1]!, size: 5 }]]) {
+    assert.match(receiptProblems({ ...good, parts: bad, crc: receiptCrc('CRC32C', bad), bytes: bad.reduce((a, p) => a + p.size, 0) }, plan, 0).join(), /its entry 1 is not part 2 of 4 bytes/);
+  }
+  // The last part is the remainder: 9 bytes in parts of 4 end with a part of 1.
+  const last = [{ partNumber: 3, size: 1, checksum: 'AAAAAw==' }];
+  assert.deepEqual(receiptProblems({ ...good, worker: 1, first: 3, last: 3, parts: last, bytes: 1, crc: receiptCrc('CRC32C', last) }, plan, 1), []);
+});
+
+test('planProblems: a plan is usable only whole, for this bucket and key, and with a finished record that names a checksum', () => {
+  const plan: SharedPlan = { format: 'partwise-plan', version: 1, bucket: 'b', key: 'k', uploadId: 'u', createdAt: 'x', workers: 2, size: 9, partSize: 4, partCount: 3, checksumAlgorithm: 'CRC32C', checksumType: 'FULL_OBJECT', source: { name: 'f', size: 9, mtimeMs: 1, samples: [] }, settings: {} };
+  assert.deepEqual(planProblems(plan, 'b', 'k'), []);
+  assert.match(planProblems(plan, 'other', 'k').join(), /it is for s3:\/\/b\/k/);
+  assert.match(planProblems(plan, 'b', 'k2').join(), /it is for s3:\/\/b\/k/);
+  assert.match(planProblems({ ...plan, version: 2 }, 'b', 'k').join(), /plan version 2/);
+  assert.match(planProblems({ ...plan, partCount: 0 }, 'b', 'k').join(), /partCount is not valid/);
+  assert.match(planProblems({ ...plan, checksumAlgorithm: 'SHA256' }, 'b', 'k').join(), /part values combine/);
+  assert.match(planProblems({ ...plan, uploadId: '' }, 'b', 'k').join(), /names no upload/);
+  assert.match(planProblems({ ...plan, source: undefined }, 'b', 'k').join(), /no source identity/);
+  assert.match(planProblems({ ...plan, finished: { etag: 'e', finishedAt: 't' } }, 'b', 'k').join(), /finished record names no checksum/);
+  assert.deepEqual(planProblems({ ...plan, finished: { checksum: 'AAAAAA==', etag: 'e', finishedAt: 't' } }, 'b', 'k'), []);
 });

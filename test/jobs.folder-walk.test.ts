@@ -298,3 +298,46 @@ test('--skip-unreadable skips only what could not be read: a file the server ref
   const r = await new FolderJob({ s3, dir, bucket, prefix: 's/', stateDir: await tempDir(), skipUnreadable: true }).done();
   assert.deepEqual({ uploaded: r.uploaded, failed: r.failed, unreadable: r.unreadable }, { uploaded: 1, failed: 1, unreadable: 0 });
 });
+
+test('shards: the tree of the walk test split over 3 shards, each run alone; every entry (exclusions, links, FIFOs, refused names, unreadable ones) is counted in exactly one shard, and the shards add up to the whole', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-walk');
+  const dir = await mixedTree();
+  const env = cliEnv(await tempDir());
+  const total = { entries: 0, uploaded: 0, failed: 0, excluded: 0, notRegular: 0, unreadable: 0 };
+  const failedKeys: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await runCliUnprivileged(['upload', dir, `s3://${bucket}/s/`, '--exclude', '*.tmp', '--exclude', 'node_modules/', '--shard', `${i}/3`, '--json'], env);
+    const done = jsonLines(r.stdout).at(-1) as unknown as JobComplete;
+    assert.equal(done.event, 'job-complete', r.stderr);
+    assert.equal(r.code, done.failed ? 5 : 0, `shard ${i}: exit code tells of its failures`);
+    for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += done[k];
+    failedKeys.push(...done.outcomes.filter((o) => o.status === 'failed').map((o) => o.key));
+  }
+  assert.deepEqual(total, { entries: 10, uploaded: 2, failed: 4, excluded: 2, notRegular: 2, unreadable: 0 });
+  assert.deepEqual(failedKeys.sort(), ['s/bad\\xfe/', 's/locked/', 's/noread.txt', 's/x\\xff']);
+  assert.deepEqual(await keysUnder(bucket, 's/'), ['s/a.txt', 's/x\uFFFD']);
+});
+
+test('shards of a list of files (entries): each entry sent by exactly one shard, the union is the list', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-walk');
+  const dir = await tempDir();
+  const entries = await Promise.all(
+    Array.from({ length: 12 }, async (_, i) => {
+      const file = join(dir, `e${i}.bin`);
+      await writeFile(file, randomBytes(100 + i));
+      return { file, key: `list/e${i}.bin` };
+    }),
+  );
+  const s3 = new SdkS3Port(plainClient());
+  const state = await tempDir();
+  const sent: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await new FolderJob({ s3, bucket, entries, stateDir: state, shard: { index: i, count: 3 } }).done();
+    assert.equal(r.entries, r.uploaded);
+    sent.push(...r.outcomes.map((o) => o.key));
+  }
+  assert.deepEqual(sent.sort(), entries.map((e) => e.key).sort());
+  assert.deepEqual(await keysUnder(bucket, 'list/'), entries.map((e) => e.key).sort());
+});

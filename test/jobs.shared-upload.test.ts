@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -300,4 +300,49 @@ test('a finished record whose object was replaced since: finish and workers refu
   assert.equal(anew.reused, false);
   assert.equal((await abandonSharedUpload(base))?.finished, false, 'the new upload aborted');
   assert.equal(await openUploads(bucket), 0);
+});
+
+test('what a plan or worker must agree on: the plan step refuses another worker count or part size and an upload gone from the server; a worker started as one of another N, or past N, or on the same bytes modified at another time, is refused and sends nothing', async () => {
+  const { bucket, f, s3 } = await setup(11 * MiB);
+  const { client, counts } = countingClient();
+  const base = { s3: new SdkS3Port(client), bucket, key: 'agree.bin', file: f.path };
+  const { plan } = await planSharedUpload({ ...base, workers: 2, partSize: 5 * MiB });
+  const refused = (re: RegExp) => (e: { code?: string; message?: string }) => e.code === 'PLAN_MISMATCH' && re.test(e.message ?? '');
+  await assert.rejects(planSharedUpload({ ...base, workers: 3 }), refused(/it has 2 workers, this run asks 3/));
+  await assert.rejects(planSharedUpload({ ...base, workers: 2, partSize: 6 * MiB }), refused(/its part size is 5242880, this run asks 6291456/));
+  assert.equal((await planSharedUpload({ ...base, workers: 2 })).plan.uploadId, plan.uploadId, 'no part size asked: the plan\'s stands');
+  await assert.rejects(new SharedWorker({ ...base, worker: 0, workers: 3 }).done(), refused(/this worker was started as one of 3.*--worker I\/2/));
+  await assert.rejects(new SharedWorker({ ...base, worker: 2 }).done(), refused(/workers 0 to 1, not 2.*sbatch --array=0-1/));
+  // The same bytes, touched: the plan named another modification time, and a worker cannot tell the bytes are the same.
+  const stamp = `${f.path}.stamp`;
+  execFileSync('touch', ['-r', f.path, stamp]); // the planned time, to the nanosecond
+  const later = new Date(Date.now() + 60_000);
+  await utimes(f.path, later, later);
+  await assert.rejects(new SharedWorker({ ...base, worker: 0 }).done(), refused(/not the planned file: it was modified at/));
+  assert.equal(counts.UploadPart ?? 0, 0, 'nothing sent');
+  assert.equal(counts.ListParts ?? 0, 1, 'only the plan step looked at the upload');
+  execFileSync('touch', ['-r', stamp, f.path]);
+  await s3.abortMultipartUpload({ bucket, key: 'agree.bin', uploadId: plan.uploadId }, {});
+  await assert.rejects(planSharedUpload({ ...base, workers: 2 }), refused(/gone from the server/));
+  assert.ok(await abandonSharedUpload(base));
+});
+
+test('finish checks each part as the plan says: a part of another size (another writer) is RECEIPT_MISMATCH naming the sizes; a part past the plan\'s count is REMOTE_PARTS_INCONSISTENT; nothing completed', async () => {
+  const { bucket, f, s3 } = await setup(11 * MiB);
+  const base = { s3, bucket, key: 'sizes.bin', partSize: 5 * MiB };
+  const { plan } = await planSharedUpload({ ...base, file: f.path, workers: 1 });
+  await new SharedWorker({ ...base, file: f.path, worker: 0 }).done();
+  await loadHashers(['CRC32C']);
+  const put = async (partNumber: number, bytes: Buffer) => {
+    const h = createHasher('CRC32C');
+    h.update(bytes);
+    await s3.uploadPart({ bucket, key: 'sizes.bin', uploadId: plan.uploadId, partNumber, body: bytes, checksum: { algorithm: 'CRC32C', value: h.digest().toString('base64') } }, {});
+  };
+  // Part 3 (1 MiB in the plan) replaced by 2 MiB: caught by its size before any checksum.
+  await put(3, randomBytes(2 * MiB));
+  await assert.rejects(finishSharedUpload(base), (e: { code?: string; message?: string }) => e.code === 'RECEIPT_MISMATCH' && /part 3 on the server has 2097152 bytes, the plan 1048576/.test(e.message ?? ''));
+  await put(4, randomBytes(1000));
+  await assert.rejects(finishSharedUpload(base), (e: { code?: string; message?: string }) => e.code === 'REMOTE_PARTS_INCONSISTENT' && /parts 4 .*beyond the plan's 3/.test(e.message ?? '') && /partwise abort s3:\/\/.*plan again/.test(e.message ?? '') && !/--fresh/.test(e.message ?? ''));
+  assert.equal(await openUploads(bucket), 1, 'nothing completed');
+  assert.ok(await abandonSharedUpload(base));
 });

@@ -259,8 +259,9 @@ export class PartFailedError extends PartwiseError {
 }
 
 export class RemotePartsInconsistentError extends PartwiseError {
-  constructor(message: string, context: ErrorContext) {
-    super('REMOTE_PARTS_INCONSISTENT', `${message} Start over with ${FRESH}.`, { context });
+  /** `step`: what helps where --fresh is not how the upload starts over (a shared upload) */
+  constructor(message: string, context: ErrorContext, step?: string) {
+    super('REMOTE_PARTS_INCONSISTENT', `${message} ${step ?? `Start over with ${FRESH}.`}`, { context });
   }
 }
 

@@ -425,7 +425,7 @@ export async function finishSharedUpload(o: FinishOptions): Promise<FinishResult
 
   const byNumber = new Map(listed.parts.map((p) => [p.partNumber, p]));
   const extra = listed.parts.filter((p) => p.partNumber < 1 || p.partNumber > plan.partCount).map((p) => p.partNumber);
-  if (extra.length) throw new RemotePartsInconsistentError(`The server holds parts ${extra.join(', ')} of upload ${plan.uploadId}, beyond the plan's ${plan.partCount}: another writer.`, ctx);
+  if (extra.length) throw new RemotePartsInconsistentError(`The server holds parts ${extra.join(', ')} of upload ${plan.uploadId}, beyond the plan's ${plan.partCount}: another writer. Nothing was completed.`, ctx, `Remove the shared upload (partwise abort s3://${plan.bucket}/${plan.key}) and plan again.`);
   const missingParts: number[] = [];
   const layout = partPlanOf(plan);
   for (let n = 1; n <= plan.partCount; n++) {
