@@ -601,7 +601,7 @@ let sharedResult: { rows: { n: number; mbps: number; ratio: number; finishS: num
   const reqs = (prefix: string) => Object.entries(requests).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => `${k.slice(prefix.length + 1)} ${v}`).join(', ');
   print(`| plan | ${reqs('plan')} | ${fmt(phaseMs['plan-4']! / 1000, 2)} s |`);
   print(`| 8 workers (their ranges listed, receipts written; their UploadParts not counted) | ${reqs('workers')} | ${fmt(phaseMs['workers-4']! / 1000, 2)} s with the parts |`);
-  print(`| finish (receipts read, ListParts every page, Complete, HEAD, the plan rewritten as the finished record, receipts removed) | ${reqs('finish')} | ${fmt(finishTimes[0]! / 1000, 2)} s |`);
+  print(`| finish (receipts read, ListParts every page, Complete, HEAD, the plan rewritten as the finished record, then the receipts and the plan removed) | ${reqs('finish')} | ${fmt(finishTimes[0]! / 1000, 2)} s |`);
   print(`| finish of the same layout with 16 × the bytes (10,000 parts of 64 KiB, ${fmt((10_000 * 64) / 1024)} MiB) | the same | ${fmt(finishTimes[1]! / 1000, 2)} s |`);
   print(`| combining 10,000 part CRCs into the object's, in process (CRC32C; CRC64NVME) | none | ${fmt(combineMs.CRC32C!, 0)} ms; ${fmt(combineMs.CRC64NVME!, 0)} ms |`);
   print();

@@ -61,9 +61,7 @@ test('plan, three workers, finish without the file: byte-identical, proven by th
   assert.equal(sha256(await getObjectBytes(bucket, 'db.dump')), f.sha256);
   const h = await plainClient().send(new HeadObjectCommand({ Bucket: bucket, Key: 'db.dump', ChecksumMode: 'ENABLED' }));
   assert.equal(h.ChecksumCRC32C, done.checksum, 'the checksum the server shows is the one combined from the receipts');
-  assert.deepEqual(await keysUnder(bucket, 'db.dump.partwise/'), [planKey('db.dump')], 'receipts removed; the plan stays as the finished record');
-  const record = JSON.parse(await (await plainClient().send(new GetObjectCommand({ Bucket: bucket, Key: planKey('db.dump') }))).Body!.transformToString());
-  assert.equal(record.finished.checksum, done.checksum);
+  assert.deepEqual(await keysUnder(bucket, 'db.dump.partwise/'), [], 'plan and receipts removed');
   assert.equal(await openUploads(bucket), 0);
 });
 
@@ -149,6 +147,8 @@ test('finish killed past Complete: run again, it proves the object by the receip
   assert.equal(again.verification.level, 'full-object-checksum');
   assert.equal(sha256(await getObjectBytes(bucket, key)), f.sha256);
   assert.equal((await keysUnder(bucket, 'killed.bin.partwise/')).length, 3, 'plan and two receipts kept as a proof record');
+  const record = JSON.parse(await (await plainClient().send(new GetObjectCommand({ Bucket: bucket, Key: planKey(key) }))).Body!.transformToString());
+  assert.equal(record.finished.checksum, again.checksum, 'the plan kept as the finished record');
   assert.deepEqual(JSON.parse((await (await plainClient().send(new GetObjectCommand({ Bucket: bucket, Key: receiptKey(key, 1, 2) }))).Body!.transformToString())).worker, 1);
 });
 
@@ -218,7 +218,7 @@ test('the file changed while a worker sent its range: the worker fails SOURCE_CH
   assert.ok(await abandonSharedUpload(base));
 });
 
-test('run again after finish, every step proves the object by the finished record and does nothing: plan (no new upload), a worker (no listing, nothing sent), finish (already complete); a finish killed while removing receipts completes its cleanup', async () => {
+test('a finish killed while removing the records, run again, proves the object by the finished record and removes the rest; with the records kept, every step run again proves the object and does nothing: plan (no new upload), a worker (no listing, nothing sent), finish (already complete)', async () => {
   const { bucket, f, s3 } = await setup(11 * MiB);
   const base = { s3, bucket, key: 'again.bin', partSize: 5 * MiB };
   await planSharedUpload({ ...base, file: f.path, workers: 2 });
@@ -238,10 +238,10 @@ test('run again after finish, every step proves the object by the finished recor
   assert.equal((await keysUnder(bucket, 'again.bin.partwise/')).length, 2, 'the plan (finished) and one receipt left');
   const { client, counts } = countingClient();
   const port = new SdkS3Port(client);
-  const again = await finishSharedUpload({ ...base, s3: port });
+  const again = await finishSharedUpload({ ...base, s3: port, keepRecords: true });
   assert.equal(again.alreadyComplete, true);
   assert.equal(again.verification.level, 'full-object-checksum');
-  assert.deepEqual(await keysUnder(bucket, 'again.bin.partwise/'), [planKey('again.bin')]);
+  assert.deepEqual(await keysUnder(bucket, 'again.bin.partwise/'), [planKey('again.bin'), receiptKey('again.bin', 1, 2)], 'kept as asked: the finished plan and the receipt the kill left');
   const w = await new SharedWorker({ ...base, s3: port, file: f.path, worker: 1, workers: 2 }).done();
   assert.equal(w.alreadyFinished, true);
   const p = await planSharedUpload({ ...base, s3: port, file: f.path, workers: 2 });
@@ -251,9 +251,12 @@ test('run again after finish, every step proves the object by the finished recor
   assert.equal(counts.CreateMultipartUpload ?? 0, 0);
   assert.equal(counts.CompleteMultipartUpload ?? 0, 0);
   assert.equal(sha256(await getObjectBytes(bucket, 'again.bin')), f.sha256);
+  // Without keeping them, the finish run again removes the records, the plan last.
+  assert.equal((await finishSharedUpload({ ...base, s3: port })).alreadyComplete, true);
+  assert.deepEqual(await keysUnder(bucket, 'again.bin.partwise/'), []);
 });
 
-test('two finish steps at once (a requeued finish job): both succeed on proof, one object, the finished record written', async () => {
+test('two finish steps at once (a requeued finish job): both succeed on proof, one object, the records removed', async () => {
   const { bucket, f, s3 } = await setup(11 * MiB);
   const base = { s3, bucket, key: 'twin.bin', partSize: 5 * MiB };
   await planSharedUpload({ ...base, file: f.path, workers: 2 });
@@ -263,7 +266,7 @@ test('two finish steps at once (a requeued finish job): both succeed on proof, o
   assert.equal(a.verification.level, 'full-object-checksum');
   assert.equal(b.verification.level, 'full-object-checksum');
   assert.equal(sha256(await getObjectBytes(bucket, 'twin.bin')), f.sha256);
-  assert.deepEqual(await keysUnder(bucket, 'twin.bin.partwise/'), [planKey('twin.bin')]);
+  assert.deepEqual(await keysUnder(bucket, 'twin.bin.partwise/'), []);
   assert.equal(await openUploads(bucket), 0);
 });
 
@@ -272,7 +275,7 @@ test('a finished record whose object was replaced since: finish and workers refu
   const base = { s3, bucket, key: 'replaced.bin', partSize: 5 * MiB };
   await planSharedUpload({ ...base, file: f.path, workers: 1 });
   await new SharedWorker({ ...base, file: f.path, worker: 0 }).done();
-  const first = await finishSharedUpload(base);
+  const first = await finishSharedUpload({ ...base, keepRecords: true });
   await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: 'replaced.bin', Body: randomBytes(f.bytes.length) }));
   await assert.rejects(finishSharedUpload(base), (e: { code?: string; message?: string }) => e.code === 'PLAN_MISMATCH' && /not the one finished/.test(e.message ?? '') && /partwise abort/.test(e.message ?? ''));
   await assert.rejects(new SharedWorker({ ...base, file: f.path, worker: 0 }).done(), (e: { code?: string }) => e.code === 'PLAN_MISMATCH');
@@ -284,7 +287,7 @@ test('a finished record whose object was replaced since: finish and workers refu
   assert.equal(p.reused, false);
   assert.notEqual(p.plan.uploadId, first.uploadId);
   await new SharedWorker({ ...base, file: next, worker: 0 }).done();
-  await finishSharedUpload(base);
+  await finishSharedUpload({ ...base, keepRecords: true });
   assert.equal(sha256(await getObjectBytes(bucket, 'replaced.bin')), sha256(await readFile(next)));
   const gone = await abandonSharedUpload(base);
   assert.equal(gone?.finished, true);
@@ -293,7 +296,7 @@ test('a finished record whose object was replaced since: finish and workers refu
   // Finished again, then the object replaced: planning the same file is not "already finished".
   await planSharedUpload({ ...base, file: next, workers: 1 });
   await new SharedWorker({ ...base, file: next, worker: 0 }).done();
-  await finishSharedUpload(base);
+  await finishSharedUpload({ ...base, keepRecords: true });
   await plainClient().send(new PutObjectCommand({ Bucket: bucket, Key: 'replaced.bin', Body: randomBytes(7 * MiB) }));
   const anew = await planSharedUpload({ ...base, file: next, workers: 1 });
   assert.equal(anew.finished, false, 'the object is not the file any more');

@@ -56,7 +56,7 @@ Upload options:
   --worker I/N|auto       upload: be worker I (0-based) of N; auto reads I from SLURM_ARRAY_TASK_ID,
                           JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or AWS_BATCH_JOB_ARRAY_INDEX, N from the plan
   --shard I/N|auto/N      folder: be shard I of N (entries by a stable hash of their path; auto as --worker)
-  --keep-receipts         finish: keep the receipts after success, as a proof record (the plan stays as a finished record)
+  --keep-receipts         finish: keep the plan (as a finished record) and the receipts after success, as a proof record
   --no-overwrite          never replace an object at the key (checked first, and If-None-Match on Complete)
 Object settings (fixed when the upload is created; a resume must give the same ones):
   --storage-class CLASS   STANDARD, STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR, GLACIER, DEEP_ARCHIVE, ...

@@ -13,8 +13,9 @@
  * - finish, on any host and without the file: every planned part listed with its planned size and
  *   the checksum its worker's receipt names, the receipts' CRCs combined into the object's, Complete
  *   with that FULL_OBJECT checksum, the object proven by HEAD; idempotent after a kill past
- *   Complete. After success the plan becomes a finished record (the object's checksum), so every
- *   step run again proves the object and does nothing; receipts are removed unless kept.
+ *   Complete. After success the plan is rewritten as a finished record (the object's checksum),
+ *   then the receipts and the plan are removed, unless kept as a proof record: a finish killed
+ *   during that clean-up, or any step run again on kept records, proves the object and does nothing.
  */
 import { hostname } from 'node:os';
 import { basename } from 'node:path';
@@ -384,10 +385,10 @@ export async function finishSharedUpload(o: FinishOptions): Promise<FinishResult
   validateOptions({ ...o, file: '-' });
   const cx = context({ ...o, file: '-' }, quiet, o.signal ?? new AbortController().signal);
   const plan = await readPlan(cx);
-  if (!plan) throw new PlanMismatchError(cx.errorContext(), [], 'Nothing to finish: plan and run the workers first (or its finished record was removed with partwise abort; partwise verify checks the object against the file).');
+  if (!plan) throw new PlanMismatchError(cx.errorContext(), [], 'Nothing to finish: plan and run the workers first (or it was finished and its records removed; partwise verify checks the object against the file).');
   if (plan.finished) {
     const { head, judged } = await assertFinished(cx, plan);
-    await removeReceipts(cx, plan, o.keepRecords === true);
+    await removeRecords(cx, plan, o.keepRecords === true);
     return { bucket: plan.bucket, key: plan.key, uploadId: plan.uploadId, etag: stripQuotes(head.etag), size: plan.size, partCount: plan.partCount, checksumAlgorithm: plan.checksumAlgorithm, checksum: plan.finished.checksum, verification: { level: judged.level, checks: judged.checks }, alreadyComplete: true, recordsKept: o.keepRecords === true };
   }
   const ctx = cx.errorContext({ uploadId: plan.uploadId });
@@ -487,13 +488,14 @@ async function alreadyFinished(cx: EngineContext, o: FinishOptions, plan: Shared
 }
 
 /**
- * The plan becomes the finished record before any receipt goes: a finish killed while removing
- * them, or run again later, still knows what the object must be.
+ * The plan becomes the finished record before any record goes, and goes last: a finish killed
+ * while removing them, run again, still knows what the object must be. Kept (keepRecords), it
+ * lets every step run again later prove the object and do nothing.
  */
-async function recordFinished(cx: EngineContext, plan: SharedPlan, checksum: string, etag: string, keepReceipts: boolean): Promise<void> {
+async function recordFinished(cx: EngineContext, plan: SharedPlan, checksum: string, etag: string, keep: boolean): Promise<void> {
   const finished: SharedPlan = { ...plan, finished: { checksum, etag, finishedAt: new Date().toISOString() } };
   await writeJson(cx, planKey(plan.key), finished, false);
-  await removeReceipts(cx, plan, keepReceipts);
+  await removeRecords(cx, plan, keep);
 }
 
 async function removeKeys(cx: EngineContext, bucket: string, keys: string[]): Promise<void> {
@@ -502,9 +504,11 @@ async function removeKeys(cx: EngineContext, bucket: string, keys: string[]): Pr
   await Promise.all(keys.map((key) => limit(() => cx.retry(() => deleteObject({ bucket, key }, cx.req, cx.signal)))));
 }
 
-async function removeReceipts(cx: EngineContext, plan: SharedPlan, keep: boolean): Promise<void> {
+/** The receipts, then the plan: while any receipt is left, the plan still says whose it is and what the object must be. */
+async function removeRecords(cx: EngineContext, plan: SharedPlan, keep: boolean): Promise<void> {
   if (keep) return;
   await removeKeys(cx, plan.bucket, Array.from({ length: plan.workers }, (_, i) => receiptKey(plan.key, i, plan.workers)));
+  await removeKeys(cx, plan.bucket, [planKey(plan.key)]);
 }
 
 /**
