@@ -43,7 +43,7 @@ test('judgeObject: one row per situation', () => {
   const none = setup(null);
   const kms = setup('CRC32C', false);
   const head = (h: Partial<HeadOutput>): HeadOutput => ({ size: 207, etag: '', checksums: {}, ...h });
-  const rows: { name: string; e: ExpectedObject; head: HeadOutput; level?: string; bad?: RegExp }[] = [
+  const rows: { name: string; e: ExpectedObject; head: HeadOutput; level?: string; bad?: RegExp; plain?: string; values?: ReturnType<typeof expectedValues> }[] = [
     { name: 'CRC full object + ETag', e: crc.e, head: head({ etag: `"${crc.v.etag}"`, checksums: { CRC32C: crc.v.fullObject! }, checksumType: 'FULL_OBJECT' }), level: 'full-object-checksum' },
     { name: 'CRC full object labelled -1 (RGW, single part)', e: crc.e, head: head({ etag: crc.v.etag!, checksums: { CRC32C: `${crc.v.fullObject}-3` } }), level: 'full-object-checksum' },
     { name: 'CRC composite (AWS default for CRC32C)', e: crc.e, head: head({ etag: crc.v.etag!, checksums: { CRC32C: crc.v.composite! }, checksumType: 'COMPOSITE' }), level: 'composite-checksum' },
@@ -56,9 +56,15 @@ test('judgeObject: one row per situation', () => {
     { name: 'wrong ETag', e: none.e, head: head({ etag: 'd41d8cd98f00b204e9800998ecf8427e-3' }), bad: /ETag/ },
     { name: 'wrong CRC', e: crc.e, head: head({ etag: crc.v.etag!, checksums: { CRC32C: 'AAAAAA==' } }), bad: /CRC32C/ },
     { name: 'wrong composite', e: sha.e, head: head({ etag: sha.v.etag!, checksums: { SHA256: 'AAAA-3' } }), bad: /SHA256/ },
+    // A plain ETag where a multipart one was expected (s3rver: the whole MD5; GCS: opaque): neither a match nor a mismatch.
+    { name: 'plain ETag where a multipart one was expected', e: none.e, head: head({ etag: '"5a0926d454e7c85cbe4cffc76f39682a"' }), level: 'size', plain: '5a0926d454e7c85cbe4cffc76f39682a' },
+    { name: 'plain ETag, and a CRC that proves the object', e: crc.e, head: head({ etag: 'aa', checksums: { CRC32C: crc.v.fullObject! } }), level: 'full-object-checksum', plain: 'aa' },
+    { name: 'the whole file\'s MD5 expected and shown', e: none.e, head: head({ etag: '"0123456789abcdef0123456789abcdef"' }), values: { etag: '0123456789abcdef0123456789abcdef' }, level: 'object-md5' },
+    { name: 'the whole file\'s MD5 expected, another plain ETag shown (opaque, or other bytes)', e: none.e, head: head({ etag: 'ffffffffffffffffffffffffffffffff' }), values: { etag: '0123456789abcdef0123456789abcdef' }, level: 'size', plain: 'ffffffffffffffffffffffffffffffff' },
   ];
   for (const r of rows) {
-    const j = judgeObject(r.head, r.e);
+    const j = r.values ? judgeObject(r.head, r.e, r.values) : judgeObject(r.head, r.e);
+    assert.equal(j.plainEtag, r.plain, `${r.name}: plainEtag`);
     if (r.bad) {
       assert.equal(j.mismatches.length, 1, `${r.name}: one mismatch`);
       assert.match(j.mismatches[0]!, r.bad, r.name);

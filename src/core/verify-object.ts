@@ -56,6 +56,13 @@ export interface ObjectJudgement {
   level: VerificationLevel;
   checks: string[];
   mismatches: string[];
+  /**
+   * The server's ETag has no "-N" and is not the value expected: where a multipart ETag was
+   * expected, the plain MD5 of the whole object (s3rver) or an opaque value (Google Cloud
+   * Storage); where the whole file's MD5 was, an opaque value or other bytes. Neither a match nor
+   * a mismatch: evidence only once the whole file's MD5 equals it.
+   */
+  plainEtag?: string;
 }
 
 /**
@@ -70,7 +77,7 @@ export function provesBytes(j: ObjectJudgement): boolean {
  * How strongly the object on the server is known to equal the local file. Every level but `size`
  * identifies the bytes; `size` alone proves nothing and comes with an UNVERIFIED warning.
  */
-export type VerificationLevel = 'full-object-checksum' | 'composite-checksum' | 'multipart-etag' | 'size';
+export type VerificationLevel = 'full-object-checksum' | 'composite-checksum' | 'object-md5' | 'multipart-etag' | 'size';
 
 /** What an object shows of its bytes: a HeadObject, or Complete's own response (which carries no size). */
 export interface ObjectFacts {
@@ -80,7 +87,10 @@ export interface ObjectFacts {
   checksumType?: string;
 }
 
-const RANK: VerificationLevel[] = ['size', 'multipart-etag', 'composite-checksum', 'full-object-checksum'];
+const RANK: VerificationLevel[] = ['size', 'multipart-etag', 'object-md5', 'composite-checksum', 'full-object-checksum'];
+
+/** The ETag of a whole-object MD5 or a multipart one ("-N"), as against an opaque or other form. */
+const isMultipartEtag = (etag: string) => /^[0-9a-f]{32}-\d+$/.test(etag);
 
 /**
  * The verdict on a finished object, from HeadObject only (Complete's response is not trusted:
@@ -90,6 +100,7 @@ const RANK: VerificationLevel[] = ['size', 'multipart-etag', 'composite-checksum
 export function judgeObject(head: ObjectFacts, e: ExpectedObject, expected: ExpectedValues = expectedValues(e)): ObjectJudgement {
   const checks: string[] = [];
   const mismatches: string[] = [];
+  const out: Pick<ObjectJudgement, 'plainEtag'> = {};
   let level: VerificationLevel = 'size';
   const raise = (l: VerificationLevel) => {
     if (RANK.indexOf(l) > RANK.indexOf(level)) level = l;
@@ -100,9 +111,14 @@ export function judgeObject(head: ObjectFacts, e: ExpectedObject, expected: Expe
 
   if (expected.etag) {
     const got = stripQuotes(head.etag).toLowerCase();
+    const multipart = isMultipartEtag(expected.etag);
     if (got === expected.etag) {
-      checks.push(`ETag ${got}`);
-      raise('multipart-etag');
+      checks.push(multipart ? `ETag ${got}` : `ETag ${got}, the MD5 of the whole file`);
+      raise(multipart ? 'multipart-etag' : 'object-md5');
+    } else if (got && !/-\d+$/.test(got)) {
+      // A plain ETag that is not the expected value proves nothing either way: some servers give
+      // a multipart object the whole object's MD5 (s3rver), others an opaque value (GCS).
+      out.plainEtag = got;
     } else mismatches.push(`ETag: server ${got || '(none)'}, expected ${expected.etag}`);
   }
 
@@ -124,7 +140,7 @@ export function judgeObject(head: ObjectFacts, e: ExpectedObject, expected: Expe
       mismatches.push(`${alg}: server ${got}, expected ${want}`);
     }
   }
-  return { level, checks, mismatches };
+  return { level, checks, mismatches, ...out };
 }
 
 /**

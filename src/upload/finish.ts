@@ -85,12 +85,34 @@ async function judgeLook(cx: EngineContext, j: JournalData, look: Look, expected
   const head = look.head;
   const judgement = judgeObject(head, expected, values);
   if (expected.algorithm && !head.checksums[expected.algorithm] && judgement.mismatches.length === 0) await checkPartsByAttributes(cx, j, expected, judgement);
+  let plainWhy: string | undefined;
+  if (!provesBytes(judgement) && judgement.mismatches.length === 0 && judgement.plainEtag !== undefined) plainWhy = await checkWholeMd5(cx, head.size ?? expected.size, judgement);
   if (!provesBytes(judgement) && judgement.mismatches.length === 0 && completed) {
     // HeadObject identified nothing (e.g. opaque ETags and no checksum shown): Complete's answer may.
     const fromComplete = judgeCompleteResponse(j, completed, expected, values);
     if (provesBytes(fromComplete)) return proofOf({ level: fromComplete.level, checks: [...judgement.checks, ...fromComplete.checks], mismatches: [] }, head, '');
   }
-  return proofOf(judgement, head, 'the server reports nothing that identifies the object (only its size matches)');
+  return proofOf(judgement, head, plainWhy ?? 'the server reports nothing that identifies the object (only its size matches)');
+}
+
+/**
+ * The object's ETag has no "-N" where a multipart one was expected: the plain MD5 of the whole
+ * object (s3rver), or opaque (GCS). One MD5 pass over the file tells: equal, it identifies the
+ * bytes; not equal, it is opaque, and proves nothing either way (never a mismatch). Without the
+ * file (a stream, a shared upload's finish) it cannot be compared. Returns why, when not proven.
+ */
+async function checkWholeMd5(cx: EngineContext, size: number, judgement: ObjectJudgement): Promise<string | undefined> {
+  const etag = judgement.plainEtag!;
+  const file = cx.o.file;
+  if (!file || file === '-') return `its ETag ${etag} is not a multipart ETag (the MD5 of the whole object, or an opaque value), which only the whole file can be compared with, and the server shows no checksum`;
+  const digests = await hashPartsInWorkers(file, [{ partNumber: 1, offset: 0, size }], undefined, { workers: 1, signal: cx.signal });
+  const md5 = digests.get(1)?.md5Hex;
+  if (md5 === etag) {
+    judgement.checks.push(`ETag ${etag}, the MD5 of the whole file`);
+    if (judgement.level === 'size' || judgement.level === 'multipart-etag') judgement.level = 'object-md5';
+    return undefined;
+  }
+  return `its ETag ${etag} is neither a multipart ETag nor the file's MD5 (${md5}): an opaque ETag, and the server shows no checksum`;
 }
 
 /** Everything the server will say about the object at the key, judged against `expected`. */

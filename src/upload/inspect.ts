@@ -194,7 +194,13 @@ export async function verifyObject(
   const verdict = judgeObject(head, expected, values);
   const proven = provesBytes(verdict);
   const out: VerifyObjectResult = { ...verdict, proven, partSize: layout ? layout[0]!.size : 0, partCount: layout ? layout.length : Number(multi?.[1] ?? 1), checksumAlgorithm: alg, bytesHashed };
-  if (!proven && verdict.mismatches.length === 0) out.why = 'the server reports nothing that identifies the object (only its size matches)';
+  if (!proven && verdict.mismatches.length === 0) {
+    const md5 = multi ? undefined : digests.get(1)?.md5Hex;
+    out.why =
+      verdict.plainEtag !== undefined
+        ? `its ETag ${verdict.plainEtag} is ${md5 ? `not the file's MD5 (${md5})` : 'not a multipart ETag'}: other bytes, or a server whose ETags are opaque (as Google Cloud Storage's); nothing else the server reports identifies the object`
+        : 'the server reports nothing that identifies the object (only its size matches)';
+  }
   return out;
 }
 

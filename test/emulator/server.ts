@@ -99,6 +99,11 @@ export interface EmulatorOptions {
   headChecksums?: boolean;
   /** a lifecycle rule (AbortIncompleteMultipartUpload): ListParts reports x-amz-abort-date this long after initiation */
   abortAfterMs?: number;
+  /**
+   * A finished multipart object's ETag: S3's MD5 of the part MD5s with "-N" (the default); the
+   * plain MD5 of the whole object (s3rver); or opaque, 32 hex digits of nothing (GCS's XML API).
+   */
+  multipartEtag?: 'md5-of-md5s' | 'whole-md5' | 'opaque';
 }
 
 export interface LoggedRequest {
@@ -514,10 +519,13 @@ export class S3Emulator {
     if (u.algorithm && wholeGiven !== undefined && type === 'FULL_OBJECT' && wholeGiven !== checksum) {
       throw new S3Error(400, 'BadDigest', `The ${algorithm} you specified for the full object did not match the calculated checksum.`);
     }
+    const style = this.options.multipartEtag ?? 'md5-of-md5s';
     const etag =
-      u.kms || u.sseCKeyMd5
+      u.kms || u.sseCKeyMd5 || style === 'opaque'
         ? randomBytes(16).toString('hex') // not an MD5 of anything
-        : `${createHash('md5').update(Buffer.concat(parts.map((p) => Buffer.from(p.md5, 'hex')))).digest('hex')}-${parts.length}`;
+        : style === 'whole-md5'
+          ? createHash('md5').update(data).digest('hex')
+          : `${createHash('md5').update(Buffer.concat(parts.map((p) => Buffer.from(p.md5, 'hex')))).digest('hex')}-${parts.length}`;
     const obj: StoredObject = {
       data,
       etag,
