@@ -410,6 +410,42 @@ describe('bad inputs the gateway will not produce on demand (S3 emulator)', () =
     assert.ok((jsonLines(again.stdout).find((e) => e.event === 'reconcile')!.verified as number) >= 2);
   });
 
+  test('bad input: what a server does not implement or will never take (501, 405, 413, a part number past its limit) keeps the server\'s words and gives the step that helps, never "run the same command"; ListMultipartUploads not implemented only skips discovery', async () => {
+    const circular = /run the same command|run the same upload again|to resume|later, if it persists/;
+    const fault = (op: FaultRule['op'], status: number, code: string, message: string, extra: Partial<FaultRule> = {}): FaultRule => ({ op, times: 1000, ...extra, action: { type: 'error', status, code, message } });
+    // 501 on ListMultipartUploads (s3rver, some gateways): discovery is skipped with a warning; the upload goes on.
+    {
+      const f = await file();
+      const r = await withFault(fault('ListMultipartUploads', 501, 'NotImplemented', 'A header you provided implies functionality that is not implemented'), () => runCli(up(f, 'ni/upload', ['--json']), env(f.dir)));
+      assert.equal(r.code, 0, r.stderr);
+      const w = jsonLines(r.stdout).find((e) => e.event === 'warning' && e.code === 'DISCOVERY_SKIPPED');
+      assert.match(String(w?.message), /does not implement ListMultipartUploads/);
+      const ls = await withFault(fault('ListMultipartUploads', 501, 'NotImplemented', 'not implemented here'), () => runCli(['ls', `s3://${Bucket}`], env(f.dir)));
+      assert.equal(ls.code, 1);
+      oneClearLine(ls, /NotImplemented \(HTTP 501\) \(not implemented here\): this server does not implement ListMultipartUploads/);
+      assert.doesNotMatch(ls.stderr, circular);
+    }
+    const rows: { rule: FaultRule; want: RegExp; extra?: string[] }[] = [
+      { rule: fault('CreateMultipartUpload', 405, 'MethodNotAllowed', 'The specified method is not allowed against this resource.'), want: /MethodNotAllowed \(HTTP 405\) \(The specified method is not allowed against this resource\.\): this server does not allow CreateMultipartUpload here/ },
+      { rule: fault('UploadPart', 413, 'EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size'), want: /EntityTooLarge \(HTTP 413\) \(Your proposed upload exceeds the maximum allowed size\): this server takes no part this large: start over with --fresh and a smaller --part-size/ },
+      { rule: fault('UploadPart', 400, 'InvalidArgument', 'Part number must be an integer between 1 and 2, inclusive', { partNumber: 3 }), want: /InvalidArgument \(HTTP 400\) \(Part number must be an integer between 1 and 2, inclusive\): this server takes fewer parts than this upload needs: start over with --fresh and --max-parts set to its limit \(or a larger --part-size\)/ },
+    ];
+    for (const row of rows) {
+      const f = await file();
+      const r = await withFault(row.rule, () => runCli(up(f, `refused/${row.rule.op}-${row.rule.action.type === 'error' ? row.rule.action.status : 0}`), env(f.dir)));
+      assert.equal(r.code, 1, r.stderr);
+      oneClearLine(r, row.want);
+      assert.doesNotMatch(r.stderr.replace(/Next: .*/s, ''), circular, r.stderr);
+    }
+    // The server's part limit, told: the upload is planned within it.
+    const f = await file();
+    const from = emu.count('UploadPart');
+    const r = await runCli(up(f, 'maxparts/two', ['--max-parts', '2', '--json']).filter((a, i, all) => a !== '--part-size' && all[i - 1] !== '--part-size'), env(f.dir));
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(jsonLines(r.stdout).find((e) => e.event === 'plan')!.partCount, 2);
+    assert.equal(emu.count('UploadPart') - from, 2);
+  });
+
   test('bad input: a server out of space (507 InsufficientCapacity) → not retried as a passing fault; a resumable error that says so (exit 1)', async () => {
     const f = await file();
     const from = emu.count('UploadPart', 2);

@@ -182,19 +182,20 @@ describe('discovery against the local RADOS Gateway', () => {
     const dir = await tempDir();
     const f = await randomFile(dir, partSize + 5);
     const old = await uploadThenPause(opts(f, dir, 'sweep/old.bin'), 1);
-    await new Promise((r) => setTimeout(r, 2500));
+    // Ages far apart: the young one must stay under the limit through three command runs on a loaded machine.
+    await new Promise((r) => setTimeout(r, 7500));
     const young = await uploadThenPause(opts(f, dir, 'sweep/young.bin'), 1);
     const env = cliEnv(dir);
-    const dry = await runCli(['abort', `s3://${bucket}/sweep/`, '--older-than', '2s', '--dry-run'], env);
+    const dry = await runCli(['abort', `s3://${bucket}/sweep/`, '--older-than', '6s', '--dry-run'], env);
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stdout, new RegExp(`Would abort upload ${old.uploadId}`));
     assert.ok(!dry.stdout.includes(young.uploadId));
     assert.deepEqual(await openUploads('sweep/old.bin'), [old.uploadId], 'the dry run changed nothing');
     const ls = await runCli(['ls', `s3://${bucket}/sweep/`], env);
     assert.match(ls.stdout, /AGE/);
-    const real = await runCli(['abort', `s3://${bucket}/sweep/`, '--older-than', '2s'], env);
+    const real = await runCli(['abort', `s3://${bucket}/sweep/`, '--older-than', '6s'], env);
     assert.equal(real.code, 0, real.stderr);
-    assert.match(real.stdout, /Aborted 1 upload\(s\) older than 2s .* 1 younger/);
+    assert.match(real.stdout, /Aborted 1 upload\(s\) older than 6s .* 1 younger/);
     assert.deepEqual(await openUploads('sweep/old.bin'), []);
     assert.deepEqual(await openUploads('sweep/young.bin'), [young.uploadId]);
     const bad = await runCli(['abort', `s3://${bucket}/sweep/`, '--older-than', 'soon'], env);

@@ -39,6 +39,7 @@ One object from many workers (under Slurm, Kubernetes, AWS Batch; state only in 
 
 Upload options:
   --part-size SIZE        part size, e.g. 8MiB, 64MiB, 1GiB (default 16MiB; raised to fit 10,000 parts)
+  --max-parts N           the server's part limit (default 10,000; Swift's s3api: 1,000): the part size is raised to fit it
   --concurrency N         parallel part uploads (default 4)
   --max-rate RATE         cap the bytes per second sent, e.g. 50MiB/s, 20MB/s (smooth, not bursts)
   --checksum ALG          crc32c (default) | crc64nvme | crc32 | sha256 | sha1 | none
@@ -122,6 +123,7 @@ export const OPTIONS = {
   exclude: { type: 'string', multiple: true },
   'fail-fast': { type: 'boolean' },
   'skip-unreadable': { type: 'boolean' },
+  'max-parts': { type: 'string' },
   workers: { type: 'string' },
   worker: { type: 'string' },
   shard: { type: 'string' },
@@ -253,6 +255,11 @@ export function engineOptions(v: Values, file: string, bucket: string, key: stri
     // The command has no minPartSize (only test servers take smaller parts): refused here, before
     // anything is read or asked of the server.
     if (o.partSize < S3_MIN_PART_SIZE || o.partSize > S3_MAX_PART_SIZE) throw new UsageError(`--part-size must be from 5 MiB to 5 GiB (S3's part limits); got ${v['part-size']}`);
+  }
+  if (v['max-parts']) {
+    const n = Number(v['max-parts']);
+    if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new UsageError(`--max-parts must be a whole number from 1 to 10,000 (the server's part limit); got ${v['max-parts']}`);
+    o.maxParts = n;
   }
   if (v.concurrency) {
     const n = Number(v.concurrency);

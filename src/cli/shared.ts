@@ -17,7 +17,7 @@ function refuseFlags(v: Values, command: string): void {
 }
 
 /** What the plan fixed (layout, checksum, object settings): a worker or finish taking them would seem to change what it cannot. */
-const PLANNED = ['part-size', 'checksum', 'storage-class', 'tag', 'metadata', 'content-type', 'cache-control', 'content-encoding', 'content-disposition', 'acl', 'sse', 'sse-kms-key-id', 'sse-c-key-file', 'object-lock-mode', 'object-lock-retain-until', 'legal-hold'] as const;
+const PLANNED = ['part-size', 'max-parts', 'checksum', 'storage-class', 'tag', 'metadata', 'content-type', 'cache-control', 'content-encoding', 'content-disposition', 'acl', 'sse', 'sse-kms-key-id', 'sse-c-key-file', 'object-lock-mode', 'object-lock-retain-until', 'legal-hold'] as const;
 function refusePlanned(v: Values, command: string): void {
   for (const flag of PLANNED) if (v[flag] !== undefined) throw new UsageError(`--${flag} does not apply to ${command}: the plan fixed it (give it to partwise plan)`);
 }

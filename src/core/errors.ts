@@ -250,10 +250,12 @@ export class PausedError extends PartwiseError {
 
 export class PartFailedError extends PartwiseError {
   constructor(context: ErrorContext, cause: unknown) {
+    // A refusal a rerun would meet again (the part too large, its number past the server's limit) is not resumable.
+    const permanent = isPermanentRefusal(cause);
     super(
       'PART_FAILED',
-      `Part ${context.partNumber} of upload ${context.uploadId} failed: ${describeCause(cause)}. The journal keeps every finished part; run the same upload again to resume.`,
-      { context, cause, resumable: true },
+      `Part ${context.partNumber} of upload ${context.uploadId} failed: ${describeCause(cause)}.${permanent ? '' : ' The journal keeps every finished part; run the same upload again to resume.'}`,
+      { context, cause, resumable: !permanent },
     );
   }
 }
@@ -352,19 +354,53 @@ export class S3RequestError extends PartwiseError {
   readonly s3Code: string;
   readonly httpStatus: number | undefined;
   readonly requestId: string | undefined;
+  /** the server's own words (its error Message), when it gave any beyond the code */
+  readonly serverMessage: string | undefined;
 
   constructor(args: { operation: string; s3Code: string; httpStatus?: number; requestId?: string; message?: string; context?: ErrorContext; cause?: unknown }) {
-    const detail = args.message && args.message !== 'UnknownError' && args.message !== args.s3Code ? ` (${args.message})` : '';
-    super(
-      'S3_REQUEST_FAILED',
-      `${args.operation} failed: ${args.s3Code}${args.httpStatus ? ` (HTTP ${args.httpStatus})` : ''}${detail}: ${s3Advice(args.s3Code, args.httpStatus, args.operation)}`,
-      { context: args.context, cause: args.cause },
-    );
+    const serverMessage = args.message && args.message !== 'UnknownError' && args.message !== args.s3Code ? args.message : undefined;
+    super('S3_REQUEST_FAILED', `${args.operation} failed: ${failureWords({ ...args, serverMessage })}`, { context: args.context, cause: args.cause });
     this.operation = args.operation;
     this.s3Code = args.s3Code;
     this.httpStatus = args.httpStatus;
     this.requestId = args.requestId;
+    this.serverMessage = serverMessage;
   }
+}
+
+/** "Code (HTTP n) (the server's words): what it means and what helps", for a request and for what wraps it. */
+function failureWords(e: { operation: string; s3Code: string; httpStatus?: number | undefined; serverMessage?: string | undefined }): string {
+  return `${e.s3Code}${e.httpStatus ? ` (HTTP ${e.httpStatus})` : ''}${e.serverMessage ? ` (${e.serverMessage})` : ''}: ${s3Advice(e.s3Code, e.httpStatus, e.operation, e.serverMessage)}`;
+}
+
+/** What each operation's absence on a server means for the user, and what still works. */
+const NOT_ON_THIS_SERVER: Record<string, string> = {
+  ListMultipartUploads: ': partwise ls, abort --all and abort --older-than need it; an upload with a journal still resumes, and is aborted by its key (partwise abort s3://bucket/key); --no-discover stops looking for uploads without one',
+  ListParts: ': partwise cannot see which parts the server holds, so no upload resumes here; start over with --fresh, which sends the whole file again',
+  CreateMultipartUpload: ': multipart uploads cannot be made here (a read-only bucket, or a server or policy without them); check the bucket and the server',
+};
+
+/**
+ * A refusal that will not change on a rerun (the server does not implement or allow the request,
+ * or takes no part this large, or no part number this high), in words with the step that helps;
+ * undefined for any other failure. One decision, for the advice and for whether a rerun resumes.
+ */
+export function permanentRefusal(code: string, status: number | undefined, operation: string, message = ''): string | undefined {
+  const after = NOT_ON_THIS_SERVER[operation] ?? ': running the same command again will not help';
+  if (code === 'NotImplemented' || status === 501) return `this server does not implement ${operation}${after}`;
+  if (code === 'MethodNotAllowed' || status === 405) return `this server does not allow ${operation} here${after}`;
+  if (code === 'EntityTooLarge' || status === 413) {
+    if (operation === 'UploadPart') return 'this server takes no part this large: start over with --fresh and a smaller --part-size';
+    return `this server takes no ${operation === 'PutObject' ? 'object this large in one request: give a --part-size below the file\'s size, so it goes up in parts' : 'request this large'}`;
+  }
+  // Swift allows 1,000 parts, and answers part 1,001 with 400 InvalidArgument naming the part number.
+  if (operation === 'UploadPart' && status === 400 && /part ?number/i.test(message)) return 'this server takes fewer parts than this upload needs: start over with --fresh and --max-parts set to its limit (or a larger --part-size)';
+  return undefined;
+}
+
+/** The failure is a permanent refusal: running the same command again would meet it again. */
+export function isPermanentRefusal(err: unknown): boolean {
+  return err instanceof S3RequestError && permanentRefusal(err.s3Code, err.httpStatus, err.operation, err.serverMessage) !== undefined;
 }
 
 /** An error and its causes, outermost first (a part's failure wraps its request's); a few deep at most. */
@@ -391,7 +427,7 @@ export function isNoSuchUpload(err: unknown): boolean {
 }
 
 function describeCause(cause: unknown): string {
-  if (cause instanceof S3RequestError) return `${cause.s3Code}${cause.httpStatus ? ` (HTTP ${cause.httpStatus})` : ''}: ${s3Advice(cause.s3Code, cause.httpStatus, cause.operation)}`;
+  if (cause instanceof S3RequestError) return failureWords(cause);
   if (cause instanceof Error) return cause.message;
   return String(cause);
 }
@@ -412,7 +448,9 @@ const PERMISSION: Record<string, string> = {
  * What an S3 or network failure means, in words, and what to do next. One table, so every message
  * that names a failure (a request, a part, Complete) gives the same advice.
  */
-export function s3Advice(code: string, status: number | undefined, operation: string): string {
+export function s3Advice(code: string, status: number | undefined, operation: string, message?: string): string {
+  const refused = permanentRefusal(code, status, operation, message);
+  if (refused) return refused;
   switch (code) {
     case 'NoSuchBucket':
       return 'the bucket does not exist (or these credentials cannot see it): create it, or check its name, the endpoint and the region';

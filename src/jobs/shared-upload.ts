@@ -24,7 +24,7 @@ import pLimit from 'p-limit';
 import { createHasher, loadHashers, stripQuotes } from '../core/checksums.ts';
 import { InvalidOptionsError, PartsMissingError, PlanMismatchError, ReceiptMismatchError, RemotePartsInconsistentError, S3RequestError, UnverifiableError, UploadGoneError, isNoSuchUpload, type ErrorContext } from '../core/errors.ts';
 import { objectSettings, settingsDiff } from '../core/object-settings.ts';
-import { partAt, planParts, type PartPlan } from '../core/planner.ts';
+import { partAt, type PartPlan } from '../core/planner.ts';
 import { combineCrcs, isCombinable, planKey, planProblems, rangeOf, receiptCrc, receiptKey, receiptProblems, workerOf, type CombinableAlgorithm, type Receipt, type ReceiptPart, type SharedPlan, type SourceSample } from '../core/shared-plan.ts';
 import { judgeObject } from '../core/verify-object.ts';
 import { assertSourceUnchanged, fingerprint, openSource, readRange, type SourceFingerprint } from '../local/file-source.ts';
@@ -33,7 +33,7 @@ import type { S3Port } from '../s3/port.ts';
 import { EngineContext, stopFollowing } from '../upload/context.ts';
 import type { UploadEvents, UploadResult } from '../upload/events.ts';
 import { abortMultipart, finish } from '../upload/finish.ts';
-import { loadSendHashers, validateOptions, type EngineOptions } from '../upload/options.ts';
+import { loadSendHashers, planFor, validateOptions, type EngineOptions } from '../upload/options.ts';
 import { ProgressTracker } from '../upload/progress.ts';
 import { sendParts } from '../upload/send.ts';
 import { newJournal, verifyListed } from '../upload/session.ts';
@@ -177,7 +177,7 @@ export async function planSharedUpload(o: SharedOptions & { workers: number }): 
   const fp = await fingerprint(o.file);
   const samples = await sampleSource(fp.path, fp.size);
   const settings = objectSettings(o, o.file);
-  const layout = planParts(fp.size, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}) });
+  const layout = planFor(fp.size, o);
   // The checksum is compared with a plan found only when one was asked for (the default need not match an older plan's).
   const wanted = { size: fp.size, mtimeMs: fp.mtimeMs, samples, partSize: layout.partSize, alg: o.checksumAlgorithm === undefined ? undefined : alg, workers: o.workers, settings };
 

@@ -19,8 +19,8 @@ import { digestBuffer, type LocalDigest } from '../core/hashing.ts';
 import type { JournalData } from '../local/journal.ts';
 import { lookAtKey } from '../upload/discover.ts';
 import { objectSettings } from '../core/object-settings.ts';
-import { loadSendHashers, sendAlgorithm, validateOptions, type EngineOptions } from '../upload/options.ts';
-import { planParts, S3_MAX_PARTS, type PartPlan } from '../core/planner.ts';
+import { loadSendHashers, planFor, sendAlgorithm, validateOptions, type EngineOptions } from '../upload/options.ts';
+import { S3_MAX_PARTS, type PartPlan } from '../core/planner.ts';
 import { ProgressTracker } from '../upload/progress.ts';
 import { uploadResult } from '../upload/result.ts';
 import { checkAnswer } from '../upload/send.ts';
@@ -42,8 +42,6 @@ export interface StreamUploadOptions extends Omit<EngineOptions, 'file' | 'fresh
    * size fails when it gets there.
    */
   maxSize?: number;
-  /** test hook: S3's 10,000-part limit */
-  maxParts?: number;
 }
 
 export class StreamUpload extends EventEmitter<UploadEvents> {
@@ -80,7 +78,7 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
     const o = this.options;
     const cx = this.cx;
     const maxParts = o.maxParts ?? S3_MAX_PARTS;
-    const sized = planParts(o.expectedSize ?? o.maxSize ?? 0, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}), maxParts });
+    const sized = planFor(o.expectedSize ?? o.maxSize ?? 0, { ...o, maxParts });
     const partSize = sized.partSize;
     const alg = sendAlgorithm(cx.o);
     const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;

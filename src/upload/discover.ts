@@ -7,7 +7,7 @@
  */
 import { checksumTypeFor, etagsAreMd5, isChecksumAlgorithm, stripQuotes, type ChecksumAlgorithm, type ChecksumType } from '../core/checksums.ts';
 import type { EngineContext } from './context.ts';
-import { InvalidOptionsError, S3RequestError, isNoSuchUpload } from '../core/errors.ts';
+import { InvalidOptionsError, S3RequestError, isNoSuchUpload, isPermanentRefusal } from '../core/errors.ts';
 import { fingerprint, type SourceFingerprint } from '../local/file-source.ts';
 import { abortMultipart } from './finish.ts';
 import { verifyObject, type VerifyObjectResult } from './inspect.ts';
@@ -159,9 +159,10 @@ export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoin
   try {
     uploads = opts.uploadId ? [{ key, uploadId: opts.uploadId }] : await uploadsOfKey(cx, cx.o.bucket, key);
   } catch (err) {
-    if (!(err instanceof S3RequestError && err.s3Code === 'AccessDenied')) throw err;
-    // Without s3:ListBucketMultipartUploads nothing can be found; say so and go on.
-    cx.emit('warning', { code: 'DISCOVERY_SKIPPED', message: `cannot list the uploads of this key (${err.s3Code}: needs s3:ListBucketMultipartUploads); starting a new upload` });
+    if (!(err instanceof S3RequestError && (err.s3Code === 'AccessDenied' || isPermanentRefusal(err)))) throw err;
+    // Without s3:ListBucketMultipartUploads, or on a server without the call, nothing can be found; say so and go on.
+    const why = err.s3Code === 'AccessDenied' ? `${err.s3Code}: needs s3:ListBucketMultipartUploads` : `this server does not ${err.s3Code === 'MethodNotAllowed' || err.httpStatus === 405 ? 'allow' : 'implement'} ListMultipartUploads: ${err.s3Code}${err.httpStatus ? ` (HTTP ${err.httpStatus})` : ''}${err.serverMessage ? `, "${err.serverMessage}"` : ''}`;
+    cx.emit('warning', { code: 'DISCOVERY_SKIPPED', message: `cannot list the uploads of this key (${why}); starting a new upload` });
     uploads = [];
   }
   // Newest first: when several match, the most recent is adopted.

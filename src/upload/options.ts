@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import type { LimitFunction } from 'p-limit';
 import { DEFAULT_CHECKSUM_ALGORITHM, isChecksumAlgorithm, loadHashers, type ChecksumAlgorithm, type ChecksumType } from '../core/checksums.ts';
 import { InvalidOptionsError } from '../core/errors.ts';
-import { S3_MAX_PART_SIZE } from '../core/planner.ts';
+import { S3_MAX_PARTS, S3_MAX_PART_SIZE, planParts, type PartPlan } from '../core/planner.ts';
 import { PACED_SLICE, type RateLimiter } from '../core/rate-limit.ts';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../core/retry.ts';
 import { hasExplicitSettings, settingsProblems, type ObjectSettingOptions } from '../core/object-settings.ts';
@@ -18,6 +18,8 @@ export interface EngineOptions extends RequestOptions, ObjectSettingOptions {
   partSize?: number;
   /** the server's minimum part size (default 5 MiB); lower only for servers configured for it */
   minPartSize?: number;
+  /** the server's part-count limit (default S3's 10,000; Swift's s3api allows 1,000): the part size is raised to fit it */
+  maxParts?: number;
   /** parallel UploadPart calls (default 4); ignored when `limiter` is given */
   concurrency?: number;
   /** one p-limit limiter shared by several uploads, so a backup tool bounds all of them at once */
@@ -74,6 +76,11 @@ export interface EngineOptions extends RequestOptions, ObjectSettingOptions {
 export const DEFAULT_STREAM_PARTS_ABOVE = 64 * 1024 * 1024;
 
 /** Rejects options that can never work, before anything touches the disk or the server. */
+/** The part layout for `size` bytes under the options' part size, the server's minimum part size and its part-count limit. */
+export function planFor(size: number, o: Pick<EngineOptions, 'partSize' | 'minPartSize' | 'maxParts'>): PartPlan {
+  return planParts(size, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}), ...(o.maxParts !== undefined ? { maxParts: o.maxParts } : {}) });
+}
+
 export function validateOptions(o: EngineOptions): void {
   if (!o.file || !o.bucket || !o.key) throw new InvalidOptionsError('file, bucket and key are required');
   // A folder's name: the next upload to it would replace the object without a word (the command appends the file's name).
@@ -84,6 +91,9 @@ export function validateOptions(o: EngineOptions): void {
   }
   if (o.checksumAlgorithm !== undefined && o.checksumAlgorithm !== 'none' && !isChecksumAlgorithm(o.checksumAlgorithm)) {
     throw new InvalidOptionsError(`checksumAlgorithm must be one of CRC64NVME, CRC32C, CRC32, SHA256, SHA1 or none; got ${String(o.checksumAlgorithm)}`);
+  }
+  if (o.maxParts !== undefined && (!Number.isSafeInteger(o.maxParts) || o.maxParts < 1 || o.maxParts > S3_MAX_PARTS)) {
+    throw new InvalidOptionsError(`maxParts must be a whole number from 1 to ${S3_MAX_PARTS}; got ${o.maxParts}`);
   }
   if (o.concurrency !== undefined && (!Number.isInteger(o.concurrency) || o.concurrency < 1)) {
     throw new InvalidOptionsError(`concurrency must be a positive integer; got ${o.concurrency}`);

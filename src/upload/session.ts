@@ -13,8 +13,8 @@ import { classifyError } from '../core/retry.ts';
 import { JOURNAL_SCHEMA, removeIntent, writeIntent, writeJournalAtomic, type JournalData, type JournalPart } from '../local/journal.ts';
 import { listAllParts, listPartsCaller, type ListAllResult } from '../s3/list-parts.ts';
 import { hasExplicitSettings, objectSettings, settingsDiff } from '../core/object-settings.ts';
-import { loadSendHashers, sendAlgorithm, sseKeyMd5, wantedAlgorithm, type EngineOptions } from './options.ts';
-import { partsOfPlan, planParts, planWithPartSize, type PartPlan } from '../core/planner.ts';
+import { loadSendHashers, planFor, sendAlgorithm, sseKeyMd5, wantedAlgorithm, type EngineOptions } from './options.ts';
+import { partsOfPlan, planWithPartSize, type PartPlan } from '../core/planner.ts';
 import { needsMd5, reconcile } from '../core/reconcile.ts';
 import type { CreateOutput } from '../s3/port.ts';
 import { proveFinished } from './finish.ts';
@@ -77,7 +77,7 @@ export function newJournal(
 
 export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPath: string, endpoint: string): Promise<Opened> {
   const o = cx.o;
-  const plan = planParts(fp.size, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}) });
+  const plan = planFor(fp.size, o);
   const alg = sendAlgorithm(o);
   const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
   const settings = objectSettings(o, o.file);
