@@ -357,6 +357,20 @@ describe('the partwise command, end to end against the local server', () => {
     assert.equal(r.code, 3);
     assert.match(r.stderr, /OBJECT_VERIFICATION_FAILED/);
     assert.match(r.stderr, /CRC32C/);
+    // Connection flags given to verify are in its Next command, which, run as printed (in a shell whose
+    // environment names no endpoint), sends the file to the server just checked (issue 26, defect 4).
+    const state = join(dir, 'elsewhere-state');
+    const { AWS_ENDPOINT_URL: endpoint, ...noEndpoint } = env;
+    const flagged = await runCli(['verify', f.path, dest, '--endpoint', endpoint!, '--path-style', '--region', 'us-east-1', '--state-dir', state], noEndpoint);
+    assert.equal(flagged.code, 3, flagged.stderr);
+    const next = /Next: upload it again with: (.*)$/m.exec(flagged.stderr)?.[1];
+    assert.ok(next, flagged.stderr);
+    for (const flag of ['--endpoint', '--path-style', '--region', '--state-dir', '--fresh']) assert.ok(next.includes(flag), `${flag} in: ${next}`);
+    const bin = await tempDir();
+    await writeFile(join(bin, 'partwise'), `#!/bin/sh\nexec "${process.execPath}" "${BIN}" "$@"\n`, { mode: 0o755 });
+    const rerun = spawnSync('sh', ['-c', next], { env: { ...noEndpoint, PATH: `${bin}:${process.env.PATH}` }, encoding: 'utf8' });
+    assert.equal(rerun.status, 0, rerun.stderr);
+    assert.equal(sha256(await getObjectBytes(bucket, 'cli/verify.bin')), sha256(changed));
   });
 
   test('a changed source on resume: exit 1, and the message gives the --fresh command', async () => {

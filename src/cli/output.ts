@@ -4,7 +4,7 @@
  */
 import { ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, StreamFailedError, UnexpectedError, type ErrorCode } from '../core/errors.ts';
 import type { ReconcileReport } from '../core/reconcile.ts';
-import { rerunCommand, shellQuote, UsageError, type Values } from './args.ts';
+import { rerunCommand, UsageError, type Values } from './args.ts';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, mismatch: 3, unverified: 4, someFilesFailed: 5, notWhole: 6, interrupted: 130 } as const;
 
@@ -73,7 +73,9 @@ export function nextStep(err: PartwiseError, argv: string[]): string {
     case 'UPLOAD_GONE':
       return `start over with: ${again}`;
     case 'OBJECT_VERIFICATION_FAILED':
-      return argv[0] === 'upload' ? `upload again with: ${again} --fresh` : `upload it again with: partwise upload ${argv.slice(1, 3).map(shellQuote).join(' ')} --fresh`;
+      // From verify: the same file, key and every flag given (endpoint, path style, state folder,
+      // encryption), so the command run as printed goes to the server just checked.
+      return argv[0] === 'upload' ? `upload again with: ${again} --fresh` : `upload it again with: ${rerunCommand(['upload', ...argv.slice(1)])} --fresh`;
     case 'JOURNAL_CORRUPT':
     case 'JOURNAL_MISMATCH':
       return `start over with: ${again} --fresh`;
