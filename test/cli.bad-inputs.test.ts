@@ -446,6 +446,22 @@ describe('bad inputs the gateway will not produce on demand (S3 emulator)', () =
     assert.equal(emu.count('UploadPart') - from, 2);
   });
 
+  test('abort s3://bucket/key finds the upload by its journal first: on a server that does not list uploads (501), the journaled upload is aborted and its journal removed, exit 0 (issue 26, defect 5)', async () => {
+    const f = await file();
+    const p = await drive(up(f, 'unlisted/k'), env(f.dir), (e, c) => e.event === 'part-done' && c.kill('SIGINT'));
+    assert.equal(p.code, 130);
+    const uploadId = p.events.find((e) => e.event === 'plan')!.uploadId as string;
+    const journals = (await readdir(f.dir)).filter((n) => n.endsWith('.json'));
+    assert.equal(journals.length, 1);
+    const r = await withFault({ op: 'ListMultipartUploads', times: 1000, action: { type: 'error', status: 501, code: 'NotImplemented' } }, () => runCli(['abort', `s3://${Bucket}/unlisted/k`], env(f.dir)));
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`Aborted upload ${uploadId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} of s3://${Bucket}/unlisted/k`));
+    assert.deepEqual((await readdir(f.dir)).filter((n) => n.endsWith('.json')), [], 'the journal removed');
+    assert.equal(emu.count('AbortMultipartUpload') > 0, true);
+    const still = await emulatorClient(emu.endpoint).send(new ListMultipartUploadsCommand({ Bucket, Prefix: 'unlisted/' }));
+    assert.equal(still.Uploads?.length ?? 0, 0, 'the upload is gone from the server');
+  });
+
   test('bad input: a server out of space (507 InsufficientCapacity) → not retried as a passing fault; a resumable error that says so (exit 1)', async () => {
     const f = await file();
     const from = emu.count('UploadPart', 2);

@@ -1,5 +1,5 @@
 /** `partwise ls` and `partwise abort`: the incomplete uploads on the server, and removing them. */
-import { abortUploads, listIncompleteUploads } from '../upload/inspect.ts';
+import { abortUploads, listIncompleteUploads, readAllJournals } from '../upload/inspect.ts';
 import { defaultStateDir } from '../local/journal.ts';
 import { parseS3Url, port, requestOptions, UsageError, type Values } from './args.ts';
 import { EXIT, type Out } from './output.ts';
@@ -43,8 +43,12 @@ export async function cmdAbort(pos: string[], v: Values, out: Out): Promise<numb
   let targets: { key: string; uploadId: string }[];
   if (v['upload-id']) targets = [{ key, uploadId: v['upload-id'] }];
   else {
-    const rows = (await listIncompleteUploads(s3, bucket, key, stateDir, req)).filter((r) => r.key === key);
-    targets = v.all ? rows : rows.filter((r) => r.journalPath);
+    // The journals are the first source: an upload this machine started is found by its key even
+    // where the server does not list uploads (or not yet).
+    const endpoint = await s3.describeEndpoint();
+    const journaled = [...new Set((await readAllJournals(stateDir)).filter((j) => j.data.bucket === bucket && j.data.key === key && j.data.endpoint === endpoint).map((j) => j.data.uploadId))];
+    const rows = journaled.length && !v.all ? [] : (await listIncompleteUploads(s3, bucket, key, stateDir, req)).filter((r) => r.key === key);
+    targets = [...journaled.map((uploadId) => ({ key, uploadId })), ...(v.all ? rows.filter((r) => !journaled.includes(r.uploadId)) : [])];
     if (!v.all && targets.length === 0) {
       const hint = rows.length ? ` The server has ${rows.length} upload(s) for this key that no local journal knows: ${rows.map((r) => r.uploadId).join(', ')}; name one with --upload-id, or use --all.` : '';
       process.stderr.write(`partwise: no journaled upload for s3://${bucket}/${key}.${hint}\n`);
