@@ -426,6 +426,11 @@ export function isNoSuchUpload(err: unknown): boolean {
   return err instanceof S3RequestError && err.s3Code === 'NoSuchUpload';
 }
 
+/** The "no such upload" was a NoSuchKey (RGW's way, and a server without ListParts answering as GetObject). */
+export function answeredNoSuchKey(err: unknown): boolean {
+  return [...causeChain(err)].some((e) => e instanceof S3RequestError && e.s3Code === 'NoSuchKey');
+}
+
 function describeCause(cause: unknown): string {
   if (cause instanceof S3RequestError) return failureWords(cause);
   if (cause instanceof Error) return cause.message;

@@ -22,7 +22,7 @@ import { basename } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { createHasher, loadHashers, stripQuotes } from '../core/checksums.ts';
-import { InvalidOptionsError, PartsMissingError, PlanMismatchError, ReceiptMismatchError, RemotePartsInconsistentError, S3RequestError, UnverifiableError, UploadGoneError, isNoSuchUpload, type ErrorContext } from '../core/errors.ts';
+import { InvalidOptionsError, PartsMissingError, PlanMismatchError, ReceiptMismatchError, RemotePartsInconsistentError, S3RequestError, UnverifiableError, UploadGoneError, answeredNoSuchKey, isNoSuchUpload, type ErrorContext } from '../core/errors.ts';
 import { objectSettings, settingsDiff } from '../core/object-settings.ts';
 import { partAt, type PartPlan } from '../core/planner.ts';
 import { combineCrcs, isCombinable, planKey, planProblems, rangeOf, receiptCrc, receiptKey, receiptProblems, workerOf, type CombinableAlgorithm, type Receipt, type ReceiptPart, type SharedPlan, type SourceSample } from '../core/shared-plan.ts';
@@ -329,7 +329,8 @@ export class SharedWorker extends EventEmitter<UploadEvents> {
         const call = listPartsCaller(cx.s3, { bucket: plan.bucket, key: plan.key, uploadId: plan.uploadId }, cx.req, cx.signal);
         listed = await listAllParts((marker) => cx.retry(() => call(marker)), { first, last });
       } catch (err) {
-        if (isNoSuchUpload(err)) throw new UploadGoneError(ctx, err, 'the shared upload was finished or aborted; this worker has nothing to do');
+        // NoSuchKey may also be a server without ListParts (fauxqs) answering as GetObject: said, never probed (an abort would end every worker's upload).
+        if (isNoSuchUpload(err)) throw new UploadGoneError(ctx, err, answeredNoSuchKey(err) ? 'ListParts answered NoSuchKey: the shared upload was finished or aborted, or this server does not implement ListParts, and then no shared upload can work on it' : 'the shared upload was finished or aborted; this worker has nothing to do');
         throw err;
       }
       await loadSendHashers(plan.checksumAlgorithm, plan.uploadId);

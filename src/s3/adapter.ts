@@ -331,9 +331,15 @@ export class SdkS3Port implements S3Port {
       ...sseCParams(req),
     } satisfies ListPartsCommandInput;
     const out = await this.call('ListParts', (c) => c.send(new (sdk().ListPartsCommand)(params), this.opts(signal))).catch((err: unknown) => {
-      // RGW answers ListParts on an unknown, aborted or completed upload with NoSuchKey; S3 says NoSuchUpload.
+      // RGW answers ListParts on an unknown, aborted or completed upload with NoSuchKey; S3 says
+      // NoSuchUpload. (A server without ListParts answers NoSuchKey too, for a live upload: the
+      // NoSuchKey stays the cause, for the engine to tell the two apart.)
       if (err instanceof S3RequestError && err.s3Code === 'NoSuchKey') {
         throw new S3RequestError({ operation: 'ListParts', s3Code: 'NoSuchUpload', ...(err.httpStatus ? { httpStatus: err.httpStatus } : {}), message: 'the server answered NoSuchKey', cause: err });
+      }
+      // A 200 whose body is no part list: the request was read as GetObject (the object's bytes came back).
+      if (err instanceof S3RequestError && err.httpStatus === 200) {
+        throw new S3RequestError({ operation: 'ListParts', s3Code: 'NotImplemented', httpStatus: 200, message: `the answer was not a part list (${err.serverMessage?.split('\n')[0] ?? err.s3Code}): the server read the request as a GetObject`, cause: err });
       }
       throw err;
     });

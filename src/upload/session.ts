@@ -6,7 +6,7 @@
  */
 import { checksumTypeFor, etagsAreMd5, stripQuotes } from '../core/checksums.ts';
 import type { EngineContext } from './context.ts';
-import { JournalMismatchError, RemotePartsInconsistentError, SettingsDifferError, UploadGoneError, isNoSuchUpload, type ErrorContext } from '../core/errors.ts';
+import { JournalMismatchError, RemotePartsInconsistentError, S3RequestError, SettingsDifferError, UploadGoneError, answeredNoSuchKey, isNoSuchUpload, type ErrorContext } from '../core/errors.ts';
 import { assertSourceUnchanged, identityMoved, type SourceFingerprint } from '../local/file-source.ts';
 import type { LocalDigest } from '../core/hashing.ts';
 import { classifyError } from '../core/retry.ts';
@@ -257,6 +257,7 @@ export async function resume(
     }
   } catch (err) {
     if (!isNoSuchUpload(err)) throw err;
+    if (answeredNoSuchKey(err)) await goneOrNoListParts(cx, j, err);
     // The upload is gone: completed by a run that died before it could say so, aborted, or expired.
     return provenAfterGone(cx, j, plan, fp, err, ctx, { trustJournal: !moved });
   }
@@ -287,6 +288,22 @@ export async function resume(
   await writeJournalAtomic(journalPath, { ...j, updatedAt: new Date().toISOString() });
   const toUpload = report.toUpload.filter((n) => !sent?.digests.has(n));
   return { kind: 'session', session: { journalPath, journal: j, plan, alg: j.checksumAlgorithm, digests, resumed: true, toUpload, report } };
+}
+
+/**
+ * ListParts answered NoSuchKey: RGW's "no such upload", or a server without ListParts reading the
+ * request as GetObject (fauxqs), for an upload that is alive. Abort tells them apart: NoSuchUpload,
+ * it was gone; accepted, it was alive, and this server can resume nothing (it cannot say which
+ * parts it holds): said so, and the upload, which no run could resume here, is not left open.
+ */
+async function goneOrNoListParts(cx: EngineContext, j: JournalData, listErr: unknown): Promise<void> {
+  try {
+    await cx.retry(() => cx.s3.abortMultipartUpload({ bucket: j.bucket, key: j.key, uploadId: j.uploadId }, cx.req));
+  } catch (err) {
+    if (isNoSuchUpload(err) || answeredNoSuchKey(err)) return;
+    throw err;
+  }
+  throw new S3RequestError({ operation: 'ListParts', s3Code: 'NotImplemented', httpStatus: 404, message: `it answered NoSuchKey for upload ${j.uploadId}, which it then aborted when asked: it reads ListParts as a GetObject`, cause: listErr, context: cx.errorContext({ uploadId: j.uploadId }) });
 }
 
 /**

@@ -104,6 +104,8 @@ export interface EmulatorOptions {
    * plain MD5 of the whole object (s3rver); or opaque, 32 hex digits of nothing (GCS's XML API).
    */
   multipartEtag?: 'md5-of-md5s' | 'whole-md5' | 'opaque';
+  /** false: no ListParts; GET ?uploadId is read as GetObject (fauxqs): NoSuchKey, or the object's bytes with 200 */
+  listParts?: boolean;
 }
 
 export interface LoggedRequest {
@@ -220,7 +222,7 @@ export class S3Emulator {
     }
     if (method === 'POST' && q.has('uploads')) return 'CreateMultipartUpload';
     if (method === 'PUT' && q.has('uploadId')) return 'UploadPart';
-    if (method === 'GET' && q.has('uploadId')) return 'ListParts';
+    if (method === 'GET' && q.has('uploadId') && this.options.listParts !== false) return 'ListParts';
     if (method === 'POST' && q.has('uploadId')) return 'CompleteMultipartUpload';
     if (method === 'DELETE' && q.has('uploadId')) return 'AbortMultipartUpload';
     if (method === 'HEAD') return 'HeadObject';

@@ -1,16 +1,18 @@
 /**
- * A finished multipart object's ETag in the forms servers give it: S3's MD5 of the part MD5s with
- * "-N"; the plain MD5 of the whole object (s3rver); opaque (Google Cloud Storage's XML API). Only
- * the first two identify the bytes, and neither of the others is ever a reason to call an
- * identical object bad (issue 26, defect 1). Against the S3 emulator's profiles, with no checksum
- * (so the ETag is the only evidence), through the library and the command.
+ * Quirks of S3 servers partwise is pointed at, as profiles of the S3 emulator (issue 26):
+ * - a finished multipart object's ETag in the forms servers give it: S3's MD5 of the part MD5s
+ *   with "-N"; the plain MD5 of the whole object (s3rver); opaque (Google Cloud Storage's XML API).
+ *   Only the first two identify the bytes, and neither of the others is ever a reason to call an
+ *   identical object bad (defect 1). With no checksum, so the ETag is the only evidence.
+ * - no ListParts: GET ?uploadId read as GetObject (fauxqs), answering NoSuchKey for a live upload,
+ *   or the object's bytes with 200: never taken for "the upload is gone" (defect 6).
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CreateBucketCommand, GetObjectCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '../src/index.ts';
 import { SdkS3Port, createS3Client } from '../src/s3/adapter.ts';
 import { emulatorClient } from './emulator/client.ts';
@@ -75,5 +77,50 @@ describe('ETag forms of a finished multipart object', () => {
       const last = jsonLines(v.stdout).at(-1) as { verificationLevel?: string; level?: string };
       if (code === 0) assert.equal(last.verificationLevel ?? last.level, 'object-md5', v.stdout);
     }
+  });
+});
+
+describe('a server without ListParts (GET ?uploadId read as GetObject, as fauxqs)', () => {
+  let emu: S3Emulator;
+  before(async () => {
+    emu = await S3Emulator.start({ minPartSize: partSize, listParts: false });
+    await emulatorClient(emu.endpoint).send(new CreateBucketCommand({ Bucket }));
+  });
+  after(() => emu.close());
+
+  async function interrupted(key: string) {
+    const dir = await tempDir();
+    const bytes = randomBytes(4 * partSize + 123);
+    const path = join(dir, 'f.bin');
+    await writeFile(path, bytes);
+    const s3 = new SdkS3Port(createS3Client({ endpoint: emu.endpoint, region: 'us-east-1', credentials }));
+    const ac = new AbortController();
+    const u = new Upload({ s3, file: path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: dir, concurrency: 1, signal: ac.signal });
+    u.on('part-done', () => ac.abort());
+    await assert.rejects(u.done());
+    const uploadId = (await emulatorClient(emu.endpoint).send(new ListMultipartUploadsCommand({ Bucket, Prefix: key }))).Uploads![0]!.UploadId!;
+    return { dir, path, s3, uploadId, resume: () => new Upload({ s3, file: path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: dir }).done() };
+  }
+  const notImplemented = (e: { code?: string; message?: string }) => {
+    assert.equal(e.code, 'S3_REQUEST_FAILED', e.message);
+    assert.match(e.message ?? '', /this server does not implement ListParts/);
+    assert.match(e.message ?? '', /--fresh/);
+    assert.doesNotMatch(e.message ?? '', /gone|run the same|resume with/i);
+    return true;
+  };
+
+  test('NoSuchKey for a live upload (no object at the key): not "gone"; the server is said not to implement ListParts, and --fresh then uploads the file', async () => {
+    const t = await interrupted('nolist/absent.bin');
+    await assert.rejects(t.resume(), notImplemented);
+    const fresh = await new Upload({ s3: t.s3, file: t.path, bucket: Bucket, key: 'nolist/absent.bin', partSize, minPartSize: 1, stateDir: t.dir, fresh: true }).done();
+    assert.equal(fresh.verification.level, 'full-object-checksum');
+    const open = (await emulatorClient(emu.endpoint).send(new ListMultipartUploadsCommand({ Bucket, Prefix: 'nolist/' }))).Uploads ?? [];
+    assert.deepEqual(open.map((u) => u.UploadId), [], 'no upload left open');
+  });
+
+  test('the object\'s bytes with 200 (an older object at the key): said not to implement ListParts, never "refused (HTTP 200)"', async () => {
+    await emulatorClient(emu.endpoint).send(new PutObjectCommand({ Bucket, Key: 'nolist/present.bin', Body: randomBytes(3000) }));
+    const t = await interrupted('nolist/present.bin');
+    await assert.rejects(t.resume(), notImplemented);
   });
 });
