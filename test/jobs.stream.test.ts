@@ -264,3 +264,49 @@ test('a stream that goes on past its expected size is stopped there: an endless 
   assert.ok(pulled <= 4 * MiB, `read ${pulled} bytes of a stream announced as 2 MiB`);
   assert.equal(await openUploads(bucket), 0);
 });
+
+test('a failed stream says what became of its upload: not "was aborted" when the abort failed (the warning\'s command instead), nor when Complete had landed and an object stays at the key (issue 26, defect 7)', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream');
+  const inner = new SdkS3Port(createS3Client());
+  // A part fails, and so does every abort.
+  const stuck = wrapPort(inner, {
+    uploadPart: async (input, req, signal) => {
+      if (input.partNumber === 2) throw new S3RequestError({ operation: 'UploadPart', s3Code: 'AccessDenied', httpStatus: 403, message: 'denied' });
+      return inner.uploadPart(input, req, signal);
+    },
+    abortMultipartUpload: async () => {
+      throw new S3RequestError({ operation: 'AbortMultipartUpload', s3Code: 'ECONNRESET' });
+    },
+  });
+  const up = new StreamUpload({ s3: stuck, source: piped(randomBytes(11 * MiB)).source, bucket, key: 'stuck', partSize: 5 * MiB, concurrency: 1 });
+  const warnings: string[] = [];
+  up.on('warning', (w) => warnings.push(w.code));
+  await assert.rejects(up.done(), (e: { code?: string; message?: string; uploadId?: string }) => {
+    assert.equal(e.code, 'STREAM_FAILED');
+    assert.doesNotMatch(e.message!, /was aborted/);
+    assert.match(e.message!, /could not be aborted: remove it with partwise abort s3:\/\/.*--upload-id/);
+    assert.doesNotMatch(e.message!, /journal|run the same upload again/, 'a stream has no journal and no resume');
+    return true;
+  });
+  assert.deepEqual(warnings, ['ABORT_FAILED']);
+  assert.equal(await openUploads(bucket), 1, 'the upload is indeed still open');
+  const ids = (await plainClient().send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads!.map((u) => u.UploadId!);
+  for (const id of ids) await inner.abortMultipartUpload({ bucket, key: 'stuck', uploadId: id }, {});
+  // Complete lands, then the object cannot be proven (HeadObject shows another checksum): it stays at the key.
+  const landed = wrapPort(inner, {
+    headObject: async (input, req, signal) => {
+      const h = await inner.headObject(input, req, signal);
+      return h && { ...h, checksums: { CRC32C: 'AAAAAA==' } };
+    },
+  });
+  const up2 = new StreamUpload({ s3: landed, source: piped(randomBytes(11 * MiB)).source, bucket, key: 'landed', partSize: 5 * MiB });
+  await assert.rejects(up2.done(), (e: { code?: string; message?: string }) => {
+    assert.equal(e.code, 'STREAM_FAILED');
+    assert.doesNotMatch(e.message!, /was aborted/);
+    assert.match(e.message!, /was completed: an object stays at s3:\/\/.*landed/);
+    return true;
+  });
+  await getObjectBytes(bucket, 'landed'); // it does
+  assert.equal(await openUploads(bucket), 0);
+});

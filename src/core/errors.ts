@@ -190,17 +190,28 @@ export class StreamSizeMismatchError extends PartwiseError {
 }
 
 /** Uploading a stream failed: its multipart upload was aborted, since a stream cannot be read again. */
+/** What became of a failed stream's multipart upload. */
+export type StreamUploadFate = 'aborted' | 'abort-failed' | 'completed';
+
 export class StreamFailedError extends PartwiseError {
   constructor(
     context: ErrorContext,
     readonly causeCode: ErrorCode,
     cause: Error,
+    readonly fate: StreamUploadFate = 'aborted',
   ) {
     // A stop is no failure of the stream's, and PAUSED's own words (a journal, a resume) are not true of a stream.
     // Nor is starting over with the fresh option: the CLI refuses --fresh for a stream, whose only way again is the pipeline.
-    const why = cause.message.split(FRESH).join('a new run of the whole pipeline');
+    const why = cause.message.split(FRESH).join('a new run of the whole pipeline').replace(` ${PART_RESUME}`, '');
     const what = causeCode === 'PAUSED' ? 'Uploading the stream was stopped before it finished' : `Uploading the stream failed (${causeCode}: ${why})`;
-    super('STREAM_FAILED', `${what}. Multipart upload ${context.uploadId ?? '?'} was aborted, as a stream cannot be resumed: run the whole pipeline again.`, { context, cause });
+    const id = context.uploadId ?? '?';
+    const upload =
+      fate === 'aborted'
+        ? `Multipart upload ${id} was aborted, as a stream cannot be resumed`
+        : fate === 'abort-failed'
+          ? `Multipart upload ${id} could not be aborted: remove it with partwise abort s3://${context.bucket}/${context.key} --upload-id ${id} (a stream cannot be resumed)`
+          : `Multipart upload ${id} was completed: an object stays at s3://${context.bucket}/${context.key}, not proven to be the stream`;
+    super('STREAM_FAILED', `${what}. ${upload}: run the whole pipeline again.`, { context, cause });
   }
 }
 
@@ -248,13 +259,15 @@ export class PausedError extends PartwiseError {
   }
 }
 
+const PART_RESUME = 'The journal keeps every finished part; run the same upload again to resume.';
+
 export class PartFailedError extends PartwiseError {
   constructor(context: ErrorContext, cause: unknown) {
     // A refusal a rerun would meet again (the part too large, its number past the server's limit) is not resumable.
     const permanent = isPermanentRefusal(cause);
     super(
       'PART_FAILED',
-      `Part ${context.partNumber} of upload ${context.uploadId} failed: ${describeCause(cause)}.${permanent ? '' : ' The journal keeps every finished part; run the same upload again to resume.'}`,
+      `Part ${context.partNumber} of upload ${context.uploadId} failed: ${describeCause(cause)}.${permanent ? '' : ` ${PART_RESUME}`}`,
       { context, cause, resumable: !permanent },
     );
   }

@@ -12,7 +12,7 @@ import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { checksumTypeFor, stripQuotes } from '../core/checksums.ts';
 import { EngineContext, stopFollowing } from '../upload/context.ts';
-import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, causedByStop, S3RequestError, SourceUnreadableError, StreamFailedError, StreamSizeMismatchError, StreamTooLargeError, isNoSuchUpload } from '../core/errors.ts';
+import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, causedByStop, S3RequestError, SourceUnreadableError, StreamFailedError, StreamSizeMismatchError, StreamTooLargeError, isNoSuchUpload, type StreamUploadFate } from '../core/errors.ts';
 import type { UploadEvents, UploadResult } from '../upload/events.ts';
 import { finish } from '../upload/finish.ts';
 import { digestBuffer, type LocalDigest } from '../core/hashing.ts';
@@ -109,13 +109,13 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
       return result;
     } catch (err) {
       // Nothing can resume a stream: the upload goes, whatever stopped it.
-      await abortWithRetries(cx, j);
+      const fate = await abortWithRetries(cx, j);
       if (err instanceof StreamTooLargeError) throw err;
       // The caller's stop (not the internal one after a failure): a part it cut off is no failure.
       const stopped = this.options.signal?.aborted === true && (!(err instanceof PartwiseError) || causedByStop(err));
       const e = stopped ? new PausedError(ctx, err) : err;
       const code = e instanceof PartwiseError ? e.code : 'UNEXPECTED';
-      throw new StreamFailedError(ctx, code, e instanceof Error ? e : new Error(String(e)));
+      throw new StreamFailedError(ctx, code, e instanceof Error ? e : new Error(String(e)), fate);
     }
   }
 
@@ -269,16 +269,21 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
   }
 }
 
-/** Aborts the stream's multipart upload, three tries: the stop signal may be set, so no retry loop. */
-async function abortWithRetries(cx: EngineContext, j: JournalData): Promise<void> {
+/**
+ * Aborts the stream's multipart upload, three tries (the stop signal may be set, so no retry
+ * loop), and says what became of it: aborted; no longer there to abort after its Complete was
+ * accepted (the object stays); or still open, with the command that removes it.
+ */
+async function abortWithRetries(cx: EngineContext, j: JournalData): Promise<StreamUploadFate> {
   for (let i = 0; i < 3; i++) {
     try {
       await cx.s3.abortMultipartUpload({ bucket: j.bucket, key: j.key, uploadId: j.uploadId }, cx.req);
-      return;
+      return 'aborted';
     } catch (err) {
-      if (isNoSuchUpload(err) || (err instanceof S3RequestError && err.httpStatus === 404)) return;
+      if (isNoSuchUpload(err) || (err instanceof S3RequestError && err.httpStatus === 404)) return cx.stats.completed ? 'completed' : 'aborted';
       await new Promise((r) => setTimeout(r, 200 * (i + 1)));
     }
   }
   cx.emit('warning', { code: 'ABORT_FAILED', message: `the stream's multipart upload ${j.uploadId} could not be aborted; remove it with: partwise abort s3://${j.bucket}/${j.key} --upload-id ${j.uploadId}` });
+  return 'abort-failed';
 }

@@ -23,6 +23,8 @@ export interface RunStats {
   partsSent: number;
   bytesSent: number;
   retries: number;
+  /** the server accepted this run's Complete: whatever fails after, an object is at the key */
+  completed?: boolean;
 }
 
 export class EngineContext {

@@ -294,6 +294,7 @@ export async function finish(cx: EngineContext, s: Session): Promise<Finished> {
     if (cx.o.noOverwrite && err instanceof S3RequestError && (err.s3Code === 'PreconditionFailed' || err.httpStatus === 412)) throw new ObjectExistsError(ctx, 'at-complete', err);
     throw new CompleteFailedError(ctx, err, completeRetryable(err), proof.why);
   }
+  cx.stats.completed = true;
   const look = await lookAfterComplete(cx, j);
   // Accepted by the server, yet not at the key: deleted since, or never shown. Not known to differ.
   if (look.kind === 'absent') throw new ObjectUnverifiedError(ctx, 'Complete succeeded, but no object shows at the key (deleted since, or the server does not show it yet); check it with partwise verify');
