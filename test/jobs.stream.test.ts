@@ -14,6 +14,7 @@ import { SdkS3Port, createS3Client, toS3RequestError } from '../src/s3/adapter.t
 import { S3RequestError } from '../src/core/errors.ts';
 import { BIN, cliEnv, jsonLines, runCliPiped } from './helpers/cli.ts';
 import { wrapPort } from './helpers/ports.ts';
+import type { S3Port } from '../src/s3/port.ts';
 import { getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
 
 const MiB = 1024 * 1024;
@@ -31,6 +32,17 @@ function piped(data: Buffer): { source: AsyncIterable<Buffer>; pulled: () => num
       }
     })(),
   };
+}
+
+/** The server, except that part `n` is refused (AccessDenied), and any other calls given. */
+function partDenied(inner: S3Port, n: number, more: Partial<S3Port> = {}): S3Port {
+  return wrapPort(inner, {
+    uploadPart: async (input, req, signal) => {
+      if (input.partNumber === n) throw new S3RequestError({ operation: 'UploadPart', s3Code: 'AccessDenied', httpStatus: 403, message: 'denied' });
+      return inner.uploadPart(input, req, signal);
+    },
+    ...more,
+  });
 }
 
 async function openUploads(bucket: string): Promise<number> {
@@ -76,12 +88,7 @@ test('a failed part aborts the stream\'s upload: no orphan, STREAM_FAILED, not r
   loadS3Env();
   const bucket = await makeBucket('pw-stream');
   const inner = new SdkS3Port(createS3Client());
-  const s3 = wrapPort(inner, {
-    uploadPart: async (input, req, signal) => {
-      if (input.partNumber === 3) throw new S3RequestError({ operation: 'UploadPart', s3Code: 'AccessDenied', httpStatus: 403, message: 'denied' });
-      return inner.uploadPart(input, req, signal);
-    },
-  });
+  const s3 = partDenied(inner, 3);
   const up = new StreamUpload({ s3, source: piped(randomBytes(16 * MiB)).source, bucket, key: 'fails', partSize: 5 * MiB, concurrency: 1 });
   await assert.rejects(up.done(), (e: { code?: string; causeCode?: string; resumable?: boolean; message?: string }) => {
     assert.equal(e.code, 'STREAM_FAILED');
@@ -270,11 +277,7 @@ test('a failed stream says what became of its upload: not "was aborted" when the
   const bucket = await makeBucket('pw-stream');
   const inner = new SdkS3Port(createS3Client());
   // A part fails, and so does every abort.
-  const stuck = wrapPort(inner, {
-    uploadPart: async (input, req, signal) => {
-      if (input.partNumber === 2) throw new S3RequestError({ operation: 'UploadPart', s3Code: 'AccessDenied', httpStatus: 403, message: 'denied' });
-      return inner.uploadPart(input, req, signal);
-    },
+  const stuck = partDenied(inner, 2, {
     abortMultipartUpload: async () => {
       throw new S3RequestError({ operation: 'AbortMultipartUpload', s3Code: 'ECONNRESET' });
     },
