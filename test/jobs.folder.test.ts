@@ -602,3 +602,28 @@ test('JOB_STOPPED, then a stop: the files the failure kept from starting are fai
   assert.equal(r.failed, 3, JSON.stringify(r));
   assert.equal(r.interrupted, 0);
 });
+
+test('a folder job\'s --json file-done events name the evidence (verificationLevel), as a single upload does, and the words say which: a checksum, or an ETag (issue 26, defect 8)', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-folder');
+  const dir = await tempDir();
+  await writeFile(join(dir, 'small.bin'), randomBytes(1000));
+  await writeFile(join(dir, 'big.bin'), randomBytes(6 * MiB));
+  const env = cliEnv(await tempDir());
+  const levels = async (extra: string[]) => {
+    const r = await runCli(['upload', dir, `s3://${bucket}/lv${extra.length}/`, '--part-size', '5MiB', '--json', ...extra], env);
+    assert.equal(r.code, 0, r.stderr);
+    return Object.fromEntries(jsonLines(r.stdout).filter((e) => e.event === 'file-done').map((e) => [String(e.key).split('/').pop(), { level: e.verificationLevel, how: String(e.how), status: e.status }]));
+  };
+  const first = await levels([]);
+  assert.deepEqual([first['small.bin']!.level, first['big.bin']!.level], ['full-object-checksum', 'full-object-checksum']);
+  const again = await levels([]);
+  assert.deepEqual([again['small.bin']!.status, again['small.bin']!.level], ['skipped', 'full-object-checksum']);
+  assert.match(again['small.bin']!.how, /the object's CRC32C \S+ is the one recorded/);
+  const md5 = await levels(['--checksum', 'none']);
+  assert.deepEqual([md5['small.bin']!.level, md5['big.bin']!.level], ['object-md5', 'multipart-etag']);
+  const md5again = await levels(['--checksum', 'none']);
+  assert.deepEqual([md5again['small.bin']!.level, md5again['big.bin']!.level], ['object-md5', 'multipart-etag']);
+  assert.match(md5again['small.bin']!.how, /its ETag [0-9a-f]{32} is the one recorded/);
+  assert.doesNotMatch(md5again['small.bin']!.how, /checksum/);
+});

@@ -127,7 +127,7 @@ export function jobSummaryLine(r: {
     ...(r.abandoned ? [`${r.abandoned} upload(s) of files deleted since an interrupted run aborted`] : []),
   ];
   const tail = besides.length ? `; ${besides.join('; ')}` : '';
-  if (r.skipped === r.files && r.files > 0 && r.failed === 0 && r.interrupted === 0) return `Nothing to send: all ${r.files} files are already uploaded (each confirmed by its stored checksum)${tail}.`;
+  if (r.skipped === r.files && r.files > 0 && r.failed === 0 && r.interrupted === 0) return `Nothing to send: all ${r.files} files are already uploaded (each confirmed by the checksum or ETag recorded when it was sent)${tail}.`;
   // Where the failed files were named: as each failed, on stderr; the ones never started, nowhere else.
   const named = r.outcomes.filter((x) => x.status === 'failed' && !x.notStarted).length;
   const notStarted = r.failed - named;

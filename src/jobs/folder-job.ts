@@ -25,6 +25,7 @@ import type { UploadEvents, UploadResult } from '../upload/events.ts';
 import { fingerprint, openSource, preparePart, type PreparedPart, type SourceFingerprint } from '../local/file-source.ts';
 import { listFolder, type FolderListing, type JobEntry } from '../local/folder-walk.ts';
 import { shardOf } from '../core/shared-plan.ts';
+import type { VerificationLevel } from '../core/verify-object.ts';
 import { poolFor } from '../local/buffer-pool.ts';
 import { globMatcher } from '../core/glob.ts';
 import { JobJournal, jobJournalPath, readJobState, type DoneRecord, type JobState, type StartedRecord } from '../local/job-journal.ts';
@@ -49,7 +50,11 @@ interface Sent {
   sent: boolean;
   bytesSent: number;
   how: string;
+  level: VerificationLevel;
 }
+
+/** The level a recorded value proves: a checksum or ETag with "-N" is of parts, a plain one of the whole object. */
+const levelOf = (value: string, by: 'checksum' | 'etag'): VerificationLevel => (/-\d+$/.test(value) ? (by === 'checksum' ? 'composite-checksum' : 'multipart-etag') : by === 'checksum' ? 'full-object-checksum' : 'object-md5');
 
 interface Planned extends JobEntry {
   fp: SourceFingerprint;
@@ -217,7 +222,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
       const confirmed = rec && (await this.confirmed(p, rec, journal));
       if (confirmed) {
         this.progress.bytesDone += p.fp.size;
-        return { ...base, status: 'skipped', how: confirmed, bytesSent: 0 };
+        return { ...base, status: 'skipped', how: confirmed.how, verificationLevel: confirmed.level, bytesSent: 0 };
       }
       const partSize = this.options.partSize ?? DEFAULT_PART_SIZE;
       const multipart = p.fp.size >= partSize;
@@ -243,8 +248,8 @@ export class FolderJob extends EventEmitter<JobEvents> {
         // On the server and proven, but a rerun cannot know it: failed, with what was really sent.
         return failedOutcome(base, err, 'sent and verified, but not recorded in the job journal', r.bytesSent);
       }
-      if (!r.sent) return { ...base, status: 'skipped', how: r.how, bytesSent: 0 };
-      return { ...base, status: 'uploaded', how: r.how, bytesSent: r.bytesSent };
+      if (!r.sent) return { ...base, status: 'skipped', how: r.how, verificationLevel: r.level, bytesSent: 0 };
+      return { ...base, status: 'uploaded', how: r.how, verificationLevel: r.level, bytesSent: r.bytesSent };
     } catch (err) {
       // A stop is no failure of the file's: the next run picks it up where its journal says.
       if (this.stop.signal.aborted && causedByStop(err)) return { ...failedOutcome(base, err, 'stopped: the same command resumes it', acked.bytes), status: 'interrupted' };
@@ -313,7 +318,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
    * one recorded (a rolling "today + 30 days") extends the object's retention in place: the same
    * object, locked longer, not a new copy of it.
    */
-  private async confirmed(p: Planned, rec: DoneRecord, journal: JobJournal): Promise<string | undefined> {
+  private async confirmed(p: Planned, rec: DoneRecord, journal: JobJournal): Promise<{ how: string; level: VerificationLevel } | undefined> {
     if (rec.file !== p.file || rec.size !== p.fp.size || rec.mtimeMs !== p.fp.mtimeMs || rec.ctimeMs !== p.fp.ctimeMs) return undefined;
     // Sent with other object settings than this run asks for: sent again, with these.
     if (rec.settings !== settingsKey(this.options, p.file)) return undefined;
@@ -321,17 +326,19 @@ export class FolderJob extends EventEmitter<JobEvents> {
     const head = await cx.retry(() => cx.s3.headObject({ bucket: this.options.bucket, key: p.key }, cx.req, cx.signal)).catch(() => undefined);
     if (!head || head.size !== p.fp.size) return undefined;
     // The stored checksum is the evidence; an ETag only where no checksum was recorded.
-    const proven = rec.checksum && rec.algorithm ? head.checksums[rec.algorithm as keyof typeof head.checksums] === rec.checksum : stripQuotes(head.etag) === stripQuotes(rec.etag) && rec.etag !== '';
+    const byChecksum = rec.checksum !== undefined && rec.algorithm !== undefined;
+    const proven = byChecksum ? head.checksums[rec.algorithm as keyof typeof head.checksums] === rec.checksum : stripQuotes(head.etag) === stripQuotes(rec.etag) && rec.etag !== '';
     if (!proven) return undefined;
-    const how = 'already uploaded: the stored checksum matches the journal, and the file is unchanged';
+    const level = byChecksum ? levelOf(rec.checksum!, 'checksum') : levelOf(stripQuotes(rec.etag), 'etag');
+    const how = `already uploaded: ${byChecksum ? `the object's ${rec.algorithm} ${rec.checksum}` : `its ETag ${stripQuotes(rec.etag)}`} is the one recorded when it was sent, and the file is unchanged`;
     const o = this.options;
     const until = o.objectLockRetainUntil;
-    if (!until || !o.objectLockMode || (rec.retainUntil !== undefined && Date.parse(rec.retainUntil) >= until.getTime())) return how;
+    if (!until || !o.objectLockMode || (rec.retainUntil !== undefined && Date.parse(rec.retainUntil) >= until.getTime())) return { how, level };
     const s3 = cx.s3;
     if (!s3.putObjectRetention) return undefined; // cannot extend it here: sent again with the new date
     await cx.retry(() => s3.putObjectRetention!({ bucket: o.bucket, key: p.key, mode: o.objectLockMode!, retainUntil: until }, cx.req, cx.signal));
     await journal.append({ ...rec, retainUntil: until.toISOString() });
-    return `${how}; its Object Lock retention extended to ${until.toISOString()}`;
+    return { how: `${how}; its Object Lock retention extended to ${until.toISOString()}`, level };
   }
 
   private context(p: JobEntry): EngineContext {
@@ -397,7 +404,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
           const byChecksum = alg !== null && checksum !== undefined && head?.checksums[alg] === checksum;
           const byMd5 = head !== undefined && d.md5Hex !== undefined && etagsAreMd5(head) && stripQuotes(head.etag).toLowerCase() === d.md5Hex;
           if (head?.size === p.fp.size && (byChecksum || byMd5) && (await settingsNotCarried(cx, head, p.file)) === undefined) {
-            return { etag: stripQuotes(head.etag), ...(byChecksum ? { checksum: checksum!, algorithm: alg! } : {}), sent: false, bytesSent: 0, how: `already there: ${byChecksum ? `${alg} ${checksum}` : `MD5 ETag ${d.md5Hex}`} matches, with the settings asked for` };
+            return { etag: stripQuotes(head.etag), ...(byChecksum ? { checksum: checksum!, algorithm: alg! } : {}), sent: false, bytesSent: 0, how: `already there: ${byChecksum ? `${alg} ${checksum}` : `MD5 ETag ${d.md5Hex}`} matches, with the settings asked for`, level: byChecksum ? 'full-object-checksum' : 'object-md5' };
           }
           throw new ObjectExistsError(ctx, 'before', err);
         }
@@ -409,10 +416,10 @@ export class FolderJob extends EventEmitter<JobEvents> {
         if (checksum && r.checksum !== undefined) {
           if (r.checksum !== checksum) throw new UnverifiableError(ctx, `the server stored checksum ${r.checksum}, not the ${checksum} sent`);
           this.serverChecksums = true;
-          return { etag: stripQuotes(r.etag), checksum, algorithm: alg!, sent: true, bytesSent: body.length, how: `PutObject, ${alg} ${checksum} confirmed by the server` };
+          return { etag: stripQuotes(r.etag), checksum, algorithm: alg!, sent: true, bytesSent: body.length, how: `PutObject, ${alg} ${checksum} confirmed by the server`, level: 'full-object-checksum' };
         }
         if (d.md5Hex && etagsAreMd5({ serverSideEncryption: r.serverSideEncryption, sseCustomerAlgorithm: r.sseCustomerAlgorithm, etag: r.etag }) && stripQuotes(r.etag).toLowerCase() === d.md5Hex) {
-          return { etag: stripQuotes(r.etag), sent: true, bytesSent: body.length, how: 'PutObject, MD5 ETag confirmed' };
+          return { etag: stripQuotes(r.etag), sent: true, bytesSent: body.length, how: 'PutObject, MD5 ETag confirmed', level: 'object-md5' };
         }
         throw new UnverifiableError(ctx, `the server answered neither a checksum nor an MD5 ETag for ${p.key} (ETag ${r.etag})`);
       } finally {
@@ -476,6 +483,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
       sent: !r.alreadyComplete,
       bytesSent: r.bytesSent,
       how: r.alreadyComplete ? 'already complete on the server (proven)' : r.resumed ? `resumed: ${r.partsSkipped} parts verified on the server, ${r.partsUploaded} sent` : `multipart, ${r.partCount} parts, ${r.verification.level}`,
+      level: r.verification.level,
     };
   }
 }

@@ -8,6 +8,7 @@ import type { EngineOptions } from '../upload/options.ts';
 import { InvalidOptionsError, PartwiseError, S3RequestError, causeChain } from '../core/errors.ts';
 import { objectSettings, settingsDiff } from '../core/object-settings.ts';
 import type { JobEntry } from '../local/folder-walk.ts';
+import type { VerificationLevel } from '../core/verify-object.ts';
 
 export interface FolderJobOptions extends Omit<EngineOptions, 'file' | 'key' | 'uploadId' | 'fresh' | 'signal'> {
   /** a folder: every file below it, keys = prefix + relative path */
@@ -53,6 +54,8 @@ export interface FileOutcome {
   status: FileStatus;
   /** how it was sent or why it was skipped */
   how: string;
+  /** uploaded or skipped: the evidence the object is the file, as a single upload's result names it */
+  verificationLevel?: VerificationLevel;
   bytesSent: number;
   /** s3Code: the server's (or the network's) code when a request failed, from the error or its cause */
   error?: { code: string; message: string; s3Code?: string };
