@@ -124,3 +124,35 @@ describe('a server without ListParts (GET ?uploadId read as GetObject, as fauxqs
     await assert.rejects(t.resume(), notImplemented);
   });
 });
+
+describe('a server that answers ListMultipartUploads as ListObjects (fauxqs)', () => {
+  let emu: S3Emulator;
+  before(async () => {
+    emu = await S3Emulator.start({ minPartSize: partSize, listUploads: false });
+    await emulatorClient(emu.endpoint).send(new CreateBucketCommand({ Bucket }));
+    await emulatorClient(emu.endpoint).send(new PutObjectCommand({ Bucket, Key: 'listed/other.bin', Body: randomBytes(100) }));
+  });
+  after(() => emu.close());
+
+  test('ls says the server read it as another operation (exit 1), never an empty list; discovery is skipped with a warning, not "no upload open"', async () => {
+    const dir = await tempDir();
+    const env = { ...cliEnv(dir), AWS_ENDPOINT_URL: emu.endpoint, AWS_ACCESS_KEY_ID: 'emulator', AWS_SECRET_ACCESS_KEY: 'emulator-secret', AWS_REGION: 'us-east-1' };
+    const ls = await runCli(['ls', `s3://${Bucket}/listed/`], env);
+    assert.equal(ls.code, 1, ls.stdout + ls.stderr);
+    assert.match(ls.stderr, /not a list of uploads/);
+    const path = join(dir, 'f.bin');
+    await writeFile(path, randomBytes(2 * partSize));
+    const s3 = new SdkS3Port(createS3Client({ endpoint: emu.endpoint, region: 'us-east-1', credentials }));
+    const up = new Upload({ s3, file: path, bucket: Bucket, key: 'listed/f.bin', partSize, minPartSize: 1, stateDir: dir, discover: true });
+    const warnings: { code: string; message: string }[] = [];
+    up.on('warning', (w) => warnings.push(w));
+    let why = '';
+    up.on('discover', (d) => (why = d.why));
+    const r = await up.done();
+    assert.match(why, /could not be listed/, 'the discovery report does not say "no upload of this key is open"');
+    assert.equal(r.verification.level, 'full-object-checksum');
+    const skipped = warnings.find((w) => w.code === 'DISCOVERY_SKIPPED');
+    assert.ok(skipped, JSON.stringify(warnings));
+    assert.match(skipped.message, /not a list of uploads/);
+  });
+});

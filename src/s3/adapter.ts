@@ -435,6 +435,12 @@ export class SdkS3Port implements S3Port {
       ...(input.uploadIdMarker ? { UploadIdMarker: input.uploadIdMarker } : {}),
     } satisfies ListMultipartUploadsCommandInput;
     const out = await this.call('ListMultipartUploads', (c) => c.send(new (sdk().ListMultipartUploadsCommand)(params), this.opts(signal)));
+    // Every ListMultipartUploadsResult names its bucket and its MaxUploads; an answer with neither was
+    // another operation's (fauxqs reads the request as ListObjects): an empty list from it would say
+    // "no upload here" about a bucket whose uploads were never looked at.
+    if (out.Bucket === undefined && out.MaxUploads === undefined) {
+      throw new S3RequestError({ operation: 'ListMultipartUploads', s3Code: 'NotImplemented', httpStatus: out.$metadata.httpStatusCode ?? 200, message: 'the answer was not a list of uploads (no Bucket, no MaxUploads): the server read the request as another operation' });
+    }
     return {
       uploads: (out.Uploads ?? []).filter((u) => u.Key && u.UploadId).map((u) => ({ key: u.Key!, uploadId: u.UploadId!, ...(u.Initiated ? { initiated: u.Initiated } : {}) })),
       isTruncated: out.IsTruncated === true,

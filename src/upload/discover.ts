@@ -156,6 +156,7 @@ async function evaluate(cx: EngineContext, fp: SourceFingerprint, u: IncompleteU
 export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoint: string, opts: { uploadId?: string; intentAt?: number; dryRun?: boolean } = {}): Promise<{ report: DiscoveryReport; adoption?: Adoption }> {
   const key = cx.o.key;
   let uploads: IncompleteUpload[];
+  let unlisted: string | undefined;
   try {
     uploads = opts.uploadId ? [{ key, uploadId: opts.uploadId }] : await uploadsOfKey(cx, cx.o.bucket, key);
   } catch (err) {
@@ -164,6 +165,7 @@ export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoin
     const why = err.s3Code === 'AccessDenied' ? `${err.s3Code}: needs s3:ListBucketMultipartUploads` : `this server does not ${err.s3Code === 'MethodNotAllowed' || err.httpStatus === 405 ? 'allow' : 'implement'} ListMultipartUploads: ${err.s3Code}${err.httpStatus ? ` (HTTP ${err.httpStatus})` : ''}${err.serverMessage ? `, "${err.serverMessage}"` : ''}`;
     cx.emit('warning', { code: 'DISCOVERY_SKIPPED', message: `cannot list the uploads of this key (${why}); starting a new upload` });
     uploads = [];
+    unlisted = `the uploads of this key could not be listed (${why})`;
   }
   // Newest first: when several match, the most recent is adopted.
   uploads.sort((a, b) => (b.initiated?.getTime() ?? 0) - (a.initiated?.getTime() ?? 0));
@@ -181,7 +183,7 @@ export async function discover(cx: EngineContext, fp: SourceFingerprint, endpoin
   const candidates = evaluated.map((e) => e.report);
   const report: DiscoveryReport = chosen
     ? { key, candidates, chosen: chosen.report.uploadId, why: `adopting upload ${chosen.report.uploadId}: ${chosen.report.why}` }
-    : { key, candidates, why: candidates.length ? `none of the ${candidates.length} open upload(s) of this key is proven to hold this file` : 'no upload of this key is open on the server' };
+    : { key, candidates, why: candidates.length ? `none of the ${candidates.length} open upload(s) of this key is proven to hold this file` : (unlisted ?? 'no upload of this key is open on the server') };
   if (ownEmpty) report.aborted = [ownEmpty];
   cx.emit('discover', report);
   return chosen?.adoption ? { report, adoption: chosen.adoption } : { report };

@@ -106,6 +106,18 @@ export interface EmulatorOptions {
   multipartEtag?: 'md5-of-md5s' | 'whole-md5' | 'opaque';
   /** false: no ListParts; GET ?uploadId is read as GetObject (fauxqs): NoSuchKey, or the object's bytes with 200 */
   listParts?: boolean;
+  /**
+   * Additional checksums: stored and listed as S3 does (the default); 'ignored', every
+   * x-amz-checksum-* header dropped unread (Ceph 16, GCS's XML API: no checksum stored or shown);
+   * 'rejected', any request carrying one refused with 400 InvalidArgument (Backblaze B2).
+   */
+  checksums?: 'stored' | 'ignored' | 'rejected';
+  /** the only checksum type each algorithm may use in a multipart upload (Cloudflare R2) */
+  checksumTypes?: Partial<Record<Alg, 'COMPOSITE' | 'FULL_OBJECT'>>;
+  /** false: GET ?uploads read as ListObjects (fauxqs): a ListBucketResult of the objects, no upload listed */
+  listUploads?: boolean;
+  /** the highest part number taken (Swift's s3api: 1,000) */
+  maxParts?: number;
 }
 
 export interface LoggedRequest {
@@ -255,6 +267,8 @@ export class S3Emulator {
       chunked: String(req.headers['content-encoding'] ?? '').includes('aws-chunked'),
       sent: {},
     };
+    const checksumNames = Object.keys(req.headers).filter((k) => k.startsWith('x-amz-checksum-') || k === 'x-amz-sdk-checksum-algorithm' || (k === 'x-amz-trailer' && String(req.headers[k]).startsWith('x-amz-checksum-')));
+    if (this.options.checksums === 'ignored') for (const k of checksumNames) delete req.headers[k];
     const header = (name: string) => req.headers[name] as string | undefined;
     if (header('x-amz-request-payer')) entry.sent.requestPayer = header('x-amz-request-payer')!;
     if (header('x-amz-expected-bucket-owner')) entry.sent.expectedBucketOwner = header('x-amz-expected-bucket-owner')!;
@@ -271,6 +285,8 @@ export class S3Emulator {
         entry.status = -1;
         return; // connection was reset mid-body
       }
+      // Backblaze B2's words for an x-amz-checksum-* header.
+      if (this.options.checksums === 'rejected' && checksumNames.length > 0) throw new S3Error(400, 'InvalidArgument', `Unsupported header '${checksumNames[0]}' received for this API call.`);
       if (fault?.type === 'error') throw new S3Error(fault.status, fault.code, fault.message);
       if (fault?.type === 'error-in-200') {
         res.writeHead(200, { 'content-type': 'application/xml' });
@@ -320,6 +336,8 @@ export class S3Emulator {
         }
         if (alg === 'CRC64NVME' && typeHeader === 'COMPOSITE') throw new S3Error(400, 'InvalidRequest', 'The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm.');
         const type = alg ? ((typeHeader as 'COMPOSITE' | 'FULL_OBJECT' | undefined) ?? (alg === 'CRC64NVME' ? 'FULL_OBJECT' : 'COMPOSITE')) : null;
+        const only = alg ? this.options.checksumTypes?.[alg] : undefined;
+        if (only && type !== only) throw new S3Error(400, 'InvalidRequest', `The ${type} checksum type is not supported for the ${alg!.toLowerCase()} checksum algorithm; use ${only}.`);
         const uploadId = randomBytes(24).toString('base64url');
         const u: MpUpload = { bucket: c.bucket, key: c.key, uploadId, algorithm: alg, type, kms: (h['x-amz-server-side-encryption'] as string | undefined)?.startsWith('aws:kms') ?? false, headers: objectHeaders(h), parts: new Map(), initiated: new Date() };
         const ssec = sseC(c.req);
@@ -337,7 +355,8 @@ export class S3Emulator {
       case 'UploadPart': {
         const u = this.upload(c.q.get('uploadId')!);
         const n = Number(c.q.get('partNumber'));
-        if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new S3Error(400, 'InvalidArgument', 'Part number must be an integer between 1 and 10000, inclusive');
+        const most = this.options.maxParts ?? 10_000;
+        if (!Number.isInteger(n) || n < 1 || n > most) throw new S3Error(400, 'InvalidArgument', `Part number must be an integer between 1 and ${most}, inclusive`);
         this.checkSseC(u, c.req, true);
         let data = c.body;
         let trailers: Record<string, string> = {};
@@ -345,7 +364,7 @@ export class S3Emulator {
           ({ data, trailers } = decodeAwsChunked(c.body));
         }
         if (h['content-md5'] !== undefined && h['content-md5'] !== md5B64(data)) throw new S3Error(400, 'BadDigest', 'The Content-MD5 you specified did not match what we received.');
-        const sent = { ...pickChecksums(h), ...pickChecksums(trailers) };
+        const sent = this.options.checksums === 'ignored' ? {} : { ...pickChecksums(h), ...pickChecksums(trailers) };
         const names = Object.keys(sent) as Alg[];
         if (names.length > 1) throw new S3Error(400, 'InvalidRequest', 'Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.');
         const sentAlg = names[0];
@@ -388,7 +407,10 @@ export class S3Emulator {
         this.uploads.delete(c.q.get('uploadId')!);
         return { status: 204 };
       case 'ListMultipartUploads': {
-        this.bucket(c.bucket);
+        const objects = this.bucket(c.bucket);
+        if (this.options.listUploads === false) {
+          return { body: `<ListBucketResult>${el('Name', c.bucket)}${el('MaxKeys', 1000)}${el('IsTruncated', false)}${[...objects.entries()].map(([k, o]) => `<Contents>${el('Key', k)}${el('ETag', `"${o.etag}"`)}${el('Size', o.data.length)}</Contents>`).join('')}</ListBucketResult>` };
+        }
         const prefix = c.q.get('prefix') ?? '';
         const keyMarker = c.q.get('key-marker') ?? '';
         const idMarker = c.q.get('upload-id-marker') ?? '';
