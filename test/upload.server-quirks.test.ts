@@ -156,3 +156,86 @@ describe('a server that answers ListMultipartUploads as ListObjects (fauxqs)', (
     assert.match(skipped.message, /not a list of uploads/);
   });
 });
+
+describe('a server that refuses AbortMultipartUpload (s3rver: 405)', () => {
+  let emu: S3Emulator;
+  before(async () => {
+    emu = await S3Emulator.start({ minPartSize: partSize });
+    await emulatorClient(emu.endpoint).send(new CreateBucketCommand({ Bucket }));
+  });
+  after(() => emu.close());
+
+  test('--fresh is a way out: the old upload is said to stay on the server (ABORT_FAILED), the journal is let go and the file uploaded', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'f.bin');
+    await writeFile(path, randomBytes(4 * partSize + 5));
+    const s3 = new SdkS3Port(createS3Client({ endpoint: emu.endpoint, region: 'us-east-1', credentials }));
+    const ac = new AbortController();
+    const first = new Upload({ s3, file: path, bucket: Bucket, key: 'noabort/f.bin', partSize, minPartSize: 1, stateDir: dir, concurrency: 1, signal: ac.signal });
+    first.on('part-done', () => ac.abort());
+    await assert.rejects(first.done());
+    const refused = { op: 'AbortMultipartUpload' as const, times: 1000, action: { type: 'error' as const, status: 405, code: 'MethodNotAllowed', message: 'The specified method is not allowed against this resource.' } };
+    const warnings: { code: string; message: string }[] = [];
+    const r = await emu.withFault(refused, async () => {
+      const up = new Upload({ s3, file: path, bucket: Bucket, key: 'noabort/f.bin', partSize, minPartSize: 1, stateDir: dir, fresh: true });
+      up.on('warning', (w) => warnings.push(w));
+      return up.done();
+    });
+    assert.equal(r.verification.level, 'full-object-checksum');
+    const w = warnings.find((x) => x.code === 'ABORT_FAILED');
+    assert.ok(w, JSON.stringify(warnings));
+    assert.match(w.message, /does not allow AbortMultipartUpload/);
+    assert.match(w.message, /stays on the server/);
+  });
+});
+
+describe('servers that take checksums only their way (Cloudflare R2, Backblaze B2)', () => {
+  const servers: Partial<Record<'r2' | 'b2', S3Emulator>> = {};
+  before(async () => {
+    servers.r2 = await S3Emulator.start({ minPartSize: partSize, checksumTypes: { CRC32: 'COMPOSITE', CRC32C: 'COMPOSITE', SHA1: 'COMPOSITE', SHA256: 'COMPOSITE', CRC64NVME: 'FULL_OBJECT' } });
+    servers.b2 = await S3Emulator.start({ minPartSize: partSize, checksums: 'rejected' });
+    for (const e of Object.values(servers)) await emulatorClient(e.endpoint).send(new CreateBucketCommand({ Bucket }));
+  });
+  after(async () => {
+    for (const e of Object.values(servers)) await e.close();
+  });
+
+  async function run(e: S3Emulator, key: string, extra: Record<string, unknown> = {}) {
+    const dir = await tempDir();
+    const bytes = randomBytes(3 * partSize + 77);
+    const path = join(dir, 'f.bin');
+    await writeFile(path, bytes);
+    const s3 = new SdkS3Port(createS3Client({ endpoint: e.endpoint, region: 'us-east-1', credentials }));
+    const up = new Upload({ s3, file: path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: dir, ...extra });
+    const warnings: { code: string; message: string }[] = [];
+    up.on('warning', (w) => warnings.push(w));
+    return { done: up.done(), warnings, bytes };
+  }
+
+  test('R2: CRC32C as FULL_OBJECT refused, the upload is made COMPOSITE (said in a warning) and proven part by part; a type the user chose is never changed', async () => {
+    const t = await run(servers.r2!, 'r2/default.bin');
+    const r = await t.done;
+    assert.equal(r.verification.level, 'composite-checksum');
+    assert.ok(t.warnings.some((w) => w.code === 'CHECKSUM_TYPE_CHANGED' && /FULL_OBJECT/.test(w.message)), JSON.stringify(t.warnings));
+    const got = await emulatorClient(servers.r2!.endpoint).send(new GetObjectCommand({ Bucket, Key: 'r2/default.bin' }));
+    assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(t.bytes));
+    const pinned = await run(servers.r2!, 'r2/pinned.bin', { checksumType: 'FULL_OBJECT' });
+    await assert.rejects(pinned.done, (e: Error & { code?: string }) => {
+      assert.match(e.message, /refuses this checksum \(or its type\).*--checksum/);
+      return true;
+    });
+  });
+
+  test('B2: every x-amz-checksum-* header refused: the words say so and give --checksum (never "does not implement"); with --checksum none the MD5 ETags prove the object', async () => {
+    const t = await run(servers.b2!, 'b2/default.bin');
+    await assert.rejects(t.done, (e: Error) => {
+      assert.match(e.message, /Unsupported header/);
+      assert.match(e.message, /refuses this checksum.*--checksum \(crc64nvme; or none/);
+      assert.doesNotMatch(e.message, /does not implement|run the same command/);
+      return true;
+    });
+    const none = await run(servers.b2!, 'b2/none.bin', { checksumAlgorithm: 'none' });
+    const r = await none.done;
+    assert.equal(r.verification.level, 'multipart-etag');
+  });
+});

@@ -391,6 +391,7 @@ const NOT_ON_THIS_SERVER: Record<string, string> = {
   ListMultipartUploads: ': partwise ls, abort --all and abort --older-than need it; an upload with a journal still resumes, and is aborted by its key (partwise abort s3://bucket/key); --no-discover stops looking for uploads without one',
   ListParts: ': partwise cannot see which parts the server holds, so no upload resumes here; start over with --fresh, which sends the whole file again',
   CreateMultipartUpload: ': multipart uploads cannot be made here (a read-only bucket, or a server or policy without them); check the bucket and the server',
+  AbortMultipartUpload: ': the upload stays on the server until its own expiry or an operator removes it; its journal is kept (partwise upload --fresh lets it go and starts over)',
 };
 
 /**
@@ -400,6 +401,8 @@ const NOT_ON_THIS_SERVER: Record<string, string> = {
  */
 export function permanentRefusal(code: string, status: number | undefined, operation: string, message = ''): string | undefined {
   const after = NOT_ON_THIS_SERVER[operation] ?? ': running the same command again will not help';
+  const checksum = checksumRefusal(code, status, operation, message);
+  if (checksum) return checksum;
   if (code === 'NotImplemented' || status === 501) return `this server does not implement ${operation}${after}`;
   if (code === 'MethodNotAllowed' || status === 405) return `this server does not allow ${operation} here${after}`;
   if (code === 'EntityTooLarge' || status === 413) {
@@ -409,6 +412,21 @@ export function permanentRefusal(code: string, status: number | undefined, opera
   // Swift allows 1,000 parts, and answers part 1,001 with 400 InvalidArgument naming the part number.
   if (operation === 'UploadPart' && status === 400 && /part ?number/i.test(message)) return 'this server takes fewer parts than this upload needs: start over with --fresh and --max-parts set to its limit (or a larger --part-size)';
   return undefined;
+}
+
+const CARRY_CHECKSUMS = new Set(['CreateMultipartUpload', 'UploadPart', 'PutObject', 'CompleteMultipartUpload']);
+
+/**
+ * A server that will not take an additional checksum, or not of this type (R2 and Swift answer 501
+ * for some, B2 400 "Unsupported header 'x-amz-checksum-…'"): the request is fine without it, so
+ * the step is another --checksum, never "this server does not implement UploadPart". A checksum
+ * that did not match the bytes (BadDigest) is not this: a rerun reads the file again.
+ */
+export function checksumRefusal(code: string, status: number | undefined, operation: string, message: string): string | undefined {
+  if (!CARRY_CHECKSUMS.has(operation) || !(status === 400 || status === 501 || code === 'NotImplemented')) return undefined;
+  if (code === 'BadDigest' || code === 'InvalidDigest' || /mismatch|did not match/i.test(message) || !/checksum/i.test(message)) return undefined;
+  const step = operation === 'UploadPart' || operation === 'CompleteMultipartUpload' ? 'start over with --fresh and' : 'run it with';
+  return `this server refuses this checksum (or its type): ${step} another --checksum (crc64nvme; or none, and the evidence is the MD5 ETags)`;
 }
 
 /** The failure is a permanent refusal: running the same command again would meet it again. */

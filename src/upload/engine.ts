@@ -13,7 +13,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { EngineContext, stopFollowing } from './context.ts';
-import { CompleteFailedError, JournalCorruptError, JournalMismatchError, UploadNotAdoptableError, ObjectExistsError, ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload } from '../core/errors.ts';
+import { CompleteFailedError, JournalCorruptError, JournalMismatchError, UploadNotAdoptableError, ObjectExistsError, ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload, isPermanentRefusal } from '../core/errors.ts';
 import type { DiscoveryReport, UploadEvents, UploadResult } from './events.ts';
 import { fingerprint, fingerprintDifferences, openSource, type SourceFingerprint } from '../local/file-source.ts';
 import { abortMultipart, finish } from './finish.ts';
@@ -299,7 +299,13 @@ export class Upload extends EventEmitter<UploadEvents> {
 
   /** AbortMultipartUpload (tolerating one already gone) and the journal removed. */
   private async abandon(j: JournalData, journalPath: string): Promise<void> {
-    await abortMultipart(this.cx, j);
+    try {
+      await abortMultipart(this.cx, j);
+    } catch (err) {
+      // A server without Abort (s3rver) would make --fresh a dead end; the upload is said to stay.
+      if (!this.options.fresh || !isPermanentRefusal(err)) throw err;
+      this.cx.emit('warning', { code: 'ABORT_FAILED', message: `upload ${j.uploadId} could not be aborted (${(err as Error).message}); it stays on the server until the server's own expiry or an operator removes it; starting a new upload` });
+    }
     await deleteJournal(journalPath);
   }
 

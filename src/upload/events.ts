@@ -49,6 +49,8 @@ export type WarningCode =
   | 'SOURCE_MOVED'
   /** a resume keeps the upload's own part size, not the one asked for */
   | 'PART_SIZE_KEPT'
+  /** the server refused the FULL_OBJECT checksum type the run chose (R2 for CRC32/CRC32C): the upload is COMPOSITE */
+  | 'CHECKSUM_TYPE_CHANGED'
   /** a resume keeps the upload's own checksum algorithm */
   | 'CHECKSUM_KEPT'
   /** ListParts stopped advancing its marker; unlisted parts are sent again */

@@ -6,7 +6,7 @@
  */
 import { checksumTypeFor, etagsAreMd5, stripQuotes } from '../core/checksums.ts';
 import type { EngineContext } from './context.ts';
-import { JournalMismatchError, RemotePartsInconsistentError, S3RequestError, SettingsDifferError, UploadGoneError, answeredNoSuchKey, isNoSuchUpload, type ErrorContext } from '../core/errors.ts';
+import { JournalMismatchError, RemotePartsInconsistentError, S3RequestError, SettingsDifferError, UploadGoneError, answeredNoSuchKey, checksumRefusal, isNoSuchUpload, type ErrorContext } from '../core/errors.ts';
 import { assertSourceUnchanged, identityMoved, type SourceFingerprint } from '../local/file-source.ts';
 import type { LocalDigest } from '../core/hashing.ts';
 import { classifyError } from '../core/retry.ts';
@@ -79,23 +79,26 @@ export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPat
   const o = cx.o;
   const plan = planFor(fp.size, o);
   const alg = sendAlgorithm(o);
-  const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
+  let type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
   const settings = objectSettings(o, o.file);
   await loadSendHashers(alg);
-  // Recorded before Create: a stop between Create and the journal leaves a trail to the upload.
-  await writeIntent(journalPath, { bucket: o.bucket, key: o.key, createdAt: new Date().toISOString() });
-  const created = await createUpload(cx, journalPath, () =>
-    cx.s3.createMultipartUpload(
-      {
-        bucket: o.bucket,
-        key: o.key,
-        ...(alg && type ? { checksumAlgorithm: alg, checksumType: type } : {}),
-        settings,
-      },
-      cx.req,
-      cx.signal,
-    ),
-  );
+  const create = async (t: typeof type) => {
+    // Recorded before Create: a stop between Create and the journal leaves a trail to the upload.
+    await writeIntent(journalPath, { bucket: o.bucket, key: o.key, createdAt: new Date().toISOString() });
+    return createUpload(cx, journalPath, () => cx.s3.createMultipartUpload({ bucket: o.bucket, key: o.key, ...(alg && t ? { checksumAlgorithm: alg, checksumType: t } : {}), settings }, cx.req, cx.signal));
+  };
+  let created: Awaited<ReturnType<typeof create>>;
+  try {
+    created = await create(type);
+  } catch (err) {
+    // Cloudflare R2 takes CRC32 and CRC32C only as COMPOSITE: every part's checksum is still the
+    // server's to check and partwise's to prove, so the type is changed for the user, never when they chose it.
+    const refusedType = type === 'FULL_OBJECT' && o.checksumType === undefined && (alg === 'CRC32' || alg === 'CRC32C') && err instanceof S3RequestError && checksumRefusal(err.s3Code, err.httpStatus, err.operation, err.serverMessage ?? '');
+    if (!refusedType) throw err;
+    cx.emit('warning', { code: 'CHECKSUM_TYPE_CHANGED', message: `the server refused a FULL_OBJECT ${alg} upload (${err.serverMessage ?? err.s3Code}); using COMPOSITE ${alg}: each part's checksum is checked by the server and proven, and the object's is the checksum of those` });
+    type = 'COMPOSITE';
+    created = await create(type);
+  }
   const journal = newJournal(o, created, { endpoint, partSize: plan.partSize, partCount: plan.partCount, checksumAlgorithm: alg, checksumType: type, source: fp, settings });
   // On disk before the first part: a crash from here on leaves a resumable upload.
   await writeJournalAtomic(journalPath, journal);
