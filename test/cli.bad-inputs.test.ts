@@ -436,6 +436,7 @@ describe('bad inputs the gateway will not produce on demand (S3 emulator)', () =
       assert.equal(r.code, 1, r.stderr);
       oneClearLine(r, row.want);
       assert.doesNotMatch(r.stderr.replace(/Next: .*/s, ''), circular, r.stderr);
+      assert.doesNotMatch(r.stderr, /resume with:/, 'a permanent refusal is not resumable');
     }
     // The server's part limit, told: the upload is planned within it.
     const f = await file();
