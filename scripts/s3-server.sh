@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A real S3 server on loopback: Ceph 20 (Tentacle) RADOS Gateway from Debian sid's packages,
 # in a debootstrap chroot (bookworm's own Ceph 16 ignores S3 additional checksums).
+# PARTWISE_S3_SUITE=bookworm builds that Ceph 16 instead, in a chroot of its own, for the
+# conformance matrix (test/interop); with it, set other ports and PARTWISE_S3_STATE.
 #
 #   scripts/s3-server.sh start   build the chroot if missing, start mon + OSD + radosgw, write .local-s3/env
 #   scripts/s3-server.sh stop    stop only the processes this script started (by recorded PID)
@@ -15,8 +17,9 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-state="$here/.local-s3"
-chroot_dir="${PARTWISE_S3_CHROOT:-/var/lib/partwise/ceph-sid}"
+suite="${PARTWISE_S3_SUITE:-sid}"
+state="${PARTWISE_S3_STATE:-$here/.local-s3}"
+chroot_dir="${PARTWISE_S3_CHROOT:-/var/lib/partwise/ceph-$suite}"
 rgw_port="${PARTWISE_S3_PORT:-7490}"
 mon_port="${PARTWISE_S3_MON_PORT:-3310}"
 osd_port_min="${PARTWISE_S3_OSD_PORT_MIN:-7500}"
@@ -35,7 +38,7 @@ in_chroot() { chroot "$chroot_dir" "$@"; }
 
 build_chroot() {
   [ -f "$chroot_dir/.partwise-ready" ] && return 0
-  log "building the Ceph 20 chroot at $chroot_dir (about 1-2 minutes, once per machine)"
+  log "building the Ceph chroot ($suite) at $chroot_dir (about 1-2 minutes, once per machine)"
   if ! command -v debootstrap >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
@@ -44,7 +47,7 @@ build_chroot() {
   local tmp="$chroot_dir.build"
   rm -rf "$tmp"
   mkdir -p "$(dirname "$chroot_dir")"
-  debootstrap --variant=minbase sid "$tmp" "$mirror" >"$state/debootstrap.log" 2>&1 \
+  debootstrap --variant=minbase "$suite" "$tmp" "$mirror" >"$state/debootstrap.log" 2>&1 \
     || { tail -20 "$state/debootstrap.log" >&2; die "debootstrap failed (log: $state/debootstrap.log)"; }
   printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"; chmod +x "$tmp/usr/sbin/policy-rc.d"
   cp /etc/resolv.conf "$tmp/etc/resolv.conf" 2>/dev/null || true
@@ -246,6 +249,11 @@ start() {
   nohup chroot "$chroot_dir" ceph-osd -c "$conf" -f -i "$id" >"$host_lab/osd.out" 2>&1 9>&- &
   echo $! >"$state/osd.pid"
   wait_for 60 "the OSD" sh -c "chroot '$chroot_dir' ceph -c '$conf' osd stat -f json | grep -q '\"num_up_osds\":1'"
+  # Pacific's radosgw names its threads through /proc/self/task/*/comm and aborts without /proc
+  # (rgw_notify.cc: FAILED ceph_assert(rc == 0)); Tentacle's does not need it.
+  if [ "$suite" != sid ] && ! mountpoint -q "$chroot_dir/proc"; then
+    mount -t proc proc "$chroot_dir/proc" && touch "$state/proc-mounted"
+  fi
   nohup chroot "$chroot_dir" radosgw -c "$conf" -f -n client.rgw.a >"$host_lab/rgw.out" 2>&1 9>&- &
   echo $! >"$state/rgw.pid"
   wait_for 90 "radosgw HTTP" http_up
@@ -274,7 +282,10 @@ kill_wait() { # kill_wait NAME GRACE_SECONDS
   rm -f "$state/$1.pid"
 }
 
-stop_quiet() { kill_wait rgw 3; kill_wait osd 10; kill_wait mon 10; }
+stop_quiet() {
+  kill_wait rgw 3; kill_wait osd 10; kill_wait mon 10
+  if [ -f "$state/proc-mounted" ]; then umount "$chroot_dir/proc" 2>/dev/null || true; rm -f "$state/proc-mounted"; fi
+}
 
 stop() {
   mkdir -p "$state"

@@ -568,7 +568,7 @@ export class S3Emulator {
     this.uploads.delete(uploadId);
     const body =
       `<CompleteMultipartUploadResult>${el('Location', `${this.endpoint}/${u.bucket}/${u.key}`)}${el('Bucket', u.bucket)}${el('Key', u.key)}${el('ETag', `"${etag}"`)}` +
-      `${el(`Checksum${algorithm}`, checksum)}${el('ChecksumType', type)}</CompleteMultipartUploadResult>`;
+      `${this.options.checksums === 'ignored' ? '' : `${el(`Checksum${algorithm}`, checksum)}${el('ChecksumType', type)}`}</CompleteMultipartUploadResult>`;
     const headers = sseHeaders(u);
     this.completed.set(uploadId, { body, headers, partsXml: c.body.toString('utf8') });
     return { headers, body };
