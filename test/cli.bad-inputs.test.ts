@@ -463,6 +463,19 @@ describe('bad inputs the gateway will not produce on demand (S3 emulator)', () =
     assert.equal(still.Uploads?.length ?? 0, 0, 'the upload is gone from the server');
   });
 
+  test('abort s3://bucket/key --all on a server that does not list uploads: the journaled upload is still aborted, and exit 1 says the server\'s own list could not be read', async () => {
+    const f = await file();
+    const p = await drive(up(f, 'unlisted/all'), env(f.dir), (e, c) => e.event === 'part-done' && c.kill('SIGINT'));
+    assert.equal(p.code, 130);
+    const uploadId = p.events.find((e) => e.event === 'plan')!.uploadId as string;
+    const r = await withFault({ op: 'ListMultipartUploads', times: 1000, action: { type: 'error', status: 501, code: 'NotImplemented' } }, () => runCli(['abort', `s3://${Bucket}/unlisted/all`, '--all'], env(f.dir)));
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stdout, new RegExp(`Aborted upload ${uploadId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    assert.match(r.stderr, /could not be read.*uploads no journal knows may remain/);
+    const still = await emulatorClient(emu.endpoint).send(new ListMultipartUploadsCommand({ Bucket, Prefix: 'unlisted/all' }));
+    assert.equal(still.Uploads?.length ?? 0, 0, 'the journaled upload is gone from the server');
+  });
+
   test('bad input: a server out of space (507 InsufficientCapacity) → not retried as a passing fault; a resumable error that says so (exit 1)', async () => {
     const f = await file();
     const from = emu.count('UploadPart', 2);

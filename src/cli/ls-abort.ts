@@ -1,6 +1,7 @@
 /** `partwise ls` and `partwise abort`: the incomplete uploads on the server, and removing them. */
 import { abortUploads, listIncompleteUploads, readAllJournals } from '../upload/inspect.ts';
 import { defaultStateDir } from '../local/journal.ts';
+import { isPermanentRefusal } from '../core/errors.ts';
 import { parseS3Url, port, requestOptions, UsageError, type Values } from './args.ts';
 import { EXIT, type Out } from './output.ts';
 import { abortShared } from './shared.ts';
@@ -41,13 +42,23 @@ export async function cmdAbort(pos: string[], v: Values, out: Out): Promise<numb
   // A shared upload's key: its plan names the upload, and goes with it.
   if (!v['upload-id'] && (await abortShared(v, bucket, key, out))) return EXIT.ok;
   let targets: { key: string; uploadId: string }[];
+  let unlisted: string | undefined;
   if (v['upload-id']) targets = [{ key, uploadId: v['upload-id'] }];
   else {
     // The journals are the first source: an upload this machine started is found by its key even
     // where the server does not list uploads (or not yet).
     const endpoint = await s3.describeEndpoint();
     const journaled = [...new Set((await readAllJournals(stateDir)).filter((j) => j.data.bucket === bucket && j.data.key === key && j.data.endpoint === endpoint).map((j) => j.data.uploadId))];
-    const rows = journaled.length && !v.all ? [] : (await listIncompleteUploads(s3, bucket, key, stateDir, req)).filter((r) => r.key === key);
+    let rows: Awaited<ReturnType<typeof listIncompleteUploads>> = [];
+    if (!journaled.length || v.all) {
+      try {
+        rows = (await listIncompleteUploads(s3, bucket, key, stateDir, req)).filter((r) => r.key === key);
+      } catch (err) {
+        // --all on a server without the listing: what the journals know is still aborted, and the rest said.
+        if (!journaled.length || !isPermanentRefusal(err)) throw err;
+        unlisted = (err as Error).message;
+      }
+    }
     targets = [...journaled.map((uploadId) => ({ key, uploadId })), ...(v.all ? rows.filter((r) => !journaled.includes(r.uploadId)) : [])];
     if (!v.all && targets.length === 0) {
       const hint = rows.length ? ` The server has ${rows.length} upload(s) for this key that no local journal knows: ${rows.map((r) => r.uploadId).join(', ')}; name one with --upload-id, or use --all.` : '';
@@ -59,6 +70,10 @@ export async function cmdAbort(pos: string[], v: Values, out: Out): Promise<numb
   for (const id of aborted) {
     if (out.json) out.line({ event: 'aborted', bucket, key, uploadId: id });
     else out.say(`Aborted upload ${id} of s3://${bucket}/${key}`);
+  }
+  if (unlisted) {
+    process.stderr.write(`partwise: the journaled upload(s) were aborted, but the server's own list of uploads could not be read (${unlisted}): uploads no journal knows may remain\n`);
+    return EXIT.failure;
   }
   return EXIT.ok;
 }
