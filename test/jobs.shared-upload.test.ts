@@ -349,3 +349,35 @@ test('finish checks each part as the plan says: a part of another size (another 
   assert.equal(await openUploads(bucket), 1, 'nothing completed');
   assert.ok(await abandonSharedUpload(base));
 });
+
+test('the whole pipeline run again after a finish removed its records (a rerun script, a requeued array): plan proves the object from the file and writes a finished record instead of a new upload; the workers then prove it and send nothing; finish proves it and removes the record. A changed file is planned anew', async () => {
+  const { bucket, f, s3, counts } = await setup();
+  const base = { s3, bucket, key: 'rerun.dump', partSize: 5 * MiB };
+  await planSharedUpload({ ...base, file: f.path, workers: 2 });
+  for (let i = 0; i < 2; i++) await new SharedWorker({ ...base, file: f.path, worker: i, workers: 2 }).done();
+  await finishSharedUpload(base);
+  assert.deepEqual(await keysUnder(bucket, 'rerun.dump.partwise/'), [], 'records removed after success');
+  const creates = counts.CreateMultipartUpload!;
+  const parts = counts.UploadPart;
+
+  const again = await planSharedUpload({ ...base, file: f.path, workers: 2 });
+  assert.equal(again.finished, true, 'the object at the key is proven this file');
+  assert.equal(counts.CreateMultipartUpload, creates, 'no new upload');
+  assert.equal(await openUploads(bucket), 0);
+  for (let i = 0; i < 2; i++) {
+    const w = await new SharedWorker({ ...base, file: f.path, worker: i, workers: 2 }).done();
+    assert.equal(w.bytesSent, 0);
+  }
+  const fin = await finishSharedUpload(base);
+  assert.equal(fin.alreadyComplete, true);
+  assert.equal(fin.verification.level, 'full-object-checksum');
+  assert.equal(counts.UploadPart, parts, 'nothing sent again');
+  assert.deepEqual(await keysUnder(bucket, 'rerun.dump.partwise/'), [], 'the finished record removed again');
+
+  // Another version of the file (same size, other bytes): not proven, so a new plan and upload.
+  await writeFile(f.path, randomBytes(f.bytes.length));
+  const next = await planSharedUpload({ ...base, file: f.path, workers: 2 });
+  assert.equal(next.finished, false);
+  assert.equal(counts.CreateMultipartUpload, creates + 1);
+  await abandonSharedUpload(base);
+});

@@ -36,6 +36,8 @@ import { abortMultipart, finish } from '../upload/finish.ts';
 import { loadSendHashers, planFor, validateOptions, type EngineOptions } from '../upload/options.ts';
 import { ProgressTracker } from '../upload/progress.ts';
 import { sendParts } from '../upload/send.ts';
+import { lookAtKey } from '../upload/discover.ts';
+import { settingsNotCarried } from '../upload/read-back.ts';
 import { newJournal, verifyListed } from '../upload/session.ts';
 import type { Session } from '../upload/types.ts';
 import type { LocalDigest } from '../core/hashing.ts';
@@ -189,6 +191,41 @@ export async function planSharedUpload(o: SharedOptions & { workers: number }): 
     const { deleteObject } = needObjects(cx.s3);
     await cx.retry(() => deleteObject({ bucket: o.bucket, key: planKey(o.key) }, cx.req, cx.signal));
   } else if (existing) return { plan: await reuse(cx, existing, wanted, o.partSize !== undefined), reused: true, finished: false, planKey: planKey(o.key) };
+  else {
+    // No plan: a first run, or the pipeline run again after a finish removed its records. An
+    // object at the key proven to be this file (one pass over it, as a single upload's rerun), with
+    // the settings asked for, is not uploaded again: a finished record takes the plan's place, so
+    // the workers and finish, run again, prove it and do nothing (finish then removes it).
+    const look = await lookAtKey(cx);
+    const shown = look.head?.checksums[alg];
+    if (look.present && look.head && shown && look.head.checksumType !== 'COMPOSITE' && (await settingsNotCarried(cx, look.head, o.file)) === undefined) {
+      const record: SharedPlan = {
+        format: 'partwise-plan',
+        version: 1,
+        bucket: o.bucket,
+        key: o.key,
+        uploadId: 'none (the object was found finished at the key)',
+        createdAt: new Date().toISOString(),
+        workers: o.workers,
+        size: fp.size,
+        partSize: layout.partSize,
+        partCount: layout.partCount,
+        checksumAlgorithm: alg,
+        checksumType: 'FULL_OBJECT',
+        source: { name: basename(fp.path), size: fp.size, mtimeMs: fp.mtimeMs, samples },
+        settings,
+        finished: { checksum: shown, etag: stripQuotes(look.head.etag), finishedAt: new Date().toISOString() },
+      };
+      try {
+        await writeJson(cx, planKey(o.key), record, true);
+        return { plan: record, reused: false, finished: true, planKey: planKey(o.key) };
+      } catch (err) {
+        if (!(err instanceof S3RequestError && err.httpStatus === 412)) throw err;
+        // Another plan step wrote first: theirs is judged as any plan found.
+        return planSharedUpload(o);
+      }
+    }
+  }
 
   await loadSendHashers(alg);
   const created = await cx.retry(() => cx.s3.createMultipartUpload({ bucket: o.bucket, key: o.key, checksumAlgorithm: alg, checksumType: 'FULL_OBJECT', settings }, cx.req, cx.signal));
