@@ -19,7 +19,8 @@ const RANK: Record<string, number> = { core: 0, s3: 1, local: 1, upload: 2, jobs
 const MAIN: Record<string, string> = { core: 'core/planner.ts', s3: 's3/port.ts', local: 'local/journal.ts', upload: 'upload/engine.ts', jobs: 'jobs/folder-job.ts', cli: 'cli/main.ts' };
 
 function files(dir = SRC): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [relative(SRC, join(dir, e.name))] : []));
+  // .mts and .cts compile too; a declaration file ties nothing at run time.
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : /\.[cm]?ts$/.test(e.name) && !e.name.endsWith('.d.ts') ? [relative(SRC, join(dir, e.name))] : []));
 }
 
 /**
@@ -66,10 +67,14 @@ export function tiesOf(text: string, fileName = 'x.ts'): { specs: string[]; unre
       const isImport = callee.kind === ts.SyntaxKind.ImportKeyword;
       // require(x), or createRequire(url)(x) called at once
       const isRequire = (ts.isIdentifier(callee) && requires.has(callee.text)) || (ts.isCallExpression(callee) && ts.isIdentifier(callee.expression) && callee.expression.text === 'createRequire');
-      if (isImport || isRequire) take(n.arguments[0], n);
+      // import.meta.resolve(x) names a module as surely as import(x)
+      const isResolve = callee.getText() === 'import.meta.resolve';
+      if (isImport || isRequire || isResolve) take(n.arguments[0], n);
     } else if (ts.isNewExpression(n) && ts.isIdentifier(n.expression) && n.expression.text === 'URL' && n.arguments?.length === 2 && n.arguments[1]!.getText() === 'import.meta.url') {
       const v = literal(n.arguments[0]);
-      if (v?.startsWith('.')) specs.push(v);
+      if (v === undefined) unreadable.push(`${where(n)} ${n.getText().slice(0, 60)}`);
+      // a module (a worker's script); a data file beside the code (package.json) is no tie
+      else if (v.startsWith('.') && /\.[cm]?[jt]s$/.test(v)) specs.push(v);
     }
     ts.forEachChild(n, visit);
   };
@@ -89,6 +94,26 @@ function importsOf(file: string): { local: string[]; packages: string[]; unreada
 }
 
 const folderOf = (f: string) => (f.includes('/') ? f.slice(0, f.indexOf('/')) : '.');
+
+/**
+ * What core/ may import besides core/: the libraries that hash bytes (and node:module, to load the
+ * native one), node:path for string work, p-limit's types. Nothing that reads a file, opens a
+ * socket, starts a thread or a process: core makes no I/O, and a test can run it with no server.
+ */
+const CORE_PACKAGES = new Set(['node:crypto', 'node:zlib', 'node:module', '@node-rs/crc32', 'hash-wasm', '@aws-crypto/crc32c', '@aws-crypto/sha256-js', '@aws-crypto/crc32', 'node:path', 'p-limit']);
+
+test('layers: core/ imports no package that does I/O (only the hashing libraries, node:path and p-limit\'s types)', () => {
+  const wrong = files()
+    .filter((f) => folderOf(f) === 'core')
+    .flatMap((f) => importsOf(f).packages.filter((p) => !CORE_PACKAGES.has(p)).map((p) => `${f} → ${p}`));
+  assert.deepEqual(wrong, []);
+});
+
+test('layers: no file imports partwise by its own package name or a # subpath (a tie to everything that no folder rule could see)', () => {
+  const self = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).name as string;
+  const wrong = files().flatMap((f) => importsOf(f).packages.filter((p) => p === self || p.startsWith(`${self}/`) || p.startsWith('#')).map((p) => `${f} → ${p}`));
+  assert.deepEqual(wrong, []);
+});
 
 test('layers: every source file lives in a layer folder (only index.ts and bin.ts at the top)', () => {
   for (const f of files()) {
@@ -170,10 +195,12 @@ test('layers: the tie reader finds every form a tie can take (so the layer tests
       "let w: typeof import('hash-wasm');",
       "const u = new URL('./worker.js', import.meta.url);",
       'const x = await import(someName);',
+      "const y = import.meta.resolve('../upload/e.ts');",
+      'const z = new URL(`../upload/${n}.ts`, import.meta.url);',
     ].join('\n'),
   );
-  assert.deepEqual(t.specs.sort(), ['../cli/c.ts', '../jobs/b.ts', '../upload/a.ts', '../upload/d.ts', './side-effect.ts', './worker.js', '@aws-sdk/client-s3', '@aws-sdk/client-s3', '@aws-sdk/lib-storage', 'hash-wasm'].sort());
-  assert.deepEqual(t.unreadable, ['x.ts:13 import(someName)']);
+  assert.deepEqual(t.specs.sort(), ['../cli/c.ts', '../jobs/b.ts', '../upload/a.ts', '../upload/d.ts', '../upload/e.ts', './side-effect.ts', './worker.js', '@aws-sdk/client-s3', '@aws-sdk/client-s3', '@aws-sdk/lib-storage', 'hash-wasm'].sort());
+  assert.deepEqual(t.unreadable, ['x.ts:13 import(someName)', 'x.ts:15 new URL(`../upload/${n}.ts`, import.meta.url)']);
   assert.equal(t.sdkStrings, 2);
 });
 

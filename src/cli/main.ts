@@ -27,9 +27,9 @@ function isDirectory(path: string): boolean {
 }
 
 function version(): string {
-  for (const rel of ['../../../package.json', '../../package.json']) {
+  for (const url of [new URL('../../../package.json', import.meta.url), new URL('../../package.json', import.meta.url)]) {
     try {
-      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
+      return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
     } catch {
       /* try the next layout (built vs. source) */
     }
