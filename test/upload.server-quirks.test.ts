@@ -239,3 +239,37 @@ describe('servers that take checksums only their way (Cloudflare R2, Backblaze B
     assert.equal(r.verification.level, 'multipart-etag');
   });
 });
+
+describe('a NoSuchKey from ListParts that passes (a server catching up just after a write)', () => {
+  let emu: S3Emulator;
+  before(async () => {
+    emu = await S3Emulator.start({ minPartSize: partSize });
+    await emulatorClient(emu.endpoint).send(new CreateBucketCommand({ Bucket }));
+  });
+  after(() => emu.close());
+
+  test('is never the end of a live upload: asked again, the upload is listed; the run stops resumable with the upload and journal kept, and the next run resumes it', async () => {
+    const dir = await tempDir();
+    const bytes = randomBytes(4 * partSize + 9);
+    const path = join(dir, 'f.bin');
+    await writeFile(path, bytes);
+    const s3 = new SdkS3Port(createS3Client({ endpoint: emu.endpoint, region: 'us-east-1', credentials }));
+    const ac = new AbortController();
+    const first = new Upload({ s3, file: path, bucket: Bucket, key: 'passing/f.bin', partSize, minPartSize: 1, stateDir: dir, concurrency: 1, signal: ac.signal });
+    first.on('part-done', () => ac.abort());
+    await assert.rejects(first.done());
+    const uploadId = (await emulatorClient(emu.endpoint).send(new ListMultipartUploadsCommand({ Bucket, Prefix: 'passing/' }))).Uploads![0]!.UploadId!;
+    const once = { op: 'ListParts' as const, times: 1, action: { type: 'error' as const, status: 404, code: 'NoSuchKey', message: 'The specified key does not exist.' } };
+    await emu.withFault(once, () =>
+      assert.rejects(new Upload({ s3, file: path, bucket: Bucket, key: 'passing/f.bin', partSize, minPartSize: 1, stateDir: dir }).done(), (e: Error & { resumable?: boolean }) => {
+        assert.equal(e.resumable, true, e.message);
+        assert.match(e.message, /passing answer/);
+        return true;
+      }),
+    );
+    assert.equal(emu.count('AbortMultipartUpload'), 0, 'the live upload was not aborted');
+    const r = await new Upload({ s3, file: path, bucket: Bucket, key: 'passing/f.bin', partSize, minPartSize: 1, stateDir: dir }).done();
+    assert.equal(r.uploadId, uploadId, 'the same upload resumed');
+    assert.ok(r.partsSkipped >= 1);
+  });
+});

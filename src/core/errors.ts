@@ -370,9 +370,9 @@ export class S3RequestError extends PartwiseError {
   /** the server's own words (its error Message), when it gave any beyond the code */
   readonly serverMessage: string | undefined;
 
-  constructor(args: { operation: string; s3Code: string; httpStatus?: number; requestId?: string; message?: string; context?: ErrorContext; cause?: unknown }) {
+  constructor(args: { operation: string; s3Code: string; httpStatus?: number; requestId?: string; message?: string; context?: ErrorContext; cause?: unknown; resumable?: boolean }) {
     const serverMessage = args.message && args.message !== 'UnknownError' && args.message !== args.s3Code ? args.message : undefined;
-    super('S3_REQUEST_FAILED', `${args.operation} failed: ${failureWords({ ...args, serverMessage })}`, { context: args.context, cause: args.cause });
+    super('S3_REQUEST_FAILED', `${args.operation} failed: ${failureWords({ ...args, serverMessage })}`, { context: args.context, cause: args.cause, ...(args.resumable ? { resumable: true } : {}) });
     this.operation = args.operation;
     this.s3Code = args.s3Code;
     this.httpStatus = args.httpStatus;
@@ -517,6 +517,10 @@ export function s3Advice(code: string, status: number | undefined, operation: st
       return "the configured credentials could not be loaded (the SDK's message says why): fix that source (an SSO profile: aws sso login; the profile's name; its credential_process), then run the same command";
     case 'NoSuchUpload':
       return 'the server no longer has this multipart upload';
+    case 'NoSuchKey':
+      // Only said of ListParts once the server, asked again, listed the upload (session.ts).
+      if (operation === 'ListParts') return 'a passing answer: the server listed the upload when asked again a moment later; the upload and its journal are kept: run the same command to resume';
+      break;
     case 'ECONNREFUSED':
       return "nothing answers at the endpoint: check --endpoint / AWS_ENDPOINT_URL / the profile's endpoint_url and that the server is up, then run the same command";
     case 'ENOTFOUND':

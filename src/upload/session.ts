@@ -9,7 +9,7 @@ import type { EngineContext } from './context.ts';
 import { JournalMismatchError, RemotePartsInconsistentError, S3RequestError, SettingsDifferError, UploadGoneError, answeredNoSuchKey, checksumRefusal, isNoSuchUpload, type ErrorContext } from '../core/errors.ts';
 import { assertSourceUnchanged, identityMoved, type SourceFingerprint } from '../local/file-source.ts';
 import type { LocalDigest } from '../core/hashing.ts';
-import { classifyError } from '../core/retry.ts';
+import { classifyError, sleep } from '../core/retry.ts';
 import { JOURNAL_SCHEMA, removeIntent, writeIntent, writeJournalAtomic, type JournalData, type JournalPart } from '../local/journal.ts';
 import { listAllParts, listPartsCaller, type ListAllResult } from '../s3/list-parts.ts';
 import { hasExplicitSettings, objectSettings, settingsDiff } from '../core/object-settings.ts';
@@ -300,6 +300,14 @@ export async function resume(
  * parts it holds): said so, and the upload, which no run could resume here, is not left open.
  */
 async function goneOrNoListParts(cx: EngineContext, j: JournalData, listErr: unknown): Promise<void> {
+  // Asked again a moment later first: a server catching up just after a write may say NoSuchKey
+  // once, and the abort below would end a live upload for it.
+  await sleep(1000, cx.signal);
+  const listed = await cx.s3.listParts({ bucket: j.bucket, key: j.key, uploadId: j.uploadId, maxParts: 1 }, cx.req, cx.signal).then(
+    () => true,
+    () => false,
+  );
+  if (listed) throw new S3RequestError({ operation: 'ListParts', s3Code: 'NoSuchKey', httpStatus: 404, message: `NoSuchKey for upload ${j.uploadId}, which it then listed`, cause: listErr, context: cx.errorContext({ uploadId: j.uploadId }), resumable: true });
   try {
     await cx.retry(() => cx.s3.abortMultipartUpload({ bucket: j.bucket, key: j.key, uploadId: j.uploadId }, cx.req));
   } catch (err) {
