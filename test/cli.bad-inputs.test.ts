@@ -463,6 +463,23 @@ describe('bad inputs the gateway will not produce on demand (S3 emulator)', () =
     assert.equal(still.Uploads?.length ?? 0, 0, 'the upload is gone from the server');
   });
 
+  test('abort s3://bucket/key uses only the journals of this endpoint: a journal for the same bucket and key on another server is neither aborted there nor deleted', async () => {
+    const f = await file();
+    const p = await drive(up(f, 'elsewhere/k'), env(f.dir), (e, c) => e.event === 'part-done' && c.kill('SIGINT'));
+    assert.equal(p.code, 130);
+    const other = await S3Emulator.start();
+    try {
+      await emulatorClient(other.endpoint).send(new CreateBucketCommand({ Bucket }));
+      const r = await runCli(['abort', `s3://${Bucket}/elsewhere/k`], { ...env(f.dir), AWS_ENDPOINT_URL: other.endpoint });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /no journaled upload/);
+      assert.equal(other.count('AbortMultipartUpload'), 0, 'nothing aborted on the other server');
+    } finally {
+      await other.close();
+    }
+    assert.equal((await readdir(f.dir)).filter((n) => n.endsWith('.json')).length, 1, 'the journal of the first server is kept');
+  });
+
   test('abort s3://bucket/key --all on a server that does not list uploads: the journaled upload is still aborted, and exit 1 says the server\'s own list could not be read', async () => {
     const f = await file();
     const p = await drive(up(f, 'unlisted/all'), env(f.dir), (e, c) => e.event === 'part-done' && c.kill('SIGINT'));
