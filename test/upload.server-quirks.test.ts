@@ -11,9 +11,10 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { CreateBucketCommand, GetObjectCommand, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { Upload } from '../src/index.ts';
+import { FolderJob, StreamUpload, Upload } from '../src/index.ts';
 import { SdkS3Port, createS3Client } from '../src/s3/adapter.ts';
 import { emulatorClient } from './emulator/client.ts';
 import { S3Emulator } from './emulator/server.ts';
@@ -226,8 +227,14 @@ describe('servers that take checksums only their way (Cloudflare R2, Backblaze B
     });
   });
 
-  test('B2: every x-amz-checksum-* header refused: the words say so and give --checksum (never "does not implement"); with --checksum none the MD5 ETags prove the object', async () => {
-    const t = await run(servers.b2!, 'b2/default.bin');
+  test('B2: every x-amz-checksum-* header refused: with no checksum chosen, the upload goes without (CHECKSUM_REFUSED) and the MD5 ETags prove it; a checksum the user chose is refused in words that give --checksum (never "does not implement")', async () => {
+    const d = await run(servers.b2!, 'b2/default.bin');
+    const byDefault = await d.done;
+    assert.equal(byDefault.verification.level, 'multipart-etag');
+    assert.ok(d.warnings.some((w) => w.code === 'CHECKSUM_REFUSED'), JSON.stringify(d.warnings));
+    const got = await emulatorClient(servers.b2!.endpoint).send(new GetObjectCommand({ Bucket, Key: 'b2/default.bin' }));
+    assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(d.bytes));
+    const t = await run(servers.b2!, 'b2/chosen.bin', { checksumAlgorithm: 'CRC32C' });
     await assert.rejects(t.done, (e: Error) => {
       assert.match(e.message, /Unsupported header/);
       assert.match(e.message, /refuses this checksum.*--checksum \(crc64nvme; or none/);
@@ -237,6 +244,34 @@ describe('servers that take checksums only their way (Cloudflare R2, Backblaze B
     const none = await run(servers.b2!, 'b2/none.bin', { checksumAlgorithm: 'none' });
     const r = await none.done;
     assert.equal(r.verification.level, 'multipart-etag');
+  });
+
+  test('B2, a stream with no checksum chosen: it goes without one (CHECKSUM_REFUSED) and the multipart ETag proves it', async () => {
+    const bytes = randomBytes(3 * partSize + 11);
+    const s3 = new SdkS3Port(createS3Client({ endpoint: servers.b2!.endpoint, region: 'us-east-1', credentials }));
+    const up = new StreamUpload({ s3, source: Readable.from([bytes]), bucket: Bucket, key: 'b2/stream.bin', partSize, minPartSize: 1 });
+    const warnings: string[] = [];
+    up.on('warning', (w) => warnings.push(w.code));
+    const r = await up.done();
+    assert.equal(r.verification.level, 'multipart-etag');
+    assert.ok(warnings.includes('CHECKSUM_REFUSED'), warnings.join());
+  });
+
+  test('B2, a folder job with no checksum chosen: small files and multipart ones go without, each proven by its MD5 ETag, exit 0 material (nothing failed)', async () => {
+    const dir = await tempDir();
+    const small = randomBytes(1000);
+    const big = randomBytes(2 * partSize + 3);
+    await writeFile(join(dir, 'small.txt'), small);
+    await writeFile(join(dir, 'big.bin'), big);
+    const s3 = new SdkS3Port(createS3Client({ endpoint: servers.b2!.endpoint, region: 'us-east-1', credentials }));
+    const state = await tempDir();
+    const job = new FolderJob({ s3, dir, bucket: Bucket, prefix: 'b2tree/', partSize, minPartSize: 1, stateDir: state });
+    const warnings: string[] = [];
+    job.on('warning', (w) => warnings.push(w.code));
+    const r = await job.done();
+    assert.equal(r.failed, 0, JSON.stringify(r.outcomes.map((f) => f.error)));
+    assert.deepEqual(r.outcomes.map((f) => f.verificationLevel).sort(), ['multipart-etag', 'object-md5']);
+    assert.ok(warnings.includes('CHECKSUM_REFUSED'), warnings.join());
   });
 });
 

@@ -35,6 +35,7 @@ import { abortUploads } from '../upload/inspect.ts';
 import { objectSettings } from '../core/object-settings.ts';
 import { settingsNotCarried } from '../upload/read-back.ts';
 import { DEFAULT_STREAM_PARTS_ABOVE, loadSendHashers, requestOptions, sendAlgorithm, validateOptions } from '../upload/options.ts';
+import { checksumLeftToPartwise, refusedChecksum } from '../upload/session.ts';
 import { DEFAULT_PART_SIZE } from '../core/planner.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
 
@@ -68,6 +69,14 @@ export class FolderJob extends EventEmitter<JobEvents> {
   private running: Promise<JobSummary> | undefined;
   /** learned from the first answer: the server checks and echoes checksums, so MD5 is not needed */
   private serverChecksums = false;
+  /** the server refused an additional checksum the user never chose (B2): the job's small files go without */
+  private checksumsRefused = false;
+
+  private refuseChecksums(err: S3RequestError): void {
+    if (this.checksumsRefused) return;
+    this.checksumsRefused = true;
+    this.emit('warning', { code: 'CHECKSUM_REFUSED', message: `the server refuses additional checksums (${err.serverMessage ?? err.s3Code}); files go without one: the MD5 the server checks and its MD5 ETag are the evidence (--checksum none says this up front)` });
+  }
   private hashWorkers = 1;
   private endpoint = '';
   private progress: JobProgress = { files: 0, filesDone: 0, bytesTotal: 0, bytesDone: 0, bytesSent: 0 };
@@ -358,7 +367,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
   private async single(p: Planned, acked: { bytes: number }): Promise<Sent> {
     const o = this.options;
     const cx = this.context(p);
-    const alg = sendAlgorithm(cx.o);
+    let alg = this.checksumsRefused ? null : sendAlgorithm(cx.o);
     const ctx = cx.errorContext();
     return this.limiter(async () => {
       const fh = await openSource(p.file);
@@ -377,10 +386,9 @@ export class FolderJob extends EventEmitter<JobEvents> {
         await this.assertUnchanged(p, ctx);
         const body = prepared.body;
         const d = prepared.digest;
-        const checksum = alg && d.checksum ? d.checksum.toString('base64') : undefined;
-        let r;
-        try {
-          r = await cx.retry(() =>
+        let checksum = alg && d.checksum ? d.checksum.toString('base64') : undefined;
+        const put = () =>
+          cx.retry(() =>
             cx.s3.putObject(
               {
                 bucket: o.bucket,
@@ -396,6 +404,19 @@ export class FolderJob extends EventEmitter<JobEvents> {
               cx.signal,
             ),
           );
+        let r;
+        try {
+          try {
+            r = await put();
+          } catch (err) {
+            // Backblaze B2 refuses every x-amz-checksum-* header: the checksum the user never chose is
+            // dropped for this job, and the Content-MD5 the server checks and its MD5 ETag are the evidence.
+            if (!(alg && d.md5Hex && checksumLeftToPartwise(o) && refusedChecksum(err))) throw err;
+            this.refuseChecksums(err);
+            alg = null;
+            checksum = undefined;
+            r = await put();
+          }
         } catch (err) {
           if (!(o.noOverwrite && err instanceof S3RequestError && err.httpStatus === 412)) throw err;
           // Refused by If-None-Match: fine only if what is there is this file with these settings (a run

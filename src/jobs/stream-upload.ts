@@ -24,7 +24,7 @@ import { S3_MAX_PARTS, type PartPlan } from '../core/planner.ts';
 import { ProgressTracker } from '../upload/progress.ts';
 import { uploadResult } from '../upload/result.ts';
 import { checkAnswer } from '../upload/send.ts';
-import { newJournal } from '../upload/session.ts';
+import { createChoosingChecksum, newJournal } from '../upload/session.ts';
 import type { Session } from '../upload/types.ts';
 
 export interface StreamUploadOptions extends Omit<EngineOptions, 'file' | 'fresh' | 'discover' | 'uploadId' | 'stateDir' | 'hashWorkers' | 'streamPartsAbove'> {
@@ -80,13 +80,12 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
     const maxParts = o.maxParts ?? S3_MAX_PARTS;
     const sized = planFor(o.expectedSize ?? o.maxSize ?? 0, { ...o, maxParts });
     const partSize = sized.partSize;
-    const alg = sendAlgorithm(cx.o);
-    const type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
-    await loadSendHashers(alg);
+    const wanted = sendAlgorithm(cx.o);
+    await loadSendHashers(wanted);
     if (o.noOverwrite && (await lookAtKey(cx, { existsOnly: true })).exists) throw new ObjectExistsError(cx.errorContext(), 'before');
     const settings = objectSettings(o, undefined);
-    const created = await cx.retry(() =>
-      cx.s3.createMultipartUpload({ bucket: o.bucket, key: o.key, ...(alg && type ? { checksumAlgorithm: alg, checksumType: type } : {}), settings }, cx.req, cx.signal),
+    const { created, alg, type } = await createChoosingChecksum(cx, wanted, wanted ? (o.checksumType ?? checksumTypeFor(wanted)) : null, (a, t) =>
+      cx.retry(() => cx.s3.createMultipartUpload({ bucket: o.bucket, key: o.key, ...(a && t ? { checksumAlgorithm: a, checksumType: t } : {}), settings }, cx.req, cx.signal)),
     );
     // The journal's shape, kept in memory only: a stream cannot be resumed.
     const j = newJournal(cx.o, created, { endpoint: '', partSize, partCount: 0, checksumAlgorithm: alg, checksumType: type, source: { path: '-', size: 0, mtimeMs: 0, ctimeMs: 0, ino: 0, dev: 0 }, settings });

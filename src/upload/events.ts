@@ -51,6 +51,8 @@ export type WarningCode =
   | 'PART_SIZE_KEPT'
   /** the server refused the FULL_OBJECT checksum type the run chose (R2 for CRC32/CRC32C): the upload is COMPOSITE */
   | 'CHECKSUM_TYPE_CHANGED'
+  /** the server refuses additional checksums (B2) and the run did not choose one: the upload has none, MD5 ETags are the evidence */
+  | 'CHECKSUM_REFUSED'
   /** a resume keeps the upload's own checksum algorithm */
   | 'CHECKSUM_KEPT'
   /** ListParts stopped advancing its marker; unlisted parts are sent again */

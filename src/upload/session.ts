@@ -4,7 +4,7 @@
  * A resume trusts nothing it has not verified: every part the server lists is re-hashed from the
  * file and reconciled.
  */
-import { checksumTypeFor, etagsAreMd5, stripQuotes } from '../core/checksums.ts';
+import { checksumTypeFor, etagsAreMd5, stripQuotes, type ChecksumAlgorithm, type ChecksumType } from '../core/checksums.ts';
 import type { EngineContext } from './context.ts';
 import { JournalMismatchError, RemotePartsInconsistentError, S3RequestError, SettingsDifferError, UploadGoneError, answeredNoSuchKey, checksumRefusal, isNoSuchUpload, type ErrorContext } from '../core/errors.ts';
 import { assertSourceUnchanged, identityMoved, type SourceFingerprint } from '../local/file-source.ts';
@@ -78,27 +78,18 @@ export function newJournal(
 export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPath: string, endpoint: string): Promise<Opened> {
   const o = cx.o;
   const plan = planFor(fp.size, o);
-  const alg = sendAlgorithm(o);
+  let alg = sendAlgorithm(o);
   let type = alg ? (o.checksumType ?? checksumTypeFor(alg)) : null;
   const settings = objectSettings(o, o.file);
   await loadSendHashers(alg);
-  const create = async (t: typeof type) => {
+  const chosen = await createChoosingChecksum(cx, alg, type, async (a, t) => {
     // Recorded before Create: a stop between Create and the journal leaves a trail to the upload.
     await writeIntent(journalPath, { bucket: o.bucket, key: o.key, createdAt: new Date().toISOString() });
-    return createUpload(cx, journalPath, () => cx.s3.createMultipartUpload({ bucket: o.bucket, key: o.key, ...(alg && t ? { checksumAlgorithm: alg, checksumType: t } : {}), settings }, cx.req, cx.signal));
-  };
-  let created: Awaited<ReturnType<typeof create>>;
-  try {
-    created = await create(type);
-  } catch (err) {
-    // Cloudflare R2 takes CRC32 and CRC32C only as COMPOSITE: every part's checksum is still the
-    // server's to check and partwise's to prove, so the type is changed for the user, never when they chose it.
-    const refusedType = type === 'FULL_OBJECT' && o.checksumType === undefined && (alg === 'CRC32' || alg === 'CRC32C') && err instanceof S3RequestError && checksumRefusal(err.s3Code, err.httpStatus, err.operation, err.serverMessage ?? '');
-    if (!refusedType) throw err;
-    cx.emit('warning', { code: 'CHECKSUM_TYPE_CHANGED', message: `the server refused a FULL_OBJECT ${alg} upload (${err.serverMessage ?? err.s3Code}); using COMPOSITE ${alg}: each part's checksum is checked by the server and proven, and the object's is the checksum of those` });
-    type = 'COMPOSITE';
-    created = await create(type);
-  }
+    return createUpload(cx, journalPath, () => cx.s3.createMultipartUpload({ bucket: o.bucket, key: o.key, ...(a && t ? { checksumAlgorithm: a, checksumType: t } : {}), settings }, cx.req, cx.signal));
+  });
+  const created = chosen.created;
+  alg = chosen.alg;
+  type = chosen.type;
   const journal = newJournal(o, created, { endpoint, partSize: plan.partSize, partCount: plan.partCount, checksumAlgorithm: alg, checksumType: type, source: fp, settings });
   // On disk before the first part: a crash from here on leaves a resumable upload.
   await writeJournalAtomic(journalPath, journal);
@@ -118,6 +109,53 @@ export async function begin(cx: EngineContext, fp: SourceFingerprint, journalPat
   await removeIntent(journalPath);
   const toUpload = Array.from({ length: plan.partCount }, (_, i) => i + 1);
   return { kind: 'session', session: { journalPath, journal, plan, alg, digests: new Map(), resumed: false, toUpload } };
+}
+
+/** The server refused a request for its additional checksum (not for the bytes: BadDigest is not this). */
+export function refusedChecksum(err: unknown): err is S3RequestError {
+  return err instanceof S3RequestError && checksumRefusal(err.s3Code, err.httpStatus, err.operation, err.serverMessage ?? '') !== undefined;
+}
+
+/** The run chose neither checksum nor type: partwise may drop the checksum a server refuses (B2). */
+export function checksumLeftToPartwise(o: Pick<EngineContext['o'], 'checksumAlgorithm' | 'checksumType'>): boolean {
+  return o.checksumAlgorithm === undefined && o.checksumType === undefined;
+}
+
+/**
+ * Create, with the strongest checksum the server takes, where the run left the choice to partwise:
+ * Cloudflare R2 takes CRC32 and CRC32C only as COMPOSITE (each part's checksum is still the
+ * server's to check and partwise's to prove); Backblaze B2 refuses every x-amz-checksum-* header
+ * (each part's Content-MD5 is checked by the server and its MD5 ETag is the evidence). Each change
+ * is a warning; a checksum or type the user chose is never changed (its refusal says what helps).
+ */
+export async function createChoosingChecksum<T>(
+  cx: EngineContext,
+  alg: ChecksumAlgorithm | null,
+  type: ChecksumType | null,
+  create: (alg: ChecksumAlgorithm | null, type: ChecksumType | null) => Promise<T>,
+): Promise<{ created: T; alg: ChecksumAlgorithm | null; type: ChecksumType | null }> {
+  const o = cx.o;
+  const refused = refusedChecksum;
+  try {
+    return { created: await create(alg, type), alg, type };
+  } catch (err) {
+    if (!refused(err) || o.checksumType !== undefined) throw err;
+    const words = err.serverMessage ?? err.s3Code;
+    if (type === 'FULL_OBJECT' && (alg === 'CRC32' || alg === 'CRC32C')) {
+      const composite = await create(alg, 'COMPOSITE').catch((again: unknown) => {
+        if (!refused(again)) throw again;
+        return undefined;
+      });
+      if (composite !== undefined) {
+        cx.emit('warning', { code: 'CHECKSUM_TYPE_CHANGED', message: `the server refused a FULL_OBJECT ${alg} upload (${words}); using COMPOSITE ${alg}: each part's checksum is checked by the server and proven, and the object's is the checksum of those` });
+        return { created: composite, alg, type: 'COMPOSITE' };
+      }
+    }
+    if (!checksumLeftToPartwise(o)) throw err;
+    const created = await create(null, null);
+    cx.emit('warning', { code: 'CHECKSUM_REFUSED', message: `the server refuses additional checksums (${words}); uploading without one: each part's MD5 is checked by the server, and the MD5 ETags are the evidence (--checksum none says this up front)` });
+    return { created, alg: null, type: null };
+  }
 }
 
 /** Every part the server lists for the journal's upload, every page (with the stuck-marker guard). */
