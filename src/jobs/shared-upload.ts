@@ -338,7 +338,7 @@ export class SharedWorker extends EventEmitter<UploadEvents> {
     const o = this.options;
     const cx = this.cx;
     const plan = await readPlan(cx);
-    if (!plan) throw new PlanMismatchError(cx.errorContext(), [], `Run partwise plan ${o.file} s3://${o.bucket}/${o.key} --workers N first (or it was finished and removed).`);
+    if (!plan) throw new PlanMismatchError(cx.errorContext(), [], `Run partwise plan ${o.file} s3://${o.bucket}/${o.key} --workers N first. If the upload finished, its records were removed after success: that plan step proves the object from the file and then this worker confirms it (finish --keep-receipts keeps the records, for workers run late).`);
     const ctx: ErrorContext = cx.errorContext({ uploadId: plan.uploadId });
     if (o.workers !== undefined && o.workers !== plan.workers) throw new PlanMismatchError(ctx, [`it has ${plan.workers} workers, this worker was started as one of ${o.workers}`], `Start the workers as the plan says: --worker I/${plan.workers}, or --worker auto (N from the plan).`);
     if (o.worker >= plan.workers) throw new PlanMismatchError(ctx, [`it has workers 0 to ${plan.workers - 1}, not ${o.worker}`], `Start the workers as the plan says: --worker I/${plan.workers} with I from 0 to ${plan.workers - 1} (an array's task ids 0 to ${plan.workers - 1}: sbatch --array=0-${plan.workers - 1}).`);
@@ -423,7 +423,7 @@ export async function finishSharedUpload(o: FinishOptions): Promise<FinishResult
   validateOptions({ ...o, file: '-' });
   const cx = context({ ...o, file: '-' }, quiet, o.signal ?? new AbortController().signal);
   const plan = await readPlan(cx);
-  if (!plan) throw new PlanMismatchError(cx.errorContext(), [], 'Nothing to finish: plan and run the workers first (or it was finished and its records removed; partwise verify checks the object against the file).');
+  if (!plan) throw new PlanMismatchError(cx.errorContext(), [], 'Nothing to finish: plan and run the workers first. If it finished, its records were removed after success: the plan step run again proves the object from the file (and finish then confirms it); partwise verify checks it too.');
   if (plan.finished) {
     const { head, judged } = await assertFinished(cx, plan);
     await removeRecords(cx, plan, o.keepRecords === true);
