@@ -55,3 +55,23 @@ test('a stream cannot start over with --fresh (the CLI refuses it there): its fa
   assert.doesNotMatch(e.message, /fresh/, e.message);
   assert.match(e.message, /run the whole pipeline again/);
 });
+
+test('checksumRefusal: a server refusing a checksum (or its type) is told from bytes that did not match it, or a request that lacked one', async () => {
+  const { checksumRefusal } = await import('../src/core/errors.ts');
+  const refusals: [string, number, string, string][] = [
+    ['InvalidArgument', 400, 'CreateMultipartUpload', "Unsupported header 'x-amz-checksum-algorithm' received for this API call."], // B2
+    ['NotImplemented', 501, 'UploadPart', 'x-amz-checksum-crc32'], // R2, January 2025
+    ['NotImplemented', 501, 'PutObject', 'A header you provided implies functionality that is not implemented: x-amz-checksum-crc64nvme'], // Swift
+    ['InvalidRequest', 400, 'CreateMultipartUpload', 'The FULL_OBJECT checksum type is not supported for the crc32c checksum algorithm; use COMPOSITE.'],
+  ];
+  for (const [code, status, op, message] of refusals) assert.ok(checksumRefusal(code, status, op, message), `${code}: ${message}`);
+  const notRefusals: [string, number, string, string][] = [
+    ['XAmzContentChecksumMismatch', 400, 'UploadPart', "The provided 'x-amz-checksum' header does not match what was computed."], // MinIO: damaged bytes
+    ['BadDigest', 400, 'PutObject', 'The CRC32C you specified did not match the calculated checksum.'],
+    ['InvalidRequest', 400, 'CompleteMultipartUpload', 'The upload was created using a crc32 checksum. The complete request must include the checksum for each part. It was missing for part 1 in the request.'], // AWS
+    ['InvalidPart', 400, 'CompleteMultipartUpload', 'The checksum of part 2 does not match.'],
+    ['InvalidRequest', 400, 'UploadPart', 'Value for x-amz-checksum-crc32c header is invalid.'],
+    ['InvalidArgument', 400, 'HeadObject', "Unsupported header 'x-amz-checksum-mode' received for this API call."], // not a request that carries one
+  ];
+  for (const [code, status, op, message] of notRefusals) assert.equal(checksumRefusal(code, status, op, message), undefined, `${code}: ${message}`);
+});

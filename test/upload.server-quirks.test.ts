@@ -237,10 +237,16 @@ describe('servers that take checksums only their way (Cloudflare R2, Backblaze B
     const t = await run(servers.b2!, 'b2/chosen.bin', { checksumAlgorithm: 'CRC32C' });
     await assert.rejects(t.done, (e: Error) => {
       assert.match(e.message, /Unsupported header/);
-      assert.match(e.message, /refuses this checksum.*--checksum \(crc64nvme; or none/);
+      assert.match(e.message, /refuses this checksum.*another --checksum, or none \(the MD5 ETags/);
       assert.doesNotMatch(e.message, /does not implement|run the same command/);
       return true;
     });
+    // Under SSE-KMS the ETags are no MD5s: without a checksum nothing could prove the bytes, so the refusal stands before a byte is sent.
+    const parts = servers.b2!.count('UploadPart');
+    const kms = await run(servers.b2!, 'b2/kms.bin', { serverSideEncryption: 'aws:kms' });
+    await assert.rejects(kms.done, /refuses this checksum/);
+    assert.equal(servers.b2!.count('UploadPart'), parts, 'nothing sent');
+    assert.ok(!kms.warnings.some((w) => w.code === 'CHECKSUM_REFUSED'));
     const none = await run(servers.b2!, 'b2/none.bin', { checksumAlgorithm: 'none' });
     const r = await none.done;
     assert.equal(r.verification.level, 'multipart-etag');
@@ -303,6 +309,15 @@ describe('a NoSuchKey from ListParts that passes (a server catching up just afte
       }),
     );
     assert.equal(emu.count('AbortMultipartUpload'), 0, 'the live upload was not aborted');
+    // NoSuchKey, then the server failing when asked again: its failure goes up, resumable; nothing aborted.
+    const thenFailing = [{ ...once }, { op: 'ListParts' as const, times: 100, action: { type: 'error' as const, status: 503, code: 'ServiceUnavailable', message: 'Please reduce your request rate.' } }];
+    emu.faults.push(...thenFailing);
+    try {
+      await assert.rejects(new Upload({ s3, file: path, bucket: Bucket, key: 'passing/f.bin', partSize, minPartSize: 1, stateDir: dir, retry: { maxAttempts: 2, baseDelayMs: 1 } }).done(), /ServiceUnavailable/);
+    } finally {
+      emu.faults.splice(0, emu.faults.length);
+    }
+    assert.equal(emu.count('AbortMultipartUpload'), 0, 'not aborted on a failed second look');
     const r = await new Upload({ s3, file: path, bucket: Bucket, key: 'passing/f.bin', partSize, minPartSize: 1, stateDir: dir }).done();
     assert.equal(r.uploadId, uploadId, 'the same upload resumed');
     assert.ok(r.partsSkipped >= 1);

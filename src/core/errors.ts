@@ -423,11 +423,17 @@ const CARRY_CHECKSUMS = new Set(['CreateMultipartUpload', 'UploadPart', 'PutObje
  * that did not match the bytes (BadDigest) is not this: a rerun reads the file again.
  */
 export function checksumRefusal(code: string, status: number | undefined, operation: string, message: string): string | undefined {
-  if (!CARRY_CHECKSUMS.has(operation) || !(status === 400 || status === 501 || code === 'NotImplemented')) return undefined;
-  if (code === 'BadDigest' || code === 'InvalidDigest' || /mismatch|did not match/i.test(message) || !/checksum/i.test(message)) return undefined;
+  if (!CARRY_CHECKSUMS.has(operation) || !/checksum/i.test(message)) return undefined;
+  // Bytes that did not match the value sent, a request that lacked one, or a malformed value: the
+  // server takes the checksum; a rerun reads the file again (or the request is partwise's to mend).
+  if (NOT_A_REFUSAL.has(code) || /match|must include|missing|is invalid|invalid value|malformed/i.test(message)) return undefined;
+  const notImplemented = code === 'NotImplemented' || status === 501;
+  if (!notImplemented && !(status === 400 && /unsupported|not supported|not implemented|implies functionality|not allowed|cannot be used/i.test(message))) return undefined;
   const step = operation === 'UploadPart' || operation === 'CompleteMultipartUpload' ? 'start over with --fresh and' : 'run it with';
-  return `this server refuses this checksum (or its type): ${step} another --checksum (crc64nvme; or none, and the evidence is the MD5 ETags)`;
+  return `this server refuses this checksum (or its type): ${step} another --checksum, or none (the MD5 ETags are then the evidence)`;
 }
+
+const NOT_A_REFUSAL = new Set(['BadDigest', 'InvalidDigest', 'XAmzContentChecksumMismatch', 'InvalidPart', 'InvalidPartOrder']);
 
 /** The failure is a permanent refusal: running the same command again would meet it again. */
 export function isPermanentRefusal(err: unknown): boolean {

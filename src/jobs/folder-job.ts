@@ -35,7 +35,7 @@ import { abortUploads } from '../upload/inspect.ts';
 import { objectSettings } from '../core/object-settings.ts';
 import { settingsNotCarried } from '../upload/read-back.ts';
 import { DEFAULT_STREAM_PARTS_ABOVE, loadSendHashers, requestOptions, sendAlgorithm, validateOptions } from '../upload/options.ts';
-import { checksumLeftToPartwise, refusedChecksum } from '../upload/session.ts';
+import { mayDropChecksum, refusedChecksum } from '../upload/session.ts';
 import { DEFAULT_PART_SIZE } from '../core/planner.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
 
@@ -411,7 +411,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
           } catch (err) {
             // Backblaze B2 refuses every x-amz-checksum-* header: the checksum the user never chose is
             // dropped for this job, and the Content-MD5 the server checks and its MD5 ETag are the evidence.
-            if (!(alg && d.md5Hex && checksumLeftToPartwise(o) && refusedChecksum(err))) throw err;
+            if (!(alg && d.md5Hex && mayDropChecksum(o) && refusedChecksum(err))) throw err;
             this.refuseChecksums(err);
             alg = null;
             checksum = undefined;

@@ -197,8 +197,12 @@ export async function planSharedUpload(o: SharedOptions & { workers: number }): 
     // the settings asked for, is not uploaded again: a finished record takes the plan's place, so
     // the workers and finish, run again, prove it and do nothing (finish then removes it).
     const look = await lookAtKey(cx);
-    const shown = look.head?.checksums[alg];
-    if (look.present && look.head && shown && look.head.checksumType !== 'COMPOSITE' && (await settingsNotCarried(cx, look.head, o.file)) === undefined) {
+    // The record names the object's full-object checksum: the one asked for, or with none asked,
+    // any combinable one the object shows (a CRC64NVME object is as proven as a CRC32C one).
+    const recordAlg = o.checksumAlgorithm === undefined ? ((['CRC32C', 'CRC64NVME', 'CRC32'] as const).find((a) => look.head?.checksums[a] !== undefined) ?? alg) : alg;
+    const shown = look.head?.checksums[recordAlg];
+    const fullObject = look.head?.checksumType === 'FULL_OBJECT' || (look.head?.checksumType === undefined && shown !== undefined && !/-\d+$/.test(shown));
+    if (look.present && look.head && shown && fullObject && (await settingsNotCarried(cx, look.head, o.file)) === undefined) {
       const record: SharedPlan = {
         format: 'partwise-plan',
         version: 1,
@@ -210,7 +214,7 @@ export async function planSharedUpload(o: SharedOptions & { workers: number }): 
         size: fp.size,
         partSize: layout.partSize,
         partCount: layout.partCount,
-        checksumAlgorithm: alg,
+        checksumAlgorithm: recordAlg,
         checksumType: 'FULL_OBJECT',
         source: { name: basename(fp.path), size: fp.size, mtimeMs: fp.mtimeMs, samples },
         settings,

@@ -406,7 +406,8 @@ export class SdkS3Port implements S3Port {
       const out = await this.call('HeadObject', (c) => c.send(new (sdk().HeadObjectCommand)(params), this.opts(signal))).catch((err: unknown) => {
         // Backblaze B2 refuses x-amz-checksum-mode with a bodiless 400; asked without it, the
         // object's size and ETag (an MD5 there) still come back: evidence, where a failure gives none.
-        if (!(err instanceof S3RequestError && err.httpStatus === 400)) throw err;
+        // Only a 400 without a code (a HEAD has no body): one with a code (SSE-C's) is the server's answer.
+        if (!(err instanceof S3RequestError && err.httpStatus === 400 && (err.s3Code === 'Unknown' || err.s3Code === 'BadRequest'))) throw err;
         const { ChecksumMode: _asked, ...plain } = params;
         return this.call('HeadObject', (c) => c.send(new (sdk().HeadObjectCommand)(plain), this.opts(signal)));
       });
@@ -444,7 +445,7 @@ export class SdkS3Port implements S3Port {
     // Every ListMultipartUploadsResult names its bucket and its MaxUploads; an answer with neither was
     // another operation's (fauxqs reads the request as ListObjects): an empty list from it would say
     // "no upload here" about a bucket whose uploads were never looked at.
-    if (out.Bucket === undefined && out.MaxUploads === undefined) {
+    if (out.Bucket === undefined && out.MaxUploads === undefined && !out.Uploads?.length) {
       throw new S3RequestError({ operation: 'ListMultipartUploads', s3Code: 'NotImplemented', httpStatus: out.$metadata.httpStatusCode ?? 200, message: 'the answer was not a list of uploads (no Bucket, no MaxUploads): the server read the request as another operation' });
     }
     return {

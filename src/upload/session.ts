@@ -116,9 +116,13 @@ export function refusedChecksum(err: unknown): err is S3RequestError {
   return err instanceof S3RequestError && checksumRefusal(err.s3Code, err.httpStatus, err.operation, err.serverMessage ?? '') !== undefined;
 }
 
-/** The run chose neither checksum nor type: partwise may drop the checksum a server refuses (B2). */
-export function checksumLeftToPartwise(o: Pick<EngineContext['o'], 'checksumAlgorithm' | 'checksumType'>): boolean {
-  return o.checksumAlgorithm === undefined && o.checksumType === undefined;
+/**
+ * partwise may drop a checksum a server refuses (B2): the run chose neither checksum nor type, and
+ * its ETags are MD5s to prove the bytes by (not under SSE-KMS or SSE-C, where a checksum is the
+ * only evidence: there the refusal stands, before a byte is sent).
+ */
+export function mayDropChecksum(o: Pick<EngineContext['o'], 'checksumAlgorithm' | 'checksumType' | 'serverSideEncryption' | 'sseCustomerKey'>): boolean {
+  return o.checksumAlgorithm === undefined && o.checksumType === undefined && etagsAreMd5({ serverSideEncryption: o.serverSideEncryption, sseCustomerAlgorithm: o.sseCustomerKey ? 'AES256' : undefined });
 }
 
 /**
@@ -151,7 +155,7 @@ export async function createChoosingChecksum<T>(
         return { created: composite, alg, type: 'COMPOSITE' };
       }
     }
-    if (!checksumLeftToPartwise(o)) throw err;
+    if (!mayDropChecksum(o)) throw err;
     const created = await create(null, null);
     cx.emit('warning', { code: 'CHECKSUM_REFUSED', message: `the server refuses additional checksums (${words}); uploading without one: each part's MD5 is checked by the server, and the MD5 ETags are the evidence (--checksum none says this up front)` });
     return { created, alg: null, type: null };
@@ -341,9 +345,14 @@ async function goneOrNoListParts(cx: EngineContext, j: JournalData, listErr: unk
   // Asked again a moment later first: a server catching up just after a write may say NoSuchKey
   // once, and the abort below would end a live upload for it.
   await sleep(1000, cx.signal);
-  const listed = await cx.s3.listParts({ bucket: j.bucket, key: j.key, uploadId: j.uploadId, maxParts: 1 }, cx.req, cx.signal).then(
+  // Only the same answer again counts as "not listed"; a failure of that request (a 503, a reset)
+  // goes up as itself, resumable, and nothing is aborted on it.
+  const listed = await cx.retry(() => cx.s3.listParts({ bucket: j.bucket, key: j.key, uploadId: j.uploadId, maxParts: 1 }, cx.req, cx.signal)).then(
     () => true,
-    () => false,
+    (err: unknown) => {
+      if (isNoSuchUpload(err) || answeredNoSuchKey(err) || (err instanceof S3RequestError && err.s3Code === 'NotImplemented')) return false;
+      throw err;
+    },
   );
   if (listed) throw new S3RequestError({ operation: 'ListParts', s3Code: 'NoSuchKey', httpStatus: 404, message: `NoSuchKey for upload ${j.uploadId}, which it then listed`, cause: listErr, context: cx.errorContext({ uploadId: j.uploadId }), resumable: true });
   try {
