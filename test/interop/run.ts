@@ -7,7 +7,7 @@
  * Servers it started are stopped at the end; ones already running are left as they were.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { S3Emulator, type EmulatorOptions } from '../emulator/server.ts';
 import { COLUMNS, readEnvFile, Scenarios, type Cell, type Column, type Target } from './scenarios.ts';
@@ -53,10 +53,11 @@ if (wanted.length && chosen.length !== wanted.length) {
   process.exit(2);
 }
 
+/** The server of this env file answers now (started earlier, by this run or another): it is left running. */
 const answers = (envFile: string): boolean => {
   if (!existsSync(root + envFile)) return false;
   try {
-    const ep = /AWS_ENDPOINT_URL=(\S+)/.exec(execFileSync('cat', [root + envFile], { encoding: 'utf8' }))?.[1];
+    const ep = /AWS_ENDPOINT_URL=(\S+)/.exec(readFileSync(root + envFile, 'utf8'))?.[1];
     execFileSync('curl', ['-s', '-o', '/dev/null', '--max-time', '2', ep!]);
     return true;
   } catch {
