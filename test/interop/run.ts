@@ -86,7 +86,7 @@ try {
       const emu = await S3Emulator.start(s.options);
       try {
         const env = { AWS_ENDPOINT_URL: emu.endpoint, AWS_ACCESS_KEY_ID: 'emulator', AWS_SECRET_ACCESS_KEY: 'emulator-secret', AWS_REGION: 'us-east-1' };
-        rows.push({ s, cells: await new Scenarios({ name: s.name, env, ...s.extra }).all() });
+        rows.push({ s, cells: await new Scenarios({ name: s.name, env, emulator: emu, ...s.extra }).all() });
       } finally {
         await emu.close();
       }

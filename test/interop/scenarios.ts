@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CreateBucketCommand, GetObjectCommand, ListMultipartUploadsCommand, ListPartsCommand, S3Client, UploadPartCommand } from '@aws-sdk/client-s3';
 import { createUpload, KiB, MiB } from '../../src/index.ts';
+import type { S3Emulator } from '../emulator/server.ts';
 import { BIN } from '../helpers/cli.ts';
 
 export type Verdict = 'pass' | 'unverified' | 'refused' | 'n/a' | 'FAIL';
@@ -30,9 +31,11 @@ export interface Target {
   maxParts?: number;
   /** the server takes parts below 5 MiB at Complete (the emulator): the part limit can be shown passing */
   smallParts?: boolean;
+  /** the emulator behind an emulated profile: faults a real server cannot be asked for */
+  emulator?: S3Emulator;
 }
 
-export const COLUMNS = ['upload', 'kill + resume', 'tampered part', 'crc64nvme', 'crc32', 'sha256', 'sha1', 'none', 'folder', 'ls / abort', 'no journal', 'part limit'] as const;
+export const COLUMNS = ['upload', 'kill + resume', 'tampered part', 'crc64nvme', 'crc32', 'sha256', 'sha1', 'none', 'folder', 'ls / abort', 'no journal', 'part limit', 'Complete answer lost'] as const;
 export type Column = (typeof COLUMNS)[number];
 
 interface Run {
@@ -80,6 +83,7 @@ export class Scenarios {
         ['ls / abort', () => this.lsAbort()],
         ['no journal', () => this.killResume('no-journal')],
         ['part limit', () => this.partLimit()],
+        ['Complete answer lost', () => this.completeLost()],
       ];
       for (const [col, step] of steps) {
         out[col] = await step().catch((e: Error) => ({ verdict: 'FAIL' as const, words: `the scenario itself failed: ${e.message}` }));
@@ -245,6 +249,20 @@ export class Scenarios {
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * Complete done, its answer lost (the connection dropped): partwise asks again, and the server
+   * says what it says to a repeated Complete (AWS: the same answer; MinIO: NoSuchUpload). Emulated only.
+   */
+  private async completeLost(): Promise<Cell> {
+    if (!this.t.emulator) return { verdict: 'n/a', words: 'needs the emulator\'s fault' };
+    const f = await this.file(2 * PART + 9);
+    const key = 'lost/complete.bin';
+    const state = await this.state();
+    const r = await this.t.emulator.withFault({ op: 'CompleteMultipartUpload', action: { type: 'drop-response' } }, () => this.cli(['upload', f.path, `s3://${this.bucket}/${key}`, '--part-size', '5MiB'], state));
+    const warned = r.lines.filter((e) => e.event === 'warning').map((e) => String(e.code));
+    return this.judge(r, key, f.sha, warned.length ? `; ${warned.join(', ')}` : '');
   }
 
   /** 1,001 parts on a server that takes 1,000: the refusal's words, then (where small parts complete) --max-parts. */
