@@ -17,7 +17,7 @@ import { CreateBucketCommand, GetObjectCommand, ListMultipartUploadsCommand, Put
 import { FolderJob, StreamUpload, Upload } from '../src/index.ts';
 import { SdkS3Port, createS3Client } from '../src/s3/adapter.ts';
 import { emulatorClient } from './emulator/client.ts';
-import { S3Emulator } from './emulator/server.ts';
+import { S3Emulator, type EmulatorOptions } from './emulator/server.ts';
 import { cliEnv, jsonLines, runCli } from './helpers/cli.ts';
 import { tempDir } from './helpers/s3.ts';
 
@@ -26,12 +26,33 @@ const partSize = 8 * KiB;
 const Bucket = 'etags';
 const credentials = { accessKeyId: 'emulator', secretAccessKey: 'emulator-secret' };
 
+/** An emulator in a server's profile, with the bucket the tests use. */
+async function emulatorWithBucket(options: EmulatorOptions): Promise<S3Emulator> {
+  const e = await S3Emulator.start({ minPartSize: partSize, ...options });
+  await emulatorClient(e.endpoint).send(new CreateBucketCommand({ Bucket }));
+  return e;
+}
+
+/** An upload stopped after its first part: the file, the port, and the upload left open with its journal. */
+async function interrupted(emu: S3Emulator, key: string) {
+  const dir = await tempDir();
+  const bytes = randomBytes(4 * partSize + 123);
+  const path = join(dir, 'f.bin');
+  await writeFile(path, bytes);
+  const s3 = new SdkS3Port(createS3Client({ endpoint: emu.endpoint, region: 'us-east-1', credentials }));
+  const ac = new AbortController();
+  const u = new Upload({ s3, file: path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: dir, concurrency: 1, signal: ac.signal });
+  u.on('part-done', () => ac.abort());
+  await assert.rejects(u.done());
+  const uploadId = (await emulatorClient(emu.endpoint).send(new ListMultipartUploadsCommand({ Bucket, Prefix: key }))).Uploads![0]!.UploadId!;
+  return { dir, path, s3, uploadId, resume: () => new Upload({ s3, file: path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: dir }).done() };
+}
+
 describe('ETag forms of a finished multipart object', () => {
   const servers: Partial<Record<'wholeMd5' | 'opaque', S3Emulator>> = {};
   before(async () => {
-    servers.wholeMd5 = await S3Emulator.start({ minPartSize: partSize, multipartEtag: 'whole-md5', headChecksums: false });
-    servers.opaque = await S3Emulator.start({ minPartSize: partSize, multipartEtag: 'opaque', headChecksums: false });
-    for (const e of Object.values(servers)) await emulatorClient(e.endpoint).send(new CreateBucketCommand({ Bucket }));
+    servers.wholeMd5 = await emulatorWithBucket({ multipartEtag: 'whole-md5', headChecksums: false });
+    servers.opaque = await emulatorWithBucket({ multipartEtag: 'opaque', headChecksums: false });
   });
   after(async () => {
     for (const e of Object.values(servers)) await e.close();
@@ -84,24 +105,10 @@ describe('ETag forms of a finished multipart object', () => {
 describe('a server without ListParts (GET ?uploadId read as GetObject, as fauxqs)', () => {
   let emu: S3Emulator;
   before(async () => {
-    emu = await S3Emulator.start({ minPartSize: partSize, listParts: false });
-    await emulatorClient(emu.endpoint).send(new CreateBucketCommand({ Bucket }));
+    emu = await emulatorWithBucket({ listParts: false });
   });
   after(() => emu.close());
 
-  async function interrupted(key: string) {
-    const dir = await tempDir();
-    const bytes = randomBytes(4 * partSize + 123);
-    const path = join(dir, 'f.bin');
-    await writeFile(path, bytes);
-    const s3 = new SdkS3Port(createS3Client({ endpoint: emu.endpoint, region: 'us-east-1', credentials }));
-    const ac = new AbortController();
-    const u = new Upload({ s3, file: path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: dir, concurrency: 1, signal: ac.signal });
-    u.on('part-done', () => ac.abort());
-    await assert.rejects(u.done());
-    const uploadId = (await emulatorClient(emu.endpoint).send(new ListMultipartUploadsCommand({ Bucket, Prefix: key }))).Uploads![0]!.UploadId!;
-    return { dir, path, s3, uploadId, resume: () => new Upload({ s3, file: path, bucket: Bucket, key, partSize, minPartSize: 1, stateDir: dir }).done() };
-  }
   const notImplemented = (e: { code?: string; message?: string }) => {
     assert.equal(e.code, 'S3_REQUEST_FAILED', e.message);
     assert.match(e.message ?? '', /this server does not implement ListParts/);
@@ -111,7 +118,7 @@ describe('a server without ListParts (GET ?uploadId read as GetObject, as fauxqs
   };
 
   test('NoSuchKey for a live upload (no object at the key): not "gone"; the server is said not to implement ListParts, and --fresh then uploads the file', async () => {
-    const t = await interrupted('nolist/absent.bin');
+    const t = await interrupted(emu, 'nolist/absent.bin');
     await assert.rejects(t.resume(), notImplemented);
     const fresh = await new Upload({ s3: t.s3, file: t.path, bucket: Bucket, key: 'nolist/absent.bin', partSize, minPartSize: 1, stateDir: t.dir, fresh: true }).done();
     assert.equal(fresh.verification.level, 'full-object-checksum');
@@ -121,7 +128,7 @@ describe('a server without ListParts (GET ?uploadId read as GetObject, as fauxqs
 
   test('the object\'s bytes with 200 (an older object at the key): said not to implement ListParts, never "refused (HTTP 200)"', async () => {
     await emulatorClient(emu.endpoint).send(new PutObjectCommand({ Bucket, Key: 'nolist/present.bin', Body: randomBytes(3000) }));
-    const t = await interrupted('nolist/present.bin');
+    const t = await interrupted(emu, 'nolist/present.bin');
     await assert.rejects(t.resume(), notImplemented);
   });
 });
@@ -129,8 +136,7 @@ describe('a server without ListParts (GET ?uploadId read as GetObject, as fauxqs
 describe('a server that answers ListMultipartUploads as ListObjects (fauxqs)', () => {
   let emu: S3Emulator;
   before(async () => {
-    emu = await S3Emulator.start({ minPartSize: partSize, listUploads: false });
-    await emulatorClient(emu.endpoint).send(new CreateBucketCommand({ Bucket }));
+    emu = await emulatorWithBucket({ listUploads: false });
     await emulatorClient(emu.endpoint).send(new PutObjectCommand({ Bucket, Key: 'listed/other.bin', Body: randomBytes(100) }));
   });
   after(() => emu.close());
@@ -161,20 +167,12 @@ describe('a server that answers ListMultipartUploads as ListObjects (fauxqs)', (
 describe('a server that refuses AbortMultipartUpload (s3rver: 405)', () => {
   let emu: S3Emulator;
   before(async () => {
-    emu = await S3Emulator.start({ minPartSize: partSize });
-    await emulatorClient(emu.endpoint).send(new CreateBucketCommand({ Bucket }));
+    emu = await emulatorWithBucket({});
   });
   after(() => emu.close());
 
   test('--fresh is a way out: the old upload is said to stay on the server (ABORT_FAILED), the journal is let go and the file uploaded', async () => {
-    const dir = await tempDir();
-    const path = join(dir, 'f.bin');
-    await writeFile(path, randomBytes(4 * partSize + 5));
-    const s3 = new SdkS3Port(createS3Client({ endpoint: emu.endpoint, region: 'us-east-1', credentials }));
-    const ac = new AbortController();
-    const first = new Upload({ s3, file: path, bucket: Bucket, key: 'noabort/f.bin', partSize, minPartSize: 1, stateDir: dir, concurrency: 1, signal: ac.signal });
-    first.on('part-done', () => ac.abort());
-    await assert.rejects(first.done());
+    const { dir, path, s3 } = await interrupted(emu, 'noabort/f.bin');
     const refused = { op: 'AbortMultipartUpload' as const, times: 1000, action: { type: 'error' as const, status: 405, code: 'MethodNotAllowed', message: 'The specified method is not allowed against this resource.' } };
     const warnings: { code: string; message: string }[] = [];
     const r = await emu.withFault(refused, async () => {
@@ -193,9 +191,8 @@ describe('a server that refuses AbortMultipartUpload (s3rver: 405)', () => {
 describe('servers that take checksums only their way (Cloudflare R2, Backblaze B2)', () => {
   const servers: Partial<Record<'r2' | 'b2', S3Emulator>> = {};
   before(async () => {
-    servers.r2 = await S3Emulator.start({ minPartSize: partSize, checksumTypes: { CRC32: 'COMPOSITE', CRC32C: 'COMPOSITE', SHA1: 'COMPOSITE', SHA256: 'COMPOSITE', CRC64NVME: 'FULL_OBJECT' } });
-    servers.b2 = await S3Emulator.start({ minPartSize: partSize, checksums: 'rejected' });
-    for (const e of Object.values(servers)) await emulatorClient(e.endpoint).send(new CreateBucketCommand({ Bucket }));
+    servers.r2 = await emulatorWithBucket({ checksumTypes: { CRC32: 'COMPOSITE', CRC32C: 'COMPOSITE', SHA1: 'COMPOSITE', SHA256: 'COMPOSITE', CRC64NVME: 'FULL_OBJECT' } });
+    servers.b2 = await emulatorWithBucket({ checksums: 'rejected' });
   });
   after(async () => {
     for (const e of Object.values(servers)) await e.close();
@@ -284,22 +281,12 @@ describe('servers that take checksums only their way (Cloudflare R2, Backblaze B
 describe('a NoSuchKey from ListParts that passes (a server catching up just after a write)', () => {
   let emu: S3Emulator;
   before(async () => {
-    emu = await S3Emulator.start({ minPartSize: partSize });
-    await emulatorClient(emu.endpoint).send(new CreateBucketCommand({ Bucket }));
+    emu = await emulatorWithBucket({});
   });
   after(() => emu.close());
 
   test('is never the end of a live upload: asked again, the upload is listed; the run stops resumable with the upload and journal kept, and the next run resumes it', async () => {
-    const dir = await tempDir();
-    const bytes = randomBytes(4 * partSize + 9);
-    const path = join(dir, 'f.bin');
-    await writeFile(path, bytes);
-    const s3 = new SdkS3Port(createS3Client({ endpoint: emu.endpoint, region: 'us-east-1', credentials }));
-    const ac = new AbortController();
-    const first = new Upload({ s3, file: path, bucket: Bucket, key: 'passing/f.bin', partSize, minPartSize: 1, stateDir: dir, concurrency: 1, signal: ac.signal });
-    first.on('part-done', () => ac.abort());
-    await assert.rejects(first.done());
-    const uploadId = (await emulatorClient(emu.endpoint).send(new ListMultipartUploadsCommand({ Bucket, Prefix: 'passing/' }))).Uploads![0]!.UploadId!;
+    const { dir, path, s3, uploadId } = await interrupted(emu, 'passing/f.bin');
     const once = { op: 'ListParts' as const, times: 1, action: { type: 'error' as const, status: 404, code: 'NoSuchKey', message: 'The specified key does not exist.' } };
     await emu.withFault(once, () =>
       assert.rejects(new Upload({ s3, file: path, bucket: Bucket, key: 'passing/f.bin', partSize, minPartSize: 1, stateDir: dir }).done(), (e: Error & { resumable?: boolean }) => {
