@@ -57,7 +57,7 @@ test('a stream cannot start over with --fresh (the CLI refuses it there): its fa
 });
 
 test('checksumRefusal: a server refusing a checksum (or its type) is told from bytes that did not match it, or a request that lacked one', async () => {
-  const { checksumRefusal } = await import('../src/core/errors.ts');
+  const { checksumRefusal } = await import('../src/core/s3-advice.ts');
   const refusals: [string, number, string, string][] = [
     ['InvalidArgument', 400, 'CreateMultipartUpload', "Unsupported header 'x-amz-checksum-algorithm' received for this API call."], // B2
     ['NotImplemented', 501, 'UploadPart', 'x-amz-checksum-crc32'], // R2, January 2025

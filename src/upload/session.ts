@@ -6,7 +6,8 @@
  */
 import { checksumTypeFor, etagsAreMd5, stripQuotes, type ChecksumAlgorithm, type ChecksumType } from '../core/checksums.ts';
 import type { EngineContext } from './context.ts';
-import { JournalMismatchError, RemotePartsInconsistentError, S3RequestError, SettingsDifferError, UploadGoneError, answeredNoSuchKey, checksumRefusal, isNoSuchUpload, type ErrorContext } from '../core/errors.ts';
+import { JournalMismatchError, RemotePartsInconsistentError, S3RequestError, SettingsDifferError, UploadGoneError, answeredNoSuchKey, isNoSuchUpload, type ErrorContext } from '../core/errors.ts';
+import { checksumRefusal } from '../core/s3-advice.ts';
 import { assertSourceUnchanged, identityMoved, type SourceFingerprint } from '../local/file-source.ts';
 import type { LocalDigest } from '../core/hashing.ts';
 import { classifyError, sleep } from '../core/retry.ts';
