@@ -140,15 +140,14 @@ export async function createChoosingChecksum<T>(
   create: (alg: ChecksumAlgorithm | null, type: ChecksumType | null) => Promise<T>,
 ): Promise<{ created: T; alg: ChecksumAlgorithm | null; type: ChecksumType | null }> {
   const o = cx.o;
-  const refused = refusedChecksum;
   try {
     return { created: await create(alg, type), alg, type };
   } catch (err) {
-    if (!refused(err) || o.checksumType !== undefined) throw err;
+    if (!refusedChecksum(err) || o.checksumType !== undefined) throw err;
     const words = err.serverMessage ?? err.s3Code;
     if (type === 'FULL_OBJECT' && (alg === 'CRC32' || alg === 'CRC32C')) {
       const composite = await create(alg, 'COMPOSITE').catch((again: unknown) => {
-        if (!refused(again)) throw again;
+        if (!refusedChecksum(again)) throw again;
         return undefined;
       });
       if (composite !== undefined) {
