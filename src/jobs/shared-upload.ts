@@ -183,6 +183,23 @@ export async function planSharedUpload(o: SharedOptions & { workers: number }): 
   // The checksum is compared with a plan found only when one was asked for (the default need not match an older plan's).
   const wanted = { size: fp.size, mtimeMs: fp.mtimeMs, samples, partSize: layout.partSize, alg: o.checksumAlgorithm === undefined ? undefined : alg, workers: o.workers, settings };
 
+  const newPlan = (uploadId: string, checksumAlgorithm: CombinableAlgorithm): SharedPlan => ({
+    format: 'partwise-plan',
+    version: 1,
+    bucket: o.bucket,
+    key: o.key,
+    uploadId,
+    createdAt: new Date().toISOString(),
+    workers: o.workers,
+    size: fp.size,
+    partSize: layout.partSize,
+    partCount: layout.partCount,
+    checksumAlgorithm,
+    checksumType: 'FULL_OBJECT',
+    source: { name: basename(fp.path), size: fp.size, mtimeMs: fp.mtimeMs, samples },
+    settings,
+  });
+
   const existing = await readPlan(cx);
   if (existing?.finished) {
     // This file finished already: the whole pipeline run again does nothing. Another file (a new
@@ -192,34 +209,12 @@ export async function planSharedUpload(o: SharedOptions & { workers: number }): 
     await cx.retry(() => deleteObject({ bucket: o.bucket, key: planKey(o.key) }, cx.req, cx.signal));
   } else if (existing) return { plan: await reuse(cx, existing, wanted, o.partSize !== undefined), reused: true, finished: false, planKey: planKey(o.key) };
   else {
-    // No plan: a first run, or the pipeline run again after a finish removed its records. An
-    // object at the key proven to be this file (one pass over it, as a single upload's rerun), with
-    // the settings asked for, is not uploaded again: a finished record takes the plan's place, so
-    // the workers and finish, run again, prove it and do nothing (finish then removes it).
-    const look = await lookAtKey(cx);
-    // The record names the object's full-object checksum: the one asked for, or with none asked,
-    // any combinable one the object shows (a CRC64NVME object is as proven as a CRC32C one).
-    const recordAlg = o.checksumAlgorithm === undefined ? ((['CRC32C', 'CRC64NVME', 'CRC32'] as const).find((a) => look.head?.checksums[a] !== undefined) ?? alg) : alg;
-    const shown = look.head?.checksums[recordAlg];
-    const fullObject = look.head?.checksumType === 'FULL_OBJECT' || (look.head?.checksumType === undefined && shown !== undefined && !/-\d+$/.test(shown));
-    if (look.present && look.head && shown && fullObject && (await settingsNotCarried(cx, look.head, o.file)) === undefined) {
-      const record: SharedPlan = {
-        format: 'partwise-plan',
-        version: 1,
-        bucket: o.bucket,
-        key: o.key,
-        uploadId: 'none (the object was found finished at the key)',
-        createdAt: new Date().toISOString(),
-        workers: o.workers,
-        size: fp.size,
-        partSize: layout.partSize,
-        partCount: layout.partCount,
-        checksumAlgorithm: recordAlg,
-        checksumType: 'FULL_OBJECT',
-        source: { name: basename(fp.path), size: fp.size, mtimeMs: fp.mtimeMs, samples },
-        settings,
-        finished: { checksum: shown, etag: stripQuotes(look.head.etag), finishedAt: new Date().toISOString() },
-      };
+    // No plan: a first run, or the pipeline run again after a finish removed its records. The file
+    // proven at the key is not uploaded again: a finished record takes the plan's place, so the
+    // workers and finish, run again, prove it and do nothing (finish then removes it).
+    const found = await finishedAtKey(cx, o.checksumAlgorithm === undefined ? undefined : alg);
+    if (found) {
+      const record: SharedPlan = { ...newPlan('none (the object was found finished at the key)', found.checksumAlgorithm), finished: { checksum: found.checksum, etag: found.etag, finishedAt: new Date().toISOString() } };
       try {
         await writeJson(cx, planKey(o.key), record, true);
         return { plan: record, reused: false, finished: true, planKey: planKey(o.key) };
@@ -233,22 +228,7 @@ export async function planSharedUpload(o: SharedOptions & { workers: number }): 
 
   await loadSendHashers(alg);
   const created = await cx.retry(() => cx.s3.createMultipartUpload({ bucket: o.bucket, key: o.key, checksumAlgorithm: alg, checksumType: 'FULL_OBJECT', settings }, cx.req, cx.signal));
-  const plan: SharedPlan = {
-    format: 'partwise-plan',
-    version: 1,
-    bucket: o.bucket,
-    key: o.key,
-    uploadId: created.uploadId,
-    createdAt: new Date().toISOString(),
-    workers: o.workers,
-    size: fp.size,
-    partSize: layout.partSize,
-    partCount: layout.partCount,
-    checksumAlgorithm: alg,
-    checksumType: 'FULL_OBJECT',
-    source: { name: basename(fp.path), size: fp.size, mtimeMs: fp.mtimeMs, samples },
-    settings,
-  };
+  const plan = newPlan(created.uploadId, alg);
   try {
     await writeJson(cx, planKey(o.key), plan, true);
   } catch (err) {
@@ -263,6 +243,23 @@ export async function planSharedUpload(o: SharedOptions & { workers: number }): 
     return { plan: await reuse(cx, theirs, wanted, o.partSize !== undefined), reused: true, finished: false, planKey: planKey(o.key) };
   }
   return { plan, reused: false, finished: false, planKey: planKey(o.key) };
+}
+
+/**
+ * The object at the key proven to be this file (one pass over it, as a single upload's rerun) with
+ * the settings asked for, and showing a full-object checksum: `asked`, or with none asked any
+ * combinable one (a CRC64NVME object is as proven as a CRC32C one). Undefined otherwise.
+ */
+async function finishedAtKey(cx: EngineContext, asked: CombinableAlgorithm | undefined): Promise<{ checksumAlgorithm: CombinableAlgorithm; checksum: string; etag: string } | undefined> {
+  const look = await lookAtKey(cx);
+  const head = look.head;
+  if (!look.present || !head) return undefined;
+  const checksumAlgorithm = asked ?? (['CRC32C', 'CRC64NVME', 'CRC32'] as const).find((a) => head.checksums[a] !== undefined);
+  const checksum = checksumAlgorithm && head.checksums[checksumAlgorithm];
+  if (!checksumAlgorithm || !checksum) return undefined;
+  const fullObject = head.checksumType === 'FULL_OBJECT' || (head.checksumType === undefined && !/-\d+$/.test(checksum));
+  if (!fullObject || (await settingsNotCarried(cx, head, cx.o.file)) !== undefined) return undefined;
+  return { checksumAlgorithm, checksum, etag: stripQuotes(head.etag) };
 }
 
 type Wanted = { size: number; mtimeMs: number; samples: SourceSample[]; partSize: number; alg: CombinableAlgorithm | undefined; workers: number; settings: ReturnType<typeof objectSettings> };
