@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { ListPartsCommand } from '@aws-sdk/client-s3';
 import { AwsCrc32c } from '@aws-crypto/crc32c';
 import pLimit from 'p-limit';
-import { MiB, PausedError, Upload, createUpload, type PartwiseError, type ProgressSnapshot } from '../src/index.ts';
+import { MiB, PausedError, S3RequestError, Upload, createUpload, type PartwiseError, type ProgressSnapshot } from '../src/index.ts';
 import { SdkS3Port, createS3Client } from '../src/s3/adapter.ts';
 import { readJournal } from '../src/local/journal.ts';
+import { ARENA_BYTES } from '../src/local/file-source.ts';
+import type { PartBody } from '../src/s3/port.ts';
 import { uploadThenPause } from './helpers/pause.ts';
 import { concurrencyProbe, slowParts, wrapPort } from './helpers/ports.ts';
 import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, randomFile, sha256, tempDir } from './helpers/s3.ts';
@@ -32,6 +35,111 @@ describe('uploads against the local RADOS Gateway', () => {
     assert.equal(r.verification.level, 'full-object-checksum');
     assert.ok(Math.max(...sent) <= 1 * MiB, 'sent in slices of at most 1 MiB');
     assert.equal(sent.reduce((a, b) => a + b, 0), f.bytes.length);
+  });
+
+  /** Wraps a part body so the test sees every slice the adapter reads from it (and may fail a request midway). */
+  function watchedBody(body: PartBody, seen: (slice: Buffer) => void): PartBody {
+    if (Buffer.isBuffer(body)) return body;
+    return {
+      length: body.length,
+      async *chunks() {
+        for await (const c of body.chunks()) {
+          seen(c);
+          yield c;
+        }
+      },
+    };
+  }
+
+  test('parts are not held: by default every part streams from the file through one 1 MiB arena per request in flight, arenas are recycled, and the object is identical', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 6 * 5 * MiB + 2 * MiB + 13);
+    const inner = new SdkS3Port(createS3Client());
+    const arenas = new Set<ArrayBufferLike>();
+    let held = 0;
+    let largest = 0;
+    const s3 = wrapPort(inner, {
+      uploadPart: (input, req, signal) => {
+        if (Buffer.isBuffer(input.body)) held++;
+        const mine = new Set<ArrayBufferLike>();
+        const body = watchedBody(input.body, (c) => {
+          mine.add(c.buffer);
+          arenas.add(c.buffer);
+          largest = Math.max(largest, c.length);
+          assert.equal(c.buffer.byteLength, ARENA_BYTES, 'a slice of an arena, not a fresh buffer');
+        });
+        return inner.uploadPart({ ...input, body }, req, signal).finally(() => assert.equal(mine.size, 1, 'one arena per request'));
+      },
+    });
+    const r = await new Upload({ s3, file: f.path, bucket, key: 'stream/arena.bin', partSize: 5 * MiB, stateDir: dir, concurrency: 2 }).done();
+    assert.equal(held, 0, 'no part held in memory');
+    assert.equal(r.partsUploaded, 7);
+    assert.ok(arenas.size <= 3, `arenas are taken from the pool again: ${arenas.size} for 7 parts at concurrency 2`);
+    assert.equal(largest, ARENA_BYTES / 4, 'slices of a quarter arena');
+    assert.equal(sha256(await getObjectBytes(bucket, 'stream/arena.bin')), f.sha256);
+  });
+
+  test('a retried part reads into a fresh arena (a failed request may still be reading into its own), and the object is identical', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 3 * 5 * MiB + 7);
+    const inner = new SdkS3Port(createS3Client());
+    const byAttempt: Set<ArrayBufferLike>[] = [];
+    const s3 = wrapPort(inner, {
+      uploadPart: async (input, req, signal) => {
+        if (input.partNumber !== 2) return inner.uploadPart(input, req, signal);
+        const mine = new Set<ArrayBufferLike>();
+        byAttempt.push(mine);
+        if (byAttempt.length === 1) {
+          // The first request reads two slices and its connection dies.
+          const it = (input.body as Exclude<PartBody, Buffer>).chunks()[Symbol.asyncIterator]();
+          for (let i = 0; i < 2; i++) mine.add((await it.next()).value.buffer);
+          throw new S3RequestError({ operation: 'UploadPart', s3Code: 'ECONNRESET' });
+        }
+        return inner.uploadPart({ ...input, body: watchedBody(input.body, (c) => mine.add(c.buffer)) }, req, signal);
+      },
+    });
+    const r = await new Upload({ s3, file: f.path, bucket, key: 'stream/retry-arena.bin', partSize: 5 * MiB, stateDir: dir, concurrency: 1, retry: { baseDelayMs: 1, maxDelayMs: 2 } }).done();
+    assert.equal(byAttempt.length, 2, 'part 2 sent twice');
+    const [first, second] = byAttempt.map((s) => [...s]);
+    assert.equal(second!.length, 1);
+    assert.ok(!first!.includes(second![0]!), 'the retry did not read into the failed request\'s arena');
+    assert.equal(r.partsUploaded, 4);
+    assert.equal(sha256(await getObjectBytes(bucket, 'stream/retry-arena.bin')), f.sha256);
+  });
+
+  test('the file rewritten between the hash pass and the send pass: RGW refuses the part (its checksum was taken first), nothing of it is stored, and the run stops SOURCE_CHANGED', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 3 * 5 * MiB + 7);
+    const inner = new SdkS3Port(createS3Client());
+    const answers: string[] = [];
+    let uploadId = '';
+    const s3 = wrapPort(inner, {
+      uploadPart: async (input, req, signal) => {
+        uploadId = input.uploadId;
+        if (input.partNumber === 2 && answers.length === 0) {
+          // Hashed already; the bytes change in place (same size) before they are streamed.
+          const fh = await open(f.path, 'r+');
+          await fh.write(randomBytes(5 * MiB), 0, 5 * MiB, 5 * MiB);
+          await fh.close();
+        }
+        try {
+          const out = await inner.uploadPart(input, req, signal);
+          if (input.partNumber === 2) answers.push('stored');
+          return out;
+        } catch (err) {
+          if (input.partNumber === 2) answers.push((err as PartwiseError).message);
+          throw err;
+        }
+      },
+    });
+    await assert.rejects(
+      new Upload({ s3, file: f.path, bucket, key: 'stream/changed.bin', partSize: 5 * MiB, stateDir: dir, concurrency: 1, retry: { baseDelayMs: 1, maxDelayMs: 2 } }).done(),
+      (e: PartwiseError) => e.code === 'SOURCE_CHANGED',
+    );
+    assert.equal(answers.length, 1, `one request for part 2, refused: ${answers.join('; ')}`);
+    assert.notEqual(answers[0], 'stored');
+    const listed = await plainClient().send(new ListPartsCommand({ Bucket: bucket, Key: 'stream/changed.bin', UploadId: uploadId }));
+    assert.deepEqual((listed.Parts ?? []).map((p) => p.PartNumber), [1], 'part 2 is not on the server');
   });
 
   test('streamed parts hashed by WASM (CRC64NVME) at concurrency 8: a hasher held across reads is taken on demand, not from a fixed four', async () => {

@@ -87,16 +87,35 @@ export async function readRange(fh: FileHandle, offset: number, length: number, 
 
 const SLICE = 1024 * 1024;
 
-/** A part body streamed from the file in 1 MiB reads; each call of `chunks` reads it afresh. */
-function fileRangeBody(fh: FileHandle, offset: number, length: number): PartBody {
+/**
+ * What a streamed part is read through: one arena per request in flight, cycled in RING slices of
+ * 256 KiB (smaller slices cost measurably more CPU; larger arenas only memory). Memory for part
+ * bytes is then concurrency × 1 MiB whatever the part size.
+ */
+export const ARENA_BYTES = 1024 * 1024;
+const RING = 4;
+
+/**
+ * A part body streamed from the file; each call of `chunks` reads it afresh. With an arena the
+ * reads cycle through its slices. The request pipe asks for a slice only once the socket has taken
+ * all but the previous one (backpressure: a 256 KiB write always fills the socket's 16–64 KiB
+ * high-water mark), so at most two slices are held when a third is read into. Only the first call
+ * uses the arena: a failed request's last read may still land in it, so a retry reads into a fresh
+ * one. Whatever happens here, the server checks what it received against the digests sent first.
+ */
+function fileRangeBody(fh: FileHandle, offset: number, length: number, arena?: Buffer): PartBody {
+  let calls = 0;
   return {
     length,
     async *chunks() {
+      const ring = arena && calls++ === 0 ? arena : arena ? Buffer.allocUnsafeSlow(arena.length) : undefined;
+      const slice = ring ? Math.floor(ring.length / RING) : SLICE;
       let done = 0;
-      while (done < length) {
-        // A fresh buffer per slice: the HTTP layer may still hold the previous one.
-        const buf = Buffer.allocUnsafe(Math.min(SLICE, length - done));
-        const { bytesRead } = await fh.read(buf, 0, buf.length, offset + done);
+      for (let i = 0; done < length; i++) {
+        const n = Math.min(slice, length - done);
+        // Without an arena, a fresh buffer per slice: the HTTP layer may still hold the previous one.
+        const buf = ring ? ring.subarray((i % RING) * slice, (i % RING) * slice + n) : Buffer.allocUnsafe(n);
+        const { bytesRead } = await fh.read(buf, 0, n, offset + done);
         if (bytesRead === 0) throw new Error(`unexpected end of file at offset ${offset + done} (the file shrank during the upload)`);
         done += bytesRead;
         yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
@@ -113,23 +132,26 @@ export interface PreparedPart {
 /**
  * A part's bytes and digest, read inside its concurrency slot. Up to `streamAbove` bytes the part
  * is held in memory (hashed and sent from one buffer, reused on a retry); above it, it is hashed in
- * a first pass over the file and streamed from the file in a second, so memory does not grow with
- * the part size. The server checks what it receives against the precomputed MD5 and checksum, so a
- * change between the passes cannot slip through.
+ * a first pass over the file and streamed from the file in a second (the page cache makes the
+ * second read cheap), both through `arena` when given, so memory does not grow with the part size.
+ * The server checks what it receives against the precomputed MD5 and checksum, so a change between
+ * the passes is refused by the server, not stored. The arena goes back to its pool only after a
+ * request that succeeded: a failed one may still be reading into it.
  */
 export async function preparePart(
   fh: FileHandle,
   part: PlannedPart,
   alg: ChecksumAlgorithm | null,
   streamAbove: number,
-  from: { reuse?: PreparedPart; alloc?: (size: number) => Buffer; md5?: boolean } = {},
+  from: { reuse?: PreparedPart; alloc?: (size: number) => Buffer; md5?: boolean; arena?: Buffer } = {},
 ): Promise<PreparedPart> {
   const md5 = from.md5 !== false;
   // Each run loads the hashers it uses, here where parts are hashed for sending (not all up front:
   // CRC64NVME's WASM costs ~30 ms of every start that never uses it).
   await loadHashers([alg ?? undefined, computesMd5(alg, md5) ? 'MD5' : undefined]);
   if (part.size > streamAbove) {
-    return { body: fileRangeBody(fh, part.offset, part.size), digest: await digestFileRange(fh, part.offset, part.size, alg ?? undefined, undefined, undefined, md5) };
+    const digest = await digestFileRange(fh, part.offset, part.size, alg ?? undefined, from.arena, undefined, md5);
+    return { body: fileRangeBody(fh, part.offset, part.size, from.arena), digest };
   }
   const prior = from.reuse && Buffer.isBuffer(from.reuse.body) && from.reuse.body.length === part.size ? from.reuse.body : undefined;
   const buf = await readRange(fh, part.offset, part.size, prior ?? from.alloc?.(part.size));

@@ -8,6 +8,7 @@ import { PACED_SLICE, type RateLimiter } from '../core/rate-limit.ts';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../core/retry.ts';
 import { hasExplicitSettings, settingsProblems, type ObjectSettingOptions } from '../core/object-settings.ts';
 import type { RequestOptions, S3Port } from '../s3/port.ts';
+import { ARENA_BYTES } from '../local/file-source.ts';
 
 export interface EngineOptions extends RequestOptions, ObjectSettingOptions {
   file: string;
@@ -48,7 +49,8 @@ export interface EngineOptions extends RequestOptions, ObjectSettingOptions {
   /**
    * Parts larger than this are not held in memory: they are hashed in a first pass over the file
    * and streamed from it in a second (the server checks the bytes against the precomputed MD5 and
-   * checksum). Default 64 MiB.
+   * checksum), through a 1 MiB arena per part in flight. Default 1 MiB: above it a held part
+   * saves only the second read from the page cache, and costs its whole size in memory.
    */
   streamPartsAbove?: number;
   /** abort any journaled upload for this file and destination and start over */
@@ -73,9 +75,8 @@ export interface EngineOptions extends RequestOptions, ObjectSettingOptions {
   now?: () => number;
 }
 
-export const DEFAULT_STREAM_PARTS_ABOVE = 64 * 1024 * 1024;
+export const DEFAULT_STREAM_PARTS_ABOVE = ARENA_BYTES;
 
-/** Rejects options that can never work, before anything touches the disk or the server. */
 /** The part layout for `size` bytes under the options' part size, the server's minimum part size and its part-count limit. */
 export function planFor(size: number, o: Pick<EngineOptions, 'partSize' | 'minPartSize' | 'maxParts'>): PartPlan {
   return planParts(size, { ...(o.partSize !== undefined ? { partSize: o.partSize } : {}), ...(o.minPartSize !== undefined ? { minPartSize: o.minPartSize } : {}), ...(o.maxParts !== undefined ? { maxParts: o.maxParts } : {}) });
