@@ -10,6 +10,7 @@ const snap = (over: Partial<ProgressSnapshot>): ProgressSnapshot => ({
   partsTotal: 0,
   bytesHashed: 0,
   bytesToHash: 0,
+  concurrency: 4,
   partsSkipped: 0,
   bytesSkipped: 0,
   bytesSent: 0,

@@ -142,6 +142,52 @@ describe('uploads against the local RADOS Gateway', () => {
     assert.deepEqual((listed.Parts ?? []).map((p) => p.PartNumber), [1], 'part 2 is not on the server');
   });
 
+  test('the level of parts in flight is told: searched by default (from 8), fixed by concurrency, and in every progress snapshot', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 2 * 5 * MiB + 3);
+    for (const concurrency of [undefined, 3]) {
+      // A clock that runs 100 ms per reading: the search judges windows within this small upload.
+      let clock = 0;
+      const up = createUpload({ file: f.path, bucket, key: `level/${concurrency ?? 'auto'}`, partSize: 5 * MiB, stateDir: dir, now: () => (clock += 100), ...(concurrency ? { concurrency } : {}) });
+      const told: { concurrency: number; reason: string; searching: boolean }[] = [];
+      const snaps: number[] = [];
+      up.on('concurrency', (e) => told.push({ concurrency: e.concurrency, reason: e.reason, searching: e.searching }));
+      up.on('progress', (p) => p.phase === 'upload' && snaps.push(p.concurrency));
+      await up.done();
+      assert.deepEqual(told[0], concurrency ? { concurrency: 3, reason: 'start', searching: false } : { concurrency: 8, reason: 'start', searching: true });
+      // Fed by the bytes parts send: the first judged window is a gain over nothing.
+      if (!concurrency) assert.deepEqual(told[1], { concurrency: 16, reason: 'rate-rising', searching: true });
+      else assert.equal(told.length, 1, 'a fixed level does not move without a SlowDown');
+      assert.ok(snaps.length > 0 && snaps.at(-1) === told.at(-1)!.concurrency, `snapshots carry the level: ${snaps.join(',')}`);
+    }
+  });
+
+  test('the checksum probe: other parts wait for its answer (and skip MD5) while it is quick, but not on a slow first part: they go with MD5 instead of idling', async () => {
+    const dir = await tempDir();
+    const f = await randomFile(dir, 6 * 5 * MiB + 3);
+    for (const slow of [false, true]) {
+      const inner = new SdkS3Port(createS3Client());
+      const started = new Map<number, number>();
+      const md5 = new Map<number, boolean>();
+      const t0 = Date.now();
+      const s3 = wrapPort(inner, {
+        uploadPart: async (input, req, signal) => {
+          started.set(input.partNumber, Date.now() - t0);
+          md5.set(input.partNumber, input.contentMd5 !== undefined);
+          if (slow && input.partNumber === 1) await new Promise((r) => setTimeout(r, 1500));
+          return inner.uploadPart(input, req, signal);
+        },
+      });
+      await new Upload({ s3, file: f.path, bucket, key: `probe/${slow}`, partSize: 5 * MiB, stateDir: dir, concurrency: 4 }).done();
+      assert.equal(md5.get(1), true, 'the probe carries Content-MD5');
+      if (!slow) assert.deepEqual([2, 3, 4].map((n) => md5.get(n)), [false, false, false], 'a quick probe: the others waited, no MD5');
+      else {
+        assert.ok(started.get(2)! - started.get(1)! < 1000, `part 2 went ${started.get(2)! - started.get(1)!} ms after the probe, not after its answer`);
+        assert.deepEqual([2, 3, 4].map((n) => md5.get(n)), [true, true, true], 'without the answer, MD5 is the evidence');
+      }
+    }
+  });
+
   test('streamed parts hashed by WASM (CRC64NVME) at concurrency 8: a hasher held across reads is taken on demand, not from a fixed four', async () => {
     const dir = await tempDir();
     const f = await randomFile(dir, 8 * 5 * MiB + 5);

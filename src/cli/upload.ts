@@ -49,6 +49,7 @@ export async function cmdUpload(pos: string[], v: Values, argv: string[], out: O
     up.on('part-done', (e) => out.line({ event: 'part-done', ...e }));
     up.on('part-retry', (e) => out.line({ event: 'part-retry', ...e }));
     up.on('warning', (e) => out.line({ event: 'warning', ...e }));
+    up.on('concurrency', (e) => out.line({ event: 'concurrency', ...e }));
     up.on('progress', (s) => out.line({ event: 'progress', ...s }));
   } else if (!out.quiet) {
     up.on('warning', (e) => process.stderr.write(`\npartwise: warning: ${e.message}\n`));

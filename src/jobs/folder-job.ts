@@ -34,7 +34,7 @@ import { acquireLock } from '../local/lock.ts';
 import { abortUploads } from '../upload/inspect.ts';
 import { objectSettings } from '../core/object-settings.ts';
 import { settingsNotCarried } from '../upload/read-back.ts';
-import { DEFAULT_STREAM_PARTS_ABOVE, loadSendHashers, requestOptions, sendAlgorithm, validateOptions } from '../upload/options.ts';
+import { DEFAULT_STREAM_PARTS_ABOVE, loadSendHashers, partLimiter, requestOptions, sendAlgorithm, validateOptions } from '../upload/options.ts';
 import { mayDropChecksum, refusedChecksum } from '../upload/session.ts';
 import { DEFAULT_PART_SIZE } from '../core/planner.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
@@ -91,7 +91,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
     if (shard && !(Number.isSafeInteger(shard.count) && shard.count >= 1 && Number.isSafeInteger(shard.index) && shard.index >= 0 && shard.index < shard.count)) {
       throw new InvalidOptionsError(`shard must be { index, count } with 0 ≤ index < count; got ${JSON.stringify(shard)}`);
     }
-    this.limiter = options.limiter ?? pLimit(options.concurrency ?? 4);
+    this.limiter = partLimiter(options);
     this.rate = options.rateLimiter ?? (options.maxBytesPerSecond !== undefined ? new RateLimiter(options.maxBytesPerSecond) : undefined);
     ({ stop: this.stop, unlink: this.unlinkStop } = stopFollowing(options.signal));
   }

@@ -33,7 +33,7 @@ import type { S3Port } from '../s3/port.ts';
 import { EngineContext, stopFollowing } from '../upload/context.ts';
 import type { UploadEvents, UploadResult } from '../upload/events.ts';
 import { abortMultipart, finish } from '../upload/finish.ts';
-import { loadSendHashers, planFor, validateOptions, type EngineOptions } from '../upload/options.ts';
+import { loadSendHashers, partLimiter, planFor, validateOptions, type EngineOptions } from '../upload/options.ts';
 import { ProgressTracker } from '../upload/progress.ts';
 import { sendParts } from '../upload/send.ts';
 import { lookAtKey } from '../upload/discover.ts';
@@ -157,7 +157,7 @@ async function readPlan(cx: EngineContext): Promise<SharedPlan | undefined> {
 
 function context(o: SharedOptions, emit: EngineContext['emit'], signal: AbortSignal): EngineContext {
   const eo: EngineOptions = { ...o };
-  return new EngineContext(eo, o.limiter ?? pLimit(o.concurrency ?? 4), signal, emit);
+  return new EngineContext(eo, partLimiter(o), signal, emit);
 }
 
 const quiet = (() => true) as unknown as EngineContext['emit'];

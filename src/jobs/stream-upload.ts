@@ -9,7 +9,6 @@
  * more than `concurrency` parts ahead of the server's acknowledgements.
  */
 import { EventEmitter } from 'eventemitter3';
-import pLimit from 'p-limit';
 import { checksumTypeFor, stripQuotes } from '../core/checksums.ts';
 import { EngineContext, stopFollowing } from '../upload/context.ts';
 import { ObjectExistsError, PartFailedError, PartwiseError, PausedError, causedByStop, S3RequestError, SourceUnreadableError, StreamFailedError, StreamSizeMismatchError, StreamTooLargeError, isNoSuchUpload, type StreamUploadFate } from '../core/errors.ts';
@@ -19,7 +18,7 @@ import { digestBuffer, type LocalDigest } from '../core/hashing.ts';
 import type { JournalData } from '../local/journal.ts';
 import { lookAtKey } from '../upload/discover.ts';
 import { objectSettings } from '../core/object-settings.ts';
-import { loadSendHashers, planFor, sendAlgorithm, validateOptions, type EngineOptions } from '../upload/options.ts';
+import { loadSendHashers, partLimiter, planFor, sendAlgorithm, validateOptions, type EngineOptions } from '../upload/options.ts';
 import { S3_MAX_PARTS, type PartPlan } from '../core/planner.ts';
 import { ProgressTracker } from '../upload/progress.ts';
 import { uploadResult } from '../upload/result.ts';
@@ -61,7 +60,8 @@ export class StreamUpload extends EventEmitter<UploadEvents> {
     if (options.expectedSize !== undefined && options.maxSize !== undefined) throw new PartwiseError('INVALID_OPTIONS', 'give expectedSize (the exact size) or maxSize (an upper bound), not both');
     ({ stop: this.stop, unlink: this.unlinkStop } = stopFollowing(options.signal));
     ProgressTracker.follow(this);
-    this.cx = new EngineContext(eo, options.limiter ?? pLimit(options.concurrency ?? 4), this.stop.signal, this.emit.bind(this));
+    // A stream's parts are held in memory (it cannot be read twice): its level is not searched.
+    this.cx = new EngineContext(eo, partLimiter(options, true), this.stop.signal, this.emit.bind(this));
   }
 
   abort(reason?: unknown): void {

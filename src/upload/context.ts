@@ -50,7 +50,7 @@ export class EngineContext {
     this.s3 = o.s3;
     this.req = requestOptions(o);
     this.policy = retryPolicy(o);
-    this.throttle = Throttle.for(limiter, o.now);
+    this.throttle = Throttle.for(limiter, o.now ? { now: o.now } : {});
     this.rate = o.rateLimiter ?? (o.maxBytesPerSecond !== undefined ? new RateLimiter(o.maxBytesPerSecond) : undefined);
     const rate = this.rate;
     this.pace = rate ? (bytes) => rate.take(bytes, signal).catch(() => undefined) : undefined;

@@ -11,7 +11,6 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { EventEmitter } from 'eventemitter3';
-import pLimit from 'p-limit';
 import { EngineContext, stopFollowing } from './context.ts';
 import { CompleteFailedError, JournalCorruptError, JournalMismatchError, UploadNotAdoptableError, ObjectExistsError, ObjectUnverifiedError, ObjectVerificationError, PartwiseError, PausedError, S3RequestError, UnexpectedError, UploadGoneError, isNoSuchUpload, isPermanentRefusal } from '../core/errors.ts';
 import type { DiscoveryReport, UploadEvents, UploadResult } from './events.ts';
@@ -20,7 +19,7 @@ import { abortMultipart, finish } from './finish.ts';
 import { presentResult, uploadResult } from './result.ts';
 import { acquireLock } from '../local/lock.ts';
 import { defaultStateDir, deleteJournal, journalPathFor, readIntent, readJournal, removeStaleTemps, setJournalAside, type JournalData } from '../local/journal.ts';
-import { validateOptions, type EngineOptions } from './options.ts';
+import { partLimiter, validateOptions, type EngineOptions } from './options.ts';
 import { ProgressTracker } from './progress.ts';
 import type { ReconcileReport } from '../core/reconcile.ts';
 import { sendParts } from './send.ts';
@@ -90,7 +89,7 @@ export class Upload extends EventEmitter<UploadEvents> {
     ({ stop: this.stop, unlink: this.unlinkStop } = stopFollowing(options.signal));
     this.on('plan', (e) => (this.uploadId = e.uploadId));
     ProgressTracker.follow(this);
-    this.cx = new EngineContext(options, options.limiter ?? pLimit(options.concurrency ?? 4), this.stop.signal, this.emit.bind(this));
+    this.cx = new EngineContext(options, partLimiter(options), this.stop.signal, this.emit.bind(this));
   }
 
   /** Runs the upload (once; later calls return the same promise). */

@@ -7,6 +7,9 @@ import type { ChecksumAlgorithm } from '../core/checksums.ts';
 import type { PartwiseError } from '../core/errors.ts';
 import type { ReconcileReport, VerificationBasis } from '../core/reconcile.ts';
 import type { VerificationLevel } from '../core/verify-object.ts';
+import type { ConcurrencyChange } from '../core/throttle.ts';
+
+export type { ConcurrencyChange } from '../core/throttle.ts';
 
 /** `ours-empty`: the upload this machine created and was stopped before journaling; it has no parts, so it is aborted (not adopted: nothing to keep, and its checksum settings cannot be read back). */
 export type CandidateStatus = 'match' | 'stale' | 'expired' | 'unprovable' | 'ours-empty';
@@ -141,6 +144,8 @@ export interface ProgressSnapshot {
   bytesAcknowledged: number;
   partsUploaded: number;
   partsInFlight: number;
+  /** parts allowed in flight now (searched, fixed, or lowered by a SlowDown); 0 before the first `concurrency` event */
+  concurrency: number;
   retries: number;
   /** (skipped + acknowledged) / total, 0..1, never above 1 */
   fractionDone: number;
@@ -164,6 +169,8 @@ export interface UploadEvents {
   /** a part gave up (its error ends the run) */
   'part-failed': (e: { partNumber: number; error: string }) => void;
   'part-skip': (e: { partNumber: number; size: number; basis: VerificationBasis[] }) => void;
+  /** the parts allowed in flight: the level at the start of sending, then each change and why */
+  concurrency: (e: ConcurrencyChange) => void;
   progress: (s: ProgressSnapshot) => void;
   warning: (e: WarningEvent) => void;
   complete: (r: UploadResult) => void;

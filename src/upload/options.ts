@@ -1,6 +1,6 @@
 /** An upload's options: their type, their validation, and what is derived from them once. */
 import { createHash } from 'node:crypto';
-import type { LimitFunction } from 'p-limit';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { DEFAULT_CHECKSUM_ALGORITHM, isChecksumAlgorithm, loadHashers, type ChecksumAlgorithm, type ChecksumType } from '../core/checksums.ts';
 import { InvalidOptionsError } from '../core/errors.ts';
 import { S3_MAX_PARTS, S3_MAX_PART_SIZE, planParts, type PartPlan } from '../core/planner.ts';
@@ -9,6 +9,7 @@ import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../core/retry.ts';
 import { hasExplicitSettings, settingsProblems, type ObjectSettingOptions } from '../core/object-settings.ts';
 import type { RequestOptions, S3Port } from '../s3/port.ts';
 import { ARENA_BYTES } from '../local/file-source.ts';
+import { ADAPTIVE_MAX, ADAPTIVE_START, Throttle } from '../core/throttle.ts';
 
 export interface EngineOptions extends RequestOptions, ObjectSettingOptions {
   file: string;
@@ -21,7 +22,10 @@ export interface EngineOptions extends RequestOptions, ObjectSettingOptions {
   minPartSize?: number;
   /** the server's part-count limit (default S3's 10,000; Swift's s3api allows 1,000): the part size is raised to fit it */
   maxParts?: number;
-  /** parallel UploadPart calls (default 4); ignored when `limiter` is given */
+  /**
+   * parallel UploadPart calls, fixed. Without it the level is searched: from 4, doubled while the
+   * aggregate rate rises, up to 32 (see core/throttle.ts). Ignored when `limiter` is given.
+   */
   concurrency?: number;
   /** one p-limit limiter shared by several uploads, so a backup tool bounds all of them at once */
   limiter?: LimitFunction;
@@ -76,6 +80,18 @@ export interface EngineOptions extends RequestOptions, ObjectSettingOptions {
 }
 
 export const DEFAULT_STREAM_PARTS_ABOVE = ARENA_BYTES;
+
+/**
+ * The limiter for an upload's parts: the caller's, or one of its own. With no concurrency given its
+ * level is searched (core/throttle.ts), unless the parts are held in memory (a stream's): there a
+ * higher level would cost a part size each, so it stays where it starts.
+ */
+export function partLimiter(o: Pick<EngineOptions, 'concurrency' | 'limiter' | 'now'>, held = false): LimitFunction {
+  if (o.limiter) return o.limiter;
+  const limiter = pLimit(o.concurrency ?? ADAPTIVE_START);
+  if (o.concurrency === undefined && !held) Throttle.for(limiter, { search: { max: ADAPTIVE_MAX }, ...(o.now ? { now: o.now } : {}) });
+  return limiter;
+}
 
 /** The part layout for `size` bytes under the options' part size, the server's minimum part size and its part-count limit. */
 export function planFor(size: number, o: Pick<EngineOptions, 'partSize' | 'minPartSize' | 'maxParts'>): PartPlan {

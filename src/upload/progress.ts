@@ -21,6 +21,7 @@ export class ProgressTracker {
   partsSkipped = 0;
   bytesSkipped = 0;
   retries = 0;
+  concurrency = 0;
   private readonly parts = new Map<number, PartState>();
   private readonly started = Date.now();
   private uploadStarted: number | undefined;
@@ -111,6 +112,7 @@ export class ProgressTracker {
       bytesAcknowledged,
       partsUploaded,
       partsInFlight,
+      concurrency: this.concurrency,
       retries: this.retries,
       fractionDone: this.totalBytes === 0 ? (this.phase === 'done' ? 1 : 0) : Math.min(1, done / this.totalBytes),
       bytesPerSecond: upSecs > 0 ? bytesAcknowledged / upSecs : 0,
@@ -147,6 +149,10 @@ export class ProgressTracker {
     source.on('part-retry', (e) => t.retry(e.partNumber));
     source.on('part-failed', (e) => t.dropped(e.partNumber));
     source.on('part-done', (e) => t.acked(e.partNumber));
+    source.on('concurrency', (e) => {
+      t.concurrency = e.concurrency;
+      t.push(true);
+    });
     return t;
   }
 }

@@ -23,18 +23,21 @@ export async function sendParts(cx: EngineContext, s: Session, fh: FileHandle, o
   // No journal on disk (a shared upload's worker: its truth is the server's listing): nothing to record.
   const writer = s.journalPath ? new JournalWriter(s.journalPath, { bucket: s.journal.bucket, key: s.journal.key, uploadId: s.journal.uploadId }) : undefined;
   if (phases) cx.emit('phase', { phase: 'upload' });
+  const unfollow = cx.throttle.follow((e) => cx.emit('concurrency', e));
   let failure: { partNumber: number; error: unknown } | undefined;
   // Until the server has shown it echoes checksums, the first part to go is a probe: the others wait
   // for its answer, so they are hashed without MD5 when the checksum is the evidence (at 8 × 64 MiB
-  // that is half a GiB of MD5 not computed), at the cost of one part's latency.
+  // that is half a GiB of MD5 not computed), at the cost of one part's latency, but no longer than
+  // MD5 would cost them: on a slow link the probe takes seconds and the pipe would sit nearly empty.
   let probe: Promise<unknown> | undefined;
+  const wait = probeWaitMs(s.plan.partSize);
   await Promise.all(
     s.toUpload.map((n) =>
       cx.limiter(async () => {
         if (failure || cx.signal.aborted) return;
         try {
           if (s.alg && s.journal.serverChecksums !== true) {
-            if (probe) await probe.catch(() => undefined);
+            if (probe) await waitAtMost(probe, wait);
             else {
               probe = sendPart(cx, s, fh, n, writer);
               await probe;
@@ -50,6 +53,7 @@ export async function sendParts(cx: EngineContext, s: Session, fh: FileHandle, o
       }),
     ),
   );
+  unfollow();
   await writer?.flush();
   const ctx = cx.errorContext({ uploadId: s.journal.uploadId, journalPath: s.journalPath });
   if (cx.signal.aborted) throw new PausedError(ctx, cx.signal.reason);
@@ -62,6 +66,20 @@ export async function sendParts(cx: EngineContext, s: Session, fh: FileHandle, o
     throw new PartFailedError({ ...ctx, partNumber }, error);
   }
   if (phases) cx.emit('phase', { phase: 'complete' });
+}
+
+/** MD5 on one core here is ~700 MB/s; taken low, so a part waits rather than hash needlessly. */
+const MD5_BYTES_PER_MS = 500_000;
+
+/** How long a part waits for the probe's answer: twice what MD5 of it would cost, and at least 250 ms. */
+export function probeWaitMs(partSize: number): number {
+  return Math.max(250, Math.ceil((2 * partSize) / MD5_BYTES_PER_MS));
+}
+
+async function waitAtMost(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number, writer: JournalWriter | undefined): Promise<void> {
@@ -97,7 +115,10 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
         partNumber: n,
         body: prepared.body,
         ...(digest.md5Hex ? { contentMd5: md5b64(digest.md5Hex) } : {}),
-        onBytesSent: (bytes) => cx.emit('part-sent', { partNumber: n, bytes }),
+        onBytesSent: (bytes) => {
+          cx.throttle.sent(bytes);
+          cx.emit('part-sent', { partNumber: n, bytes });
+        },
         ...(cx.pace ? { pace: cx.pace } : {}),
         ...(s.alg && checksum ? { checksum: { algorithm: s.alg, value: checksum } } : {}),
       };
