@@ -40,7 +40,7 @@ One object from many workers (under Slurm, Kubernetes, AWS Batch; state only in 
 Upload options:
   --part-size SIZE        part size, e.g. 8MiB, 64MiB, 1GiB (default 16MiB; raised to fit 10,000 parts)
   --max-parts N           the server's part limit (default 10,000; Swift's s3api: 1,000): the part size is raised to fit it
-  --concurrency N         parallel part uploads (default 4)
+  --concurrency N         parallel part uploads, fixed (default: searched from 8 up to 32 by the measured rate)
   --max-rate RATE         cap the bytes per second sent, e.g. 50MiB/s, 20MB/s (smooth, not bursts)
   --checksum ALG          crc32c (default) | crc64nvme | crc32 | sha256 | sha1 | none
   --fresh                 abort the journaled upload for this file and destination, and start over
