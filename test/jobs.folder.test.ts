@@ -20,6 +20,10 @@ import { globMatcher } from '../src/core/glob.ts';
 import { SdkS3Port } from '../src/s3/adapter.ts';
 import { BIN, cliEnv, jsonLines, runCli, runCliUnprivileged } from './helpers/cli.ts';
 import { wrapPort } from './helpers/ports.ts';
+import type { LimitFunction } from 'p-limit';
+import { poolFor } from '../src/local/buffer-pool.ts';
+import { ARENA_BYTES } from '../src/local/file-source.ts';
+import type { PartBody } from '../src/s3/port.ts';
 import { countingClient, getObjectBytes, loadS3Env, makeBucket, plainClient, sha256, tempDir } from './helpers/s3.ts';
 
 const MiB = 1024 * 1024;
@@ -626,4 +630,44 @@ test('a folder job\'s --json file-done events name the evidence (verificationLev
   assert.deepEqual([md5again['small.bin']!.level, md5again['big.bin']!.level], ['object-md5', 'multipart-etag']);
   assert.match(md5again['small.bin']!.how, /its ETag [0-9a-f]{32} is the one recorded/);
   assert.doesNotMatch(md5again['small.bin']!.how, /checksum/);
+});
+
+test('a folder job: its level is told (searched from 8); a streamed file whose request was retried never gives its first arena back to the pool; a file rewritten after its streamed put fails SOURCE_CHANGED', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-folder');
+  const dir = await tempDir();
+  await writeFile(join(dir, 'retried.bin'), randomBytes(2 * MiB + 5));
+  await writeFile(join(dir, 'rewritten.bin'), randomBytes(2 * MiB + 7));
+  const inner = new SdkS3Port(plainClient());
+  let firstArena: ArrayBufferLike | undefined;
+  const s3 = wrapPort(inner, {
+    putObject: async (input, req, signal) => {
+      if (input.key.endsWith('retried.bin') && !firstArena) {
+        // The first request reads two slices and its connection dies.
+        const it = (input.body as Exclude<PartBody, Buffer>).chunks()[Symbol.asyncIterator]();
+        firstArena = (await it.next()).value.buffer;
+        await it.next();
+        throw new S3RequestError({ operation: 'PutObject', s3Code: 'ECONNRESET' });
+      }
+      const out = await inner.putObject(input, req, signal);
+      if (input.key.endsWith('rewritten.bin')) await writeFile(join(dir, 'rewritten.bin'), randomBytes(2 * MiB + 7));
+      return out;
+    },
+  });
+  const levels: { concurrency: number; reason: string; searching: boolean }[] = [];
+  const job = new FolderJob({ s3, dir, bucket, stateDir: await tempDir(), retry: { baseDelayMs: 1, maxDelayMs: 2 } });
+  job.on('concurrency', (e) => levels.push({ concurrency: e.concurrency, reason: e.reason, searching: e.searching }));
+  const r = await job.done();
+  assert.deepEqual(levels[0], { concurrency: 8, reason: 'start', searching: true });
+  const byName = new Map(r.outcomes.map((o) => [o.file.split('/').at(-1), o]));
+  assert.equal(byName.get('retried.bin')!.status, 'uploaded');
+  assert.equal(byName.get('rewritten.bin')!.status, 'failed');
+  assert.equal(byName.get('rewritten.bin')!.error?.code, 'SOURCE_CHANGED');
+  assert.ok(firstArena, 'the retried file was streamed through an arena');
+  // What the pool hands out now: never the arena a failed request may still be reading into.
+  const pool = poolFor((job as unknown as { limiter: LimitFunction }).limiter);
+  const handed = new Set<ArrayBufferLike>();
+  for (let i = 0; i < 8; i++) handed.add(pool.take(ARENA_BYTES).buffer);
+  assert.ok(!handed.has(firstArena!), 'the first request\'s arena is not in the pool');
+  assert.ok(handed.size > 0);
 });

@@ -313,3 +313,27 @@ test('a failed stream says what became of its upload: not "was aborted" when the
   await getObjectBytes(bucket, 'landed'); // it does
   assert.equal(await openUploads(bucket), 0);
 });
+
+test('a stream holds its parts, so with no concurrency given its level is a fixed 4, not searched', async () => {
+  loadS3Env();
+  const bucket = await makeBucket('pw-stream');
+  const inner = new SdkS3Port(createS3Client());
+  let now = 0;
+  let max = 0;
+  const s3 = wrapPort(inner, {
+    uploadPart: async (input, req, signal) => {
+      max = Math.max(max, ++now);
+      try {
+        await new Promise((r) => setTimeout(r, 30));
+        return await inner.uploadPart(input, req, signal);
+      } finally {
+        now--;
+      }
+    },
+  });
+  const data = randomBytes(12 * 5 * MiB + 1);
+  const r = await new StreamUpload({ s3, source: piped(data).source, bucket, key: 'held-level', partSize: 5 * MiB }).done();
+  assert.equal(r.size, data.length);
+  assert.equal(max, 4, 'four parts of the stream in memory at most');
+  assert.equal(sha256(await getObjectBytes(bucket, 'held-level')), sha256(data));
+});

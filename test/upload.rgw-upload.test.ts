@@ -10,6 +10,7 @@ import { MiB, PausedError, S3RequestError, Upload, createUpload, type PartwiseEr
 import { SdkS3Port, createS3Client } from '../src/s3/adapter.ts';
 import { readJournal } from '../src/local/journal.ts';
 import { ARENA_BYTES } from '../src/local/file-source.ts';
+import { Throttle } from '../src/core/throttle.ts';
 import type { PartBody } from '../src/s3/port.ts';
 import { uploadThenPause } from './helpers/pause.ts';
 import { concurrencyProbe, slowParts, wrapPort } from './helpers/ports.ts';
@@ -160,9 +161,13 @@ describe('uploads against the local RADOS Gateway', () => {
       else assert.equal(told.length, 1, 'a fixed level does not move without a SlowDown');
       assert.ok(snaps.length > 0 && snaps.at(-1) === told.at(-1)!.concurrency, `snapshots carry the level: ${snaps.join(',')}`);
     }
+    // A limiter shared by many uploads: each stops following its level when it ends.
+    const limiter = pLimit(2);
+    for (const n of [1, 2]) await createUpload({ file: f.path, bucket, key: `level/shared-${n}`, partSize: 5 * MiB, stateDir: dir, limiter }).done();
+    assert.equal(Throttle.for(limiter).followers, 0);
   });
 
-  test('the checksum probe: other parts wait for its answer (and skip MD5) while it is quick, but not on a slow first part: they go with MD5 instead of idling', async () => {
+  test('the checksum probe: other parts wait for its answer (and skip MD5) on a fast pipe, but not while it crawls over a slow one: they go with MD5 instead of idling', async () => {
     const dir = await tempDir();
     const f = await randomFile(dir, 6 * 5 * MiB + 3);
     for (const slow of [false, true]) {
@@ -174,8 +179,19 @@ describe('uploads against the local RADOS Gateway', () => {
         uploadPart: async (input, req, signal) => {
           started.set(input.partNumber, Date.now() - t0);
           md5.set(input.partNumber, input.contentMd5 !== undefined);
-          if (slow && input.partNumber === 1) await new Promise((r) => setTimeout(r, 1500));
-          return inner.uploadPart(input, req, signal);
+          if (!(slow && input.partNumber === 1)) return inner.uploadPart(input, req, signal);
+          // A probe on a slow pipe: its slices go out at ~4 MB/s.
+          const body = input.body as Exclude<PartBody, Buffer>;
+          const slowBody: PartBody = {
+            length: body.length,
+            async *chunks() {
+              for await (const c of body.chunks()) {
+                await new Promise((r) => setTimeout(r, 60));
+                yield c;
+              }
+            },
+          };
+          return inner.uploadPart({ ...input, body: slowBody }, req, signal);
         },
       });
       await new Upload({ s3, file: f.path, bucket, key: `probe/${slow}`, partSize: 5 * MiB, stateDir: dir, concurrency: 4 }).done();

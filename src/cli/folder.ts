@@ -30,6 +30,7 @@ export async function cmdFolder(pos: string[], v: Values, argv: string[], out: O
     job.on('file-event', (e) => out.line({ event: e.event, file: e.file, key: e.key, ...(e.data as object) }));
     job.on('job-progress', (e) => out.line({ event: 'job-progress', ...e }));
     job.on('warning', (e) => out.line({ event: 'warning', ...e }));
+    job.on('concurrency', (e) => out.line({ event: 'concurrency', ...e }));
   } else {
     if (!out.quiet) job.on('warning', (e) => process.stderr.write(`\npartwise: warning: ${e.file ? `${e.file}: ` : ''}${e.message}\n`));
     // As each file fails, once, on stderr, --quiet or not: a job run from cron must not fail silently.

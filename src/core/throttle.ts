@@ -61,7 +61,7 @@ export interface SearchTuning {
   warmupMs: number;
 }
 
-export const DEFAULT_SEARCH_TUNING: SearchTuning = { windowMs: 500, minGain: 0.1, flatWindows: 2, reprobeMs: 20_000, warmupMs: 250 };
+export const DEFAULT_SEARCH_TUNING: SearchTuning = { windowMs: 300, minGain: 0.1, flatWindows: 2, reprobeMs: 20_000, warmupMs: 200 };
 
 /** With no concurrency given: where the search starts, and the bound it never passes (1 MiB of part arena each). */
 export const ADAPTIVE_START = 8;
@@ -177,6 +177,11 @@ export class Throttle {
     fn({ concurrency: this.state.current, from: this.state.current, reason: 'start', searching: this.state.search !== undefined });
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
+  }
+
+  /** How many follow: a limiter outlives many uploads (a folder job's thousands), and none may stay. */
+  get followers(): number {
+    return this.listeners.size;
   }
 
   get searching(): boolean {

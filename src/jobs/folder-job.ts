@@ -19,6 +19,7 @@ import { EventEmitter } from 'eventemitter3';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { etagsAreMd5, stripQuotes } from '../core/checksums.ts';
 import { EngineContext, stopFollowing } from '../upload/context.ts';
+import { Throttle } from '../core/throttle.ts';
 import { Upload } from '../upload/engine.ts';
 import { InvalidKeyError, InvalidOptionsError, ObjectExistsError, PartwiseError, S3RequestError, causedByStop, SourceChangedError, SourceUnreadableError, UnverifiableError } from '../core/errors.ts';
 import type { UploadEvents, UploadResult } from '../upload/events.ts';
@@ -121,6 +122,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
       ? { signal: this.stop.signal, onWait: (h: { pid: number; host: string }) => this.emit('warning', { code: 'SHARD_WAITING', message: `shard ${shard.index}/${shard.count} is being run by another partwise (pid ${h.pid} on ${h.host}; a requeued task racing the original?): waiting for it to finish, then checking its work` }) }
       : undefined;
     const release = await acquireLock(journalPath, { bucket: o.bucket, journalPath }, 'folder job', wait);
+    let unfollowLevel: (() => void) | undefined;
     try {
       const given = o.entries && shard ? o.entries.filter((e) => shardOf(e.key, shard.count) === shard.index) : o.entries;
       const listed: FolderListing = given ? { entries: given, notRead: [], invalid: [], unreadable: [], excluded: 0, met: given.length } : await listFolder(o.dir!, o.prefix ?? '', o.exclude ?? [], shard ? { shard } : {});
@@ -151,6 +153,11 @@ export class FolderJob extends EventEmitter<JobEvents> {
       for (const u of [...settled, ...early]) this.emit('file-done', u);
       // Files start as budget allows: a file waits for a slot to start; its parts share the same limiter.
       const fileSlots = pLimit(Math.max(1, this.limiter.concurrency));
+      // Files in flight follow the parts' level (searched, or lowered by a SlowDown); each change is told.
+      unfollowLevel = Throttle.for(this.limiter).follow((e) => {
+        fileSlots.concurrency = Math.max(1, e.concurrency);
+        this.emit('concurrency', e);
+      });
       // Verification workers: the machine's cores shared by the files verifying at once.
       this.hashWorkers = o.hashWorkers ?? Math.max(1, Math.floor(availableParallelism() / fileSlots.concurrency));
       let stopStarting = [...settled, ...early].some((x) => x.status === 'failed') && o.failFast === true;
@@ -217,6 +224,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
         durationMs: Date.now() - t0,
       };
     } finally {
+      unfollowLevel?.();
       await release();
     }
   }
@@ -390,9 +398,13 @@ export class FolderJob extends EventEmitter<JobEvents> {
         const body = prepared.body;
         const d = prepared.digest;
         let checksum = alg && d.checksum ? d.checksum.toString('base64') : undefined;
+        // Requests that read the body: only the first reads into the arena (file-source.ts), so only
+        // after a success with exactly one may it go back to the pool.
+        let requests = 0;
         const put = () =>
-          cx.retry(() =>
-            cx.s3.putObject(
+          cx.retry(() => {
+            requests++;
+            return cx.s3.putObject(
               {
                 bucket: o.bucket,
                 key: p.key,
@@ -402,11 +414,12 @@ export class FolderJob extends EventEmitter<JobEvents> {
                 settings: objectSettings(o, p.file),
                 ...(o.noOverwrite ? { ifNoneMatch: true } : {}),
                 ...(cx.pace ? { pace: cx.pace } : {}),
+                onBytesSent: (n: number) => cx.throttle.sent(n),
               },
               cx.req,
               cx.signal,
-            ),
-          );
+            );
+          });
         let r;
         try {
           try {
@@ -432,7 +445,10 @@ export class FolderJob extends EventEmitter<JobEvents> {
           }
           throw new ObjectExistsError(ctx, 'before', err);
         }
-        arenaFree = true;
+        arenaFree = requests === 1;
+        // A streamed file was read twice (hashed, then sent): it must still be what was hashed,
+        // whatever the server checked, or the object may hold bytes the digests do not describe.
+        if (arena) await this.assertUnchanged(p, ctx);
         // A small body is counted when the server has it.
         this.progress.bytesSent += body.length;
         this.progress.bytesDone += body.length;
@@ -483,6 +499,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
     const o = this.options;
     const up = new Upload({ ...o, file: p.file, key: p.key, limiter: this.limiter, stateDir, discover: o.discover ?? true, signal: this.stop.signal, hashWorkers: this.hashWorkers, ...(fresh ? { fresh: true } : {}), ...(this.rate ? { rateLimiter: this.rate } : {}) });
     let counted = 0;
+    // Not 'concurrency': the level is the job's (one limiter), told once by the job itself.
     for (const event of ['plan', 'reconcile', 'part-done', 'part-retry', 'part-skip', 'complete'] as const) {
       up.on(event, (data: unknown) => this.emit('file-event', { file: p.file, key: p.key, event, data }));
     }

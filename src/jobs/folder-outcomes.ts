@@ -3,6 +3,7 @@
  * and the decisions on them: which failures every file would meet alike, what an entry list may
  * hold, a failure as an outcome, the settings a file's record is compared by.
  */
+import type { ConcurrencyChange } from '../core/throttle.ts';
 import type { UploadEvents } from '../upload/events.ts';
 import type { EngineOptions } from '../upload/options.ts';
 import { InvalidOptionsError, PartwiseError, S3RequestError, causeChain } from '../core/errors.ts';
@@ -130,6 +131,8 @@ export interface JobEvents {
   /** a file's own engine event (multipart files), named with the file */
   'file-event': (e: { file: string; key: string; event: keyof UploadEvents; data: unknown }) => void;
   'job-progress': (p: JobProgress) => void;
+  /** the parts (and files) allowed in flight: the level at the start, then each change and why */
+  concurrency: (e: ConcurrencyChange) => void;
   warning: (e: { file?: string; code: string; message: string }) => void;
 }
 

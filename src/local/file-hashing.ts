@@ -24,9 +24,15 @@ export async function digestFileRange(
 ): Promise<LocalDigest> {
   // Held across reads: taken with acquireHasher, which never runs out at any concurrency.
   const d = new RangeDigest(computesMd5(alg, withMd5) ? await acquireHasher('MD5') : undefined, alg ? await acquireHasher(alg) : undefined);
-  for (let done = 0; done < length; ) {
-    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, length - done), offset + done);
-    done += d.feed(buf, bytesRead, offset + done, onBytes);
+  try {
+    for (let done = 0; done < length; ) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, length - done), offset + done);
+      done += d.feed(buf, bytesRead, offset + done, onBytes);
+    }
+  } catch (err) {
+    // No digest: the pooled hashers go back (see digestFdRangeSync).
+    d.dispose();
+    throw err;
   }
   return d.result();
 }

@@ -1,4 +1,5 @@
 import { open, realpath, stat, type FileHandle } from 'node:fs/promises';
+import { getDefaultHighWaterMark } from 'node:stream';
 import { loadHashers, type ChecksumAlgorithm } from '../core/checksums.ts';
 import { SourceChangedError, SourceUnreadableError, type ErrorContext } from '../core/errors.ts';
 import { computesMd5, digestBuffer, type LocalDigest } from '../core/hashing.ts';
@@ -108,7 +109,10 @@ function fileRangeBody(fh: FileHandle, offset: number, length: number, arena?: B
   return {
     length,
     async *chunks() {
-      const ring = arena && calls++ === 0 ? arena : arena ? Buffer.allocUnsafeSlow(arena.length) : undefined;
+      // The ring relies on the pipe asking for a slice only once the socket took all but the one
+      // before: a process whose default high-water mark holds a whole slice reads further ahead.
+      const ringSafe = getDefaultHighWaterMark(false) < Math.floor((arena?.length ?? 0) / RING);
+      const ring = arena && ringSafe ? (calls++ === 0 ? arena : Buffer.allocUnsafeSlow(arena.length)) : undefined;
       const slice = ring ? Math.floor(ring.length / RING) : SLICE;
       let done = 0;
       for (let i = 0; done < length; i++) {

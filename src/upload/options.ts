@@ -23,7 +23,7 @@ export interface EngineOptions extends RequestOptions, ObjectSettingOptions {
   /** the server's part-count limit (default S3's 10,000; Swift's s3api allows 1,000): the part size is raised to fit it */
   maxParts?: number;
   /**
-   * parallel UploadPart calls, fixed. Without it the level is searched: from 4, doubled while the
+   * parallel UploadPart calls, fixed. Without it the level is searched: from 8, doubled while the
    * aggregate rate rises, up to 32 (see core/throttle.ts). Ignored when `limiter` is given.
    */
   concurrency?: number;
@@ -81,6 +81,9 @@ export interface EngineOptions extends RequestOptions, ObjectSettingOptions {
 
 export const DEFAULT_STREAM_PARTS_ABOVE = ARENA_BYTES;
 
+/** The level of a stream's uploads when none is given: its parts are held in memory. */
+export const HELD_PARTS_CONCURRENCY = 4;
+
 /**
  * The limiter for an upload's parts: the caller's, or one of its own. With no concurrency given its
  * level is searched (core/throttle.ts), unless the parts are held in memory (a stream's): there a
@@ -88,7 +91,8 @@ export const DEFAULT_STREAM_PARTS_ABOVE = ARENA_BYTES;
  */
 export function partLimiter(o: Pick<EngineOptions, 'concurrency' | 'limiter' | 'now'>, held = false): LimitFunction {
   if (o.limiter) return o.limiter;
-  const limiter = pLimit(o.concurrency ?? ADAPTIVE_START);
+  // Held parts cost a part size each: a stream starts (and stays) where a fixed level always began.
+  const limiter = pLimit(o.concurrency ?? (held ? HELD_PARTS_CONCURRENCY : ADAPTIVE_START));
   if (o.concurrency === undefined && !held) Throttle.for(limiter, { search: { max: ADAPTIVE_MAX }, ...(o.now ? { now: o.now } : {}) });
   return limiter;
 }

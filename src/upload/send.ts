@@ -12,6 +12,7 @@ import { JournalWriter, type JournalData, type JournalPart } from '../local/jour
 import { poolFor } from '../local/buffer-pool.ts';
 import { DEFAULT_STREAM_PARTS_ABOVE } from './options.ts';
 import { partAt } from '../core/planner.ts';
+import { keepWaitingForProbe } from '../core/probe.ts';
 import type { S3Port, UploadPartOutput } from '../s3/port.ts';
 import type { Session } from './types.ts';
 
@@ -25,21 +26,23 @@ export async function sendParts(cx: EngineContext, s: Session, fh: FileHandle, o
   if (phases) cx.emit('phase', { phase: 'upload' });
   const unfollow = cx.throttle.follow((e) => cx.emit('concurrency', e));
   let failure: { partNumber: number; error: unknown } | undefined;
-  // Until the server has shown it echoes checksums, the first part to go is a probe: the others wait
-  // for its answer, so they are hashed without MD5 when the checksum is the evidence (at 8 × 64 MiB
-  // that is half a GiB of MD5 not computed), at the cost of one part's latency, but no longer than
-  // MD5 would cost them: on a slow link the probe takes seconds and the pipe would sit nearly empty.
+  // Until the server has shown it echoes checksums, the first part to go is a probe; whether the
+  // others wait for its answer (and skip MD5) is core/probe.ts's decision, from the probe's rate.
   let probe: Promise<unknown> | undefined;
-  const wait = probeWaitMs(s.plan.partSize);
+  const watch = { firstByteAt: undefined as number | undefined, bytes: 0, answered: false };
+  const now = cx.o.now ?? Date.now;
   await Promise.all(
     s.toUpload.map((n) =>
       cx.limiter(async () => {
         if (failure || cx.signal.aborted) return;
         try {
           if (s.alg && s.journal.serverChecksums !== true) {
-            if (probe) await waitAtMost(probe, wait);
+            if (probe) await waitForProbe(probe, () => keepWaitingForProbe({ sendingMs: watch.firstByteAt === undefined ? undefined : now() - watch.firstByteAt, bytesSent: watch.bytes }), () => watch.answered);
             else {
-              probe = sendPart(cx, s, fh, n, writer);
+              probe = sendPart(cx, s, fh, n, writer, (bytes) => {
+                watch.firstByteAt ??= now();
+                watch.bytes += bytes;
+              }).finally(() => (watch.answered = true));
               await probe;
               return;
             }
@@ -68,21 +71,16 @@ export async function sendParts(cx: EngineContext, s: Session, fh: FileHandle, o
   if (phases) cx.emit('phase', { phase: 'complete' });
 }
 
-/** MD5 on one core here is ~700 MB/s; taken low, so a part waits rather than hash needlessly. */
-const MD5_BYTES_PER_MS = 500_000;
-
-/** How long a part waits for the probe's answer: twice what MD5 of it would cost, and at least 250 ms. */
-export function probeWaitMs(partSize: number): number {
-  return Math.max(250, Math.ceil((2 * partSize) / MD5_BYTES_PER_MS));
+/** Waits for the probe's answer while the policy says so, looking again every 25 ms. */
+async function waitForProbe(p: Promise<unknown>, keepWaiting: () => boolean, answered: () => boolean): Promise<void> {
+  while (!answered() && keepWaiting()) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([p.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, 25)))]);
+    clearTimeout(timer);
+  }
 }
 
-async function waitAtMost(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
-}
-
-async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number, writer: JournalWriter | undefined): Promise<void> {
+async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number, writer: JournalWriter | undefined, onSent?: (bytes: number) => void): Promise<void> {
   const part = partAt(s.plan, n);
   const streamAbove = cx.o.streamPartsAbove ?? DEFAULT_STREAM_PARTS_ABOVE;
   // Read inside the concurrency slot: memory stays near concurrency × min(part size, streamAbove, arena).
@@ -117,6 +115,7 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
         ...(digest.md5Hex ? { contentMd5: md5b64(digest.md5Hex) } : {}),
         onBytesSent: (bytes) => {
           cx.throttle.sent(bytes);
+          onSent?.(bytes);
           cx.emit('part-sent', { partNumber: n, bytes });
         },
         ...(cx.pace ? { pace: cx.pace } : {}),
