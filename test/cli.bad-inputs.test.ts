@@ -309,7 +309,8 @@ describe('bad inputs on the local RADOS Gateway', () => {
       const env = cliEnv(state);
       const args = ['upload', f.path, `s3://${bucket}/bad/full-state`, '--part-size', '5MiB', '--concurrency', '1'];
       const filler = join(state, 'filler');
-      const r = await drive(args, env, (e) => {
+      // Capped, so the first part is recorded half a second after the plan, not before the test fills the folder.
+      const r = await drive([...args, '--max-rate', '10MiB/s'], env, (e) => {
         // Fill the folder once the journal is written, before the first part is recorded: that
         // record (the part log's first block) hits ENOSPC while parts are on their way.
         if (e.event === 'plan') execFileSync('sh', ['-c', `dd if=/dev/zero of='${filler}' bs=4k 2>/dev/null || true`]);
