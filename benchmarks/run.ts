@@ -723,7 +723,7 @@ print();
   const hm = JSON.parse(h.stdout.trim().split('\n').at(-1)!) as { usage: NodeJS.MemoryUsage; maxRssMiB: number };
   const heap = summarizeHeap(snap, 8);
   const mib = (n: number) => fmt(n / MiB, 1);
-  print(`Memory at 50% acknowledged (library upload, \`process.memoryUsage()\`): RSS ${mib(hm.usage.rss)} MiB = V8 heap ${mib(hm.usage.heapTotal)} MiB (used ${mib(hm.usage.heapUsed)}) + ArrayBuffers ${mib(hm.usage.arrayBuffers)} MiB (part buffers: ${s0.concurrency} × ${s0.partMiB} MiB = ${s0.concurrency * s0.partMiB} MiB) + code, stacks and the runtime. Peak RSS of that process: ${fmt(hm.maxRssMiB)} MiB.`);
+  print(`Memory at 50% acknowledged (library upload, \`process.memoryUsage()\`): RSS ${mib(hm.usage.rss)} MiB = V8 heap ${mib(hm.usage.heapTotal)} MiB (used ${mib(hm.usage.heapUsed)}) + ArrayBuffers ${mib(hm.usage.arrayBuffers)} MiB (part arenas: up to ${s0.concurrency} requests × 1 MiB, whatever the ${s0.partMiB} MiB part size, and the sockets' buffers) + code, stacks and the runtime. Peak RSS of that process: ${fmt(hm.maxRssMiB)} MiB.`);
   print();
   print(`| heap snapshot: self size by constructor | MiB |`);
   print(`|---|---:|`);
@@ -810,13 +810,12 @@ const wanRate = (name: string) => median(wanRuns.get(name)!.map((c) => (wanMiB *
 const pw = (s: Setting, f: (c: Cost) => number) => med(s, 'partwise', f);
 const ten = tenResults!;
 const targets: [string, string, string, boolean][] = [
-  [`resume verification, \`partwise status\` end to end (section 4)`, `${fmt(median(e2e), 2)} GB/s`, '≥ 1.5 GB/s', median(e2e) >= 1.5],
-  [
-    `finishing after a kill at 90% (section 3); the least a verifying resume can do here: ${fmt(resumeRatio.get(`0.9/${MINIMAL}`)!, 2)} ×`,
-    `${fmt(resumeRatio.get('0.9/partwise')!, 2)} × its own full upload`,
-    '≤ 0.2 ×',
-    resumeRatio.get('0.9/partwise')! <= 0.2,
-  ],
+  [`resume verification, \`partwise status\` end to end, of this machine's read + CRC32C limit (${fmt(limit, 2)} GB/s) (section 4)`, `${fmt(median(e2e), 2)} GB/s = ${fmt((100 * median(e2e)) / limit)}%`, '≥ 80%', median(e2e) >= 0.8 * limit],
+  (() => {
+    const pwS = median(resumeRuns.get('0.9/partwise')!.map((x) => x.cost.wallS));
+    const floorS = median(resumeRuns.get(`0.9/${MINIMAL}`)!.map((x) => x.cost.wallS));
+    return [`finishing after a kill at 90% vs the least a verifying resume can do here, ${fmt(floorS, 2)} s (section 3)`, `${fmt(pwS, 2)} s = ${fmt(pwS / floorS, 2)} ×`, '≤ 1.1 ×', pwS <= 1.1 * floorS] as [string, string, string, boolean];
+  })(),
   ...settings.flatMap((s): [string, string, string, boolean][] => {
     const fastest = peers.reduce((a, b) => (med(s, a.name, mbps) >= med(s, b.name, mbps) ? a : b));
     const leanest = peers.reduce((a, b) => (med(s, a.name, (c) => c.cpuS) <= med(s, b.name, (c) => c.cpuS) ? a : b));
