@@ -195,6 +195,12 @@ describe('uploads against the local RADOS Gateway', () => {
         },
       });
       await new Upload({ s3, file: f.path, bucket, key: `probe/${slow}`, partSize: 5 * MiB, stateDir: dir, concurrency: 4 }).done();
+      if (!slow) {
+        // Under a bandwidth cap the probe is as slow as the cap, not the pipe: the others still wait (no MD5).
+        md5.clear();
+        await new Upload({ s3, file: f.path, bucket, key: 'probe/capped', partSize: 5 * MiB, stateDir: dir, concurrency: 4, maxBytesPerSecond: 10 * MiB }).done();
+        assert.deepEqual([2, 3, 4].map((n) => md5.get(n)), [false, false, false], 'capped: the others waited for the probe');
+      }
       assert.equal(md5.get(1), true, 'the probe carries Content-MD5');
       if (!slow) assert.deepEqual([2, 3, 4].map((n) => md5.get(n)), [false, false, false], 'a quick probe: the others waited, no MD5');
       else {

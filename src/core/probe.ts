@@ -12,6 +12,11 @@ export interface ProbeProgress {
   sendingMs: number | undefined;
   /** body bytes of the probe handed to the network so far */
   bytesSent: number;
+  /**
+   * the bandwidth cap (bytes/ms), when the run has one: a probe that alone fills most of it is
+   * not slow, the cap is the limit, and the others would add MD5 and nothing else
+   */
+  capBytesPerMs?: number;
 }
 
 export interface ProbeTuning {
@@ -19,13 +24,16 @@ export interface ProbeTuning {
   judgeAfterMs: number;
   /** at or above this rate (bytes/ms) the pipe is local enough that waiting costs less than MD5 */
   fastBytesPerMs: number;
+  /** under a cap, at or above this share of it the probe alone uses the cap */
+  capShare: number;
 }
 
-export const DEFAULT_PROBE_TUNING: ProbeTuning = { judgeAfterMs: 250, fastBytesPerMs: 50_000 };
+export const DEFAULT_PROBE_TUNING: ProbeTuning = { judgeAfterMs: 250, fastBytesPerMs: 50_000, capShare: 0.8 };
 
 /** Whether the other parts keep waiting for the probe's answer. */
 export function keepWaitingForProbe(p: ProbeProgress, t: ProbeTuning = DEFAULT_PROBE_TUNING): boolean {
   // Reading and hashing the probe is local work, as quick as the disk: worth waiting for.
   if (p.sendingMs === undefined || p.sendingMs < t.judgeAfterMs) return true;
-  return p.bytesSent / p.sendingMs >= t.fastBytesPerMs;
+  const rate = p.bytesSent / p.sendingMs;
+  return rate >= (p.capBytesPerMs === undefined ? t.fastBytesPerMs : Math.min(t.fastBytesPerMs, t.capShare * p.capBytesPerMs));
 }

@@ -37,7 +37,7 @@ export async function sendParts(cx: EngineContext, s: Session, fh: FileHandle, o
         if (failure || cx.signal.aborted) return;
         try {
           if (s.alg && s.journal.serverChecksums !== true) {
-            if (probe) await waitForProbe(probe, () => keepWaitingForProbe({ sendingMs: watch.firstByteAt === undefined ? undefined : now() - watch.firstByteAt, bytesSent: watch.bytes }), () => watch.answered);
+            if (probe) await waitForProbe(probe, () => keepWaitingForProbe({ sendingMs: watch.firstByteAt === undefined ? undefined : now() - watch.firstByteAt, bytesSent: watch.bytes, ...(cx.rate ? { capBytesPerMs: cx.rate.bytesPerSecond / 1000 } : {}) }), () => watch.answered);
             else {
               probe = sendPart(cx, s, fh, n, writer, (bytes) => {
                 watch.firstByteAt ??= now();
