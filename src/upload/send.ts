@@ -31,13 +31,15 @@ export async function sendParts(cx: EngineContext, s: Session, fh: FileHandle, o
   let probe: Promise<unknown> | undefined;
   const watch = { firstByteAt: undefined as number | undefined, bytes: 0, answered: false };
   const now = cx.o.now ?? Date.now;
+  const keepWaiting = () =>
+    keepWaitingForProbe({ sendingMs: watch.firstByteAt === undefined ? undefined : now() - watch.firstByteAt, bytesSent: watch.bytes, ...(cx.rate ? { capBytesPerMs: cx.rate.bytesPerSecond / 1000 } : {}) });
   await Promise.all(
     s.toUpload.map((n) =>
       cx.limiter(async () => {
         if (failure || cx.signal.aborted) return;
         try {
           if (s.alg && s.journal.serverChecksums !== true) {
-            if (probe) await waitForProbe(probe, () => keepWaitingForProbe({ sendingMs: watch.firstByteAt === undefined ? undefined : now() - watch.firstByteAt, bytesSent: watch.bytes, ...(cx.rate ? { capBytesPerMs: cx.rate.bytesPerSecond / 1000 } : {}) }), () => watch.answered);
+            if (probe) await waitForProbe(probe, keepWaiting, () => watch.answered);
             else {
               probe = sendPart(cx, s, fh, n, writer, (bytes) => {
                 watch.firstByteAt ??= now();
