@@ -184,10 +184,6 @@ export class Throttle {
     return this.listeners.size;
   }
 
-  get searching(): boolean {
-    return this.state.search !== undefined;
-  }
-
   /** Body bytes handed to the network, for the search's rate. */
   sent(bytes: number): void {
     if (!this.state.search) return;

@@ -23,7 +23,7 @@ import { Throttle } from '../core/throttle.ts';
 import { Upload } from '../upload/engine.ts';
 import { InvalidKeyError, InvalidOptionsError, ObjectExistsError, PartwiseError, S3RequestError, causedByStop, SourceChangedError, SourceUnreadableError, UnverifiableError } from '../core/errors.ts';
 import type { UploadEvents, UploadResult } from '../upload/events.ts';
-import { ARENA_BYTES, fingerprint, openSource, preparePart, type PreparedPart, type SourceFingerprint } from '../local/file-source.ts';
+import { fingerprint, openSource, preparePart, type PreparedPart, type SourceFingerprint } from '../local/file-source.ts';
 import { listFolder, type FolderListing, type JobEntry } from '../local/folder-walk.ts';
 import { shardOf } from '../core/shared-plan.ts';
 import type { VerificationLevel } from '../core/verify-object.ts';
@@ -383,13 +383,12 @@ export class FolderJob extends EventEmitter<JobEvents> {
       const pool = poolFor(this.limiter);
       let prepared: PreparedPart | undefined;
       // A file over streamPartsAbove is read through an arena, given back only after a request that succeeded.
-      const arena = p.fp.size > streamAbove ? pool.take(ARENA_BYTES) : undefined;
       let arenaFree = false;
       try {
         // Cheapest sufficient evidence, as for parts: MD5 only until the server has echoed a checksum.
         const md5 = !alg || !this.serverChecksums;
         try {
-          prepared = await preparePart(fh, { partNumber: 1, offset: 0, size: p.fp.size }, alg, streamAbove, { alloc: (n) => pool.take(n, Math.min(o.partSize ?? DEFAULT_PART_SIZE, streamAbove)), md5, ...(arena ? { arena } : {}) });
+          prepared = await preparePart(fh, { partNumber: 1, offset: 0, size: p.fp.size }, alg, streamAbove, { alloc: (n) => pool.take(n, Math.min(o.partSize ?? DEFAULT_PART_SIZE, streamAbove)), md5, arena: (n) => pool.take(n) });
         } catch (err) {
           await this.assertUnchanged(p, ctx);
           throw err instanceof PartwiseError ? err : new SourceUnreadableError(p.file, err);
@@ -448,7 +447,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
         arenaFree = requests === 1;
         // A streamed file was read twice (hashed, then sent): it must still be what was hashed,
         // whatever the server checked, or the object may hold bytes the digests do not describe.
-        if (arena) await this.assertUnchanged(p, ctx);
+        if (prepared.arena) await this.assertUnchanged(p, ctx);
         // A small body is counted when the server has it.
         this.progress.bytesSent += body.length;
         this.progress.bytesDone += body.length;
@@ -467,7 +466,7 @@ export class FolderJob extends EventEmitter<JobEvents> {
         await fh.close();
         // No request holds the buffer any more: the next file or part may read into it.
         if (prepared && Buffer.isBuffer(prepared.body)) pool.give(prepared.body);
-        if (arena && arenaFree) pool.give(arena);
+        if (prepared?.arena && arenaFree) pool.give(prepared.arena);
       }
     });
   }

@@ -131,13 +131,15 @@ function fileRangeBody(fh: FileHandle, offset: number, length: number, arena?: B
 export interface PreparedPart {
   body: PartBody;
   digest: LocalDigest;
+  /** the arena a streamed part's first request reads through: back to its pool only after that request succeeded */
+  arena?: Buffer;
 }
 
 /**
  * A part's bytes and digest, read inside its concurrency slot. Up to `streamAbove` bytes the part
  * is held in memory (hashed and sent from one buffer, reused on a retry); above it, it is hashed in
  * a first pass over the file and streamed from the file in a second (the page cache makes the
- * second read cheap), both through `arena` when given, so memory does not grow with the part size.
+ * second read cheap), both through an arena taken from `arena` when given, so memory does not grow with the part size.
  * The server checks what it receives against the precomputed MD5 and checksum, so a change between
  * the passes is refused by the server, not stored. The arena goes back to its pool only after a
  * request that succeeded: a failed one may still be reading into it.
@@ -147,15 +149,16 @@ export async function preparePart(
   part: PlannedPart,
   alg: ChecksumAlgorithm | null,
   streamAbove: number,
-  from: { reuse?: PreparedPart; alloc?: (size: number) => Buffer; md5?: boolean; arena?: Buffer } = {},
+  from: { reuse?: PreparedPart; alloc?: (size: number) => Buffer; md5?: boolean; arena?: (size: number) => Buffer } = {},
 ): Promise<PreparedPart> {
   const md5 = from.md5 !== false;
   // Each run loads the hashers it uses, here where parts are hashed for sending (not all up front:
   // CRC64NVME's WASM costs ~30 ms of every start that never uses it).
   await loadHashers([alg ?? undefined, computesMd5(alg, md5) ? 'MD5' : undefined]);
   if (part.size > streamAbove) {
-    const digest = await digestFileRange(fh, part.offset, part.size, alg ?? undefined, from.arena, undefined, md5);
-    return { body: fileRangeBody(fh, part.offset, part.size, from.arena), digest };
+    const arena = from.arena?.(ARENA_BYTES);
+    const digest = await digestFileRange(fh, part.offset, part.size, alg ?? undefined, arena, undefined, md5);
+    return { body: fileRangeBody(fh, part.offset, part.size, arena), digest, ...(arena ? { arena } : {}) };
   }
   const prior = from.reuse && Buffer.isBuffer(from.reuse.body) && from.reuse.body.length === part.size ? from.reuse.body : undefined;
   const buf = await readRange(fh, part.offset, part.size, prior ?? from.alloc?.(part.size));

@@ -7,7 +7,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { etagsAreMd5, stripQuotes, type ChecksumAlgorithm } from '../core/checksums.ts';
 import type { EngineContext } from './context.ts';
 import { PartFailedError, PartwiseError, PausedError, S3RequestError, SourceChangedError, UnverifiableError, UploadGoneError, isNoSuchUpload } from '../core/errors.ts';
-import { ARENA_BYTES, assertSourceUnchanged, preparePart, sameDigest, type PreparedPart } from '../local/file-source.ts';
+import { assertSourceUnchanged, preparePart, sameDigest, type PreparedPart } from '../local/file-source.ts';
 import { JournalWriter, type JournalData, type JournalPart } from '../local/journal.ts';
 import { poolFor } from '../local/buffer-pool.ts';
 import { DEFAULT_STREAM_PARTS_ABOVE } from './options.ts';
@@ -90,8 +90,7 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
   // Cheapest sufficient evidence: once the server has shown it stores and checks part checksums,
   // the checksum proves the part and MD5 (the slowest hash here) is not computed at all.
   const md5 = !s.alg || s.journal.serverChecksums !== true;
-  let arena = part.size > streamAbove ? pool.take(ARENA_BYTES) : undefined;
-  let prepared: PreparedPart = await preparePart(fh, part, s.alg, streamAbove, { alloc: (size) => pool.take(size, Math.min(s.plan.partSize, streamAbove)), md5, ...(arena ? { arena } : {}) });
+  let prepared: PreparedPart = await preparePart(fh, part, s.alg, streamAbove, { alloc: (size) => pool.take(size, Math.min(s.plan.partSize, streamAbove)), md5, arena: (size) => pool.take(size) });
   const digest = prepared.digest;
   const checksum = s.alg && digest.checksum ? digest.checksum.toString('base64') : undefined;
   let attempts = 0;
@@ -101,8 +100,7 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
       if (attempts > 1) {
         // A retry sends the part from the file again, and the file must still hold the same bytes.
         // A failed request may still be reading into its arena: the retry takes a fresh one.
-        if (arena) arena = Buffer.allocUnsafeSlow(ARENA_BYTES);
-        prepared = await preparePart(fh, part, s.alg, streamAbove, { reuse: prepared, md5, ...(arena ? { arena } : {}) });
+        prepared = await preparePart(fh, part, s.alg, streamAbove, { reuse: prepared, md5, arena: (size) => Buffer.allocUnsafeSlow(size) });
         if (!sameDigest(prepared.digest, digest)) {
           throw new SourceChangedError(cx.o.file, [`the bytes of part ${n} changed during the upload`], cx.errorContext({ uploadId: s.journal.uploadId, partNumber: n }));
         }
@@ -138,7 +136,7 @@ async function sendPart(cx: EngineContext, s: Session, fh: FileHandle, n: number
   );
   // Acknowledged: no request holds the bytes any more, so the next part may read into them.
   if (Buffer.isBuffer(prepared.body) && prepared.body.length > 0) pool.give(prepared.body);
-  if (arena) pool.give(arena);
+  if (prepared.arena) pool.give(prepared.arena);
   const etag = stripQuotes(out.etag);
   const jp: JournalPart = { partNumber: n, size: part.size, etag, ...(digest.md5Hex ? { md5: digest.md5Hex } : {}), ...(checksum ? { checksum } : {}) };
   s.journal.parts = s.journal.parts.filter((p) => p.partNumber !== n);
